@@ -1,0 +1,129 @@
+//! Services, their ports, endpoints and subsets.
+
+use crate::{ResourceRef, Route};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct ServiceIdx(pub usize);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct EndpointIdx(pub usize);
+
+/// A Kubernetes Service or an Istio ServiceEntry host, with everything needed to
+/// route to it.
+#[derive(Debug, Serialize)]
+pub struct Service {
+    /// FQDN: `name.ns.svc.<cluster-domain>`, or the ServiceEntry host.
+    pub hostname: String,
+    pub namespace: String,
+    pub name: String,
+    pub source: ResourceRef,
+    pub addresses: Vec<IpAddr>,
+    pub ports: Vec<ServicePort>,
+    pub endpoints: Vec<Endpoint>,
+    /// DestinationRule subsets, each with the endpoints whose labels it selects.
+    pub subsets: Vec<Subset>,
+    /// Ordered: the first route that matches a request wins. Gateway API precedence
+    /// is resolved at translation time by sorting, so the data path never compares.
+    pub routes: Vec<Route>,
+    /// Where `routes` came from, and any source that lost to it (for `check`).
+    pub route_source: RouteSource,
+}
+
+/// Which API supplied a service's routes; HTTPRoute wins over VirtualService.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub enum RouteSource {
+    /// No route attached: the default route to all endpoints.
+    #[default]
+    Default,
+    HttpRoute {
+        routes: Vec<ResourceRef>,
+        /// VirtualServices that also target this service and were ignored.
+        shadowed: Vec<ResourceRef>,
+    },
+    VirtualService {
+        routes: Vec<ResourceRef>,
+    },
+}
+
+impl Service {
+    pub fn port(&self, port: u16) -> Option<&ServicePort> {
+        self.ports.iter().find(|p| p.port == port)
+    }
+
+    pub fn endpoint(&self, idx: EndpointIdx) -> &Endpoint {
+        &self.endpoints[idx.0]
+    }
+
+    pub fn subset(&self, name: &str) -> Option<&Subset> {
+        self.subsets.iter().find(|s| s.name == name)
+    }
+
+    /// Endpoints of the service (or of `subset`) that serve `port`.
+    pub fn endpoints_for<'a>(
+        &'a self,
+        subset: Option<&'a Subset>,
+        port: u16,
+    ) -> impl Iterator<Item = (EndpointIdx, &'a Endpoint)> + 'a {
+        let all = subset.is_none();
+        let idxs: &'a [EndpointIdx] = subset.map(|s| s.endpoints.as_slice()).unwrap_or(&[]);
+        let from_all = self
+            .endpoints
+            .iter()
+            .enumerate()
+            .filter(move |_| all)
+            .map(|(i, e)| (EndpointIdx(i), e));
+        let from_subset = idxs.iter().map(move |&i| (i, self.endpoint(i)));
+        from_all
+            .chain(from_subset)
+            .filter(move |(_, e)| e.target_port(port).is_some())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServicePort {
+    pub port: u16,
+    pub name: Option<String>,
+    pub app_protocol: Option<String>,
+}
+
+/// One workload instance (a Pod, an EndpointSlice endpoint, a WorkloadEntry or a
+/// ServiceEntry inline endpoint).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Endpoint {
+    pub address: IpAddr,
+    /// Service port → the port this endpoint listens on for it (targetPort resolved,
+    /// named ports included). A service port missing here is not served by it.
+    pub ports: BTreeMap<u16, u16>,
+    pub labels: BTreeMap<String, String>,
+    /// `spiffe://<trust-domain>/ns/<ns>/sa/<sa>`, when the service account is known.
+    pub identity: Option<String>,
+    /// In the ambient mesh (reached over HBONE once upstream HBONE exists).
+    pub in_mesh: bool,
+    /// Where it came from, e.g. `Pod default/productpage-v1`.
+    pub source: ResourceRef,
+}
+
+impl Endpoint {
+    pub fn target_port(&self, service_port: u16) -> Option<u16> {
+        self.ports.get(&service_port).copied()
+    }
+
+    /// The service port whose target is `target`, for workload-addressed traffic.
+    pub fn service_port_for_target(&self, target: u16) -> Option<u16> {
+        self.ports
+            .iter()
+            .find(|(_, &t)| t == target)
+            .map(|(&svc, _)| svc)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Subset {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub endpoints: Vec<EndpointIdx>,
+    pub source: ResourceRef,
+}

@@ -1,0 +1,124 @@
+//! The waypoint's intermediate representation (IR).
+//!
+//! Every source (Kubernetes Services and Pods, Istio VirtualService/DestinationRule,
+//! Gateway API HTTPRoute) is translated once into a [`Snapshot`]; the data path reads
+//! nothing else. The types here are plain data: no YAML, no Kubernetes types, no I/O.
+//! A snapshot is immutable once built and shared as `Arc<Snapshot>`, so a request sees
+//! one consistent world for its whole life, retries included.
+
+mod backend;
+mod names;
+mod route;
+
+pub use backend::{Endpoint, EndpointIdx, RouteSource, Service, ServiceIdx, ServicePort, Subset};
+pub use names::{ResourceKind, ResourceRef};
+pub use route::{
+    BackendRef, BackendTarget, HeaderMatch, HeaderModifier, Method, PathMatch, PathModifier,
+    QueryMatch, Redirect, RequestMatch, Route, RouteAction, RouteFilters, RouteOrigin,
+    StringMatch, UrlRewrite,
+};
+
+use serde::Serialize;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+
+/// What an HBONE `:authority` (`ip:port`) resolves to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Target {
+    /// A service VIP and one of its ports: routes pick the backend.
+    Service { service: ServiceIdx, port: u16 },
+    /// A workload address: that endpoint is the backend, with its service's L7 policy.
+    /// `port` is the service port whose target port was addressed.
+    Workload {
+        service: ServiceIdx,
+        port: u16,
+        endpoint: EndpointIdx,
+    },
+}
+
+/// The whole routing world at one config generation.
+///
+/// Invariants (established by `waypoint-config`, relied on by the data path):
+/// every `ServiceIdx`/`EndpointIdx` stored anywhere is in range; every route's
+/// regexes are compiled; `by_vip`, `by_workload` and `by_host` are consistent with
+/// `services`.
+#[derive(Debug, Default, Serialize)]
+pub struct Snapshot {
+    pub services: Vec<Service>,
+    /// VIP + service port → service.
+    #[serde(skip)]
+    pub by_vip: HashMap<SocketAddr, (ServiceIdx, u16)>,
+    /// Endpoint IP → (service, endpoint), for workload-addressed tunnels.
+    #[serde(skip)]
+    pub by_workload: HashMap<IpAddr, Vec<(ServiceIdx, EndpointIdx)>>,
+    /// Every hostname a plaintext `Host` header may use (`name`, `name.ns`,
+    /// `name.ns.svc`, FQDN, ServiceEntry hosts), lower-case, without port.
+    #[serde(skip)]
+    pub by_host: HashMap<String, ServiceIdx>,
+}
+
+impl Snapshot {
+    pub fn service(&self, idx: ServiceIdx) -> &Service {
+        &self.services[idx.0]
+    }
+
+    /// Resolves an HBONE CONNECT target: a VIP first, then a workload address
+    /// whose endpoint serves `addr.port()` as a target port.
+    pub fn resolve_target(&self, addr: SocketAddr) -> Option<Target> {
+        if let Some(&(service, port)) = self.by_vip.get(&addr) {
+            return Some(Target::Service { service, port });
+        }
+        let candidates = self.by_workload.get(&addr.ip())?;
+        candidates.iter().find_map(|&(service, endpoint)| {
+            let ep = self.service(service).endpoint(endpoint);
+            ep.service_port_for_target(addr.port())
+                .map(|port| Target::Workload {
+                    service,
+                    port,
+                    endpoint,
+                })
+        })
+    }
+
+    /// Resolves a plaintext `Host` header (`name[:port]`). Without a port the
+    /// service's first port is used.
+    pub fn resolve_host(&self, host: &str) -> Option<Target> {
+        let (name, port) = split_host_port(host);
+        let service = *self.by_host.get(&name.to_ascii_lowercase())?;
+        let svc = self.service(service);
+        let port = match port {
+            Some(p) => svc.port(p)?.port,
+            None => svc.ports.first()?.port,
+        };
+        Some(Target::Service { service, port })
+    }
+}
+
+/// Splits `host[:port]`, understanding bracketed IPv6 literals.
+pub fn split_host_port(host: &str) -> (&str, Option<u16>) {
+    if let Some(rest) = host.strip_prefix('[') {
+        if let Some((h, tail)) = rest.split_once(']') {
+            return (h, tail.strip_prefix(':').and_then(|p| p.parse().ok()));
+        }
+    }
+    match host.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') => match p.parse() {
+            Ok(port) => (h, Some(port)),
+            Err(_) => (host, None),
+        },
+        _ => (host, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_port_split() {
+        assert_eq!(split_host_port("a.b:80"), ("a.b", Some(80)));
+        assert_eq!(split_host_port("a.b"), ("a.b", None));
+        assert_eq!(split_host_port("[::1]:8080"), ("::1", Some(8080)));
+        assert_eq!(split_host_port("a:notaport"), ("a:notaport", None));
+    }
+}
