@@ -181,7 +181,9 @@ pub struct BackendRef {
 pub enum BackendTarget {
     Service {
         service: ServiceIdx,
-        port: u16,
+        /// `None`: the service port the request arrived on (a VirtualService
+        /// destination without `port`).
+        port: Option<u16>,
         /// Index into the service's `subsets`.
         subset: Option<usize>,
     },
