@@ -1,1 +1,110 @@
-fn main() {}
+//! `waypoint`: command-line parsing only; each command lives in `waypoint::cmd`.
+
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use waypoint::cmd;
+
+#[derive(Parser)]
+#[command(name = "waypoint", version, about = "An L7 waypoint proxy for Istio's ambient mesh")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct Domains {
+    /// Trust domain of SPIFFE identities.
+    #[arg(long, env = "WAYPOINT_TRUST_DOMAIN", default_value = "cluster.local")]
+    trust_domain: String,
+    /// Kubernetes cluster domain, for service FQDNs.
+    #[arg(long, env = "WAYPOINT_CLUSTER_DOMAIN", default_value = "cluster.local")]
+    cluster_domain: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the waypoint.
+    Run {
+        /// Directory of Kubernetes manifests (*.yaml, *.yml, *.json, recursively).
+        #[arg(long, env = "WAYPOINT_CONFIG_DIR")]
+        config_dir: PathBuf,
+        /// HBONE (mTLS HTTP/2 CONNECT) listener.
+        #[arg(long, env = "WAYPOINT_HBONE_ADDR", default_value = "0.0.0.0:15008")]
+        hbone_addr: SocketAddr,
+        /// Plaintext HTTP listener routing by Host (off unless set).
+        #[arg(long, env = "WAYPOINT_HTTP_ADDR")]
+        http_addr: Option<SocketAddr>,
+        /// Admin listener (/healthz/ready, /config_dump).
+        #[arg(long, env = "WAYPOINT_ADMIN_ADDR", default_value = "127.0.0.1:15000")]
+        admin_addr: SocketAddr,
+        /// Directory with cert-chain.pem, key.pem and root-cert.pem.
+        #[arg(
+            long,
+            env = "WAYPOINT_CERT_DIR",
+            default_value = "/var/run/secrets/workload-spiffe-credentials"
+        )]
+        cert_dir: PathBuf,
+        #[command(flatten)]
+        domains: Domains,
+        /// Worker threads (default: one per CPU).
+        #[arg(long, env = "WAYPOINT_WORKERS")]
+        workers: Option<usize>,
+    },
+    /// Validate manifests and print the routing table per service.
+    Check {
+        #[arg(long, env = "WAYPOINT_CONFIG_DIR")]
+        config_dir: PathBuf,
+        #[command(flatten)]
+        domains: Domains,
+    },
+    /// Send HTTP requests through an HBONE tunnel, like curl.
+    Client(cmd::client::ClientArgs),
+    /// Run the bundled productpage example with echo backends and show the split.
+    Demo(cmd::demo::DemoArgs),
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run {
+            config_dir,
+            hbone_addr,
+            http_addr,
+            admin_addr,
+            cert_dir,
+            domains,
+            workers,
+        } => cmd::run::run(cmd::run::RunArgs {
+            config_dir,
+            hbone_addr,
+            http_addr,
+            admin_addr,
+            cert_dir,
+            options: options(domains),
+            workers,
+        }),
+        Command::Check {
+            config_dir,
+            domains,
+        } => cmd::check::check(&config_dir, &options(domains)),
+        Command::Client(args) => cmd::client::client(args),
+        Command::Demo(args) => cmd::demo::demo(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn options(d: Domains) -> waypoint_config::Options {
+    waypoint_config::Options {
+        cluster_domain: d.cluster_domain,
+        trust_domain: d.trust_domain,
+    }
+}

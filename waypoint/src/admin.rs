@@ -1,0 +1,52 @@
+//! The admin listener: readiness and a dump of the config in use.
+
+use crate::state::State;
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub async fn serve(listener: TcpListener, state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let (tcp, _) = tokio::select! {
+            r = listener.accept() => match r { Ok(a) => a, Err(_) => continue },
+            _ = shutdown.changed() => return,
+        };
+        let state = state.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| {
+                let state = state.clone();
+                async move { Ok::<_, std::convert::Infallible>(handle(&req, &state)) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(tcp), svc)
+                .await;
+        });
+    }
+}
+
+fn handle(req: &Request<Incoming>, state: &State) -> Response<Full<Bytes>> {
+    let (status, body) = match req.uri().path() {
+        "/healthz/ready" => (StatusCode::OK, "ready\n".to_string()),
+        "/config_dump" => {
+            let rt = state.current();
+            let dump = serde_json::json!({
+                "generation": rt.generation,
+                "snapshot": &rt.snapshot,
+            });
+            (
+                StatusCode::OK,
+                serde_json::to_string_pretty(&dump).unwrap_or_default(),
+            )
+        }
+        _ => (StatusCode::NOT_FOUND, "not found\n".to_string()),
+    };
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    resp
+}

@@ -1,0 +1,157 @@
+//! Assembles the waypoint: one Pingora proxy, the listeners that feed it, admin.
+
+use crate::hbone::server::HboneServer;
+use crate::identity::CertBundle;
+use crate::proxy::WaypointProxy;
+use crate::state::State;
+use log::{info, warn};
+use pingora::apps::ServerApp;
+use pingora::protocols::l4::socket::SocketAddr as PingoraAddr;
+use pingora::protocols::l4::stream::Stream as L4Stream;
+use pingora::protocols::{GetSocketDigest, SocketDigest};
+use pingora::proxy::{http_proxy, HttpProxy};
+use pingora::server::configuration::ServerConf;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+pub struct Listeners {
+    pub hbone: Option<SocketAddr>,
+    pub http: Option<SocketAddr>,
+    pub admin: Option<SocketAddr>,
+}
+
+/// A running waypoint inside the current tokio runtime.
+pub struct Waypoint {
+    pub hbone_addr: Option<SocketAddr>,
+    pub http_addr: Option<SocketAddr>,
+    pub admin_addr: Option<SocketAddr>,
+    pub state: Arc<State>,
+    shutdown: watch::Sender<bool>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("binding {what} listener on {addr}: {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("the HBONE listener needs certificates (--cert-dir)")]
+    NoCerts,
+    #[error("TLS configuration: {0}")]
+    Tls(#[from] rustls::Error),
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { what, addr, source })
+}
+
+impl Waypoint {
+    pub async fn start(
+        listeners: Listeners,
+        certs: Option<&CertBundle>,
+        state: Arc<State>,
+    ) -> Result<Waypoint, StartError> {
+        let (shutdown, watch) = watch::channel(false);
+        let conf = Arc::new(ServerConf::default());
+        let proxy = Arc::new(http_proxy(&conf, WaypointProxy::new(state.clone())));
+
+        let hbone_addr = match listeners.hbone {
+            Some(addr) => {
+                let certs = certs.ok_or(StartError::NoCerts)?;
+                let listener = bind("HBONE", addr).await?;
+                let bound = listener.local_addr().ok();
+                let server = Arc::new(HboneServer {
+                    acceptor: TlsAcceptor::from(crate::hbone::tls::server_config(certs)?),
+                    app: proxy.clone(),
+                    state: state.clone(),
+                });
+                tokio::spawn(server.serve(listener, watch.clone()));
+                bound
+            }
+            None => None,
+        };
+        let http_addr = match listeners.http {
+            Some(addr) => {
+                let listener = bind("plaintext HTTP", addr).await?;
+                let bound = listener.local_addr().ok();
+                tokio::spawn(serve_plaintext(listener, proxy.clone(), watch.clone()));
+                bound
+            }
+            None => None,
+        };
+        let admin_addr = match listeners.admin {
+            Some(addr) => {
+                let listener = bind("admin", addr).await?;
+                let bound = listener.local_addr().ok();
+                tokio::spawn(crate::admin::serve(listener, state.clone(), watch.clone()));
+                bound
+            }
+            None => None,
+        };
+        info!(
+            "waypoint listening: hbone={} http={} admin={}",
+            show(hbone_addr),
+            show(http_addr),
+            show(admin_addr)
+        );
+        Ok(Waypoint {
+            hbone_addr,
+            http_addr,
+            admin_addr,
+            state,
+            shutdown,
+        })
+    }
+
+    /// Stops accepting and tells in-flight sessions to finish.
+    pub fn shutdown(&self) {
+        let _ = self.shutdown.send(true);
+    }
+}
+
+fn show(a: Option<SocketAddr>) -> String {
+    a.map(|a| a.to_string()).unwrap_or_else(|| "off".into())
+}
+
+async fn serve_plaintext(
+    listener: TcpListener,
+    proxy: Arc<HttpProxy<WaypointProxy>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = shutdown.changed() => return,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                warn!("plaintext accept failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let fd = tcp.as_raw_fd();
+        let mut stream = L4Stream::from(tcp);
+        let digest = SocketDigest::from_raw_fd(fd);
+        let _ = digest.peer_addr.set(Some(PingoraAddr::Inet(peer)));
+        stream.set_socket_digest(digest);
+        let proxy = proxy.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let mut stream: pingora::protocols::Stream = Box::new(stream);
+            while let Some(next) = proxy.process_new(stream, &shutdown).await {
+                stream = next;
+            }
+        });
+    }
+}

@@ -1,0 +1,65 @@
+//! `waypoint run`.
+
+use super::CmdResult;
+use crate::app::{Listeners, Waypoint};
+use crate::state::State;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+pub struct RunArgs {
+    pub config_dir: PathBuf,
+    pub hbone_addr: SocketAddr,
+    pub http_addr: Option<SocketAddr>,
+    pub admin_addr: SocketAddr,
+    pub cert_dir: PathBuf,
+    pub options: waypoint_config::Options,
+    pub workers: Option<usize>,
+}
+
+pub fn run(args: RunArgs) -> CmdResult {
+    let loaded = match waypoint_config::load_dir(&args.config_dir, &args.options) {
+        Ok(l) => l,
+        Err(diags) => {
+            for d in &diags {
+                eprintln!("{d}");
+            }
+            eprintln!("refusing to start: invalid config in {}", args.config_dir.display());
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    for w in &loaded.warnings {
+        log::warn!("{w}");
+    }
+    let certs = crate::identity::load_cert_dir(&args.cert_dir)?;
+    log::info!("identity {}", certs.id);
+    let state = Arc::new(State::new(loaded.snapshot));
+    let rt = super::runtime(args.workers)?;
+    rt.block_on(async move {
+        let waypoint = Waypoint::start(
+            Listeners {
+                hbone: Some(args.hbone_addr),
+                http: args.http_addr,
+                admin: Some(args.admin_addr),
+            },
+            Some(&certs),
+            state,
+        )
+        .await?;
+        wait_for_signal().await;
+        log::info!("shutting down");
+        waypoint.shutdown();
+        Ok::<_, Box<dyn std::error::Error>>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,84 @@
+//! The client side of HBONE: one mTLS HTTP/2 connection, many CONNECT tunnels.
+//! `waypoint client`, the demo and the tests use it; HBONE upstreams will too.
+
+use super::H2Stream;
+use bytes::Bytes;
+use http::{Method, Request, StatusCode};
+use rustls::pki_types::ServerName;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("connecting to {addr}: {source}")]
+    Connect {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("TLS handshake with {addr}: {source}")]
+    Tls {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("HTTP/2: {0}")]
+    H2(#[from] h2::Error),
+    #[error("CONNECT {authority} refused with {status}")]
+    Refused {
+        authority: String,
+        status: StatusCode,
+    },
+    #[error("invalid CONNECT authority {0:?}")]
+    Authority(String),
+}
+
+/// A handle to one HBONE connection; clones share the connection.
+#[derive(Clone)]
+pub struct HboneClient {
+    send: h2::client::SendRequest<Bytes>,
+}
+
+impl HboneClient {
+    pub async fn connect(
+        addr: SocketAddr,
+        tls: Arc<rustls::ClientConfig>,
+    ) -> Result<Self, ClientError> {
+        let tcp = TcpStream::connect(addr)
+            .await
+            .map_err(|source| ClientError::Connect { addr, source })?;
+        let _ = tcp.set_nodelay(true);
+        // Identity is checked by SPIFFE ID in the verifier; the name is unused.
+        let name = ServerName::IpAddress(addr.ip().into());
+        let tls = TlsConnector::from(tls)
+            .connect(name, tcp)
+            .await
+            .map_err(|source| ClientError::Tls { addr, source })?;
+        let (send, conn) = h2::client::Builder::new().handshake(tls).await?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                log::debug!("hbone client connection to {addr} ended: {e}");
+            }
+        });
+        Ok(HboneClient { send })
+    }
+
+    /// Opens a tunnel to `authority` (`ip:port`).
+    pub async fn open(&self, authority: &str) -> Result<H2Stream, ClientError> {
+        let req = Request::builder()
+            .method(Method::CONNECT)
+            .uri(authority)
+            .body(())
+            .map_err(|_| ClientError::Authority(authority.to_string()))?;
+        let mut send = self.send.clone().ready().await?;
+        let (response, stream) = send.send_request(req, false)?;
+        let response = response.await?;
+        if response.status() != StatusCode::OK {
+            return Err(ClientError::Refused {
+                authority: authority.to_string(),
+                status: response.status(),
+            });
+        }
+        Ok(H2Stream::new(stream, response.into_body()))
+    }
+}

@@ -1,0 +1,188 @@
+//! The HBONE listener: accepts mTLS connections, answers each CONNECT stream and
+//! hands its bytes to the shared Pingora proxy, in-process.
+
+use super::{tls::ALPN_H2, H2Stream, HboneMeta};
+use crate::identity::spiffe_id_of;
+use crate::state::State;
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use log::{debug, info, warn};
+use pingora::apps::ServerApp;
+use pingora::protocols::l4::socket::SocketAddr as PingoraAddr;
+use pingora::protocols::l4::stream::Stream as L4Stream;
+use pingora::protocols::l4::virt::VirtualSocketStream;
+use pingora::protocols::raw_connect::ProxyDigest;
+use pingora::protocols::{GetProxyDigest, GetSocketDigest, SocketDigest};
+use pingora::server::ShutdownWatch;
+use pingora::http::ResponseHeader;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+
+/// Tunnels allowed at once on one HTTP/2 connection (SETTINGS_MAX_CONCURRENT_STREAMS).
+const MAX_STREAMS_PER_CONNECTION: u32 = 1000;
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+enum ConnError {
+    #[error("TLS handshake: {0}")]
+    Tls(std::io::Error),
+    #[error("TLS handshake timed out")]
+    TlsTimeout,
+    #[error("peer did not negotiate ALPN h2")]
+    NoH2,
+    #[error("peer presented no SPIFFE identity")]
+    NoIdentity,
+    #[error("HTTP/2: {0}")]
+    H2(#[from] h2::Error),
+}
+
+pub struct HboneServer<A> {
+    pub acceptor: TlsAcceptor,
+    pub app: Arc<A>,
+    pub state: Arc<State>,
+}
+
+impl<A: ServerApp + Send + Sync + 'static> HboneServer<A> {
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, mut shutdown: ShutdownWatch) {
+        loop {
+            let accepted = tokio::select! {
+                r = listener.accept() => r,
+                _ = shutdown.changed() => return,
+            };
+            match accepted {
+                Ok((tcp, peer)) => {
+                    let this = self.clone();
+                    let shutdown = shutdown.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = this.connection(tcp, peer, shutdown).await {
+                            info!("hbone connection from {peer} ended: {e}");
+                        }
+                    });
+                }
+                Err(e) => {
+                    warn!("hbone accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    async fn connection(
+        self: Arc<Self>,
+        tcp: TcpStream,
+        peer: SocketAddr,
+        shutdown: ShutdownWatch,
+    ) -> Result<(), ConnError> {
+        let _ = tcp.set_nodelay(true);
+        let local = tcp.local_addr().ok();
+        let tls = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, self.acceptor.accept(tcp))
+            .await
+            .map_err(|_| ConnError::TlsTimeout)?
+            .map_err(ConnError::Tls)?;
+        let (_, session) = tls.get_ref();
+        if session.alpn_protocol() != Some(ALPN_H2) {
+            return Err(ConnError::NoH2);
+        }
+        let source = session
+            .peer_certificates()
+            .and_then(|certs| certs.first())
+            .and_then(|leaf| spiffe_id_of(leaf))
+            .ok_or(ConnError::NoIdentity)?;
+        debug!("hbone connection from {peer} as {source}");
+        let mut conn = h2::server::Builder::new()
+            .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+            .handshake::<_, Bytes>(tls)
+            .await?;
+        while let Some(next) = conn.accept().await {
+            let (req, respond) = next?;
+            let meta_base = (source.clone(), peer);
+            let this = self.clone();
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                this.tunnel(req, respond, meta_base, local, shutdown).await;
+            });
+        }
+        Ok(())
+    }
+
+    async fn tunnel(
+        &self,
+        req: Request<h2::RecvStream>,
+        mut respond: h2::server::SendResponse<Bytes>,
+        (source, peer): (crate::identity::SpiffeId, SocketAddr),
+        local: Option<SocketAddr>,
+        shutdown: ShutdownWatch,
+    ) {
+        let target = match connect_target(&req) {
+            Ok(t) => t,
+            Err(status) => {
+                warn!(
+                    "hbone: refusing {} {} from {source}: not a CONNECT to ip:port",
+                    req.method(),
+                    req.uri()
+                );
+                reply(&mut respond, status);
+                return;
+            }
+        };
+        if self.state.current().snapshot.resolve_target(target).is_none() {
+            warn!("hbone: refusing CONNECT {target} from {source}: no service or workload has that address");
+            reply(&mut respond, StatusCode::NOT_FOUND);
+            return;
+        }
+        let send = match respond.send_response(Response::new(()), false) {
+            Ok(send) => send,
+            Err(e) => {
+                debug!("hbone: stream to {target} gone before it opened: {e}");
+                return;
+            }
+        };
+        let tunnel = H2Stream::new(send, req.into_body());
+        let meta = HboneMeta {
+            source,
+            target,
+            peer,
+        };
+        let mut stream: pingora::protocols::Stream = Box::new(pingora_stream(tunnel, meta, local));
+        // Pingora returns the stream while the client keeps the HTTP/1.1 connection
+        // alive: many requests ride one tunnel.
+        while let Some(next) = self.app.process_new(stream, &shutdown).await {
+            stream = next;
+        }
+    }
+}
+
+fn connect_target(req: &Request<h2::RecvStream>) -> Result<SocketAddr, StatusCode> {
+    if req.method() != Method::CONNECT {
+        return Err(StatusCode::METHOD_NOT_ALLOWED);
+    }
+    req.uri()
+        .authority()
+        .and_then(|a| a.as_str().parse::<SocketAddr>().ok())
+        .ok_or(StatusCode::BAD_REQUEST)
+}
+
+fn reply(respond: &mut h2::server::SendResponse<Bytes>, status: StatusCode) {
+    let mut resp = Response::new(());
+    *resp.status_mut() = status;
+    let _ = respond.send_response(resp, true);
+}
+
+/// Wraps a tunnel as a pingora stream whose digests carry the tunnel's addresses
+/// and `HboneMeta`, which is how the proxy's hooks learn the source identity.
+fn pingora_stream(tunnel: H2Stream, meta: HboneMeta, local: Option<SocketAddr>) -> L4Stream {
+    let mut stream = L4Stream::from(VirtualSocketStream::new(Box::new(tunnel)));
+    let digest = SocketDigest::from_raw_fd(-1);
+    let _ = digest.peer_addr.set(Some(PingoraAddr::Inet(meta.peer)));
+    let _ = digest.local_addr.set(local.map(PingoraAddr::Inet));
+    let _ = digest
+        .original_dst
+        .set(Some(PingoraAddr::Inet(meta.target)));
+    stream.set_socket_digest(digest);
+    let header = ResponseHeader::build(200, None).expect("static status");
+    stream.set_proxy_digest(ProxyDigest::new(Box::new(header), Some(Box::new(meta))));
+    stream
+}

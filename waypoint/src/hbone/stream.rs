@@ -1,0 +1,124 @@
+//! One HBONE tunnel (an HTTP/2 CONNECT stream) as a byte stream.
+
+use bytes::{Buf, Bytes};
+use h2::{RecvStream, SendStream};
+use pingora::protocols::l4::virt::{VirtualSockOpt, VirtualSocket};
+use std::io;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// Reads and writes the DATA frames of one CONNECT stream.
+///
+/// Flow control: received bytes are released to the peer as soon as they are
+/// buffered here, so the peer's window tracks what the reader consumes; writes
+/// reserve send capacity and write at most what the peer's window allows.
+pub struct H2Stream {
+    send: SendStream<Bytes>,
+    recv: RecvStream,
+    pending: Bytes,
+    shut_down: bool,
+}
+
+impl H2Stream {
+    pub fn new(send: SendStream<Bytes>, recv: RecvStream) -> Self {
+        H2Stream {
+            send,
+            recv,
+            pending: Bytes::new(),
+            shut_down: false,
+        }
+    }
+}
+
+impl std::fmt::Debug for H2Stream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("H2Stream")
+            .field("stream_id", &self.send.stream_id())
+            .finish()
+    }
+}
+
+fn h2_to_io(e: h2::Error) -> io::Error {
+    if e.is_io() {
+        return e.into_io().expect("is_io");
+    }
+    io::Error::new(io::ErrorKind::ConnectionReset, e)
+}
+
+impl AsyncRead for H2Stream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        loop {
+            if !self.pending.is_empty() {
+                let n = buf.remaining().min(self.pending.len());
+                buf.put_slice(&self.pending[..n]);
+                self.pending.advance(n);
+                return Poll::Ready(Ok(()));
+            }
+            match ready!(self.recv.poll_data(cx)) {
+                Some(Ok(data)) => {
+                    let _ = self.recv.flow_control().release_capacity(data.len());
+                    self.pending = data;
+                }
+                // A peer that resets with NO_ERROR has simply finished.
+                Some(Err(e)) if e.reason() == Some(h2::Reason::NO_ERROR) => {
+                    return Poll::Ready(Ok(()))
+                }
+                Some(Err(e)) => return Poll::Ready(Err(h2_to_io(e))),
+                None => return Poll::Ready(Ok(())),
+            }
+        }
+    }
+}
+
+impl AsyncWrite for H2Stream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        self.send.reserve_capacity(buf.len());
+        loop {
+            match ready!(self.send.poll_capacity(cx)) {
+                Some(Ok(0)) => continue,
+                Some(Ok(n)) => {
+                    let n = n.min(buf.len());
+                    self.send
+                        .send_data(Bytes::copy_from_slice(&buf[..n]), false)
+                        .map_err(h2_to_io)?;
+                    return Poll::Ready(Ok(n));
+                }
+                Some(Err(e)) => return Poll::Ready(Err(h2_to_io(e))),
+                None => return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
+            }
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // h2 queues frames for the connection task, which flushes them.
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if !self.shut_down {
+            self.shut_down = true;
+            // An error here means the stream is already gone: nothing left to close.
+            let _ = self.send.send_data(Bytes::new(), true);
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl VirtualSocket for H2Stream {
+    fn set_socket_option(&self, _opt: VirtualSockOpt) -> io::Result<()> {
+        // No socket underneath a stream: TCP options belong to the tunnel's connection.
+        Ok(())
+    }
+}

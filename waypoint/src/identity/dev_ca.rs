@@ -1,0 +1,89 @@
+//! A throw-away certificate authority for the demo and the tests: it issues
+//! workload certificates shaped like istiod's (a SPIFFE URI SAN, client and server
+//! auth), so the real TLS code paths run without a cluster.
+
+use super::{IdentityError, SpiffeId, CERT_CHAIN, KEY, ROOT_CERT};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
+};
+use std::path::Path;
+
+pub struct DevCa {
+    issuer: Issuer<'static, KeyPair>,
+    root_pem: String,
+}
+
+/// PEM text of one issued workload identity.
+pub struct IssuedCert {
+    pub chain_pem: String,
+    pub key_pem: String,
+}
+
+impl DevCa {
+    pub fn new(name: &str) -> Result<Self, IdentityError> {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::OrganizationName, name);
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let root = params.self_signed(&key)?;
+        Ok(DevCa {
+            root_pem: root.pem(),
+            issuer: Issuer::new(params, key),
+        })
+    }
+
+    pub fn root_pem(&self) -> &str {
+        &self.root_pem
+    }
+
+    /// A workload certificate for `id`.
+    pub fn issue(&self, id: &SpiffeId) -> Result<IssuedCert, IdentityError> {
+        let uri = rcgen::string::Ia5String::try_from(id.to_string())?;
+        self.issue_with_sans(vec![SanType::URI(uri)])
+    }
+
+    /// A certificate with arbitrary SANs (the tests use one without a SPIFFE ID).
+    pub fn issue_with_sans(&self, sans: Vec<SanType>) -> Result<IssuedCert, IdentityError> {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.subject_alt_names = sans;
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let cert = params.signed_by(&key, &self.issuer)?;
+        Ok(IssuedCert {
+            chain_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+
+    /// Writes `cert-chain.pem`, `key.pem` and `root-cert.pem` for `id` into `dir`.
+    pub fn write_cert_dir(&self, dir: &Path, id: &SpiffeId) -> Result<(), IdentityError> {
+        let issued = self.issue(id)?;
+        write_files(dir, &issued, &self.root_pem)
+    }
+}
+
+pub fn write_files(dir: &Path, issued: &IssuedCert, root_pem: &str) -> Result<(), IdentityError> {
+    std::fs::create_dir_all(dir).map_err(|source| IdentityError::Read {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    for (name, text) in [
+        (CERT_CHAIN, issued.chain_pem.as_str()),
+        (KEY, issued.key_pem.as_str()),
+        (ROOT_CERT, root_pem),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, text).map_err(|source| IdentityError::Read { path, source })?;
+    }
+    Ok(())
+}

@@ -1,0 +1,18 @@
+//! pingora-waypoint: an L7 waypoint for Istio's ambient mesh on Pingora.
+//!
+//! Data path: [`hbone::server`] ends mTLS HTTP/2 CONNECT tunnels and hands each
+//! tunnel's bytes to the one Pingora proxy ([`proxy`]); the plaintext listener in
+//! [`app`] feeds the same proxy. The proxy asks `waypoint_filters` what to do with
+//! each request against the current [`state`] and forwards through [`upstream`].
+
+pub mod admin;
+pub mod app;
+pub mod client;
+pub mod cmd;
+pub mod echo;
+pub mod error;
+pub mod hbone;
+pub mod identity;
+pub mod proxy;
+pub mod state;
+pub mod upstream;

@@ -1,0 +1,157 @@
+//! Per-request state carried between Pingora's hooks, and the request/response
+//! edits a route asks for.
+
+use crate::identity::SpiffeId;
+use crate::state::Runtime;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::proxy::Session;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use waypoint_filters::{ForwardDecision, ResponseFlag};
+use waypoint_ir::{EndpointIdx, HeaderModifier, Route, ServiceIdx, Snapshot};
+
+/// What the route chose, as indices into the request's snapshot.
+#[derive(Debug, Clone)]
+pub struct Forward {
+    /// The service whose route table matched, and the route's index in it.
+    pub route_owner: ServiceIdx,
+    pub route: usize,
+    /// The backend.
+    pub service: ServiceIdx,
+    pub port: u16,
+    pub subset: Option<usize>,
+    pub pinned: Option<EndpointIdx>,
+}
+
+impl Forward {
+    pub fn from_decision(snapshot: &Snapshot, fwd: &ForwardDecision<'_>) -> Self {
+        let owner = snapshot.service(fwd.route_owner);
+        let route = owner
+            .routes
+            .iter()
+            .position(|r| std::ptr::eq(r, fwd.route))
+            .expect("the decision's route belongs to its owner");
+        Forward {
+            route_owner: fwd.route_owner,
+            route,
+            service: fwd.service,
+            port: fwd.port,
+            subset: fwd.subset,
+            pinned: fwd.pinned,
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct RequestCtx {
+    /// The config generation this request started on; kept for its whole life.
+    pub runtime: Option<Arc<Runtime>>,
+    pub forward: Option<Forward>,
+    pub source: Option<SpiffeId>,
+    pub flag: ResponseFlag,
+    pub upstream: Option<SocketAddr>,
+}
+
+impl RequestCtx {
+    pub fn route(&self) -> Option<&Route> {
+        let rt = self.runtime.as_ref()?;
+        let fwd = self.forward.as_ref()?;
+        rt.snapshot.service(fwd.route_owner).routes.get(fwd.route)
+    }
+
+    pub fn route_name(&self) -> Option<&str> {
+        self.route().map(|r| r.name.as_str())
+    }
+
+    /// The endpoint for this attempt: the pinned workload, or the balancer's pick.
+    pub fn pick_endpoint(&self) -> Option<SocketAddr> {
+        let rt = self.runtime.as_ref()?;
+        let fwd = self.forward.as_ref()?;
+        match fwd.pinned {
+            Some(ep) => {
+                let ep = rt.snapshot.service(fwd.service).endpoint(ep);
+                Some(SocketAddr::new(ep.address, ep.target_port(fwd.port)?))
+            }
+            None => rt
+                .balancers
+                .pick(fwd.service, fwd.subset, fwd.port)
+                .map(|(_, addr)| addr),
+        }
+    }
+}
+
+/// Pingora's request and response headers keep header-name case, so edits go
+/// through their methods rather than the `http::HeaderMap` inside.
+trait Headers {
+    fn set(&mut self, name: &str, value: &str) -> Result<()>;
+    fn add(&mut self, name: &str, value: &str) -> Result<()>;
+    fn remove(&mut self, name: &str);
+}
+
+macro_rules! impl_headers {
+    ($t:ty) => {
+        impl Headers for $t {
+            fn set(&mut self, name: &str, value: &str) -> Result<()> {
+                self.insert_header(name.to_string(), value).map(|_| ())
+            }
+            fn add(&mut self, name: &str, value: &str) -> Result<()> {
+                self.append_header(name.to_string(), value).map(|_| ())
+            }
+            fn remove(&mut self, name: &str) {
+                self.remove_header(name);
+            }
+        }
+    };
+}
+impl_headers!(RequestHeader);
+impl_headers!(ResponseHeader);
+
+/// Envoy's order for header operations: set, then add, then remove.
+fn apply(m: &HeaderModifier, h: &mut impl Headers) -> Result<()> {
+    for (k, v) in &m.set {
+        h.set(k, v)?;
+    }
+    for (k, v) in &m.add {
+        h.add(k, v)?;
+    }
+    for k in &m.remove {
+        h.remove(k);
+    }
+    Ok(())
+}
+
+pub fn apply_response_edits(m: &HeaderModifier, resp: &mut ResponseHeader) -> Result<()> {
+    apply(m, resp)
+}
+
+/// Header modifiers and URL rewrites of the chosen route, before the request leaves.
+pub fn apply_request_edits(session: &mut Session, fwd: &ForwardDecision<'_>) -> Result<()> {
+    let filters = &fwd.route.filters;
+    let req = session.req_header_mut();
+    apply(&filters.request_headers, req)?;
+    let Some(rewrite) = &filters.rewrite else {
+        return Ok(());
+    };
+    if let Some(host) = &rewrite.hostname {
+        req.insert_header("host", host.as_str())?;
+    }
+    if let Some(modifier) = &rewrite.path {
+        let matched = fwd.matched.and_then(|i| fwd.route.matches.get(i));
+        let path = waypoint_filters::headers::rewrite_path(
+            req.uri.path(),
+            matched.and_then(|m| m.path.as_ref()),
+            modifier,
+        );
+        let path_and_query = match req.uri.query() {
+            Some(q) => format!("{path}?{q}"),
+            None => path,
+        };
+        let uri = http::Uri::builder()
+            .path_and_query(path_and_query)
+            .build()
+            .map_err(|e| Error::because(InternalError, "rewritten path is not a valid URI", e))?;
+        req.set_uri(uri);
+    }
+    Ok(())
+}

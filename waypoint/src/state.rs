@@ -1,0 +1,47 @@
+//! The config generation in use. A request loads it once and keeps it for its
+//! whole life, so a reload never changes the world under a request.
+
+use crate::upstream::Balancers;
+use std::sync::{Arc, RwLock};
+use waypoint_ir::Snapshot;
+
+/// A snapshot plus what the data path derives from it once (the load balancers).
+pub struct Runtime {
+    pub snapshot: Snapshot,
+    pub balancers: Balancers,
+    pub generation: u64,
+}
+
+pub struct State {
+    current: RwLock<Arc<Runtime>>,
+}
+
+impl State {
+    pub fn new(snapshot: Snapshot) -> Self {
+        let balancers = Balancers::build(&snapshot);
+        State {
+            current: RwLock::new(Arc::new(Runtime {
+                snapshot,
+                balancers,
+                generation: 1,
+            })),
+        }
+    }
+
+    pub fn current(&self) -> Arc<Runtime> {
+        self.current.read().expect("state lock poisoned").clone()
+    }
+
+    /// Swaps in a new, already validated snapshot; returns its generation.
+    pub fn replace(&self, snapshot: Snapshot) -> u64 {
+        let balancers = Balancers::build(&snapshot);
+        let mut current = self.current.write().expect("state lock poisoned");
+        let generation = current.generation + 1;
+        *current = Arc::new(Runtime {
+            snapshot,
+            balancers,
+            generation,
+        });
+        generation
+    }
+}
