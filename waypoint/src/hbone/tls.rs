@@ -51,19 +51,25 @@ pub fn client_config(
     bundle: &CertBundle,
     expected: Option<SpiffeId>,
 ) -> Result<Arc<ClientConfig>, Error> {
-    let provider = provider();
-    let verifier = SpiffeServerVerifier {
-        roots: root_store(bundle)?,
-        algs: provider.signature_verification_algorithms,
-        expected,
-    };
-    let mut cfg = ClientConfig::builder_with_provider(provider)
+    let mut cfg = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_custom_certificate_verifier(server_verifier(bundle, expected)?)
         .with_client_auth_cert(bundle.chain.clone(), bundle.key.clone_key())?;
     cfg.alpn_protocols = vec![ALPN_H2.to_vec()];
     Ok(Arc::new(cfg))
+}
+
+/// Checks a server's chain against our roots and its SPIFFE ID against `expected`.
+pub fn server_verifier(
+    bundle: &CertBundle,
+    expected: Option<SpiffeId>,
+) -> Result<Arc<dyn ServerCertVerifier>, Error> {
+    Ok(Arc::new(SpiffeServerVerifier {
+        roots: root_store(bundle)?,
+        algs: provider().signature_verification_algorithms,
+        expected,
+    }))
 }
 
 #[derive(Debug)]

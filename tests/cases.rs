@@ -1,0 +1,6 @@
+mod check;
+mod demo;
+mod httproute;
+mod mtls;
+mod plaintext;
+mod routing;

@@ -1,0 +1,38 @@
+//! The README's first command: the demo runs the bundled example and shows the split.
+
+use crate::common::proc::{bin, free_addr};
+use std::process::Command;
+
+#[test]
+fn demo_shows_the_seed_split() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(bin())
+        .arg("demo")
+        .arg("--once")
+        .args(["--requests", "2000"])
+        .args(["--hbone-addr", &free_addr().to_string()])
+        .args(["--http-addr", &free_addr().to_string()])
+        .args(["--admin-addr", &free_addr().to_string()])
+        .arg("--dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    // "  v2     203   10.2%   (productpage-v2 203)" after the no-header burst.
+    let section = stdout
+        .split("no header:")
+        .nth(1)
+        .and_then(|s| s.split("with header").next())
+        .unwrap_or_else(|| panic!("no split in:\n{stdout}"));
+    let v2: usize = section
+        .lines()
+        .find(|l| l.trim_start().starts_with("v2"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no v2 line in:\n{stdout}"));
+    assert!((133..=267).contains(&v2), "v2 {v2}/2000:\n{stdout}");
+    let header = stdout.split("with header").nth(1).unwrap();
+    assert!(header.contains("v2     100  100.0%"), "{stdout}");
+    assert!(stdout.contains("waypoint client --hbone"), "{stdout}");
+}

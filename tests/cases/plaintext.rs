@@ -1,0 +1,36 @@
+//! The plaintext listener routes by Host through the same chain as HBONE.
+
+use crate::common::{Certs, WaypointProc, World};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// One raw HTTP/1.1 exchange; returns the status line and the whole response.
+async fn get(addr: std::net::SocketAddr, host: &str, extra: &str) -> (String, String) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!("GET /p HTTP/1.1\r\nhost: {host}\r\n{extra}connection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    (out.lines().next().unwrap_or("").to_string(), out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_names_select_the_service() {
+    let world = World::productpage().await;
+    let certs = Certs::new();
+    let wp = WaypointProc::start(world.dir(), &certs.waypoint_dir).await;
+    for host in [
+        "productpage",
+        "productpage:9080",
+        "productpage.default",
+        "productpage.default.svc",
+        "productpage.default.svc.cluster.local:9080",
+        "PRODUCTPAGE.default.svc.cluster.local",
+    ] {
+        let (status, resp) = get(wp.http, host, "version: v2\r\n").await;
+        assert_eq!(status, "HTTP/1.1 200 OK", "{host}: {resp}");
+        assert!(resp.contains("x-pod: productpage-v2"), "{host}: {resp}");
+    }
+    let (status, _) = get(wp.http, "ratings", "").await;
+    assert_eq!(status, "HTTP/1.1 404 Not Found");
+    assert_eq!(world.requests("productpage-v2"), 6);
+}

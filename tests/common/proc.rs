@@ -1,0 +1,92 @@
+//! The waypoint as a child process, on free loopback ports.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct WaypointProc {
+    child: Child,
+    pub hbone: SocketAddr,
+    pub http: SocketAddr,
+    pub admin: SocketAddr,
+    log: tempfile::NamedTempFile,
+}
+
+pub fn free_addr() -> SocketAddr {
+    // Bind to port 0 and let go: the kernel will not hand the port out again soon.
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_waypoint")
+}
+
+/// Runs a one-shot `waypoint` command (`check`, `client`).
+pub fn run(args: &[&str]) -> Output {
+    Command::new(bin()).args(args).output().unwrap()
+}
+
+impl WaypointProc {
+    pub async fn start(config_dir: &Path, cert_dir: &Path) -> WaypointProc {
+        let (hbone, http, admin) = (free_addr(), free_addr(), free_addr());
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let child = Command::new(bin())
+            .arg("run")
+            .arg("--config-dir")
+            .arg(config_dir)
+            .arg("--cert-dir")
+            .arg(cert_dir)
+            .args(["--hbone-addr", &hbone.to_string()])
+            .args(["--http-addr", &http.to_string()])
+            .args(["--admin-addr", &admin.to_string()])
+            .args(["--workers", "2"])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log.reopen().unwrap())
+            .spawn()
+            .unwrap();
+        let mut p = WaypointProc {
+            child,
+            hbone,
+            http,
+            admin,
+            log,
+        };
+        p.wait_ready().await;
+        p
+    }
+
+    async fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("waypoint exited with {status}:\n{}", self.logs());
+            }
+            if tokio::net::TcpStream::connect(self.hbone).await.is_ok()
+                && tokio::net::TcpStream::connect(self.http).await.is_ok()
+            {
+                return;
+            }
+            assert!(Instant::now() < deadline, "waypoint not ready:\n{}", self.logs());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+}
+
+impl Drop for WaypointProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- waypoint log ---\n{}", self.logs());
+        }
+    }
+}
