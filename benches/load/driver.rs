@@ -94,7 +94,9 @@ async fn one(sender: &mut Sender) -> bool {
 pub async fn run(scenario: Scenario, name: &str, conns: usize, duration: Duration) -> Report {
     // One HBONE connection carries every tunnel, as one ztunnel-to-waypoint pair does.
     let hbone = match &scenario {
-        Scenario::Hbone { addr, tls } => Some(HboneClient::connect(*addr, tls.clone()).await.unwrap()),
+        Scenario::Hbone { addr, tls } => {
+            Some(HboneClient::connect(*addr, tls.clone()).await.unwrap())
+        }
         Scenario::Plaintext(_) => None,
     };
     let warmup = Duration::from_secs(1);

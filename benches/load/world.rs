@@ -13,7 +13,7 @@ pub use waypoint::testing::PRODUCTPAGE_VIP;
 
 pub struct World {
     _dir: tempfile::TempDir,
-    pub backends: Vec<Echo>,
+    _backends: Vec<Echo>,
     /// `(version, address)` of each backend, for the peer's config.
     pub endpoints: Vec<(&'static str, SocketAddr)>,
     waypoint: Child,
@@ -23,7 +23,10 @@ pub struct World {
 }
 
 pub fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
 }
 
 impl World {
@@ -37,7 +40,9 @@ impl World {
         let mut backends = Vec::new();
         let mut endpoints = Vec::new();
         for (name, version) in pods {
-            let echo = Echo::start("127.0.0.1:0".parse().unwrap(), name).await.unwrap();
+            let echo = Echo::start("127.0.0.1:0".parse().unwrap(), name)
+                .await
+                .unwrap();
             endpoints.push((version, echo.addr));
             backends.push(echo);
         }
@@ -58,8 +63,16 @@ impl World {
 
         let ca = DevCa::new("bench CA").unwrap();
         let td = "cluster.local";
-        ca.write_cert_dir(&dir.path().join("wp"), &SpiffeId::new(td, "default", "waypoint")).unwrap();
-        ca.write_cert_dir(&dir.path().join("client"), &SpiffeId::new(td, "default", "client")).unwrap();
+        ca.write_cert_dir(
+            &dir.path().join("wp"),
+            &SpiffeId::new(td, "default", "waypoint"),
+        )
+        .unwrap();
+        ca.write_cert_dir(
+            &dir.path().join("client"),
+            &SpiffeId::new(td, "default", "client"),
+        )
+        .unwrap();
         let client = load_cert_dir(&dir.path().join("client")).unwrap();
         let client_tls = waypoint::hbone::tls::client_config(&client, None).unwrap();
 
@@ -82,7 +95,7 @@ impl World {
         wait_listening(hbone).await;
         World {
             _dir: dir,
-            backends,
+            _backends: backends,
             endpoints,
             waypoint,
             waypoint_http: http,

@@ -7,9 +7,19 @@ fn check_prints_the_seed_routing_table() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/productpage");
     let out = run(&["check", "--config-dir", dir]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("productpage.default.svc.cluster.local"), "{stdout}");
-    assert!(stdout.contains("VirtualService default/productpage-routing"), "{stdout}");
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("productpage.default.svc.cluster.local"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("VirtualService default/productpage-routing"),
+        "{stdout}"
+    );
     assert!(stdout.contains("90"), "{stdout}");
 }
 
@@ -52,14 +62,27 @@ spec:
         .find(|l| l.contains("HTTPRoute shop/ratings"))
         .unwrap_or_else(|| panic!("no HTTPRoute error in:\n{stderr}"));
     assert!(regex.contains("bad-routes.yaml"), "{regex}");
-    assert!(regex.contains("spec.rules[0].matches[0].headers[0]"), "{regex}");
+    assert!(
+        regex.contains("spec.rules[0].matches[0].headers[0]"),
+        "{regex}"
+    );
 }
 
 #[test]
 fn run_refuses_to_start_on_invalid_config() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("x.yaml"), "apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {ports: [{port: banana}]}\n").unwrap();
-    let out = run(&["run", "--config-dir", dir.path().to_str().unwrap(), "--cert-dir", "/nonexistent"]);
+    std::fs::write(
+        dir.path().join("x.yaml"),
+        "apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {ports: [{port: banana}]}\n",
+    )
+    .unwrap();
+    let out = run(&[
+        "run",
+        "--config-dir",
+        dir.path().to_str().unwrap(),
+        "--cert-dir",
+        "/nonexistent",
+    ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("Service default/a"), "{stderr}");

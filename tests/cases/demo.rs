@@ -18,7 +18,11 @@ fn demo_shows_the_seed_split() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // "  v2     203   10.2%   (productpage-v2 203)" after the no-header burst.
     let section = stdout
         .split("no header:")

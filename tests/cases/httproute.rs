@@ -77,7 +77,10 @@ spec:
 
 async fn start() -> (World, Certs, WaypointProc, Tunnel) {
     let world = World::new(
-        &[Pod("reviews-v1", "reviews", "v1"), Pod("reviews-v2", "reviews", "v2")],
+        &[
+            Pod("reviews-v1", "reviews", "v1"),
+            Pod("reviews-v2", "reviews", "v2"),
+        ],
         ROUTES,
     )
     .await;
@@ -87,17 +90,29 @@ async fn start() -> (World, Certs, WaypointProc, Tunnel) {
     (world, certs, wp, t)
 }
 
-async fn pod_for(t: &mut Tunnel, method: http::Method, path: &str, headers: &[(String, String)]) -> (u16, String) {
+async fn pod_for(
+    t: &mut Tunnel,
+    method: http::Method,
+    path: &str,
+    headers: &[(String, String)],
+) -> (u16, String) {
     let url = format!("http://reviews{path}");
-    let r = t.send(method, &url, headers, bytes::Bytes::new()).await.unwrap();
-    (r.status.as_u16(), r.header("x-pod").unwrap_or("-").to_string())
+    let r = t
+        .send(method, &url, headers, bytes::Bytes::new())
+        .await
+        .unwrap();
+    (
+        r.status.as_u16(),
+        r.header("x-pod").unwrap_or("-").to_string(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn matches_follow_gateway_api_precedence() {
     let (_world, _certs, _wp, mut t) = start().await;
     let get = http::Method::GET;
-    let cases: &[(&str, Vec<(String, String)>, http::Method, (u16, &str))] = &[
+    type Case<'a> = (&'a str, Vec<(String, String)>, http::Method, (u16, &'a str));
+    let cases: &[Case<'_>] = &[
         ("/api/list", vec![], get.clone(), (200, "reviews-v1")),
         // The longer prefix wins although its rule comes later.
         ("/api/v2/list", vec![], get.clone(), (200, "reviews-v2")),
@@ -106,16 +121,35 @@ async fn matches_follow_gateway_api_precedence() {
         // PathPrefix matches whole segments: /apix is not under /api.
         ("/apix", vec![], get.clone(), (404, "-")),
         // Same prefix, more header matches wins.
-        ("/api/list", h("x-canary", "true"), get.clone(), (200, "reviews-v2")),
-        ("/api/list?debug=1", vec![], get.clone(), (200, "reviews-v2")),
-        ("/api/list?debug=2", vec![], get.clone(), (200, "reviews-v1")),
+        (
+            "/api/list",
+            h("x-canary", "true"),
+            get.clone(),
+            (200, "reviews-v2"),
+        ),
+        (
+            "/api/list?debug=1",
+            vec![],
+            get.clone(),
+            (200, "reviews-v2"),
+        ),
+        (
+            "/api/list?debug=2",
+            vec![],
+            get.clone(),
+            (200, "reviews-v1"),
+        ),
         // A method match outranks a bare prefix.
         ("/api/list", vec![], http::Method::POST, (200, "reviews-v2")),
         ("/elsewhere", vec![], get.clone(), (404, "-")),
     ];
     for (path, headers, method, want) in cases {
         let got = pod_for(&mut t, method.clone(), path, headers).await;
-        assert_eq!((got.0, got.1.as_str()), *want, "{method} {path} {headers:?}");
+        assert_eq!(
+            (got.0, got.1.as_str()),
+            *want,
+            "{method} {path} {headers:?}"
+        );
     }
 }
 
@@ -146,12 +180,18 @@ async fn rewrite_redirect_and_bad_backends() {
 
     let r = t.get("http://reviews/moved/here?q=1", &[]).await.unwrap();
     assert_eq!(r.status, 301);
-    assert_eq!(r.header("location"), Some("http://reviews.example.com/moved/here?q=1"));
+    assert_eq!(
+        r.header("location"),
+        Some("http://reviews.example.com/moved/here?q=1")
+    );
 
     let before = world.requests("reviews-v1") + world.requests("reviews-v2");
     for path in ["/zero", "/missing"] {
         let r = t.get(&format!("http://reviews{path}"), &[]).await.unwrap();
         assert_eq!(r.status, 500, "{path}");
     }
-    assert_eq!(world.requests("reviews-v1") + world.requests("reviews-v2"), before);
+    assert_eq!(
+        world.requests("reviews-v1") + world.requests("reviews-v2"),
+        before
+    );
 }

@@ -8,9 +8,16 @@ use waypoint::identity::CertBundle;
 
 async fn try_request(wp: &WaypointProc, client: &CertBundle) -> Result<u16, String> {
     let tls = waypoint::hbone::tls::client_config(client, None).map_err(|e| e.to_string())?;
-    let hbone = HboneClient::connect(wp.hbone, tls).await.map_err(|e| e.to_string())?;
-    let mut t = Tunnel::open(&hbone, PRODUCTPAGE_VIP).await.map_err(|e| e.to_string())?;
-    let r = t.get("http://productpage/", &[]).await.map_err(|e| e.to_string())?;
+    let hbone = HboneClient::connect(wp.hbone, tls)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut t = Tunnel::open(&hbone, PRODUCTPAGE_VIP)
+        .await
+        .map_err(|e| e.to_string())?;
+    let r = t
+        .get("http://productpage/", &[])
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(r.status.as_u16())
 }
 
@@ -48,8 +55,16 @@ async fn client_without_certificate_is_refused() {
             .map_err(|e| e.to_string())
     }
     .await;
-    assert!(result.is_err(), "a client without a certificate got a tunnel");
-    assert_eq!(world.requests("productpage-v1-a") + world.requests("productpage-v1-b") + world.requests("productpage-v2"), 0);
+    assert!(
+        result.is_err(),
+        "a client without a certificate got a tunnel"
+    );
+    assert_eq!(
+        world.requests("productpage-v1-a")
+            + world.requests("productpage-v1-b")
+            + world.requests("productpage-v2"),
+        0
+    );
 }
 
 /// The project's own server verifier, so the no-certificate client still checks
@@ -65,7 +80,9 @@ async fn client_from_another_ca_is_refused() {
     let world = World::productpage().await;
     let certs = Certs::new();
     let wp = WaypointProc::start(world.dir(), &certs.waypoint_dir).await;
-    let err = try_request(&wp, &certs.client_from_other_ca()).await.unwrap_err();
+    let err = try_request(&wp, &certs.client_from_other_ca())
+        .await
+        .unwrap_err();
     assert!(!err.is_empty());
 }
 
@@ -74,7 +91,13 @@ async fn client_without_spiffe_id_is_refused() {
     let world = World::productpage().await;
     let certs = Certs::new();
     let wp = WaypointProc::start(world.dir(), &certs.waypoint_dir).await;
-    let err = try_request(&wp, &certs.client_without_spiffe()).await.unwrap_err();
+    let err = try_request(&wp, &certs.client_without_spiffe())
+        .await
+        .unwrap_err();
     assert!(!err.is_empty());
-    assert!(wp.logs().contains("SPIFFE"), "log should say why:\n{}", wp.logs());
+    assert!(
+        wp.logs().contains("SPIFFE"),
+        "log should say why:\n{}",
+        wp.logs()
+    );
 }

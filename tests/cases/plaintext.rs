@@ -34,3 +34,28 @@ async fn host_names_select_the_service() {
     assert_eq!(status, "HTTP/1.1 404 Not Found");
     assert_eq!(world.requests("productpage-v2"), 6);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_reports_ready_and_dumps_the_config() {
+    let world = World::productpage().await;
+    let certs = Certs::new();
+    let wp = WaypointProc::start(world.dir(), &certs.waypoint_dir).await;
+    let (status, _) = get_path(wp.admin, "/healthz/ready").await;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let (status, body) = get_path(wp.admin, "/config_dump").await;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(
+        body.contains("productpage.default.svc.cluster.local"),
+        "{body}"
+    );
+    assert!(body.contains("productpage-routing"), "{body}");
+}
+
+async fn get_path(addr: std::net::SocketAddr, path: &str) -> (String, String) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    (out.lines().next().unwrap_or("").to_string(), out)
+}

@@ -19,7 +19,10 @@ async fn header_routes_to_v2_and_the_echo_sees_the_request() {
     let (world, certs, wp) = start().await;
     let mut t = tunnel(&wp, &certs, PRODUCTPAGE_VIP).await;
     for _ in 0..50 {
-        let r = t.get("http://productpage:9080/reviews?x=1", &h("version", "v2")).await.unwrap();
+        let r = t
+            .get("http://productpage:9080/reviews?x=1", &h("version", "v2"))
+            .await
+            .unwrap();
         assert_eq!(r.status, 200);
         assert_eq!(r.header("x-pod"), Some("productpage-v2"));
         let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
@@ -27,7 +30,10 @@ async fn header_routes_to_v2_and_the_echo_sees_the_request() {
         assert_eq!(body["headers"]["host"], "productpage:9080");
     }
     assert_eq!(world.requests("productpage-v2"), 50);
-    assert_eq!(world.requests("productpage-v1-a") + world.requests("productpage-v1-b"), 0);
+    assert_eq!(
+        world.requests("productpage-v1-a") + world.requests("productpage-v1-b"),
+        0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -38,9 +44,14 @@ async fn weighted_split_is_90_10_and_v1_spreads_over_its_pods() {
     let mut by_pod: BTreeMap<String, usize> = BTreeMap::new();
     for _ in 0..N {
         // A header that does not say v2 must not match the first rule.
-        let r = t.get("http://productpage:9080/", &h("version", "v3")).await.unwrap();
+        let r = t
+            .get("http://productpage:9080/", &h("version", "v3"))
+            .await
+            .unwrap();
         assert_eq!(r.status, 200);
-        *by_pod.entry(r.header("x-pod").unwrap().to_string()).or_default() += 1;
+        *by_pod
+            .entry(r.header("x-pod").unwrap().to_string())
+            .or_default() += 1;
     }
     let v2 = by_pod.get("productpage-v2").copied().unwrap_or(0);
     // Binomial(2000, 0.1): mean 200, sd 13.4; ±5 sd keeps false failures ~1e-6.
@@ -58,7 +69,12 @@ async fn many_requests_ride_one_tunnel_with_bodies() {
     for i in 0..300usize {
         let body = bytes::Bytes::from(vec![b'x'; i * 10]);
         let r = t
-            .send(http::Method::POST, "http://productpage/", &h("version", "v2"), body)
+            .send(
+                http::Method::POST,
+                "http://productpage/",
+                &h("version", "v2"),
+                body,
+            )
             .await
             .unwrap();
         assert_eq!(r.status, 200);
@@ -82,7 +98,10 @@ async fn a_hundred_and_twenty_concurrent_tunnels_share_one_connection() {
         .map(|mut t| {
             tokio::spawn(async move {
                 for _ in 0..5 {
-                    let r = t.get("http://productpage/", &h("version", "v2")).await.unwrap();
+                    let r = t
+                        .get("http://productpage/", &h("version", "v2"))
+                        .await
+                        .unwrap();
                     assert_eq!(r.status, 200);
                 }
             })
@@ -108,7 +127,11 @@ async fn unknown_target_is_refused_and_the_connection_lives_on() {
     // The same HTTP/2 connection still opens tunnels to known targets.
     let mut t = Tunnel::open(&client, PRODUCTPAGE_VIP).await.unwrap();
     assert_eq!(t.get("http://productpage/", &[]).await.unwrap().status, 200);
-    assert!(wp.logs().contains("10.1.2.3:80"), "the refusal is logged:\n{}", wp.logs());
+    assert!(
+        wp.logs().contains("10.1.2.3:80"),
+        "the refusal is logged:\n{}",
+        wp.logs()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -118,7 +141,10 @@ async fn a_workload_address_pins_that_endpoint() {
     let mut t = tunnel(&wp, &certs, &pod.addr.to_string()).await;
     for _ in 0..20 {
         // Even the v2 header cannot move a request addressed to one pod.
-        let r = t.get("http://productpage/", &h("version", "v2")).await.unwrap();
+        let r = t
+            .get("http://productpage/", &h("version", "v2"))
+            .await
+            .unwrap();
         assert_eq!(r.header("x-pod"), Some("productpage-v1-b"));
     }
     assert_eq!(world.requests("productpage-v1-b"), 20);

@@ -71,7 +71,11 @@ impl WaypointProc {
             {
                 return;
             }
-            assert!(Instant::now() < deadline, "waypoint not ready:\n{}", self.logs());
+            assert!(
+                Instant::now() < deadline,
+                "waypoint not ready:\n{}",
+                self.logs()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }

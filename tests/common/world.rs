@@ -25,7 +25,9 @@ impl World {
         let mut backends = BTreeMap::new();
         let mut specs = Vec::new();
         for Pod(name, app, version) in pods {
-            let echo = Echo::start("127.0.0.1:0".parse().unwrap(), name).await.unwrap();
+            let echo = Echo::start("127.0.0.1:0".parse().unwrap(), name)
+                .await
+                .unwrap();
             specs.push(waypoint::testing::Pod {
                 name,
                 app,

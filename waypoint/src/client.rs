@@ -79,7 +79,11 @@ impl Tunnel {
         })
     }
 
-    pub async fn get(&mut self, uri: &str, headers: &[(String, String)]) -> Result<Reply, RequestError> {
+    pub async fn get(
+        &mut self,
+        uri: &str,
+        headers: &[(String, String)],
+    ) -> Result<Reply, RequestError> {
         self.send(Method::GET, uri, headers, Bytes::new()).await
     }
 }

@@ -65,10 +65,7 @@ async fn serve(listener: TcpListener, name: String, requests: Arc<AtomicU64>) {
     }
 }
 
-async fn echo(
-    req: Request<Incoming>,
-    name: String,
-) -> Result<Response<Full<Bytes>>, hyper::Error> {
+async fn echo(req: Request<Incoming>, name: String) -> Result<Response<Full<Bytes>>, hyper::Error> {
     let (parts, body) = req.into_parts();
     let body = body.collect().await?.to_bytes();
     // Repeated headers are joined with "," the way HTTP allows them to be folded.

@@ -7,7 +7,11 @@ use std::process::ExitCode;
 use waypoint::cmd;
 
 #[derive(Parser)]
-#[command(name = "waypoint", version, about = "An L7 waypoint proxy for Istio's ambient mesh")]
+#[command(
+    name = "waypoint",
+    version,
+    about = "An L7 waypoint proxy for Istio's ambient mesh"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -32,7 +32,11 @@ impl WaypointProxy {
 fn hbone_meta(session: &Session) -> Option<HboneMeta> {
     let digest = session.as_downstream().digest()?;
     let proxy = digest.proxy_digest.as_ref()?;
-    proxy.user_data.as_ref()?.downcast_ref::<HboneMeta>().cloned()
+    proxy
+        .user_data
+        .as_ref()?
+        .downcast_ref::<HboneMeta>()
+        .cloned()
 }
 
 #[async_trait]

@@ -76,13 +76,19 @@ pub fn client(args: ClientArgs) -> CmdResult {
             }
         }
         if args.count > 1 {
-            println!("{} requests over one tunnel to {}", args.count, args.authority);
+            println!(
+                "{} requests over one tunnel to {}",
+                args.count, args.authority
+            );
             for (status, n) in by_status {
                 println!("  status {status}: {n}");
             }
             for (value, n) in by_header {
                 let pct = 100.0 * n as f64 / args.count as f64;
-                println!("  {}={value}: {n} ({pct:.1}%)", args.count_by.as_deref().unwrap_or(""));
+                println!(
+                    "  {}={value}: {n} ({pct:.1}%)",
+                    args.count_by.as_deref().unwrap_or("")
+                );
             }
         }
         Ok::<_, Box<dyn std::error::Error>>(())

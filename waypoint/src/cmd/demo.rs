@@ -76,7 +76,10 @@ pub fn demo(args: DemoArgs) -> CmdResult {
     let waypoint_dir = dir.join("certs/waypoint");
     let client_dir = dir.join("certs/client");
     let td = &opts.trust_domain;
-    ca.write_cert_dir(&waypoint_dir, &SpiffeId::new(td, "default", "productpage-waypoint"))?;
+    ca.write_cert_dir(
+        &waypoint_dir,
+        &SpiffeId::new(td, "default", "productpage-waypoint"),
+    )?;
     ca.write_cert_dir(&client_dir, &SpiffeId::new(td, "default", "sleep"))?;
     let waypoint_certs = load_cert_dir(&waypoint_dir)?;
     let client_certs = load_cert_dir(&client_dir)?;
@@ -154,7 +157,10 @@ async fn start_backends(snapshot: &Snapshot) -> std::io::Result<Vec<Echo>> {
 fn first_vip(snapshot: &Snapshot) -> Option<(SocketAddr, String)> {
     let svc = snapshot.services.iter().find(|s| !s.addresses.is_empty())?;
     let port = svc.ports.first()?.port;
-    Some((SocketAddr::new(svc.addresses[0], port), format!("{}:{port}", svc.name)))
+    Some((
+        SocketAddr::new(svc.addresses[0], port),
+        format!("{}:{port}", svc.name),
+    ))
 }
 
 /// Pod name → its `version` label, to show the split by subset.
@@ -198,4 +204,3 @@ fn print_split(by_pod: &BTreeMap<String, usize>, versions: &BTreeMap<String, Str
         println!("  {v:<4} {count:>5}  {pct:>5.1}%   ({})", pods.join(", "));
     }
 }
-

@@ -25,7 +25,10 @@ pub fn run(args: RunArgs) -> CmdResult {
             for d in &diags {
                 eprintln!("{d}");
             }
-            eprintln!("refusing to start: invalid config in {}", args.config_dir.display());
+            eprintln!(
+                "refusing to start: invalid config in {}",
+                args.config_dir.display()
+            );
             return Ok(ExitCode::FAILURE);
         }
     };

@@ -8,13 +8,13 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use log::{debug, info, warn};
 use pingora::apps::ServerApp;
+use pingora::http::ResponseHeader;
 use pingora::protocols::l4::socket::SocketAddr as PingoraAddr;
 use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::protocols::l4::virt::VirtualSocketStream;
 use pingora::protocols::raw_connect::ProxyDigest;
 use pingora::protocols::{GetProxyDigest, GetSocketDigest, SocketDigest};
 use pingora::server::ShutdownWatch;
-use pingora::http::ResponseHeader;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -128,7 +128,13 @@ impl<A: ServerApp + Send + Sync + 'static> HboneServer<A> {
                 return;
             }
         };
-        if self.state.current().snapshot.resolve_target(target).is_none() {
+        if self
+            .state
+            .current()
+            .snapshot
+            .resolve_target(target)
+            .is_none()
+        {
             warn!("hbone: refusing CONNECT {target} from {source}: no service or workload has that address");
             reply(&mut respond, StatusCode::NOT_FOUND);
             return;

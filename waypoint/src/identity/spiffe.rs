@@ -70,9 +70,14 @@ mod tests {
 
     #[test]
     fn parses_istio_ids() {
-        let id: SpiffeId = "spiffe://cluster.local/ns/default/sa/bookinfo".parse().unwrap();
+        let id: SpiffeId = "spiffe://cluster.local/ns/default/sa/bookinfo"
+            .parse()
+            .unwrap();
         assert_eq!(id, SpiffeId::new("cluster.local", "default", "bookinfo"));
-        assert_eq!(id.to_string(), "spiffe://cluster.local/ns/default/sa/bookinfo");
+        assert_eq!(
+            id.to_string(),
+            "spiffe://cluster.local/ns/default/sa/bookinfo"
+        );
     }
 
     #[test]
