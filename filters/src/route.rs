@@ -1,0 +1,74 @@
+//! Route selection: the first route of a service's table that applies to a request.
+//!
+//! Translation already sorted each table into precedence order (VirtualService
+//! order, or Gateway API precedence for HTTPRoute), so selection here is a linear
+//! first-match, with no comparisons between routes.
+
+mod header;
+mod method;
+mod path;
+mod query;
+
+use crate::RequestView;
+use waypoint_ir::{RequestMatch, Route, Service, StringMatch};
+
+/// The route chosen for a request.
+#[derive(Debug, Clone, Copy)]
+pub struct Selected<'a> {
+    pub route: &'a Route,
+    /// Position of `route` in the service's table.
+    pub index: usize,
+    /// Which of the route's `matches` matched; `None` when it has none (matches
+    /// every request). Prefix rewrites need the path match that applied.
+    pub matched: Option<usize>,
+}
+
+/// The first route whose `port` (if set) is the request's port and any of whose
+/// matches matches. `None`: no route applies (the caller answers 404 `NR`).
+pub fn select<'s>(service: &'s Service, req: &RequestView<'_>) -> Option<Selected<'s>> {
+    service
+        .routes
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.port.is_none_or(|p| p == req.port))
+        .find_map(|(index, route)| {
+            if route.matches.is_empty() {
+                return Some(Selected {
+                    route,
+                    index,
+                    matched: None,
+                });
+            }
+            let m = route.matches.iter().position(|m| matches(m, req))?;
+            Some(Selected {
+                route,
+                index,
+                matched: Some(m),
+            })
+        })
+}
+
+/// All conditions of one `RequestMatch` hold (an AND; a route's matches are an OR).
+/// Cheap checks run first; query parameters, which need parsing, run last.
+pub fn matches(m: &RequestMatch, req: &RequestView<'_>) -> bool {
+    m.port.is_none_or(|p| p == req.port)
+        && m.method
+            .as_ref()
+            .is_none_or(|want| method::matches(want, req.method))
+        && m.path
+            .as_ref()
+            .is_none_or(|p| path::matches(p, req.path, m.ignore_uri_case))
+        && m.headers.iter().all(|h| header::matches(h, req.headers))
+        && m.query.iter().all(|q| query::matches(q, req.query))
+}
+
+/// Value matching shared by headers and query parameters. Case-sensitive, whole
+/// value for regexes (patterns are anchored at translation).
+fn string_matches(m: &StringMatch, value: &str) -> bool {
+    match m {
+        StringMatch::Exact(s) => value == s,
+        StringMatch::Prefix(s) => value.starts_with(s.as_str()),
+        StringMatch::Regex(p) => p.is_match(value),
+        StringMatch::Present => true,
+    }
+}
