@@ -72,3 +72,40 @@ fn string_matches(m: &StringMatch, value: &str) -> bool {
         StringMatch::Present => true,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{path_prefix, with_header};
+    use waypoint_ir::{Method, PathMatch};
+
+    #[test]
+    fn conditions_of_one_match_all_hold() {
+        let m = with_header(path_prefix("/api/admin"), "x-user", "admin");
+        let get = http::Method::GET;
+        let mut h = http::HeaderMap::new();
+        let check = |path: &str, h: &http::HeaderMap, port: u16, m: &RequestMatch| {
+            let uri: http::Uri = path.parse().unwrap();
+            matches(m, &RequestView::new(&get, &uri, h, port))
+        };
+        assert!(!check("/api/admin", &h, 80, &m), "header missing");
+        h.insert("x-user", "admin".parse().unwrap());
+        assert!(check("/api/admin/x", &h, 80, &m));
+        assert!(!check("/api/other", &h, 80, &m), "path differs");
+
+        let mut m = m;
+        m.port = Some(9080);
+        m.method = Some(Method("POST".into()));
+        assert!(!check("/api/admin", &h, 9080, &m), "method differs");
+        m.method = Some(Method("GET".into()));
+        assert!(check("/api/admin", &h, 9080, &m));
+        assert!(!check("/api/admin", &h, 9081, &m), "port differs");
+
+        let upper = RequestMatch {
+            path: Some(PathMatch::Exact("/Login".into())),
+            ignore_uri_case: true,
+            ..Default::default()
+        };
+        assert!(check("/LOGIN", &h, 80, &upper));
+    }
+}
