@@ -14,7 +14,7 @@ pub use backend::{Endpoint, EndpointIdx, RouteSource, Service, ServiceIdx, Servi
 pub use names::{ResourceKind, ResourceRef};
 pub use route::{
     BackendRef, BackendTarget, HeaderMatch, HeaderModifier, Method, PathMatch, PathModifier,
-    QueryMatch, Redirect, RequestMatch, Route, RouteAction, RouteFilters, RouteOrigin,
+    Pattern, QueryMatch, Redirect, RequestMatch, Route, RouteAction, RouteFilters, RouteOrigin,
     StringMatch, UrlRewrite,
 };
 
@@ -55,6 +55,16 @@ pub struct Snapshot {
     /// `name.ns.svc`, FQDN, ServiceEntry hosts), lower-case, without port.
     #[serde(skip)]
     pub by_host: HashMap<String, ServiceIdx>,
+    /// The `istio-waypoint` Gateway this config declares, if any.
+    pub waypoint: Option<WaypointGateway>,
+}
+
+/// A `Gateway` of class `istio-waypoint`: who this waypoint is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WaypointGateway {
+    pub source: ResourceRef,
+    /// `(name, port, protocol)` of each listener.
+    pub listeners: Vec<(String, u16, String)>,
 }
 
 impl Snapshot {

@@ -168,7 +168,10 @@ pub enum RouteAction {
     /// (Gateway API), as does picking an invalid backend.
     Forward(Vec<BackendRef>),
     Redirect(Redirect),
-    DirectResponse { status: u16, body: Option<String> },
+    DirectResponse {
+        status: u16,
+        body: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Serialize)]

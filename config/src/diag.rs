@@ -1,0 +1,64 @@
+//! Diagnostics: what is wrong, and exactly where.
+
+use std::fmt;
+use waypoint_ir::ResourceRef;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    /// The config cannot be used.
+    Error,
+    /// Loaded, but not everything as written (a shadowed route, an unknown backend).
+    Warning,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub file: String,
+    pub resource: Option<ResourceRef>,
+    /// Field path inside the resource, e.g. `spec.http[0].route[1].weight`.
+    pub field: String,
+    pub message: String,
+    pub severity: Severity,
+}
+
+impl Diagnostic {
+    pub fn error(
+        file: &str,
+        resource: Option<&ResourceRef>,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Diagnostic {
+            file: file.to_string(),
+            resource: resource.cloned(),
+            field: field.into(),
+            message: message.into(),
+            severity: Severity::Error,
+        }
+    }
+
+    pub fn warning(
+        file: &str,
+        resource: Option<&ResourceRef>,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Diagnostic {
+            severity: Severity::Warning,
+            ..Diagnostic::error(file, resource, field, message)
+        }
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let Some(r) = &self.resource {
+            write!(f, ": {r}")?;
+        }
+        if !self.field.is_empty() {
+            write!(f, ": {}", self.field)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}

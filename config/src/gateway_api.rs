@@ -1,0 +1,9 @@
+//! Gateway API resources (`gateway.networking.k8s.io` v1, v1beta1).
+
+mod gateway;
+mod http_route;
+
+pub use gateway::{GatewayDoc, WAYPOINT_CLASS};
+pub use http_route::{
+    BackendRefSpec, HeaderModifierSpec, HttpRouteDoc, MatchSpec, PathModifierSpec, RouteFilter,
+};

@@ -1,0 +1,118 @@
+//! `HTTPRoute`, as the GAMMA mesh profile uses it (a `Service` parent).
+
+use serde::Deserialize;
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(default)]
+pub struct HttpRouteDoc {
+    pub spec: HttpRouteSpec,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(rename_all = "camelCase", default)]
+pub struct HttpRouteSpec {
+    pub parent_refs: Vec<ParentRef>,
+    pub rules: Vec<Rule>,
+}
+
+#[derive(Deserialize, Debug)]
+pub struct ParentRef {
+    pub group: Option<String>,
+    pub kind: Option<String>,
+    pub namespace: Option<String>,
+    pub name: String,
+    pub port: Option<u16>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Rule {
+    pub matches: Vec<MatchSpec>,
+    pub filters: Vec<RouteFilter>,
+    pub backend_refs: Vec<BackendRefSpec>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(rename_all = "camelCase", default)]
+pub struct MatchSpec {
+    pub path: Option<PathSpec>,
+    pub headers: Vec<ValueMatch>,
+    pub query_params: Vec<ValueMatch>,
+    pub method: Option<String>,
+}
+
+#[derive(Deserialize, Debug)]
+pub struct PathSpec {
+    #[serde(rename = "type", default)]
+    pub kind: Option<String>,
+    pub value: Option<String>,
+}
+
+#[derive(Deserialize, Debug)]
+pub struct ValueMatch {
+    #[serde(rename = "type", default)]
+    pub kind: Option<String>,
+    pub name: String,
+    pub value: String,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteFilter {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub request_header_modifier: Option<HeaderModifierSpec>,
+    pub response_header_modifier: Option<HeaderModifierSpec>,
+    pub request_redirect: Option<RedirectSpec>,
+    pub url_rewrite: Option<UrlRewriteSpec>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(default)]
+pub struct HeaderModifierSpec {
+    pub set: Vec<NameValue>,
+    pub add: Vec<NameValue>,
+    pub remove: Vec<String>,
+}
+
+#[derive(Deserialize, Debug)]
+pub struct NameValue {
+    pub name: String,
+    pub value: String,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RedirectSpec {
+    pub scheme: Option<String>,
+    pub hostname: Option<String>,
+    pub path: Option<PathModifierSpec>,
+    pub port: Option<u16>,
+    pub status_code: Option<u16>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(default)]
+pub struct UrlRewriteSpec {
+    pub hostname: Option<String>,
+    pub path: Option<PathModifierSpec>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct PathModifierSpec {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub replace_full_path: Option<String>,
+    pub replace_prefix_match: Option<String>,
+}
+
+#[derive(Deserialize, Debug)]
+pub struct BackendRefSpec {
+    pub group: Option<String>,
+    pub kind: Option<String>,
+    pub name: String,
+    pub namespace: Option<String>,
+    pub port: Option<u16>,
+    pub weight: Option<u32>,
+}

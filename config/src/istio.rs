@@ -1,0 +1,11 @@
+//! Istio networking resources (`networking.istio.io` v1, v1beta1, v1alpha3).
+
+mod destination_rule;
+mod service_entry;
+mod virtual_service;
+
+pub use destination_rule::DestinationRuleDoc;
+pub use service_entry::{ServiceEntryDoc, WorkloadEntryDoc, WorkloadEntrySpec};
+pub use virtual_service::{
+    Destination, HeaderOperations, HttpMatch, HttpRoute, StringMatchSpec, VirtualServiceDoc,
+};

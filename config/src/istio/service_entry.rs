@@ -1,0 +1,53 @@
+//! `ServiceEntry` and `WorkloadEntry`.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(default)]
+pub struct ServiceEntryDoc {
+    pub spec: ServiceEntrySpec,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ServiceEntrySpec {
+    pub hosts: Vec<String>,
+    pub addresses: Vec<String>,
+    pub ports: Vec<SePort>,
+    pub resolution: Option<String>,
+    pub endpoints: Vec<WorkloadEntrySpec>,
+    pub workload_selector: Option<Selector>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct SePort {
+    pub number: u16,
+    pub name: Option<String>,
+    pub protocol: Option<String>,
+    pub target_port: Option<u16>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(default)]
+pub struct Selector {
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(default)]
+pub struct WorkloadEntryDoc {
+    pub spec: WorkloadEntrySpec,
+}
+
+/// A `WorkloadEntry` spec, also a ServiceEntry's inline endpoint.
+#[derive(Deserialize, Debug, Default)]
+#[serde(rename_all = "camelCase", default)]
+pub struct WorkloadEntrySpec {
+    pub address: String,
+    /// Port name → the port the workload listens on for it.
+    pub ports: BTreeMap<String, u16>,
+    pub labels: BTreeMap<String, String>,
+    pub service_account: Option<String>,
+}

@@ -1,0 +1,116 @@
+//! `VirtualService`: the HTTP routing parts. Retries, timeouts and faults are
+//! accepted but not read here: they belong to the resilience filters.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(default)]
+pub struct VirtualServiceDoc {
+    pub spec: VirtualServiceSpec,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(default)]
+pub struct VirtualServiceSpec {
+    pub hosts: Vec<String>,
+    pub gateways: Vec<String>,
+    pub http: Vec<HttpRoute>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(rename_all = "camelCase", default)]
+pub struct HttpRoute {
+    pub name: Option<String>,
+    #[serde(rename = "match")]
+    pub matches: Vec<HttpMatch>,
+    pub route: Vec<Destination>,
+    pub redirect: Option<Redirect>,
+    pub direct_response: Option<DirectResponse>,
+    pub rewrite: Option<Rewrite>,
+    pub headers: Option<Headers>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(rename_all = "camelCase", default)]
+pub struct HttpMatch {
+    pub uri: Option<StringMatchSpec>,
+    pub headers: BTreeMap<String, StringMatchSpec>,
+    pub without_headers: BTreeMap<String, StringMatchSpec>,
+    pub query_params: BTreeMap<String, StringMatchSpec>,
+    pub method: Option<StringMatchSpec>,
+    pub port: Option<u16>,
+    pub ignore_uri_case: bool,
+}
+
+/// Istio's `StringMatch`: one of exact, prefix, regex; none of them means "present".
+#[derive(Deserialize, Debug, Default, Clone)]
+#[serde(default)]
+pub struct StringMatchSpec {
+    pub exact: Option<String>,
+    pub prefix: Option<String>,
+    pub regex: Option<String>,
+}
+
+#[derive(Deserialize, Debug)]
+pub struct Destination {
+    pub destination: DestinationSpec,
+    pub weight: Option<u32>,
+}
+
+#[derive(Deserialize, Debug)]
+pub struct DestinationSpec {
+    pub host: String,
+    pub subset: Option<String>,
+    pub port: Option<PortSelector>,
+}
+
+#[derive(Deserialize, Debug)]
+pub struct PortSelector {
+    pub number: u16,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Redirect {
+    pub uri: Option<String>,
+    pub authority: Option<String>,
+    pub port: Option<u16>,
+    pub scheme: Option<String>,
+    pub redirect_code: Option<u16>,
+}
+
+#[derive(Deserialize, Debug)]
+pub struct DirectResponse {
+    pub status: u16,
+    #[serde(default)]
+    pub body: Option<DirectBody>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(default)]
+pub struct DirectBody {
+    pub string: Option<String>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(default)]
+pub struct Rewrite {
+    pub uri: Option<String>,
+    pub authority: Option<String>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(default)]
+pub struct Headers {
+    pub request: Option<HeaderOperations>,
+    pub response: Option<HeaderOperations>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(default)]
+pub struct HeaderOperations {
+    pub set: BTreeMap<String, String>,
+    pub add: BTreeMap<String, String>,
+    pub remove: Vec<String>,
+}

@@ -1,0 +1,197 @@
+//! YAML/JSON documents → typed resources, each remembering its file and identity.
+
+use crate::gateway_api::{GatewayDoc, HttpRouteDoc};
+use crate::istio::{DestinationRuleDoc, ServiceEntryDoc, VirtualServiceDoc, WorkloadEntryDoc};
+use crate::kube::{EndpointSliceDoc, PodDoc, ServiceDoc};
+use crate::{Diagnostic, Source};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use waypoint_ir::{ResourceKind, ResourceRef};
+
+/// One resource of a known kind.
+#[derive(Debug)]
+pub struct Obj<T> {
+    pub file: String,
+    pub id: ResourceRef,
+    pub labels: BTreeMap<String, String>,
+    /// `metadata.creationTimestamp` (RFC 3339 sorts as text); empty when absent,
+    /// which sorts first, as if oldest.
+    pub created: String,
+    pub doc: T,
+}
+
+impl<T> Obj<T> {
+    pub fn ns(&self) -> &str {
+        &self.id.namespace
+    }
+    pub fn name(&self) -> &str {
+        &self.id.name
+    }
+}
+
+#[derive(Default, Debug)]
+pub struct Resources {
+    pub services: Vec<Obj<ServiceDoc>>,
+    pub pods: Vec<Obj<PodDoc>>,
+    pub slices: Vec<Obj<EndpointSliceDoc>>,
+    pub namespaces: Vec<Obj<()>>,
+    pub service_entries: Vec<Obj<ServiceEntryDoc>>,
+    pub workload_entries: Vec<Obj<WorkloadEntryDoc>>,
+    pub virtual_services: Vec<Obj<VirtualServiceDoc>>,
+    pub destination_rules: Vec<Obj<DestinationRuleDoc>>,
+    pub http_routes: Vec<Obj<HttpRouteDoc>>,
+    pub gateways: Vec<Obj<GatewayDoc>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct Meta {
+    name: Option<String>,
+    namespace: Option<String>,
+    labels: BTreeMap<String, String>,
+    creation_timestamp: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Head {
+    api_version: Option<String>,
+    kind: Option<String>,
+    #[serde(default)]
+    metadata: Meta,
+}
+
+pub fn parse_all(sources: &[Source], diags: &mut Vec<Diagnostic>) -> Resources {
+    let mut out = Resources::default();
+    for src in sources {
+        for (i, doc) in serde_yaml_ng::Deserializer::from_str(&src.content).enumerate() {
+            match serde_json::Value::deserialize(doc) {
+                Ok(serde_json::Value::Null) => {}
+                Ok(value) => one(&src.file, value, &mut out, diags),
+                Err(e) => diags.push(Diagnostic::error(
+                    &src.file,
+                    None,
+                    "",
+                    format!("document {}: not valid YAML: {e}", i + 1),
+                )),
+            }
+        }
+    }
+    out
+}
+
+fn kind_of(api_version: &str, kind: &str) -> Option<ResourceKind> {
+    let group = api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("");
+    Some(match (group, kind) {
+        ("", "Service") => ResourceKind::Service,
+        ("", "Pod") => ResourceKind::Pod,
+        ("", "Namespace") => ResourceKind::Namespace,
+        ("discovery.k8s.io", "EndpointSlice") => ResourceKind::EndpointSlice,
+        ("networking.istio.io", "VirtualService") => ResourceKind::VirtualService,
+        ("networking.istio.io", "DestinationRule") => ResourceKind::DestinationRule,
+        ("networking.istio.io", "ServiceEntry") => ResourceKind::ServiceEntry,
+        ("networking.istio.io", "WorkloadEntry") => ResourceKind::WorkloadEntry,
+        ("gateway.networking.k8s.io", "HTTPRoute") => ResourceKind::HTTPRoute,
+        ("gateway.networking.k8s.io", "Gateway") => ResourceKind::Gateway,
+        _ => return None,
+    })
+}
+
+fn one(file: &str, value: serde_json::Value, out: &mut Resources, diags: &mut Vec<Diagnostic>) {
+    let head: Head = match serde_path_to_error::deserialize(&value) {
+        Ok(h) => h,
+        Err(e) => {
+            diags.push(Diagnostic::error(
+                file,
+                None,
+                e.path().to_string(),
+                e.inner().to_string(),
+            ));
+            return;
+        }
+    };
+    let (Some(api_version), Some(kind_name)) = (head.api_version, head.kind) else {
+        diags.push(Diagnostic::error(
+            file,
+            None,
+            "",
+            "a document without apiVersion and kind",
+        ));
+        return;
+    };
+    let Some(kind) = kind_of(&api_version, &kind_name) else {
+        log::debug!("{file}: skipping {api_version} {kind_name}");
+        return;
+    };
+    let namespace = match kind {
+        ResourceKind::Namespace => String::new(),
+        _ => head.metadata.namespace.unwrap_or_else(|| "default".into()),
+    };
+    let Some(name) = head.metadata.name else {
+        let id = ResourceRef::new(kind, namespace, "<unnamed>");
+        diags.push(Diagnostic::error(
+            file,
+            Some(&id),
+            "metadata.name",
+            "missing",
+        ));
+        return;
+    };
+    let id = ResourceRef::new(kind, namespace, name);
+    let labels = head.metadata.labels;
+    let created = head.metadata.creation_timestamp.unwrap_or_default();
+    macro_rules! push {
+        ($list:ident) => {
+            if let Some(doc) = typed(file, &id, value, diags) {
+                out.$list.push(Obj {
+                    file: file.to_string(),
+                    id,
+                    labels,
+                    created,
+                    doc,
+                });
+            }
+        };
+    }
+    match kind {
+        ResourceKind::Service => push!(services),
+        ResourceKind::Pod => push!(pods),
+        ResourceKind::EndpointSlice => push!(slices),
+        ResourceKind::ServiceEntry => push!(service_entries),
+        ResourceKind::WorkloadEntry => push!(workload_entries),
+        ResourceKind::VirtualService => push!(virtual_services),
+        ResourceKind::DestinationRule => push!(destination_rules),
+        ResourceKind::HTTPRoute => push!(http_routes),
+        ResourceKind::Gateway => push!(gateways),
+        ResourceKind::Namespace => out.namespaces.push(Obj {
+            file: file.to_string(),
+            id,
+            labels,
+            created,
+            doc: (),
+        }),
+    }
+}
+
+/// Deserializes the whole document, so an error's path starts at the top
+/// (`spec.http[0].route[1].weight`).
+fn typed<T: DeserializeOwned>(
+    file: &str,
+    id: &ResourceRef,
+    value: serde_json::Value,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<T> {
+    match serde_path_to_error::deserialize(value) {
+        Ok(doc) => Some(doc),
+        Err(e) => {
+            diags.push(Diagnostic::error(
+                file,
+                Some(id),
+                e.path().to_string(),
+                e.inner().to_string(),
+            ));
+            None
+        }
+    }
+}

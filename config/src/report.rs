@@ -1,0 +1,208 @@
+//! `waypoint check`'s routing table: what the waypoint will do, per service.
+
+use std::fmt::Write;
+use waypoint_ir::{
+    BackendTarget, HeaderModifier, PathMatch, RequestMatch, Route, RouteAction, RouteSource,
+    Service, Snapshot, StringMatch,
+};
+
+pub fn routing_table(s: &Snapshot) -> String {
+    let mut out = String::new();
+    if let Some(w) = &s.waypoint {
+        let l: Vec<String> = w
+            .listeners
+            .iter()
+            .map(|(n, p, proto)| format!("{n} {p}/{proto}"))
+            .collect();
+        let _ = writeln!(out, "waypoint {} (listeners: {})\n", w.source, l.join(", "));
+    }
+    for svc in &s.services {
+        service(&mut out, s, svc);
+    }
+    if s.services.is_empty() {
+        out.push_str("no services\n");
+    }
+    out
+}
+
+fn service(out: &mut String, s: &Snapshot, svc: &Service) {
+    let vips: Vec<String> = svc
+        .addresses
+        .iter()
+        .flat_map(|a| {
+            svc.ports
+                .iter()
+                .map(move |p| std::net::SocketAddr::new(*a, p.port).to_string())
+        })
+        .collect();
+    let _ = writeln!(out, "{}  ({})", svc.hostname, svc.source);
+    let _ = writeln!(
+        out,
+        "  vips: {}",
+        if vips.is_empty() {
+            "none".into()
+        } else {
+            vips.join(" ")
+        }
+    );
+    let source = match &svc.route_source {
+        RouteSource::Default => "none attached: default route to all endpoints".to_string(),
+        RouteSource::VirtualService { routes } => list(routes),
+        RouteSource::HttpRoute { routes, shadowed } if shadowed.is_empty() => list(routes),
+        RouteSource::HttpRoute { routes, shadowed } => {
+            format!(
+                "{} (takes precedence; ignored: {})",
+                list(routes),
+                list(shadowed)
+            )
+        }
+    };
+    let _ = writeln!(out, "  routes from {source}");
+    for (i, r) in svc.routes.iter().enumerate() {
+        route(out, s, i, r);
+    }
+    for sub in &svc.subsets {
+        let labels: Vec<String> = sub.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let _ = writeln!(
+            out,
+            "  subset {} {{{}}}: {} endpoint(s)",
+            sub.name,
+            labels.join(","),
+            sub.endpoints.len()
+        );
+    }
+    for ep in &svc.endpoints {
+        let ports: Vec<String> = ep.ports.iter().map(|(s, t)| format!("{s}->{t}")).collect();
+        let labels: Vec<String> = ep.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let _ = writeln!(
+            out,
+            "  endpoint {} ports {} {{{}}} {}{} ({})",
+            ep.address,
+            ports.join(","),
+            labels.join(","),
+            ep.identity.as_deref().unwrap_or("no identity"),
+            if ep.in_mesh { " mesh" } else { "" },
+            ep.source
+        );
+    }
+    out.push('\n');
+}
+
+fn list(refs: &[waypoint_ir::ResourceRef]) -> String {
+    refs.iter()
+        .map(|r| r.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn route(out: &mut String, s: &Snapshot, i: usize, r: &Route) {
+    let port = r.port.map(|p| format!(" port {p}")).unwrap_or_default();
+    let when = if r.matches.is_empty() {
+        "always".to_string()
+    } else {
+        r.matches
+            .iter()
+            .map(request_match)
+            .collect::<Vec<_>>()
+            .join(" | ")
+    };
+    let _ = writeln!(out, "  [{i}] {}{port}\n      when {when}", r.name);
+    let _ = writeln!(out, "      then {}", action(s, &r.action));
+    modifier(out, "request headers", &r.filters.request_headers);
+    modifier(out, "response headers", &r.filters.response_headers);
+    if let Some(w) = &r.filters.rewrite {
+        let _ = writeln!(out, "      rewrite host={:?} path={:?}", w.hostname, w.path);
+    }
+}
+
+fn modifier(out: &mut String, what: &str, m: &HeaderModifier) {
+    if !m.is_empty() {
+        let _ = writeln!(
+            out,
+            "      {what}: set {:?} add {:?} remove {:?}",
+            m.set, m.add, m.remove
+        );
+    }
+}
+
+fn string_match(m: &StringMatch) -> String {
+    match m {
+        StringMatch::Exact(v) => format!("={v}"),
+        StringMatch::Prefix(v) => format!(" prefix {v}"),
+        StringMatch::Regex(p) => format!(" ~ /{}/", p.source),
+        StringMatch::Present => " present".into(),
+    }
+}
+
+fn request_match(m: &RequestMatch) -> String {
+    let mut parts = Vec::new();
+    if let Some(meth) = &m.method {
+        parts.push(format!("method={}", meth.0));
+    }
+    match &m.path {
+        Some(PathMatch::Exact(p)) => parts.push(format!("path={p}")),
+        Some(PathMatch::Prefix(p)) => parts.push(format!("path prefix {p}")),
+        Some(PathMatch::SegmentPrefix(p)) => {
+            parts.push(format!("path under {}", if p.is_empty() { "/" } else { p }))
+        }
+        Some(PathMatch::Regex(p)) => parts.push(format!("path ~ /{}/", p.source)),
+        None => {}
+    }
+    for h in &m.headers {
+        let not = if h.invert { "not " } else { "" };
+        parts.push(format!("{not}header {}{}", h.name, string_match(&h.value)));
+    }
+    for q in &m.query {
+        parts.push(format!("query {}{}", q.name, string_match(&q.value)));
+    }
+    if let Some(p) = m.port {
+        parts.push(format!("port={p}"));
+    }
+    if parts.is_empty() {
+        "any request".into()
+    } else {
+        parts.join(" and ")
+    }
+}
+
+fn action(s: &Snapshot, a: &RouteAction) -> String {
+    match a {
+        RouteAction::Redirect(r) => format!(
+            "redirect {} to scheme={:?} host={:?} port={:?} path={:?}",
+            r.status, r.scheme, r.hostname, r.port, r.path
+        ),
+        RouteAction::DirectResponse { status, .. } => format!("respond {status}"),
+        RouteAction::Forward(backends) => {
+            let total: u64 = backends.iter().map(|b| b.weight as u64).sum();
+            if total == 0 {
+                return "respond 500 (no backend with a non-zero weight)".into();
+            }
+            let parts: Vec<String> = backends
+                .iter()
+                .map(|b| {
+                    let pct = 100.0 * b.weight as f64 / total as f64;
+                    match &b.target {
+                        BackendTarget::Service {
+                            service,
+                            port,
+                            subset,
+                        } => {
+                            let svc = s.service(*service);
+                            let port = port
+                                .map(|p| format!(":{p}"))
+                                .unwrap_or_else(|| ":<request port>".into());
+                            let subset = subset
+                                .map(|i| format!(" subset {}", svc.subsets[i].name))
+                                .unwrap_or_default();
+                            format!("{pct:.0}% {}{port}{subset}", svc.hostname)
+                        }
+                        BackendTarget::Invalid { status, reason } => {
+                            format!("{pct:.0}% respond {status} ({reason})")
+                        }
+                    }
+                })
+                .collect();
+            format!("forward {}", parts.join(", "))
+        }
+    }
+}

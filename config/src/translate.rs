@@ -1,0 +1,134 @@
+//! Resources → one `Snapshot`. The order of the steps matters: services and their
+//! endpoints first (everything else refers to them), then DestinationRule subsets
+//! (routes refer to subsets by index), then routes, then the lookup indexes.
+
+mod hosts;
+mod http_route;
+mod matchers;
+mod services;
+mod subsets;
+mod virtual_service;
+
+use crate::parse::Resources;
+use crate::{Diagnostic, Options};
+use std::collections::BTreeMap;
+use waypoint_ir::{
+    BackendRef, BackendTarget, Route, RouteAction, RouteFilters, RouteOrigin, RouteSource,
+    ServiceIdx, Snapshot,
+};
+
+/// What every translation step shares.
+pub struct Cx<'a> {
+    pub res: &'a Resources,
+    pub opts: &'a Options,
+    pub diags: &'a mut Vec<Diagnostic>,
+}
+
+pub fn translate(res: &Resources, opts: &Options, diags: &mut Vec<Diagnostic>) -> Snapshot {
+    let mut cx = Cx { res, opts, diags };
+    let mut snapshot = Snapshot {
+        services: services::build(&mut cx),
+        ..Snapshot::default()
+    };
+    let index = hosts::HostIndex::build(&snapshot.services);
+    subsets::apply(&mut cx, &index, &mut snapshot.services);
+
+    let vs = virtual_service::routes(&mut cx, &index, &snapshot.services);
+    let hr = http_route::routes(&mut cx, &index, &snapshot.services);
+    attach(&mut cx, &mut snapshot, vs, hr);
+
+    hosts::index(&mut cx, &mut snapshot);
+    snapshot.waypoint = waypoint_gateway(&cx);
+    snapshot
+}
+
+/// Routes found for one service, with the resources that supplied them.
+pub struct Attached {
+    pub routes: Vec<Route>,
+    pub from: Vec<waypoint_ir::ResourceRef>,
+    pub file: String,
+}
+
+/// Istio's precedence for a service with both: the HTTPRoute's routes are used and
+/// the VirtualService is ignored for that service (and reported).
+fn attach(
+    cx: &mut Cx<'_>,
+    snapshot: &mut Snapshot,
+    mut vs: BTreeMap<ServiceIdx, Attached>,
+    mut hr: BTreeMap<ServiceIdx, Attached>,
+) {
+    for (i, svc) in snapshot.services.iter_mut().enumerate() {
+        let idx = ServiceIdx(i);
+        let vs = vs.remove(&idx);
+        match (hr.remove(&idx), vs) {
+            (Some(h), shadowed) => {
+                let shadowed = shadowed.map(|v| v.from).unwrap_or_default();
+                for s in &shadowed {
+                    cx.diags.push(Diagnostic::warning(
+                        &h.file,
+                        h.from.first(),
+                        "spec.parentRefs",
+                        format!("{s} also routes {}; HTTPRoute takes precedence and it is ignored for this service", svc.hostname),
+                    ));
+                }
+                svc.routes = h.routes;
+                svc.route_source = RouteSource::HttpRoute {
+                    routes: h.from,
+                    shadowed,
+                };
+            }
+            (None, Some(v)) => {
+                svc.routes = v.routes;
+                svc.route_source = RouteSource::VirtualService { routes: v.from };
+            }
+            (None, None) => {
+                svc.routes = vec![default_route(idx)];
+                svc.route_source = RouteSource::Default;
+            }
+        }
+    }
+}
+
+/// A service nobody routes: every request to any of its endpoints.
+fn default_route(idx: ServiceIdx) -> Route {
+    Route {
+        name: "default".into(),
+        origin: RouteOrigin {
+            resource: None,
+            field: String::new(),
+        },
+        port: None,
+        matches: Vec::new(),
+        filters: RouteFilters::default(),
+        action: RouteAction::Forward(vec![BackendRef {
+            target: BackendTarget::Service {
+                service: idx,
+                port: None,
+                subset: None,
+            },
+            weight: 1,
+        }]),
+    }
+}
+
+fn waypoint_gateway(cx: &Cx<'_>) -> Option<waypoint_ir::WaypointGateway> {
+    use crate::gateway_api::GatewayDoc;
+    let mut gws: Vec<&crate::parse::Obj<GatewayDoc>> = cx
+        .res
+        .gateways
+        .iter()
+        .filter(|g| g.doc.spec.gateway_class_name == crate::gateway_api::WAYPOINT_CLASS)
+        .collect();
+    gws.sort_by(|a, b| (&a.created, &a.id).cmp(&(&b.created, &b.id)));
+    let g = gws.first()?;
+    Some(waypoint_ir::WaypointGateway {
+        source: g.id.clone(),
+        listeners: g
+            .doc
+            .spec
+            .listeners
+            .iter()
+            .map(|l| (l.name.clone(), l.port, l.protocol.clone()))
+            .collect(),
+    })
+}

@@ -1,0 +1,107 @@
+//! Host names: Istio's short-name resolution and the snapshot's lookup indexes.
+
+use super::Cx;
+use crate::Diagnostic;
+use std::collections::HashMap;
+use waypoint_ir::{EndpointIdx, Service, ServiceIdx, Snapshot};
+
+/// FQDN (or ServiceEntry host) → service, for resolving names in routing resources.
+pub struct HostIndex {
+    by_fqdn: HashMap<String, ServiceIdx>,
+    by_ns_name: HashMap<(String, String), ServiceIdx>,
+}
+
+impl HostIndex {
+    pub fn build(services: &[Service]) -> Self {
+        let mut by_fqdn = HashMap::new();
+        let mut by_ns_name = HashMap::new();
+        for (i, s) in services.iter().enumerate() {
+            by_fqdn
+                .entry(s.hostname.to_ascii_lowercase())
+                .or_insert(ServiceIdx(i));
+            if s.source.kind == waypoint_ir::ResourceKind::Service {
+                by_ns_name.insert((s.namespace.clone(), s.name.clone()), ServiceIdx(i));
+            }
+        }
+        HostIndex {
+            by_fqdn,
+            by_ns_name,
+        }
+    }
+
+    /// Istio's rule: a name without dots is short for `name.<namespace>.svc.<domain>`;
+    /// anything with a dot is taken as written.
+    pub fn resolve(&self, host: &str, namespace: &str, cluster_domain: &str) -> Option<ServiceIdx> {
+        let host = host.to_ascii_lowercase();
+        if host.contains('.') {
+            self.by_fqdn.get(&host).copied()
+        } else {
+            self.by_fqdn
+                .get(&format!("{host}.{namespace}.svc.{cluster_domain}"))
+                .copied()
+        }
+    }
+
+    /// A Kubernetes Service by namespace and name (Gateway API references).
+    pub fn service(&self, namespace: &str, name: &str) -> Option<ServiceIdx> {
+        self.by_ns_name
+            .get(&(namespace.to_string(), name.to_string()))
+            .copied()
+    }
+}
+
+/// Fills `by_vip`, `by_workload` and `by_host`.
+pub fn index(cx: &mut Cx<'_>, snapshot: &mut Snapshot) {
+    for (i, svc) in snapshot.services.iter().enumerate() {
+        let idx = ServiceIdx(i);
+        for addr in &svc.addresses {
+            for port in &svc.ports {
+                let key = std::net::SocketAddr::new(*addr, port.port);
+                if let Some((other, _)) = snapshot.by_vip.get(&key) {
+                    let other = &snapshot.services[other.0];
+                    cx.diags.push(Diagnostic::warning(
+                        "-",
+                        Some(&svc.source),
+                        "",
+                        format!(
+                            "address {key} is already {}'s; ignoring it here",
+                            other.source
+                        ),
+                    ));
+                    continue;
+                }
+                snapshot.by_vip.insert(key, (idx, port.port));
+            }
+        }
+        for (e, ep) in svc.endpoints.iter().enumerate() {
+            snapshot
+                .by_workload
+                .entry(ep.address)
+                .or_default()
+                .push((idx, EndpointIdx(e)));
+        }
+        for alias in aliases(svc, &cx.opts.cluster_domain) {
+            // Short names are ambiguous across namespaces; the first service in
+            // (namespace, name) order keeps the short name.
+            snapshot.by_host.entry(alias).or_insert(idx);
+        }
+    }
+}
+
+fn aliases(svc: &Service, cluster_domain: &str) -> Vec<String> {
+    let host = svc.hostname.to_ascii_lowercase();
+    if svc.source.kind != waypoint_ir::ResourceKind::Service {
+        return vec![host];
+    }
+    let (n, ns) = (
+        svc.name.to_ascii_lowercase(),
+        svc.namespace.to_ascii_lowercase(),
+    );
+    vec![
+        host,
+        format!("{n}.{ns}.svc"),
+        format!("{n}.{ns}"),
+        n.clone(),
+        format!("{n}.{ns}.svc.{cluster_domain}"),
+    ]
+}

@@ -1,0 +1,304 @@
+//! VirtualService `http[]` → routes, in order (the first match wins).
+
+use super::hosts::HostIndex;
+use super::matchers::{istio_string, At};
+use super::{Attached, Cx};
+use crate::istio::{Destination, HeaderOperations, HttpMatch, HttpRoute, VirtualServiceDoc};
+use crate::parse::Obj;
+use std::collections::BTreeMap;
+use waypoint_ir::{
+    BackendRef, BackendTarget, HeaderMatch, HeaderModifier, Method, PathMatch, PathModifier,
+    QueryMatch, Redirect, RequestMatch, Route, RouteAction, RouteFilters, RouteOrigin, Service,
+    ServiceIdx, StringMatch, UrlRewrite,
+};
+
+pub fn routes(
+    cx: &mut Cx<'_>,
+    index: &HostIndex,
+    services: &[Service],
+) -> BTreeMap<ServiceIdx, Attached> {
+    let mut all: Vec<&Obj<VirtualServiceDoc>> = cx.res.virtual_services.iter().collect();
+    // For one host, Istio's mesh routing uses the oldest VirtualService.
+    all.sort_by(|a, b| (&a.created, &a.id).cmp(&(&b.created, &b.id)));
+    let mut out: BTreeMap<ServiceIdx, Attached> = BTreeMap::new();
+    for vs in all {
+        let spec = &vs.doc.spec;
+        if !spec.gateways.is_empty() && !spec.gateways.iter().any(|g| g == "mesh") {
+            log::debug!("{}: {} applies to gateways only", vs.file, vs.id);
+            continue;
+        }
+        let at = At {
+            file: &vs.file,
+            id: &vs.id,
+        };
+        let routes: Vec<Route> = spec
+            .http
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| route(cx, &at, index, services, vs.ns(), i, r))
+            .collect();
+        for (h, host) in spec.hosts.iter().enumerate() {
+            let Some(idx) = index.resolve(host, vs.ns(), &cx.opts.cluster_domain) else {
+                cx.diags.push(at.warning(
+                    format!("spec.hosts[{h}]"),
+                    format!("no service {host:?} is known; this host is not routed"),
+                ));
+                continue;
+            };
+            if let Some(existing) = out.get(&idx) {
+                cx.diags.push(at.warning(
+                    format!("spec.hosts[{h}]"),
+                    format!(
+                        "{} (older) already routes {}; ignored for it",
+                        existing.from[0], services[idx.0].hostname
+                    ),
+                ));
+                continue;
+            }
+            out.insert(
+                idx,
+                Attached {
+                    routes: routes.clone(),
+                    from: vec![vs.id.clone()],
+                    file: vs.file.clone(),
+                },
+            );
+        }
+    }
+    out
+}
+
+fn route(
+    cx: &mut Cx<'_>,
+    at: &At<'_>,
+    index: &HostIndex,
+    services: &[Service],
+    ns: &str,
+    i: usize,
+    r: &HttpRoute,
+) -> Option<Route> {
+    let field = format!("spec.http[{i}]");
+    let before = cx.diags.len();
+    let matches: Vec<RequestMatch> = r
+        .matches
+        .iter()
+        .enumerate()
+        .filter_map(|(j, m)| request_match(at, &format!("{field}.match[{j}]"), m, cx.diags))
+        .collect();
+    let action = if let Some(d) = &r.redirect {
+        RouteAction::Redirect(Redirect {
+            scheme: d.scheme.clone(),
+            hostname: d.authority.clone(),
+            path: d.uri.clone().map(PathModifier::ReplaceFullPath),
+            port: d.port,
+            status: d.redirect_code.unwrap_or(301),
+        })
+    } else if let Some(d) = &r.direct_response {
+        RouteAction::DirectResponse {
+            status: d.status,
+            body: d.body.as_ref().and_then(|b| b.string.clone()),
+        }
+    } else if !r.route.is_empty() {
+        RouteAction::Forward(backends(cx, at, index, services, ns, &field, &r.route))
+    } else {
+        cx.diags.push(at.error(
+            &field,
+            "one of route, redirect or directResponse is required",
+        ));
+        return None;
+    };
+    if cx.diags[before..]
+        .iter()
+        .any(|d| d.severity == crate::Severity::Error)
+    {
+        return None;
+    }
+    let headers = r.headers.as_ref();
+    let filters = RouteFilters {
+        request_headers: ops(headers.and_then(|h| h.request.as_ref())),
+        response_headers: ops(headers.and_then(|h| h.response.as_ref())),
+        rewrite: r.rewrite.as_ref().map(|w| UrlRewrite {
+            hostname: w.authority.clone(),
+            path: w.uri.clone().map(PathModifier::ReplacePrefixMatch),
+        }),
+    };
+    let label = r
+        .name
+        .as_ref()
+        .map(|n| format!(" ({n})"))
+        .unwrap_or_default();
+    Some(Route {
+        name: format!("{} http[{i}]{label}", at.id),
+        origin: RouteOrigin {
+            resource: Some(at.id.clone()),
+            field,
+        },
+        port: None,
+        matches,
+        filters,
+        action,
+    })
+}
+
+fn ops(o: Option<&HeaderOperations>) -> HeaderModifier {
+    let Some(o) = o else {
+        return HeaderModifier::default();
+    };
+    HeaderModifier {
+        set: o
+            .set
+            .iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+            .collect(),
+        add: o
+            .add
+            .iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+            .collect(),
+        remove: o.remove.iter().map(|k| k.to_ascii_lowercase()).collect(),
+    }
+}
+
+fn request_match(
+    at: &At<'_>,
+    field: &str,
+    m: &HttpMatch,
+    diags: &mut Vec<crate::Diagnostic>,
+) -> Option<RequestMatch> {
+    let path = match &m.uri {
+        None => None,
+        Some(u) => match istio_string(at, &format!("{field}.uri"), u, diags)? {
+            StringMatch::Exact(p) => Some(PathMatch::Exact(p)),
+            StringMatch::Prefix(p) => Some(PathMatch::Prefix(p)),
+            StringMatch::Regex(p) => Some(PathMatch::Regex(p)),
+            StringMatch::Present => None,
+        },
+    };
+    let mut headers = Vec::new();
+    for (invert, map, key) in [
+        (false, &m.headers, "headers"),
+        (true, &m.without_headers, "withoutHeaders"),
+    ] {
+        for (name, v) in map {
+            let value = istio_string(at, &format!("{field}.{key}.{name}"), v, diags)?;
+            headers.push(HeaderMatch {
+                name: name.to_ascii_lowercase(),
+                value,
+                invert,
+            });
+        }
+    }
+    let mut query = Vec::new();
+    for (name, v) in &m.query_params {
+        let value = istio_string(at, &format!("{field}.queryParams.{name}"), v, diags)?;
+        query.push(QueryMatch {
+            name: name.clone(),
+            value,
+        });
+    }
+    let method = match &m.method {
+        None => None,
+        Some(s) => match (&s.exact, &s.prefix, &s.regex) {
+            (Some(e), None, None) => Some(Method(e.to_ascii_uppercase())),
+            _ => {
+                diags.push(at.error(
+                    format!("{field}.method"),
+                    "only an exact method match is supported",
+                ));
+                return None;
+            }
+        },
+    };
+    Some(RequestMatch {
+        path,
+        headers,
+        query,
+        method,
+        port: m.port,
+        ignore_uri_case: m.ignore_uri_case,
+    })
+}
+
+fn backends(
+    cx: &mut Cx<'_>,
+    at: &At<'_>,
+    index: &HostIndex,
+    services: &[Service],
+    ns: &str,
+    field: &str,
+    dests: &[Destination],
+) -> Vec<BackendRef> {
+    // Weights are relative; with none given the destinations share equally.
+    let any_weight = dests.iter().any(|d| d.weight.is_some());
+    dests
+        .iter()
+        .enumerate()
+        .map(|(k, d)| {
+            let f = format!("{field}.route[{k}].destination");
+            let weight = d.weight.unwrap_or(if any_weight { 0 } else { 1 });
+            let target = destination(cx, at, index, services, ns, &f, d);
+            BackendRef { target, weight }
+        })
+        .collect()
+}
+
+fn destination(
+    cx: &mut Cx<'_>,
+    at: &At<'_>,
+    index: &HostIndex,
+    services: &[Service],
+    ns: &str,
+    field: &str,
+    d: &Destination,
+) -> BackendTarget {
+    let spec = &d.destination;
+    // Envoy answers 503 (NC) for a route to a cluster that does not exist.
+    let invalid = |cx: &mut Cx<'_>, sub: &str, reason: String| {
+        cx.diags.push(at.warning(
+            format!("{field}{sub}"),
+            format!("{reason}; requests routed here get 503"),
+        ));
+        BackendTarget::Invalid {
+            status: 503,
+            reason,
+        }
+    };
+    let Some(service) = index.resolve(&spec.host, ns, &cx.opts.cluster_domain) else {
+        return invalid(cx, ".host", format!("no service {:?} is known", spec.host));
+    };
+    let svc = &services[service.0];
+    let port = match &spec.port {
+        Some(p) if svc.port(p.number).is_none() => {
+            return invalid(
+                cx,
+                ".port.number",
+                format!("{} has no port {}", svc.hostname, p.number),
+            );
+        }
+        Some(p) => Some(p.number),
+        // A single-port service needs no port; otherwise the request's port is used.
+        None if svc.ports.len() == 1 => Some(svc.ports[0].port),
+        None => None,
+    };
+    let subset = match &spec.subset {
+        None => None,
+        Some(name) => match svc.subsets.iter().position(|s| &s.name == name) {
+            Some(i) => Some(i),
+            None => {
+                return invalid(
+                    cx,
+                    ".subset",
+                    format!(
+                        "no DestinationRule defines subset {name:?} of {}",
+                        svc.hostname
+                    ),
+                );
+            }
+        },
+    };
+    BackendTarget::Service {
+        service,
+        port,
+        subset,
+    }
+}
