@@ -96,7 +96,7 @@ async fn client_without_spiffe_id_is_refused() {
         .unwrap_err();
     assert!(!err.is_empty());
     assert!(
-        wp.logs().contains("SPIFFE"),
+        wp.log_contains("no SPIFFE URI SAN").await,
         "log should say why:\n{}",
         wp.logs()
     );

@@ -128,7 +128,7 @@ async fn unknown_target_is_refused_and_the_connection_lives_on() {
     let mut t = Tunnel::open(&client, PRODUCTPAGE_VIP).await.unwrap();
     assert_eq!(t.get("http://productpage/", &[]).await.unwrap().status, 200);
     assert!(
-        wp.logs().contains("10.1.2.3:80"),
+        wp.log_contains("10.1.2.3:80").await,
         "the refusal is logged:\n{}",
         wp.logs()
     );

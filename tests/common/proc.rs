@@ -80,6 +80,19 @@ impl WaypointProc {
         }
     }
 
+    /// Waits (briefly) for the waypoint to log `needle`: the client may see a
+    /// refusal before the server has written why.
+    pub async fn log_contains(&self, needle: &str) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if self.logs().contains(needle) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+
     pub fn logs(&self) -> String {
         std::fs::read_to_string(self.log.path()).unwrap_or_default()
     }

@@ -28,7 +28,7 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, thiserror::Error)]
 enum ConnError {
     #[error("TLS handshake: {0}")]
-    Tls(std::io::Error),
+    Tls(String),
     #[error("TLS handshake timed out")]
     TlsTimeout,
     #[error("peer did not negotiate ALPN h2")]
@@ -81,7 +81,7 @@ impl<A: ServerApp + Send + Sync + 'static> HboneServer<A> {
         let tls = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, self.acceptor.accept(tcp))
             .await
             .map_err(|_| ConnError::TlsTimeout)?
-            .map_err(ConnError::Tls)?;
+            .map_err(|e| ConnError::Tls(crate::hbone::tls::describe_io_error(&e)))?;
         let (_, session) = tls.get_ref();
         if session.alpn_protocol() != Some(ALPN_H2) {
             return Err(ConnError::NoH2);

@@ -120,6 +120,19 @@ impl ClientCertVerifier for SpiffeClientVerifier {
     }
 }
 
+/// A handshake failure in words an operator can act on: rustls prints our own
+/// verifier errors with `Debug`, which hides their message.
+pub fn describe_io_error(e: &std::io::Error) -> String {
+    let tls = e.get_ref().and_then(|inner| inner.downcast_ref::<Error>());
+    match tls {
+        Some(Error::InvalidCertificate(CertificateError::Other(other))) => {
+            format!("invalid peer certificate: {}", other.0)
+        }
+        Some(tls) => tls.to_string(),
+        None => e.to_string(),
+    }
+}
+
 fn no_spiffe_id() -> Error {
     Error::InvalidCertificate(CertificateError::Other(rustls::OtherError(Arc::new(
         NoSpiffeId,
