@@ -66,3 +66,6 @@ pub fn load_sources(sources: &[Source], opts: &Options) -> Result<Loaded, Vec<Di
         warnings: diags,
     })
 }
+
+#[cfg(test)]
+mod tests;

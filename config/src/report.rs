@@ -155,6 +155,9 @@ fn request_match(m: &RequestMatch) -> String {
     for q in &m.query {
         parts.push(format!("query {}{}", q.name, string_match(&q.value)));
     }
+    if m.ignore_uri_case {
+        parts.push("path in any case".into());
+    }
     if let Some(p) = m.port {
         parts.push(format!("port={p}"));
     }

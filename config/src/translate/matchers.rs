@@ -27,8 +27,19 @@ pub fn regex(
 ) -> Option<Pattern> {
     match Pattern::new(source) {
         Ok(p) => Some(p),
-        Err(e) => {
-            diags.push(at.error(field, format!("invalid regex: {e}")));
+        Err(_) => {
+            // Report the user's pattern, not our anchored wrapper, on one line.
+            let why = match regex::Regex::new(source) {
+                Err(regex::Error::Syntax(msg)) => msg
+                    .lines()
+                    .last()
+                    .unwrap_or("")
+                    .trim_start_matches("error: ")
+                    .to_string(),
+                Err(e) => e.to_string(),
+                Ok(_) => "not usable as a full-match pattern".into(),
+            };
+            diags.push(at.error(field, format!("invalid regex {source:?}: {why}")));
             None
         }
     }

@@ -1,0 +1,245 @@
+//! Translation tests: golden files for whole worlds, plus direct checks of the
+//! semantics that matter most.
+//!
+//! Each `testdata/<case>.in.yaml` is loaded and rendered (the routing table, or the
+//! diagnostics) and compared with `<case>.out.txt`. `UPDATE_GOLDEN=1 cargo test -p
+//! waypoint-config` rewrites the expected files; review the diff.
+
+use crate::{load_sources, routing_table, Loaded, Options, Severity, Source};
+use std::path::Path;
+use waypoint_ir::{BackendTarget, RouteAction, Snapshot};
+
+fn testdata() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/testdata"))
+}
+
+fn load_case(name: &str) -> Result<Loaded, Vec<crate::Diagnostic>> {
+    let file = format!("{name}.in.yaml");
+    let content = std::fs::read_to_string(testdata().join(&file)).unwrap();
+    load_sources(&[Source { file, content }], &Options::default())
+}
+
+fn render(result: &Result<Loaded, Vec<crate::Diagnostic>>) -> String {
+    match result {
+        Ok(loaded) => {
+            let mut out = String::new();
+            for w in &loaded.warnings {
+                out.push_str(&format!("warning: {w}\n"));
+            }
+            out + &routing_table(&loaded.snapshot)
+        }
+        Err(diags) => diags
+            .iter()
+            .map(|d| format!("{:?}: {d}\n", d.severity))
+            .collect(),
+    }
+}
+
+#[test]
+fn golden_files() {
+    let mut cases: Vec<_> = std::fs::read_dir(testdata())
+        .unwrap()
+        .filter_map(|e| {
+            e.ok()?
+                .file_name()
+                .to_str()?
+                .strip_suffix(".in.yaml")
+                .map(String::from)
+        })
+        .collect();
+    cases.sort();
+    assert!(cases.len() >= 5, "test cases went missing: {cases:?}");
+    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
+    let mut failed = Vec::new();
+    for case in cases {
+        let got = render(&load_case(&case));
+        let path = testdata().join(format!("{case}.out.txt"));
+        if update {
+            std::fs::write(&path, &got).unwrap();
+            continue;
+        }
+        let want = std::fs::read_to_string(&path).unwrap_or_default();
+        if got != want {
+            eprintln!("--- {case}: got ---\n{got}--- want ---\n{want}");
+            failed.push(case);
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "golden mismatch (UPDATE_GOLDEN=1 to accept): {failed:?}"
+    );
+}
+
+fn snapshot(case: &str) -> Snapshot {
+    load_case(case)
+        .unwrap_or_else(|d| panic!("{case}: {d:?}"))
+        .snapshot
+}
+
+#[test]
+fn the_seed_routes_v2_by_header_then_splits_90_10() {
+    let s = snapshot("seed");
+    let svc = &s.services[0];
+    assert_eq!(svc.hostname, "productpage.default.svc.cluster.local");
+    assert_eq!(svc.routes.len(), 2);
+    let RouteAction::Forward(split) = &svc.routes[1].action else {
+        panic!()
+    };
+    let weights: Vec<(u32, Option<usize>)> = split
+        .iter()
+        .map(|b| match &b.target {
+            BackendTarget::Service { subset, .. } => (b.weight, *subset),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(weights, vec![(90, Some(0)), (10, Some(1))]);
+    assert_eq!(svc.subsets[0].endpoints.len(), 2);
+    assert!(s
+        .resolve_target("10.96.0.10:9080".parse().unwrap())
+        .is_some());
+    assert!(s.resolve_host("productpage.default").is_some());
+    assert_eq!(s.waypoint.as_ref().unwrap().listeners[0].1, 15008);
+}
+
+#[test]
+fn httproute_matches_sort_by_gateway_api_precedence() {
+    let s = snapshot("httproute_precedence");
+    let names: Vec<&str> = s.services[0]
+        .routes
+        .iter()
+        .map(|r| r.name.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            "HTTPRoute shop/older rules[0].matches[2]", // Exact /api
+            "HTTPRoute shop/older rules[0].matches[3]", // longest prefix /api/items
+            "HTTPRoute shop/older rules[0].matches[4]", // method
+            "HTTPRoute shop/older rules[0].matches[1]", // a header
+            "HTTPRoute shop/older rules[0].matches[0]", // older route wins the tie
+            "HTTPRoute shop/newer rules[0].matches[0]",
+            "HTTPRoute shop/older rules[1].matches[0]", // the default match, PathPrefix /
+            "HTTPRoute shop/newer rules[1].matches[0]", // regex paths last
+        ]
+    );
+}
+
+#[test]
+fn httproute_shadows_virtual_service_and_oldest_virtual_service_wins() {
+    let loaded = load_case("httproute_and_virtualservice").unwrap();
+    let s = &loaded.snapshot;
+    let ratings = s.services.iter().find(|x| x.name == "ratings").unwrap();
+    assert!(
+        matches!(&ratings.route_source, waypoint_ir::RouteSource::HttpRoute { shadowed, .. } if shadowed.len() == 1)
+    );
+    // The unsupported RequestMirror filter answers 500 rather than being skipped.
+    assert!(matches!(
+        ratings.routes[0].action,
+        RouteAction::DirectResponse { status: 500, .. }
+    ));
+    let details = s.services.iter().find(|x| x.name == "details").unwrap();
+    assert!(details.routes[0].name.contains("details-old"));
+    let w = |needle: &str| {
+        loaded
+            .warnings
+            .iter()
+            .any(|w| w.to_string().contains(needle))
+    };
+    assert!(w(
+        "VirtualService default/ratings-vs also routes ratings.default.svc.cluster.local"
+    ));
+    assert!(w("spec.http[2].route[0].destination.subset"));
+    assert!(w("spec.http[2].route[1].destination.host"));
+}
+
+#[test]
+fn endpoints_resolve_named_ports_slices_and_service_entries() {
+    let s = snapshot("endpoints");
+    let fe = s.services.iter().find(|x| x.name == "frontend").unwrap();
+    let ports: Vec<_> = fe
+        .endpoints
+        .iter()
+        .map(|e| (e.address.to_string(), e.ports.get(&80).copied(), e.in_mesh))
+        .collect();
+    assert_eq!(
+        ports,
+        vec![
+            ("10.0.0.1".into(), Some(8080), true),
+            ("10.0.0.2".into(), Some(8081), false)
+        ]
+    );
+    let be = s.services.iter().find(|x| x.name == "backend").unwrap();
+    assert_eq!(
+        be.endpoints.len(),
+        1,
+        "not-ready slice endpoints are skipped"
+    );
+    assert_eq!(be.endpoints[0].target_port(50051), Some(7070));
+    assert_eq!(
+        be.endpoints[0].identity.as_deref(),
+        Some("spiffe://cluster.local/ns/web/sa/backend")
+    );
+    let legacy = s
+        .services
+        .iter()
+        .find(|x| x.hostname == "legacy.example.com")
+        .unwrap();
+    let eps: Vec<_> = legacy
+        .endpoints
+        .iter()
+        .map(|e| (e.address.to_string(), e.target_port(80)))
+        .collect();
+    assert_eq!(
+        eps,
+        vec![
+            ("192.0.2.10".into(), Some(8000)),
+            ("192.0.2.11".into(), Some(9000)),
+            ("192.0.2.12".into(), Some(8000))
+        ]
+    );
+    assert!(s.resolve_host("legacy.example.com:80").is_some());
+}
+
+#[test]
+fn every_error_names_file_resource_and_field() {
+    let diags = load_case("errors").unwrap_err();
+    let errors: Vec<String> = diags
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .map(|d| d.to_string())
+        .collect();
+    let expect = [
+        "errors.in.yaml: VirtualService shop/reviews: spec.http[0].route[0].weight: invalid type: string \"ninety\"",
+        "errors.in.yaml: HTTPRoute shop/ratings: spec.rules[0].matches[0].headers[0].value: invalid regex \"(unclosed\": unclosed group",
+        "errors.in.yaml: HTTPRoute shop/ratings: spec.rules[1].matches[0].path.type: unknown path match type \"Glob\"",
+        "errors.in.yaml: HTTPRoute shop/ratings: spec.rules[2].filters[0].urlRewrite: required when type is URLRewrite",
+        "errors.in.yaml: Service shop/bad-ip: spec.clusterIP: \"10.96.999.1\" is not an IP address",
+        "errors.in.yaml: VirtualService shop/empty-rule: spec.http[0].match[0].uri: set only one of exact, prefix, regex",
+        "errors.in.yaml: VirtualService shop/empty-rule: spec.http[0]: one of route, redirect or directResponse is required",
+        "errors.in.yaml: VirtualService shop/empty-rule: spec.http[1]: one of route, redirect or directResponse is required",
+        "errors.in.yaml: Pod shop/<unnamed>: metadata.name: missing",
+        "errors.in.yaml: a document without apiVersion and kind",
+    ];
+    for e in expect {
+        assert!(
+            errors.iter().any(|got| got.starts_with(e)),
+            "missing {e:?} in {errors:#?}"
+        );
+    }
+    assert_eq!(errors.len(), expect.len(), "{errors:#?}");
+}
+
+#[test]
+fn load_dir_reads_a_configmap_mount_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("..2026_11_29_00_00_00.000");
+    std::fs::create_dir(&data).unwrap();
+    let seed = std::fs::read_to_string(testdata().join("seed.in.yaml")).unwrap();
+    std::fs::write(data.join("world.yaml"), seed).unwrap();
+    std::os::unix::fs::symlink(&data, dir.path().join("..data")).unwrap();
+    std::os::unix::fs::symlink("..data/world.yaml", dir.path().join("world.yaml")).unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "not a manifest").unwrap();
+    let loaded = crate::load_dir(dir.path(), &Options::default()).unwrap();
+    assert_eq!(loaded.snapshot.services.len(), 1);
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+}
