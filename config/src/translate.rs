@@ -33,13 +33,23 @@ pub fn translate(res: &Resources, opts: &Options, diags: &mut Vec<Diagnostic>) -
     let index = hosts::HostIndex::build(&snapshot.services);
     subsets::apply(&mut cx, &index, &mut snapshot.services);
 
-    let vs = virtual_service::routes(&mut cx, &index, &snapshot.services);
-    let hr = http_route::routes(&mut cx, &index, &snapshot.services);
+    let world = World {
+        index: &index,
+        services: &snapshot.services,
+    };
+    let vs = virtual_service::routes(&mut cx, &world);
+    let hr = http_route::routes(&mut cx, &world);
     attach(&mut cx, &mut snapshot, vs, hr);
 
     hosts::index(&mut cx, &mut snapshot);
     snapshot.waypoint = waypoint_gateway(&cx);
     snapshot
+}
+
+/// What route translation looks names up in: the services, by name.
+pub struct World<'a> {
+    pub index: &'a hosts::HostIndex,
+    pub services: &'a [waypoint_ir::Service],
 }
 
 /// Routes found for one service, with the resources that supplied them.

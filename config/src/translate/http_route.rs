@@ -4,9 +4,8 @@
 //! are sorted once here by the spec's precedence, so the data path takes the first
 //! match. Regex paths rank below every exact and prefix path, as Istio ranks them.
 
-use super::hosts::HostIndex;
 use super::matchers::{regex, At};
-use super::{Attached, Cx};
+use super::{Attached, Cx, World};
 use crate::gateway_api::{
     BackendRefSpec, HeaderModifierSpec, HttpRouteDoc, MatchSpec, PathModifierSpec, RouteFilter,
 };
@@ -15,8 +14,8 @@ use std::cmp::Reverse;
 use std::collections::BTreeMap;
 use waypoint_ir::{
     BackendRef, BackendTarget, HeaderMatch, HeaderModifier, Method, PathMatch, PathModifier,
-    QueryMatch, Redirect, RequestMatch, Route, RouteAction, RouteFilters, RouteOrigin, Service,
-    ServiceIdx, StringMatch, UrlRewrite,
+    QueryMatch, Redirect, RequestMatch, Route, RouteAction, RouteFilters, RouteOrigin, ServiceIdx,
+    StringMatch, UrlRewrite,
 };
 
 /// Sort key: smaller sorts first and so wins.
@@ -31,11 +30,7 @@ type Precedence = (
     usize,
 );
 
-pub fn routes(
-    cx: &mut Cx<'_>,
-    index: &HostIndex,
-    services: &[Service],
-) -> BTreeMap<ServiceIdx, Attached> {
+pub fn routes(cx: &mut Cx<'_>, world: &World<'_>) -> BTreeMap<ServiceIdx, Attached> {
     let mut entries: BTreeMap<ServiceIdx, Vec<(Precedence, Route)>> = BTreeMap::new();
     let mut from: BTreeMap<ServiceIdx, (Vec<waypoint_ir::ResourceRef>, String)> = BTreeMap::new();
     for hr in &cx.res.http_routes {
@@ -44,8 +39,8 @@ pub fn routes(
             id: &hr.id,
         };
         // Rules are validated even when no parent resolves: errors must not hide.
-        let translated = translate_rules(cx, &at, index, services, hr);
-        let parents = parents(cx, &at, index, hr);
+        let translated = translate_rules(cx, &at, world, hr);
+        let parents = parents(cx, &at, world, hr);
         for (idx, port) in parents {
             let e = from
                 .entry(idx)
@@ -81,7 +76,7 @@ pub fn routes(
 fn parents(
     cx: &mut Cx<'_>,
     at: &At<'_>,
-    index: &HostIndex,
+    world: &World<'_>,
     hr: &Obj<HttpRouteDoc>,
 ) -> Vec<(ServiceIdx, Option<u16>)> {
     let mut out = Vec::new();
@@ -97,7 +92,7 @@ fn parents(
             continue;
         }
         let ns = p.namespace.as_deref().unwrap_or(hr.ns());
-        match index.service(ns, &p.name) {
+        match world.index.service(ns, &p.name) {
             Some(idx) => out.push((idx, p.port)),
             None => cx.diags.push(at.warning(
                 format!("spec.parentRefs[{i}]"),
@@ -111,8 +106,7 @@ fn parents(
 fn translate_rules(
     cx: &mut Cx<'_>,
     at: &At<'_>,
-    index: &HostIndex,
-    services: &[Service],
+    world: &World<'_>,
     hr: &Obj<HttpRouteDoc>,
 ) -> Vec<(Precedence, Route)> {
     let default_match = [MatchSpec::default()];
@@ -140,8 +134,7 @@ fn translate_rules(
                         backend(
                             cx,
                             at,
-                            index,
-                            services,
+                            world,
                             hr.ns(),
                             &format!("{field}.backendRefs[{b}]"),
                             br,
@@ -403,8 +396,7 @@ fn rule_filters(
 fn backend(
     cx: &mut Cx<'_>,
     at: &At<'_>,
-    index: &HostIndex,
-    services: &[Service],
+    world: &World<'_>,
     ns: &str,
     field: &str,
     b: &BackendRefSpec,
@@ -429,13 +421,13 @@ fn backend(
         return invalid(".kind", format!("backend kind {kind} is not supported"));
     }
     let ns = b.namespace.as_deref().unwrap_or(ns);
-    let Some(service) = index.service(ns, &b.name) else {
+    let Some(service) = world.index.service(ns, &b.name) else {
         return invalid(".name", format!("no Service {ns}/{} is known", b.name));
     };
     let Some(port) = b.port else {
         return invalid(".port", "port is required for a Service backend".into());
     };
-    if services[service.0].port(port).is_none() {
+    if world.services[service.0].port(port).is_none() {
         return invalid(
             ".port",
             format!("Service {ns}/{} has no port {port}", b.name),

@@ -1,22 +1,17 @@
 //! VirtualService `http[]` → routes, in order (the first match wins).
 
-use super::hosts::HostIndex;
 use super::matchers::{istio_string, At};
-use super::{Attached, Cx};
+use super::{Attached, Cx, World};
 use crate::istio::{Destination, HeaderOperations, HttpMatch, HttpRoute, VirtualServiceDoc};
 use crate::parse::Obj;
 use std::collections::BTreeMap;
 use waypoint_ir::{
     BackendRef, BackendTarget, HeaderMatch, HeaderModifier, Method, PathMatch, PathModifier,
-    QueryMatch, Redirect, RequestMatch, Route, RouteAction, RouteFilters, RouteOrigin, Service,
-    ServiceIdx, StringMatch, UrlRewrite,
+    QueryMatch, Redirect, RequestMatch, Route, RouteAction, RouteFilters, RouteOrigin, ServiceIdx,
+    StringMatch, UrlRewrite,
 };
 
-pub fn routes(
-    cx: &mut Cx<'_>,
-    index: &HostIndex,
-    services: &[Service],
-) -> BTreeMap<ServiceIdx, Attached> {
+pub fn routes(cx: &mut Cx<'_>, world: &World<'_>) -> BTreeMap<ServiceIdx, Attached> {
     let mut all: Vec<&Obj<VirtualServiceDoc>> = cx.res.virtual_services.iter().collect();
     // For one host, Istio's mesh routing uses the oldest VirtualService.
     all.sort_by(|a, b| (&a.created, &a.id).cmp(&(&b.created, &b.id)));
@@ -35,10 +30,10 @@ pub fn routes(
             .http
             .iter()
             .enumerate()
-            .filter_map(|(i, r)| route(cx, &at, index, services, vs.ns(), i, r))
+            .filter_map(|(i, r)| route(cx, &at, world, vs.ns(), i, r))
             .collect();
         for (h, host) in spec.hosts.iter().enumerate() {
-            let Some(idx) = index.resolve(host, vs.ns(), &cx.opts.cluster_domain) else {
+            let Some(idx) = world.index.resolve(host, vs.ns(), &cx.opts.cluster_domain) else {
                 cx.diags.push(at.warning(
                     format!("spec.hosts[{h}]"),
                     format!("no service {host:?} is known; this host is not routed"),
@@ -50,7 +45,7 @@ pub fn routes(
                     format!("spec.hosts[{h}]"),
                     format!(
                         "{} (older) already routes {}; ignored for it",
-                        existing.from[0], services[idx.0].hostname
+                        existing.from[0], world.services[idx.0].hostname
                     ),
                 ));
                 continue;
@@ -71,8 +66,7 @@ pub fn routes(
 fn route(
     cx: &mut Cx<'_>,
     at: &At<'_>,
-    index: &HostIndex,
-    services: &[Service],
+    world: &World<'_>,
     ns: &str,
     i: usize,
     r: &HttpRoute,
@@ -99,7 +93,7 @@ fn route(
             body: d.body.as_ref().and_then(|b| b.string.clone()),
         }
     } else if !r.route.is_empty() {
-        RouteAction::Forward(backends(cx, at, index, services, ns, &field, &r.route))
+        RouteAction::Forward(backends(cx, at, world, ns, &field, &r.route))
     } else {
         cx.diags.push(at.error(
             &field,
@@ -222,8 +216,7 @@ fn request_match(
 fn backends(
     cx: &mut Cx<'_>,
     at: &At<'_>,
-    index: &HostIndex,
-    services: &[Service],
+    world: &World<'_>,
     ns: &str,
     field: &str,
     dests: &[Destination],
@@ -236,7 +229,7 @@ fn backends(
         .map(|(k, d)| {
             let f = format!("{field}.route[{k}].destination");
             let weight = d.weight.unwrap_or(if any_weight { 0 } else { 1 });
-            let target = destination(cx, at, index, services, ns, &f, d);
+            let target = destination(cx, at, world, ns, &f, d);
             BackendRef { target, weight }
         })
         .collect()
@@ -245,8 +238,7 @@ fn backends(
 fn destination(
     cx: &mut Cx<'_>,
     at: &At<'_>,
-    index: &HostIndex,
-    services: &[Service],
+    world: &World<'_>,
     ns: &str,
     field: &str,
     d: &Destination,
@@ -263,10 +255,10 @@ fn destination(
             reason,
         }
     };
-    let Some(service) = index.resolve(&spec.host, ns, &cx.opts.cluster_domain) else {
+    let Some(service) = world.index.resolve(&spec.host, ns, &cx.opts.cluster_domain) else {
         return invalid(cx, ".host", format!("no service {:?} is known", spec.host));
     };
-    let svc = &services[service.0];
+    let svc = &world.services[service.0];
     let port = match &spec.port {
         Some(p) if svc.port(p.number).is_none() => {
             return invalid(
