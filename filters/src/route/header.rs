@@ -65,6 +65,10 @@ mod tests {
         h
     }
 
+    fn re(p: &str) -> waypoint_ir::Pattern {
+        waypoint_ir::Pattern::new(p).unwrap()
+    }
+
     #[test]
     fn table() {
         use StringMatch::*;
@@ -92,6 +96,10 @@ mod tests {
             (hm("x-user", Present, true), &one, false),
             // Names are looked up case-insensitively by HeaderMap.
             (hm("X-User", Exact(s("alice")), false), &one, true),
+            // Regexes match the whole value (RE2 full match), not a substring.
+            (hm("x-user", Regex(re("a.i.e")), false), &one, true),
+            (hm("x-user", Regex(re("lic")), false), &one, false),
+            (hm("x-user", Regex(re("alice,(bob|carol)")), false), &two, true),
         ];
         for (m, h, want) in cases {
             assert_eq!(matches(&m, h), want, "{m:?} against {h:?}");

@@ -47,6 +47,7 @@ mod tests {
     fn table() {
         let s = |v: &str| v.to_string();
         #[rustfmt::skip]
+        let re = |p: &str| waypoint_ir::Pattern::new(p).unwrap();
         let cases = [
             (Exact(s("/a")), "/a", false, true),
             (Exact(s("/a")), "/a/", false, false),
@@ -68,6 +69,10 @@ mod tests {
             (SegmentPrefix(s("/")), "/x/y", false, true),
             // A multi-byte path must not panic on a char boundary.
             (Prefix(s("/ab")), "/\u{e9}", false, false),
+            // Regex: whole-path match; ignoreUriCase does not apply.
+            (Regex(re("/api/v[0-9]+")), "/api/v2", false, true),
+            (Regex(re("/api/v[0-9]+")), "/api/v2/x", false, false),
+            (Regex(re("/api/v[0-9]+")), "/API/v2", true, false),
         ];
         for (m, path, ignore_case, want) in cases {
             assert_eq!(
