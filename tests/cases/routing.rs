@@ -149,3 +149,45 @@ async fn a_workload_address_pins_that_endpoint() {
     }
     assert_eq!(world.requests("productpage-v1-b"), 20);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_failures_answer_503_with_envoys_words() {
+    let closed = crate::common::proc::free_addr().port();
+    let manifests = format!(
+        r#"
+apiVersion: v1
+kind: Service
+metadata: {{name: ghost, namespace: default}}
+spec:
+  clusterIP: 10.96.0.30
+  ports: [{{port: 80}}]
+  selector: {{app: ghost}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: down, namespace: default}}
+spec:
+  clusterIP: 10.96.0.31
+  ports: [{{port: 80, targetPort: {closed}}}]
+  selector: {{app: down}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: down-1, namespace: default, labels: {{app: down}}}}
+status: {{podIP: 127.0.0.1}}
+"#
+    );
+    let world = World::new(&[], &manifests).await;
+    let certs = Certs::new();
+    let wp = WaypointProc::start(world.dir(), &certs.waypoint_dir).await;
+    let mut t = tunnel(&wp, &certs, "10.96.0.30:80").await;
+    let r = t.get("http://ghost/", &[]).await.unwrap();
+    assert_eq!(
+        (r.status.as_u16(), r.text()),
+        (503, "no healthy upstream\n".to_string())
+    );
+    let mut t = tunnel(&wp, &certs, "10.96.0.31:80").await;
+    let r = t.get("http://down/", &[]).await.unwrap();
+    assert_eq!(r.status, 503);
+    assert!(r.text().contains("connection failure"), "{}", r.text());
+}

@@ -116,6 +116,18 @@ impl AsyncWrite for H2Stream {
     }
 }
 
+impl Drop for H2Stream {
+    // Dropping an h2 stream that is still open resets it (CANCEL), and a reset
+    // discards DATA frames still queued: a final response written just before the
+    // proxy lets go of the stream would be lost. End the stream cleanly instead;
+    // HTTP/1.1 framing still tells the client if a body was cut short.
+    fn drop(&mut self) {
+        if !self.shut_down {
+            let _ = self.send.send_data(Bytes::new(), true);
+        }
+    }
+}
+
 impl VirtualSocket for H2Stream {
     fn set_socket_option(&self, _opt: VirtualSockOpt) -> io::Result<()> {
         // No socket underneath a stream: TCP options belong to the tunnel's connection.
