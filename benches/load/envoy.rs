@@ -38,6 +38,12 @@ impl Envoy {
     }
 }
 
+impl Envoy {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 impl Drop for Envoy {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -105,6 +105,12 @@ impl World {
     }
 }
 
+impl World {
+    pub fn waypoint_pid(&self) -> u32 {
+        self.waypoint.id()
+    }
+}
+
 pub async fn wait_listening(addr: SocketAddr) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while tokio::net::TcpStream::connect(addr).await.is_err() {
