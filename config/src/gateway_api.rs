@@ -6,4 +6,5 @@ mod http_route;
 pub use gateway::{GatewayDoc, WAYPOINT_CLASS};
 pub use http_route::{
     BackendRefSpec, HeaderModifierSpec, HttpRouteDoc, MatchSpec, PathModifierSpec, RouteFilter,
+    Rule,
 };

@@ -7,5 +7,6 @@ mod virtual_service;
 pub use destination_rule::DestinationRuleDoc;
 pub use service_entry::{ServiceEntryDoc, WorkloadEntryDoc, WorkloadEntrySpec};
 pub use virtual_service::{
-    Destination, HeaderOperations, HttpMatch, HttpRoute, StringMatchSpec, VirtualServiceDoc,
+    Destination, FaultSpec, HeaderOperations, HttpMatch, HttpRoute, PercentSpec, Retries,
+    StringMatchSpec, VirtualServiceDoc,
 };

@@ -8,6 +8,7 @@
 //! No networking, no async.
 
 mod diag;
+mod duration;
 mod gateway_api;
 mod istio;
 mod kube;

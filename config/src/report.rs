@@ -113,6 +113,53 @@ fn route(out: &mut String, s: &Snapshot, i: usize, r: &Route) {
     if let Some(w) = &r.filters.rewrite {
         let _ = writeln!(out, "      rewrite host={:?} path={:?}", w.hostname, w.path);
     }
+    policy(out, &r.policy);
+}
+
+/// Only what differs from Istio's defaults, so ordinary routes stay one screen.
+fn policy(out: &mut String, p: &waypoint_ir::RoutePolicy) {
+    if let Some(t) = p.timeout {
+        let _ = writeln!(out, "      timeout {t:?}");
+    }
+    if p.retry.attempts == 0 {
+        let _ = writeln!(out, "      retries off");
+    } else if p.retry != waypoint_ir::RetryPolicy::default() {
+        let r = &p.retry;
+        let on = r.on;
+        let mut conds: Vec<String> = [
+            (on.server_errors, "5xx"),
+            (on.gateway_error, "gateway-error"),
+            (on.reset, "reset"),
+            (on.connect_failure, "connect-failure"),
+            (on.refused_stream, "refused-stream"),
+            (on.retriable_4xx, "retriable-4xx"),
+        ]
+        .iter()
+        .filter(|(set, _)| *set)
+        .map(|(_, n)| n.to_string())
+        .collect();
+        if on.retriable_status_codes {
+            conds.push(format!("status {:?}", r.statuses));
+        }
+        let per_try = r
+            .per_try_timeout
+            .map(|t| format!(", {t:?} per try"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "      retries {} on {}{per_try}",
+            r.attempts,
+            conds.join(",")
+        );
+    }
+    if let Some(f) = &p.fault {
+        if let Some((d, pct)) = f.delay {
+            let _ = writeln!(out, "      fault delay {d:?} for {}%", pct.value());
+        }
+        if let Some((s, pct)) = f.abort {
+            let _ = writeln!(out, "      fault abort {s} for {}%", pct.value());
+        }
+    }
 }
 
 fn modifier(out: &mut String, what: &str, m: &HeaderModifier) {

@@ -5,6 +5,7 @@
 mod hosts;
 mod http_route;
 mod matchers;
+mod policy;
 mod services;
 mod subsets;
 mod virtual_service;
@@ -118,6 +119,7 @@ fn default_route(idx: ServiceIdx) -> Route {
             },
             weight: 1,
         }]),
+        policy: Default::default(),
     }
 }
 

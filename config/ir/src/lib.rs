@@ -8,10 +8,12 @@
 
 mod backend;
 mod names;
+mod policy;
 mod route;
 
 pub use backend::{Endpoint, EndpointIdx, RouteSource, Service, ServiceIdx, ServicePort, Subset};
 pub use names::{ResourceKind, ResourceRef};
+pub use policy::{ClientSelector, Fault, Percent, RateLimit, RetryOn, RetryPolicy, RoutePolicy};
 pub use route::{
     BackendRef, BackendTarget, HeaderMatch, HeaderModifier, Method, PathMatch, PathModifier,
     Pattern, QueryMatch, Redirect, RequestMatch, Route, RouteAction, RouteFilters, RouteOrigin,

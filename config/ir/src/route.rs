@@ -20,6 +20,7 @@ pub struct Route {
     pub matches: Vec<RequestMatch>,
     pub filters: RouteFilters,
     pub action: RouteAction,
+    pub policy: crate::RoutePolicy,
 }
 
 /// Where a route came from, for `check`, the config dump and diagnostics.

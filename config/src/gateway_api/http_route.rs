@@ -30,6 +30,25 @@ pub struct Rule {
     pub matches: Vec<MatchSpec>,
     pub filters: Vec<RouteFilter>,
     pub backend_refs: Vec<BackendRefSpec>,
+    pub timeouts: Option<Timeouts>,
+    pub retry: Option<RetrySpec>,
+}
+
+/// GEP-1742: `request` bounds the whole exchange, `backendRequest` each try.
+#[derive(Deserialize, Debug, Default)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Timeouts {
+    pub request: Option<String>,
+    pub backend_request: Option<String>,
+}
+
+/// GEP-1731 (experimental channel).
+#[derive(Deserialize, Debug, Default)]
+#[serde(default)]
+pub struct RetrySpec {
+    pub codes: Vec<u16>,
+    pub attempts: Option<u32>,
+    pub backoff: Option<String>,
 }
 
 #[derive(Deserialize, Debug, Default)]

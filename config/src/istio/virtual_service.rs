@@ -29,6 +29,46 @@ pub struct HttpRoute {
     pub direct_response: Option<DirectResponse>,
     pub rewrite: Option<Rewrite>,
     pub headers: Option<Headers>,
+    pub timeout: Option<String>,
+    pub retries: Option<Retries>,
+    pub fault: Option<FaultSpec>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Retries {
+    pub attempts: Option<u32>,
+    pub per_try_timeout: Option<String>,
+    pub retry_on: Option<String>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(default)]
+pub struct FaultSpec {
+    pub delay: Option<Delay>,
+    pub abort: Option<Abort>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Delay {
+    pub fixed_delay: Option<String>,
+    pub percentage: Option<PercentSpec>,
+    /// Deprecated integer form of `percentage`.
+    pub percent: Option<u32>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Abort {
+    pub http_status: Option<u16>,
+    pub percentage: Option<PercentSpec>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(default)]
+pub struct PercentSpec {
+    pub value: f64,
 }
 
 #[derive(Deserialize, Debug, Default)]

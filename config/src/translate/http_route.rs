@@ -143,6 +143,7 @@ fn translate_rules(
                     .collect(),
             )
         };
+        let policy = super::policy::http_route(at, &field, rule, cx.diags);
         let matches: &[MatchSpec] = if rule.matches.is_empty() {
             &default_match
         } else {
@@ -166,6 +167,7 @@ fn translate_rules(
                     matches: vec![rm],
                     filters: filters.clone(),
                     action: action.clone(),
+                    policy: policy.clone(),
                 },
             ));
         }

@@ -73,6 +73,7 @@ fn route(
 ) -> Option<Route> {
     let field = format!("spec.http[{i}]");
     let before = cx.diags.len();
+    let policy = super::policy::virtual_service(at, &field, r, cx.diags);
     let matches: Vec<RequestMatch> = r
         .matches
         .iter()
@@ -131,6 +132,7 @@ fn route(
         matches,
         filters,
         action,
+        policy,
     })
 }
 

@@ -1,0 +1,126 @@
+//! Resilience policy attached to routes: timeouts, retries, fault injection and
+//! local rate limits. Durations are `std::time::Duration`; percentages are
+//! [`Percent`], a value in `0.0..=100.0` that Istio allows to be fractional.
+
+use serde::Serialize;
+use std::time::Duration;
+
+/// A percentage in `0.0..=100.0` (Istio's `Percent`).
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize)]
+pub struct Percent(f64);
+
+impl Percent {
+    pub const ALL: Percent = Percent(100.0);
+
+    pub fn new(v: f64) -> Option<Percent> {
+        (0.0..=100.0).contains(&v).then_some(Percent(v))
+    }
+
+    pub fn value(self) -> f64 {
+        self.0
+    }
+}
+
+/// Everything a route asks of the chain beyond choosing a backend.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RoutePolicy {
+    /// The whole request, all attempts included (VirtualService `timeout`,
+    /// HTTPRoute `timeouts.request`). `None`: no limit, Istio's default.
+    pub timeout: Option<Duration>,
+    pub retry: RetryPolicy,
+    pub fault: Option<Fault>,
+    /// Local rate limits, checked in order; the first exhausted one answers 429.
+    pub rate_limits: Vec<RateLimit>,
+}
+
+/// Retries, with Envoy's `retry_on` conditions.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RetryPolicy {
+    /// Retries after the first try (Istio's `attempts`); 0 disables retrying.
+    pub attempts: u32,
+    pub per_try_timeout: Option<Duration>,
+    pub on: RetryOn,
+    /// Statuses retried under `retriable-status-codes` (and bare codes in `retryOn`).
+    pub statuses: Vec<u16>,
+    /// Base interval of the exponential back-off between tries (Envoy's default 25 ms).
+    pub backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    /// Istio's default for HTTP routes: 2 retries on connect-failure,
+    /// refused-stream, unavailable, cancelled and retriable-status-codes (503).
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 2,
+            per_try_timeout: None,
+            on: RetryOn {
+                connect_failure: true,
+                refused_stream: true,
+                retriable_status_codes: true,
+                ..RetryOn::default()
+            },
+            statuses: vec![503],
+            backoff: Duration::from_millis(25),
+        }
+    }
+}
+
+impl RetryPolicy {
+    pub fn disabled() -> Self {
+        RetryPolicy {
+            attempts: 0,
+            ..RetryPolicy::default()
+        }
+    }
+}
+
+/// Envoy's `x-envoy-retry-on` conditions the waypoint understands.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct RetryOn {
+    /// Any 5xx response, or no response (reset, connect failure).
+    pub server_errors: bool,
+    /// 502, 503, 504.
+    pub gateway_error: bool,
+    /// The upstream reset or closed before answering.
+    pub reset: bool,
+    pub connect_failure: bool,
+    pub refused_stream: bool,
+    /// 409.
+    pub retriable_4xx: bool,
+    /// The statuses in `RetryPolicy::statuses`.
+    pub retriable_status_codes: bool,
+}
+
+/// Istio `fault`: delay and/or abort a share of requests.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Fault {
+    pub delay: Option<(Duration, Percent)>,
+    pub abort: Option<(u16, Percent)>,
+}
+
+/// A token bucket: `requests` per `unit`, filled continuously, shared by every
+/// connection and worker of the process, one bucket per distinct client key.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RateLimit {
+    /// `Kind ns/name rules[i]`, for logs and the config dump.
+    pub name: String,
+    pub requests: u32,
+    pub unit: Duration,
+    pub selectors: Vec<ClientSelector>,
+}
+
+/// Which requests a rate-limit rule counts, and what separates their buckets.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum ClientSelector {
+    /// Requests with this header value share a bucket.
+    HeaderExact { name: String, value: String },
+    /// Each distinct value of the header gets its own bucket.
+    HeaderDistinct { name: String },
+    /// Requests from this network (the tunnel peer's address, or the plaintext
+    /// client's) count; with `distinct`, each client address has its own bucket.
+    SourceCidr {
+        addr: std::net::IpAddr,
+        prefix: u8,
+        distinct: bool,
+    },
+}

@@ -1,0 +1,198 @@
+//! VirtualService resilience fields → `RoutePolicy`: `timeout`, `retries`, `fault`.
+
+use super::matchers::At;
+use crate::duration;
+use crate::gateway_api::Rule;
+use crate::istio::{FaultSpec, HttpRoute, PercentSpec, Retries};
+use crate::Diagnostic;
+use std::time::Duration;
+use waypoint_ir::{Fault, Percent, RetryOn, RetryPolicy, RoutePolicy};
+
+pub fn virtual_service(
+    at: &At<'_>,
+    field: &str,
+    r: &HttpRoute,
+    diags: &mut Vec<Diagnostic>,
+) -> RoutePolicy {
+    let mut dur = |f: &str, v: &Option<String>| -> Option<Duration> {
+        let v = v.as_ref()?;
+        duration::parse(v)
+            .map_err(|e| diags.push(at.error(format!("{field}.{f}"), e)))
+            .ok()
+    };
+    // `0s` switches the route timeout off, as in Istio.
+    let timeout = dur("timeout", &r.timeout).filter(|d| !d.is_zero());
+    let retry = match &r.retries {
+        None => RetryPolicy::default(),
+        Some(rt) => retries(at, &format!("{field}.retries"), rt, diags),
+    };
+    let fault = r
+        .fault
+        .as_ref()
+        .and_then(|f| fault(at, &format!("{field}.fault"), f, diags));
+    RoutePolicy {
+        timeout,
+        retry,
+        fault,
+        rate_limits: Vec::new(),
+    }
+}
+
+/// HTTPRoute `timeouts` and `retry`. Without `retry`, Istio's default retry
+/// policy applies, as it does to every route it programs.
+pub fn http_route(
+    at: &At<'_>,
+    field: &str,
+    rule: &Rule,
+    diags: &mut Vec<Diagnostic>,
+) -> RoutePolicy {
+    let mut dur = |f: &str, v: Option<&String>| -> Option<Duration> {
+        duration::parse(v?)
+            .map_err(|e| diags.push(at.error(format!("{field}.{f}"), e)))
+            .ok()
+    };
+    let t = rule.timeouts.as_ref();
+    // "0s" disables a timeout in GEP-1742.
+    let timeout =
+        dur("timeouts.request", t.and_then(|t| t.request.as_ref())).filter(|d| !d.is_zero());
+    let per_try = dur(
+        "timeouts.backendRequest",
+        t.and_then(|t| t.backend_request.as_ref()),
+    )
+    .filter(|d| !d.is_zero());
+    let mut retry = RetryPolicy::default();
+    if let Some(r) = &rule.retry {
+        if let Some(a) = r.attempts {
+            retry.attempts = a;
+        }
+        if !r.codes.is_empty() {
+            retry.statuses = r.codes.clone();
+            retry.on.retriable_status_codes = true;
+        }
+        if let Some(b) = dur("retry.backoff", r.backoff.as_ref()) {
+            retry.backoff = b;
+        }
+    }
+    retry.per_try_timeout = per_try;
+    RoutePolicy {
+        timeout,
+        retry,
+        fault: None,
+        rate_limits: Vec::new(),
+    }
+}
+
+fn retries(at: &At<'_>, field: &str, r: &Retries, diags: &mut Vec<Diagnostic>) -> RetryPolicy {
+    let mut policy = RetryPolicy::default();
+    if let Some(n) = r.attempts {
+        policy.attempts = n;
+    }
+    if let Some(t) = &r.per_try_timeout {
+        match duration::parse(t) {
+            Ok(d) => policy.per_try_timeout = Some(d).filter(|d| !d.is_zero()),
+            Err(e) => diags.push(at.error(format!("{field}.perTryTimeout"), e)),
+        }
+    }
+    if let Some(on) = &r.retry_on {
+        let mut conditions = RetryOn::default();
+        let mut statuses = Vec::new();
+        for token in on.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+            match token {
+                "5xx" => conditions.server_errors = true,
+                "gateway-error" => conditions.gateway_error = true,
+                "reset" | "reset-before-request" => conditions.reset = true,
+                "connect-failure" => conditions.connect_failure = true,
+                "refused-stream" => conditions.refused_stream = true,
+                "retriable-4xx" => conditions.retriable_4xx = true,
+                "retriable-status-codes" => conditions.retriable_status_codes = true,
+                // gRPC conditions: no gRPC-status retries yet; accepted so valid
+                // Istio config loads, and they never match an HTTP/1.1 answer.
+                "cancelled" | "deadline-exceeded" | "internal" | "resource-exhausted"
+                | "unavailable" => {}
+                code => match code.parse::<u16>() {
+                    // Istio accepts bare status codes in retryOn.
+                    Ok(c) if (100..600).contains(&c) => {
+                        conditions.retriable_status_codes = true;
+                        statuses.push(c);
+                    }
+                    _ => diags.push(at.error(
+                        format!("{field}.retryOn"),
+                        format!("unknown retry condition {token:?}"),
+                    )),
+                },
+            }
+        }
+        policy.on = conditions;
+        policy.statuses = statuses;
+    }
+    policy
+}
+
+fn percent(
+    at: &At<'_>,
+    field: &str,
+    p: &Option<PercentSpec>,
+    legacy: Option<u32>,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Percent> {
+    let v = match (p, legacy) {
+        (Some(p), _) => p.value,
+        (None, Some(n)) => n as f64,
+        // No percentage: every request (Istio).
+        (None, None) => 100.0,
+    };
+    let p = Percent::new(v);
+    if p.is_none() {
+        diags.push(at.error(
+            format!("{field}.percentage.value"),
+            format!("{v} is not between 0 and 100"),
+        ));
+    }
+    p
+}
+
+fn fault(at: &At<'_>, field: &str, f: &FaultSpec, diags: &mut Vec<Diagnostic>) -> Option<Fault> {
+    let delay = match &f.delay {
+        None => None,
+        Some(d) => {
+            let f = format!("{field}.delay");
+            let Some(fixed) = &d.fixed_delay else {
+                diags.push(at.error(format!("{f}.fixedDelay"), "required"));
+                return None;
+            };
+            let fixed = match duration::parse(fixed) {
+                Ok(v) => v,
+                Err(e) => {
+                    diags.push(at.error(format!("{f}.fixedDelay"), e));
+                    return None;
+                }
+            };
+            Some((fixed, percent(at, &f, &d.percentage, d.percent, diags)?))
+        }
+    };
+    let abort = match &f.abort {
+        None => None,
+        Some(a) => {
+            let f = format!("{field}.abort");
+            let status = match a.http_status {
+                Some(s) if (200..600).contains(&s) => s,
+                Some(s) => {
+                    diags.push(at.error(
+                        format!("{f}.httpStatus"),
+                        format!("{s} is not an HTTP status"),
+                    ));
+                    return None;
+                }
+                None => {
+                    diags.push(at.error(
+                        format!("{f}.httpStatus"),
+                        "required (gRPC and HTTP/2 aborts are not supported)",
+                    ));
+                    return None;
+                }
+            };
+            Some((status, percent(at, &f, &a.percentage, None, diags)?))
+        }
+    };
+    Some(Fault { delay, abort })
+}
