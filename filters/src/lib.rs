@@ -16,8 +16,10 @@
 //! benches; the adapter should not need them.
 
 pub mod chain;
+pub mod fault;
 mod flags;
 pub mod headers;
+pub mod retry;
 pub mod route;
 pub mod split;
 pub mod testing;

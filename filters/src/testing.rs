@@ -132,6 +132,7 @@ pub fn route(name: &str, matches: Vec<RequestMatch>, action: RouteAction) -> Rou
         matches,
         filters: RouteFilters::default(),
         action,
+        policy: Default::default(),
     }
 }
 
