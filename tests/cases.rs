@@ -3,4 +3,5 @@ mod demo;
 mod httproute;
 mod mtls;
 mod plaintext;
+mod resilience;
 mod routing;

@@ -60,7 +60,11 @@ impl Waypoint {
         state: Arc<State>,
     ) -> Result<Waypoint, StartError> {
         let (shutdown, watch) = watch::channel(false);
-        let conf = Arc::new(ServerConf::default());
+        // Route policies bound retries; pingora's own cap must not cut them short.
+        let conf = Arc::new(ServerConf {
+            max_retries: 64,
+            ..ServerConf::default()
+        });
         let proxy = Arc::new(http_proxy(&conf, WaypointProxy::new(state.clone())));
 
         let hbone_addr = match listeners.hbone {

@@ -1,5 +1,9 @@
 //! An echo backend: answers every request with what it saw, naming itself. The demo
-//! runs these as the example's pods; the tests use them as real upstreams.
+//! runs these as the example's pods; the tests use them as real upstreams, and make
+//! them misbehave on purpose:
+//! - `x-echo-status: N` answers status N; `x-echo-delay-ms: N` answers after N ms;
+//!   `x-echo-reset: 1` closes the connection without answering.
+//! - [`Echo::fail_next`] makes the next N requests answer a given status.
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -17,7 +21,14 @@ pub struct Echo {
     pub addr: SocketAddr,
     pub name: String,
     requests: Arc<AtomicU64>,
+    faults: Arc<Faults>,
     task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Default)]
+struct Faults {
+    fail_next: AtomicU64,
+    fail_status: std::sync::atomic::AtomicU16,
 }
 
 impl Echo {
@@ -25,13 +36,26 @@ impl Echo {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let requests = Arc::new(AtomicU64::new(0));
-        let task = tokio::spawn(serve(listener, name.to_string(), requests.clone()));
+        let faults = Arc::new(Faults::default());
+        let task = tokio::spawn(serve(
+            listener,
+            name.to_string(),
+            requests.clone(),
+            faults.clone(),
+        ));
         Ok(Echo {
             addr,
             name: name.to_string(),
             requests,
+            faults,
             task,
         })
+    }
+
+    /// The next `n` requests are answered with `status`.
+    pub fn fail_next(&self, n: u64, status: u16) {
+        self.faults.fail_status.store(status, Ordering::SeqCst);
+        self.faults.fail_next.store(n, Ordering::SeqCst);
     }
 
     /// Requests this backend has answered.
@@ -46,17 +70,23 @@ impl Drop for Echo {
     }
 }
 
-async fn serve(listener: TcpListener, name: String, requests: Arc<AtomicU64>) {
+async fn serve(listener: TcpListener, name: String, requests: Arc<AtomicU64>, faults: Arc<Faults>) {
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
             continue;
         };
         let name = name.clone();
         let requests = requests.clone();
+        let faults = faults.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
                 requests.fetch_add(1, Ordering::Relaxed);
-                echo(req, name.clone())
+                let forced = faults
+                    .fail_next
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok()
+                    .then(|| faults.fail_status.load(Ordering::SeqCst));
+                echo(req, name.clone(), forced)
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(tcp), svc)
@@ -65,9 +95,33 @@ async fn serve(listener: TcpListener, name: String, requests: Arc<AtomicU64>) {
     }
 }
 
-async fn echo(req: Request<Incoming>, name: String) -> Result<Response<Full<Bytes>>, hyper::Error> {
+#[derive(Debug, thiserror::Error)]
+enum EchoError {
+    #[error(transparent)]
+    Body(#[from] hyper::Error),
+    #[error("reset on request")]
+    Reset,
+}
+
+fn header_num(parts: &http::request::Parts, name: &str) -> Option<u64> {
+    parts.headers.get(name)?.to_str().ok()?.parse().ok()
+}
+
+async fn echo(
+    req: Request<Incoming>,
+    name: String,
+    forced: Option<u16>,
+) -> Result<Response<Full<Bytes>>, EchoError> {
     let (parts, body) = req.into_parts();
     let body = body.collect().await?.to_bytes();
+    if let Some(ms) = header_num(&parts, "x-echo-delay-ms") {
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
+    if parts.headers.contains_key("x-echo-reset") {
+        // An error from the service makes hyper drop the connection unanswered.
+        return Err(EchoError::Reset);
+    }
+    let status = forced.or_else(|| header_num(&parts, "x-echo-status").map(|s| s as u16));
     // Repeated headers are joined with "," the way HTTP allows them to be folded.
     let mut headers = serde_json::Map::new();
     for name in parts.headers.keys() {
@@ -87,6 +141,9 @@ async fn echo(req: Request<Incoming>, name: String) -> Result<Response<Full<Byte
         "body_bytes": body.len(),
     });
     let mut resp = Response::new(Full::new(Bytes::from(doc.to_string() + "\n")));
+    if let Some(s) = status.and_then(|s| http::StatusCode::from_u16(s).ok()) {
+        *resp.status_mut() = s;
+    }
     resp.headers_mut()
         .insert("x-pod", name.parse().expect("pod names are header-safe"));
     resp.headers_mut()

@@ -3,6 +3,7 @@
 //! Pingora reports when proxying fails.
 
 use pingora::{Error, ErrorSource, ErrorType};
+use waypoint_filters::retry::TryOutcome;
 use waypoint_filters::ResponseFlag;
 
 /// `(status, flag)` for a failed proxy attempt. Status 0: the downstream is gone,
@@ -19,6 +20,21 @@ pub fn classify(e: &Error, flag: ResponseFlag) -> (u16, ResponseFlag) {
         (ErrorSource::Upstream, _) => (503, ResponseFlag::UpstreamConnectionTermination),
         _ => (500, flag),
     }
+}
+
+/// How a failed try ended, for the retry decision; `None` for failures that are
+/// not the upstream's (the downstream went away, an internal error).
+pub fn try_outcome(e: &Error) -> Option<TryOutcome> {
+    use ErrorType::*;
+    Some(match e.etype() {
+        HTTPStatus(s) => TryOutcome::Status(*s),
+        ConnectTimedout | ConnectRefused | ConnectNoRoute | ConnectError | TLSHandshakeFailure => {
+            TryOutcome::ConnectFailure
+        }
+        ReadTimedout | WriteTimedout => TryOutcome::Timeout,
+        _ if e.esource() == &ErrorSource::Upstream => TryOutcome::Reset,
+        _ => return None,
+    })
 }
 
 /// The body of a local error reply, worded as Envoy words it.

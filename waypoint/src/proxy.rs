@@ -15,8 +15,13 @@ use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+use waypoint_filters::retry::TryOutcome;
 use waypoint_filters::{Decision, RequestView, ResponseFlag};
 use waypoint_ir::Target;
+
+/// Istio's default `connectTimeout` (DestinationRule connectionPool.tcp).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct WaypointProxy {
     state: Arc<State>,
@@ -82,7 +87,27 @@ impl ProxyHttp for WaypointProxy {
                 Ok(true)
             }
             Decision::Forward(fwd) => {
+                // Fault injection comes after routing (its config is per route) and
+                // before anything touches an upstream.
+                if let Some(fault) = &fwd.route.policy.fault {
+                    let action = waypoint_filters::fault::decide(fault, &mut rand::rng());
+                    if let Some(delay) = action.delay {
+                        ctx.flag = ResponseFlag::DelayInjected;
+                        tokio::time::sleep(delay).await;
+                    }
+                    if let Some(status) = action.abort {
+                        ctx.flag = ResponseFlag::FaultInjected;
+                        reply::send(session, status, &[], "fault filter abort\n").await?;
+                        return Ok(true);
+                    }
+                }
                 ctx::apply_request_edits(session, &fwd)?;
+                let policy = &fwd.route.policy;
+                ctx.deadline = policy.timeout.map(|t| Instant::now() + t);
+                if policy.retry.attempts > 0 {
+                    // Keep the body (up to pingora's bound) so a retry can replay it.
+                    session.as_mut().enable_retry_buffering();
+                }
                 ctx.forward = Some(ctx::Forward::from_decision(&rt.snapshot, &fwd));
                 Ok(false)
             }
@@ -94,12 +119,85 @@ impl ProxyHttp for WaypointProxy {
         _session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
+        ctx.tries += 1;
+        if ctx.tries > 1 {
+            let policy = ctx
+                .route()
+                .map(|r| r.policy.retry.clone())
+                .unwrap_or_default();
+            let wait = waypoint_filters::retry::backoff(&policy, ctx.tries - 1, &mut rand::rng());
+            tokio::time::sleep(wait).await;
+        }
+        let remaining = match ctx.deadline {
+            Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
+                Some(left) if !left.is_zero() => Some(left),
+                _ => {
+                    ctx.flag = ResponseFlag::UpstreamRequestTimeout;
+                    return Err(Error::explain(HTTPStatus(504), "upstream request timeout"));
+                }
+            },
+            None => None,
+        };
         let addr = ctx.pick_endpoint().ok_or_else(|| {
             ctx.flag = ResponseFlag::NoHealthyUpstream;
             Error::explain(HTTPStatus(503), "no healthy upstream")
         })?;
         ctx.upstream = Some(addr);
-        Ok(Box::new(HttpPeer::new(addr, false, String::new())))
+        let mut peer = HttpPeer::new(addr, false, String::new());
+        // A try waits for the upstream no longer than its per-try timeout, nor
+        // past the route's deadline.
+        let per_try = ctx.route().and_then(|r| r.policy.retry.per_try_timeout);
+        peer.options.read_timeout = match (per_try, remaining) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        peer.options.connection_timeout = Some(CONNECT_TIMEOUT);
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let status = resp.status.as_u16();
+        if ctx.may_retry(TryOutcome::Status(status)) {
+            // Turning the answer into a retryable error makes pingora call
+            // upstream_peer again; the client never sees this response.
+            let mut e = Error::explain(HTTPStatus(status), "retrying on upstream status");
+            e.set_retry(true);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        e.set_retry(ctx.may_retry(TryOutcome::ConnectFailure));
+        e
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        _client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("peer {peer}"));
+        // Envoy retries any method when the policy says so; only a body too large
+        // to have been kept cannot be replayed.
+        let retry = !session.as_ref().retry_buffer_truncated()
+            && crate::error::try_outcome(&e).is_some_and(|o| ctx.may_retry(o));
+        e.set_retry(retry);
+        e
     }
 
     async fn response_filter(
@@ -120,10 +218,18 @@ impl ProxyHttp for WaypointProxy {
         e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
-        let (status, flag) = crate::error::classify(e, ctx.flag);
+        let (mut status, flag) = crate::error::classify(e, ctx.flag);
         ctx.flag = flag;
+        // Once a response has started, there is nothing left to say but to close.
+        if session.response_written().is_some() {
+            status = 0;
+        }
         if status != 0 {
             let body = format!("{}\n", crate::error::describe(flag));
+            // Pingora ends the downstream connection after a failed upstream
+            // exchange whatever this hook returns; say so, so the client does not
+            // send its next request into a closing connection.
+            session.set_keepalive(None);
             if let Err(err) = reply::send(session, status, &[], &body).await {
                 warn!("failed to send {status} downstream: {err}");
             }

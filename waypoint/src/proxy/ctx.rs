@@ -51,6 +51,10 @@ pub struct RequestCtx {
     pub source: Option<SpiffeId>,
     pub flag: ResponseFlag,
     pub upstream: Option<SocketAddr>,
+    /// Tries made so far (upstream_peer calls).
+    pub tries: u32,
+    /// When the route's overall timeout expires.
+    pub deadline: Option<std::time::Instant>,
 }
 
 impl RequestCtx {
@@ -58,6 +62,22 @@ impl RequestCtx {
         let rt = self.runtime.as_ref()?;
         let fwd = self.forward.as_ref()?;
         rt.snapshot.service(fwd.route_owner).routes.get(fwd.route)
+    }
+
+    /// Whether a try that ended with `outcome` is retried under the route's policy.
+    pub fn may_retry(&self, outcome: waypoint_filters::retry::TryOutcome) -> bool {
+        let Some(route) = self.route() else {
+            return false;
+        };
+        let expired = self
+            .deadline
+            .is_some_and(|d| d <= std::time::Instant::now());
+        !expired
+            && waypoint_filters::retry::should_retry(
+                &route.policy.retry,
+                outcome,
+                self.tries.saturating_sub(1),
+            )
     }
 
     pub fn route_name(&self) -> Option<&str> {
