@@ -19,6 +19,7 @@ pub mod chain;
 pub mod fault;
 mod flags;
 pub mod headers;
+pub mod ratelimit;
 pub mod retry;
 pub mod route;
 pub mod split;
