@@ -9,6 +9,7 @@
 
 mod diag;
 mod duration;
+mod envoy_gateway;
 mod gateway_api;
 mod istio;
 mod kube;

@@ -1,5 +1,6 @@
 //! YAML/JSON documents → typed resources, each remembering its file and identity.
 
+use crate::envoy_gateway::BackendTrafficPolicyDoc;
 use crate::gateway_api::{GatewayDoc, HttpRouteDoc};
 use crate::istio::{DestinationRuleDoc, ServiceEntryDoc, VirtualServiceDoc, WorkloadEntryDoc};
 use crate::kube::{EndpointSliceDoc, PodDoc, ServiceDoc};
@@ -42,6 +43,7 @@ pub struct Resources {
     pub destination_rules: Vec<Obj<DestinationRuleDoc>>,
     pub http_routes: Vec<Obj<HttpRouteDoc>>,
     pub gateways: Vec<Obj<GatewayDoc>>,
+    pub traffic_policies: Vec<Obj<BackendTrafficPolicyDoc>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -94,6 +96,7 @@ fn kind_of(api_version: &str, kind: &str) -> Option<ResourceKind> {
         ("networking.istio.io", "WorkloadEntry") => ResourceKind::WorkloadEntry,
         ("gateway.networking.k8s.io", "HTTPRoute") => ResourceKind::HTTPRoute,
         ("gateway.networking.k8s.io", "Gateway") => ResourceKind::Gateway,
+        ("gateway.envoyproxy.io", "BackendTrafficPolicy") => ResourceKind::BackendTrafficPolicy,
         _ => return None,
     })
 }
@@ -164,6 +167,7 @@ fn one(file: &str, value: serde_json::Value, out: &mut Resources, diags: &mut Ve
         ResourceKind::DestinationRule => push!(destination_rules),
         ResourceKind::HTTPRoute => push!(http_routes),
         ResourceKind::Gateway => push!(gateways),
+        ResourceKind::BackendTrafficPolicy => push!(traffic_policies),
         ResourceKind::Namespace => out.namespaces.push(Obj {
             file: file.to_string(),
             id,

@@ -152,6 +152,20 @@ fn policy(out: &mut String, p: &waypoint_ir::RoutePolicy) {
             conds.join(",")
         );
     }
+    for rl in &p.rate_limits {
+        let _ = writeln!(
+            out,
+            "      rate limit {} per {:?} by {:?} ({})",
+            rl.requests, rl.unit, rl.selectors, rl.name
+        );
+    }
+    if !p.attached.is_empty() {
+        let _ = writeln!(
+            out,
+            "      policy from {} (overrides the route's own)",
+            list(&p.attached)
+        );
+    }
     if let Some(f) = &p.fault {
         if let Some((d, pct)) = f.delay {
             let _ = writeln!(out, "      fault delay {d:?} for {}%", pct.value());

@@ -218,6 +218,8 @@ fn every_error_names_file_resource_and_field() {
         "errors.in.yaml: VirtualService shop/empty-rule: spec.http[0]: one of route, redirect or directResponse is required",
         "errors.in.yaml: VirtualService shop/empty-rule: spec.http[1]: one of route, redirect or directResponse is required",
         "errors.in.yaml: Pod shop/<unnamed>: metadata.name: missing",
+        "errors.in.yaml: BackendTrafficPolicy shop/bad-limits: spec.rateLimit.local.rules[0].clientSelectors[0].sourceCIDR.value: \"10.0.0.0\" is not a CIDR",
+        "errors.in.yaml: BackendTrafficPolicy shop/bad-limits: spec.rateLimit.local.rules[0].limit.unit: unknown unit \"Fortnight\"",
         "errors.in.yaml: VirtualService shop/bad-policy: spec.http[0].timeout: \"soon\" is not a duration",
         "errors.in.yaml: VirtualService shop/bad-policy: spec.http[0].retries.retryOn: unknown retry condition \"sometimes\"",
         "errors.in.yaml: VirtualService shop/bad-policy: spec.http[0].fault.abort.percentage.value: 150 is not between 0 and 100",

@@ -8,6 +8,7 @@ mod matchers;
 mod policy;
 mod services;
 mod subsets;
+mod traffic_policy;
 mod virtual_service;
 
 use crate::parse::Resources;
@@ -41,6 +42,7 @@ pub fn translate(res: &Resources, opts: &Options, diags: &mut Vec<Diagnostic>) -
     let vs = virtual_service::routes(&mut cx, &world);
     let hr = http_route::routes(&mut cx, &world);
     attach(&mut cx, &mut snapshot, vs, hr);
+    traffic_policy::apply(&mut cx, &index, &mut snapshot.services);
 
     hosts::index(&mut cx, &mut snapshot);
     snapshot.waypoint = waypoint_gateway(&cx);

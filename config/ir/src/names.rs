@@ -16,6 +16,7 @@ pub enum ResourceKind {
     VirtualService,
     DestinationRule,
     Gateway,
+    BackendTrafficPolicy,
 }
 
 impl ResourceKind {
@@ -31,6 +32,7 @@ impl ResourceKind {
             ResourceKind::VirtualService => "VirtualService",
             ResourceKind::DestinationRule => "DestinationRule",
             ResourceKind::Gateway => "Gateway",
+            ResourceKind::BackendTrafficPolicy => "BackendTrafficPolicy",
         }
     }
 }

@@ -31,6 +31,9 @@ pub struct RoutePolicy {
     pub fault: Option<Fault>,
     /// Local rate limits, checked in order; the first exhausted one answers 429.
     pub rate_limits: Vec<RateLimit>,
+    /// Policy attachments (BackendTrafficPolicy) that changed this route's policy,
+    /// in the order they were applied.
+    pub attached: Vec<crate::ResourceRef>,
 }
 
 /// Retries, with Envoy's `retry_on` conditions.

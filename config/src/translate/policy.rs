@@ -35,6 +35,7 @@ pub fn virtual_service(
         retry,
         fault,
         rate_limits: Vec::new(),
+        attached: Vec::new(),
     }
 }
 
@@ -79,6 +80,7 @@ pub fn http_route(
         retry,
         fault: None,
         rate_limits: Vec::new(),
+        attached: Vec::new(),
     }
 }
 
