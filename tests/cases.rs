@@ -3,5 +3,6 @@ mod demo;
 mod httproute;
 mod mtls;
 mod plaintext;
+mod ratelimit;
 mod resilience;
 mod routing;

@@ -66,6 +66,7 @@ impl ProxyHttp for WaypointProxy {
                 .or_else(|| session.req_header().uri.host())
                 .and_then(|host| rt.snapshot.resolve_host(host)),
         };
+        let client_ip = meta.as_ref().map(|m| m.peer.ip());
         ctx.source = meta.map(|m| m.source);
         let Some(target) = target else {
             ctx.flag = ResponseFlag::NoRouteFound;
@@ -87,8 +88,24 @@ impl ProxyHttp for WaypointProxy {
                 Ok(true)
             }
             Decision::Forward(fwd) => {
-                // Fault injection comes after routing (its config is per route) and
-                // before anything touches an upstream.
+                let forward = ctx::Forward::from_decision(&rt.snapshot, &fwd);
+                // Rate limits and faults come after routing (their config is per
+                // route) and before anything touches an upstream; a limited request
+                // is not delayed first.
+                let client = client_ip.or_else(|| session.client_addr()?.as_inet().map(|a| a.ip()));
+                let rules = &fwd.route.policy.rate_limits;
+                if let Err(limited) = rt.limiters.check(
+                    forward.route_owner,
+                    forward.route,
+                    rules,
+                    &session.req_header().headers,
+                    client,
+                ) {
+                    ctx.flag = ResponseFlag::RateLimited;
+                    log::debug!("rate limited by {}", limited.rule);
+                    reply::send(session, 429, &limited.headers(), "local_rate_limited\n").await?;
+                    return Ok(true);
+                }
                 if let Some(fault) = &fwd.route.policy.fault {
                     let action = waypoint_filters::fault::decide(fault, &mut rand::rng());
                     if let Some(delay) = action.delay {
@@ -108,7 +125,7 @@ impl ProxyHttp for WaypointProxy {
                     // Keep the body (up to pingora's bound) so a retry can replay it.
                     session.as_mut().enable_retry_buffering();
                 }
-                ctx.forward = Some(ctx::Forward::from_decision(&rt.snapshot, &fwd));
+                ctx.forward = Some(forward);
                 Ok(false)
             }
         }

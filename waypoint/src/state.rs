@@ -3,13 +3,27 @@
 
 use crate::upstream::Balancers;
 use std::sync::{Arc, RwLock};
+use waypoint_filters::ratelimit::RateLimiters;
 use waypoint_ir::Snapshot;
 
 /// A snapshot plus what the data path derives from it once (the load balancers).
 pub struct Runtime {
     pub snapshot: Snapshot,
     pub balancers: Balancers,
+    /// Token buckets of the snapshot's rate limits (they start full on reload).
+    pub limiters: RateLimiters,
     pub generation: u64,
+}
+
+impl Runtime {
+    fn new(snapshot: Snapshot, generation: u64) -> Self {
+        Runtime {
+            balancers: Balancers::build(&snapshot),
+            limiters: RateLimiters::build(&snapshot),
+            snapshot,
+            generation,
+        }
+    }
 }
 
 pub struct State {
@@ -18,13 +32,8 @@ pub struct State {
 
 impl State {
     pub fn new(snapshot: Snapshot) -> Self {
-        let balancers = Balancers::build(&snapshot);
         State {
-            current: RwLock::new(Arc::new(Runtime {
-                snapshot,
-                balancers,
-                generation: 1,
-            })),
+            current: RwLock::new(Arc::new(Runtime::new(snapshot, 1))),
         }
     }
 
@@ -34,14 +43,9 @@ impl State {
 
     /// Swaps in a new, already validated snapshot; returns its generation.
     pub fn replace(&self, snapshot: Snapshot) -> u64 {
-        let balancers = Balancers::build(&snapshot);
         let mut current = self.current.write().expect("state lock poisoned");
         let generation = current.generation + 1;
-        *current = Arc::new(Runtime {
-            snapshot,
-            balancers,
-            generation,
-        });
+        *current = Arc::new(Runtime::new(snapshot, generation));
         generation
     }
 }
