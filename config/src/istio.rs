@@ -1,6 +1,6 @@
 //! Istio networking resources (`networking.istio.io` v1, v1beta1, v1alpha3).
 
-mod destination_rule;
+pub mod destination_rule;
 mod service_entry;
 mod virtual_service;
 

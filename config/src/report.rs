@@ -61,6 +61,12 @@ fn service(out: &mut String, s: &Snapshot, svc: &Service) {
     for (i, r) in svc.routes.iter().enumerate() {
         route(out, s, i, r);
     }
+    if svc.traffic != waypoint_ir::TrafficPolicy::default() {
+        let _ = writeln!(out, "  traffic policy: {}", traffic(&svc.traffic));
+    }
+    for (port, t) in &svc.port_traffic {
+        let _ = writeln!(out, "  traffic policy port {port}: {}", traffic(t));
+    }
     for sub in &svc.subsets {
         let labels: Vec<String> = sub.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let _ = writeln!(
@@ -70,6 +76,9 @@ fn service(out: &mut String, s: &Snapshot, svc: &Service) {
             labels.join(","),
             sub.endpoints.len()
         );
+        if let Some(t) = &sub.traffic {
+            let _ = writeln!(out, "    traffic policy: {}", traffic(t));
+        }
     }
     for ep in &svc.endpoints {
         let ports: Vec<String> = ep.ports.iter().map(|(s, t)| format!("{s}->{t}")).collect();
@@ -86,6 +95,32 @@ fn service(out: &mut String, s: &Snapshot, svc: &Service) {
         );
     }
     out.push('\n');
+}
+
+fn traffic(t: &waypoint_ir::TrafficPolicy) -> String {
+    let mut parts = vec![format!("lb {:?}", t.lb)];
+    let p = &t.pool;
+    for (name, v) in [
+        ("max connections", p.max_connections),
+        ("max pending", p.max_pending),
+        ("max requests", p.max_requests),
+        ("max requests/connection", p.max_requests_per_connection),
+        ("max retries", p.max_retries),
+    ] {
+        if let Some(v) = v {
+            parts.push(format!("{name} {v}"));
+        }
+    }
+    if let Some(c) = p.connect_timeout {
+        parts.push(format!("connect timeout {c:?}"));
+    }
+    if let Some(o) = &t.outlier {
+        parts.push(format!(
+            "outlier: eject after {:?} 5xx / {:?} gateway errors for {:?} x times, max {}% ejected, min health {}%",
+            o.consecutive_5xx, o.consecutive_gateway, o.base_ejection, o.max_ejection_percent, o.min_health_percent
+        ));
+    }
+    parts.join(", ")
 }
 
 fn list(refs: &[waypoint_ir::ResourceRef]) -> String {

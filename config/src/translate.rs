@@ -8,6 +8,7 @@ mod matchers;
 mod policy;
 mod services;
 mod subsets;
+mod traffic;
 mod traffic_policy;
 mod virtual_service;
 

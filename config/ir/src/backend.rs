@@ -1,6 +1,6 @@
 //! Services, their ports, endpoints and subsets.
 
-use crate::{ResourceRef, Route};
+use crate::{ResourceRef, Route, TrafficPolicy};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -30,6 +30,10 @@ pub struct Service {
     pub routes: Vec<Route>,
     /// Where `routes` came from, and any source that lost to it (for `check`).
     pub route_source: RouteSource,
+    /// DestinationRule `trafficPolicy` (top level), and per port with
+    /// `portLevelSettings` merged over it.
+    pub traffic: TrafficPolicy,
+    pub port_traffic: BTreeMap<u16, TrafficPolicy>,
 }
 
 /// Which API supplied a service's routes; HTTPRoute wins over VirtualService.
@@ -55,6 +59,15 @@ impl Service {
 
     pub fn endpoint(&self, idx: EndpointIdx) -> &Endpoint {
         &self.endpoints[idx.0]
+    }
+
+    /// The traffic policy for requests to `subset` on `port`: the subset's own
+    /// (merged over the top level), else the port's, else the top level.
+    pub fn traffic_policy(&self, subset: Option<usize>, port: u16) -> &TrafficPolicy {
+        subset
+            .and_then(|i| self.subsets.get(i)?.traffic.as_ref())
+            .or_else(|| self.port_traffic.get(&port))
+            .unwrap_or(&self.traffic)
     }
 
     pub fn subset(&self, name: &str) -> Option<&Subset> {
@@ -126,4 +139,6 @@ pub struct Subset {
     pub labels: BTreeMap<String, String>,
     pub endpoints: Vec<EndpointIdx>,
     pub source: ResourceRef,
+    /// The subset's `trafficPolicy` merged over the rule's top level.
+    pub traffic: Option<TrafficPolicy>,
 }

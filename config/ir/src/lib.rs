@@ -13,7 +13,10 @@ mod route;
 
 pub use backend::{Endpoint, EndpointIdx, RouteSource, Service, ServiceIdx, ServicePort, Subset};
 pub use names::{ResourceKind, ResourceRef};
-pub use policy::{ClientSelector, Fault, Percent, RateLimit, RetryOn, RetryPolicy, RoutePolicy};
+pub use policy::{
+    ClientSelector, ConnectionPool, Fault, LbPolicy, OutlierDetection, Percent, RateLimit, RetryOn,
+    RetryPolicy, RoutePolicy, TrafficPolicy,
+};
 pub use route::{
     BackendRef, BackendTarget, HeaderMatch, HeaderModifier, Method, PathMatch, PathModifier,
     Pattern, QueryMatch, Redirect, RequestMatch, Route, RouteAction, RouteFilters, RouteOrigin,

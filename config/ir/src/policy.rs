@@ -127,3 +127,54 @@ pub enum ClientSelector {
         distinct: bool,
     },
 }
+
+/// DestinationRule `trafficPolicy` (and BackendTrafficPolicy `circuitBreaker`) for
+/// the traffic to one backend (service, subset, port). `None` fields are Envoy's
+/// defaults: effectively unlimited pools, no outlier detection.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct TrafficPolicy {
+    pub pool: ConnectionPool,
+    pub outlier: Option<OutlierDetection>,
+    pub lb: LbPolicy,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ConnectionPool {
+    /// `tcp.maxConnections`: HTTP/1.1 upstream connections, so requests in flight.
+    pub max_connections: Option<u32>,
+    pub connect_timeout: Option<Duration>,
+    /// `http.http1MaxPendingRequests`: requests waiting for a connection.
+    pub max_pending: Option<u32>,
+    /// `http.http2MaxRequests`: requests in flight, whatever the protocol.
+    pub max_requests: Option<u32>,
+    /// `http.maxRequestsPerConnection` (0 or unset: no limit).
+    pub max_requests_per_connection: Option<u32>,
+    /// `http.maxRetries`: retries in flight at once.
+    pub max_retries: Option<u32>,
+    pub idle_timeout: Option<Duration>,
+}
+
+/// Istio `outlierDetection`, resolved with Istio's defaults.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OutlierDetection {
+    /// Eject after this many 5xx (or connection errors) in a row; `None`: never.
+    pub consecutive_5xx: Option<u32>,
+    /// Eject after this many 502/503/504 (or connection errors) in a row.
+    pub consecutive_gateway: Option<u32>,
+    pub interval: Duration,
+    /// An ejection lasts `base_ejection × times ejected`.
+    pub base_ejection: Duration,
+    pub max_ejection_percent: u32,
+    /// Below this share of healthy endpoints, ejection stops.
+    pub min_health_percent: u32,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub enum LbPolicy {
+    RoundRobin,
+    /// Istio's default: of two endpoints drawn at random, the one with fewer
+    /// requests in flight (Envoy's LEAST_REQUEST with choice_count 2).
+    #[default]
+    LeastRequest,
+    Random,
+}

@@ -117,6 +117,8 @@ fn kube_service(cx: &mut Cx<'_>, obj: &Obj<crate::kube::ServiceDoc>) -> Service 
         subsets: Vec::new(),
         routes: Vec::new(),
         route_source: Default::default(),
+        traffic: Default::default(),
+        port_traffic: Default::default(),
     }
 }
 
@@ -351,6 +353,8 @@ fn service_entry(cx: &mut Cx<'_>, se: &Obj<crate::istio::ServiceEntryDoc>) -> Ve
             subsets: Vec::new(),
             routes: Vec::new(),
             route_source: Default::default(),
+            traffic: Default::default(),
+            port_traffic: Default::default(),
         })
         .collect()
 }

@@ -34,8 +34,27 @@ pub fn apply(cx: &mut Cx<'_>, index: &HostIndex, services: &mut [Service]) {
             continue;
         }
         owner[idx.0] = Some(dr.id.clone());
+        let at = super::matchers::At {
+            file: &dr.file,
+            id: &dr.id,
+        };
         let svc = &mut services[idx.0];
-        for s in &spec.subsets {
+        if let Some(tp) = &spec.traffic_policy {
+            let (top, ports) =
+                super::traffic::service_policy(&at, "spec.trafficPolicy", tp, cx.diags);
+            svc.traffic = top;
+            svc.port_traffic = ports;
+        }
+        for (k, s) in spec.subsets.iter().enumerate() {
+            let traffic = s.traffic_policy.as_ref().map(|sp| {
+                super::traffic::subset_policy(
+                    &at,
+                    &format!("spec.subsets[{k}].trafficPolicy"),
+                    sp,
+                    spec.traffic_policy.as_ref(),
+                    cx.diags,
+                )
+            });
             let endpoints = svc
                 .endpoints
                 .iter()
@@ -48,6 +67,7 @@ pub fn apply(cx: &mut Cx<'_>, index: &HostIndex, services: &mut [Service]) {
                 labels: s.labels.clone(),
                 endpoints,
                 source: dr.id.clone(),
+                traffic,
             });
         }
     }
