@@ -1,3 +1,4 @@
+mod breaker;
 mod check;
 mod demo;
 mod httproute;

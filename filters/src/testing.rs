@@ -42,6 +42,8 @@ impl SnapshotBuilder {
             subsets: Vec::new(),
             routes: Vec::new(),
             route_source: Default::default(),
+            traffic: Default::default(),
+            port_traffic: Default::default(),
         });
         self.snapshot
             .by_vip
@@ -98,6 +100,7 @@ impl SnapshotBuilder {
             name: name.into(),
             labels,
             endpoints,
+            traffic: None,
             source: ResourceRef::new(ResourceKind::DestinationRule, "default", &svc.name),
         });
         svc.subsets.len() - 1

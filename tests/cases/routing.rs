@@ -58,8 +58,9 @@ async fn weighted_split_is_90_10_and_v1_spreads_over_its_pods() {
     assert!((133..=267).contains(&v2), "v2 got {v2} of {N}: {by_pod:?}");
     let (a, b) = (by_pod["productpage-v1-a"], by_pod["productpage-v1-b"]);
     assert_eq!(a + b + v2, N);
-    // Round robin within the v1 subset: the two pods share it evenly.
-    assert!(a.abs_diff(b) <= 2, "v1 pods unevenly loaded: {by_pod:?}");
+    // Istio's default LEAST_REQUEST: with one request at a time every pod is idle,
+    // so the two v1 pods share evenly within chance (sd of a-b ~ 42; ±5 sd).
+    assert!(a.abs_diff(b) <= 212, "v1 pods unevenly loaded: {by_pod:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

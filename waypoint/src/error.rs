@@ -47,6 +47,9 @@ pub fn describe(flag: ResponseFlag) -> &'static str {
             "upstream connect error or disconnect/reset before headers. reset reason: connection termination"
         }
         ResponseFlag::UpstreamRequestTimeout => "upstream request timeout",
+        ResponseFlag::UpstreamOverflow => {
+            "upstream connect error or disconnect/reset before headers. reset reason: overflow"
+        }
         ResponseFlag::NoHealthyUpstream => "no healthy upstream",
         ResponseFlag::NoRouteFound => "route not found",
         _ => "internal error",

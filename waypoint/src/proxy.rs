@@ -8,6 +8,7 @@ pub use ctx::RequestCtx;
 
 use crate::hbone::HboneMeta;
 use crate::state::State;
+use crate::upstream::outlier::TryResult;
 use async_trait::async_trait;
 use log::warn;
 use pingora::http::ResponseHeader;
@@ -155,7 +156,23 @@ impl ProxyHttp for WaypointProxy {
             },
             None => None,
         };
-        let addr = ctx.pick_endpoint().ok_or_else(|| {
+        let Some(cluster) = ctx.cluster() else {
+            ctx.flag = ResponseFlag::NoHealthyUpstream;
+            return Err(Error::explain(HTTPStatus(503), "no healthy upstream"));
+        };
+        if ctx.admission.is_none() {
+            match cluster.breaker.admit().await {
+                Ok(a) => ctx.admission = Some(a),
+                Err(overflow) => {
+                    ctx.flag = ResponseFlag::UpstreamOverflow;
+                    return Err(Error::explain(
+                        HTTPStatus(503),
+                        format!("circuit breaker: {}", overflow.reason()),
+                    ));
+                }
+            }
+        }
+        let addr = ctx.pick_endpoint(&cluster).ok_or_else(|| {
             ctx.flag = ResponseFlag::NoHealthyUpstream;
             Error::explain(HTTPStatus(503), "no healthy upstream")
         })?;
@@ -168,7 +185,9 @@ impl ProxyHttp for WaypointProxy {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        peer.options.connection_timeout = Some(CONNECT_TIMEOUT);
+        let pool = &cluster.policy.pool;
+        peer.options.connection_timeout = Some(pool.connect_timeout.unwrap_or(CONNECT_TIMEOUT));
+        peer.options.idle_timeout = pool.idle_timeout;
         Ok(Box::new(peer))
     }
 
@@ -179,6 +198,7 @@ impl ProxyHttp for WaypointProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         let status = resp.status.as_u16();
+        ctx.report(TryResult::Status(status));
         if ctx.may_retry(TryOutcome::Status(status)) {
             // Turning the answer into a retryable error makes pingora call
             // upstream_peer again; the client never sees this response.
@@ -196,6 +216,7 @@ impl ProxyHttp for WaypointProxy {
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
+        ctx.report(TryResult::LocalFailure);
         e.set_retry(ctx.may_retry(TryOutcome::ConnectFailure));
         e
     }
@@ -209,10 +230,15 @@ impl ProxyHttp for WaypointProxy {
         _client_reused: bool,
     ) -> Box<Error> {
         let mut e = e.more_context(format!("peer {peer}"));
+        let outcome = crate::error::try_outcome(&e);
+        // Our own retry-on-status error was reported when the status arrived.
+        if !matches!(outcome, None | Some(TryOutcome::Status(_))) {
+            ctx.report(TryResult::LocalFailure);
+        }
         // Envoy retries any method when the policy says so; only a body too large
         // to have been kept cannot be replayed.
-        let retry = !session.as_ref().retry_buffer_truncated()
-            && crate::error::try_outcome(&e).is_some_and(|o| ctx.may_retry(o));
+        let retry =
+            !session.as_ref().retry_buffer_truncated() && outcome.is_some_and(|o| ctx.may_retry(o));
         e.set_retry(retry);
         e
     }

@@ -1,7 +1,7 @@
 //! The config generation in use. A request loads it once and keeps it for its
 //! whole life, so a reload never changes the world under a request.
 
-use crate::upstream::Balancers;
+use crate::upstream::Upstreams;
 use std::sync::{Arc, RwLock};
 use waypoint_filters::ratelimit::RateLimiters;
 use waypoint_ir::Snapshot;
@@ -9,7 +9,7 @@ use waypoint_ir::Snapshot;
 /// A snapshot plus what the data path derives from it once (the load balancers).
 pub struct Runtime {
     pub snapshot: Snapshot,
-    pub balancers: Balancers,
+    pub upstreams: Upstreams,
     /// Token buckets of the snapshot's rate limits (they start full on reload).
     pub limiters: RateLimiters,
     pub generation: u64,
@@ -18,7 +18,7 @@ pub struct Runtime {
 impl Runtime {
     fn new(snapshot: Snapshot, generation: u64) -> Self {
         Runtime {
-            balancers: Balancers::build(&snapshot),
+            upstreams: Upstreams::build(&snapshot),
             limiters: RateLimiters::build(&snapshot),
             snapshot,
             generation,

@@ -1,59 +1,115 @@
-//! Endpoint choice within a service or subset, with pingora-load-balancing's round
-//! robin. One balancer per (service, subset, service port), built with the snapshot.
+//! Upstream clusters: the endpoints of one (service, subset, port), with the
+//! DestinationRule traffic policy that governs them: endpoint choice
+//! ([`balance`]), admission ([`breaker`]) and ejection ([`outlier`]). Built once
+//! per config generation; the counters inside are shared by all workers.
 
-use pingora::lb::selection::RoundRobin;
-use pingora::lb::LoadBalancer;
+pub mod balance;
+pub mod breaker;
+pub mod outlier;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use waypoint_ir::{EndpointIdx, ServiceIdx, Snapshot};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use waypoint_ir::{EndpointIdx, ServiceIdx, Snapshot, TrafficPolicy};
 
-type Key = (ServiceIdx, Option<usize>, u16);
+pub type ClusterKey = (ServiceIdx, Option<usize>, u16);
 
-struct Pool {
-    lb: LoadBalancer<RoundRobin>,
-    by_addr: HashMap<SocketAddr, EndpointIdx>,
+pub struct Cluster {
+    pub endpoints: Vec<(EndpointIdx, SocketAddr)>,
+    pub policy: TrafficPolicy,
+    /// Requests in flight per endpoint (least-request balancing reads it).
+    active: Vec<AtomicU32>,
+    balancer: balance::Balancer,
+    pub breaker: breaker::Breaker,
+    pub outlier: outlier::Outlier,
+}
+
+/// Counts a try against its endpoint while it is in flight.
+pub struct ActiveTry {
+    cluster: Arc<Cluster>,
+    slot: usize,
+}
+
+impl Drop for ActiveTry {
+    fn drop(&mut self) {
+        self.cluster.active[self.slot].fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl ActiveTry {
+    pub fn slot(&self) -> usize {
+        self.slot
+    }
+}
+
+impl Cluster {
+    fn new(endpoints: Vec<(EndpointIdx, SocketAddr)>, policy: TrafficPolicy) -> Self {
+        Cluster {
+            active: endpoints.iter().map(|_| AtomicU32::new(0)).collect(),
+            balancer: balance::Balancer::new(policy.lb, &endpoints),
+            breaker: breaker::Breaker::new(&policy.pool),
+            outlier: outlier::Outlier::new(policy.outlier.clone(), endpoints.len()),
+            endpoints,
+            policy,
+        }
+    }
+
+    /// Picks an endpoint for the next try: not ejected (unless too few are
+    /// healthy), and, for a retry, preferably one not tried yet (Istio's
+    /// `previous_hosts` retry predicate).
+    pub fn pick(self: &Arc<Self>, tried: &[SocketAddr]) -> Option<(ActiveTry, SocketAddr)> {
+        let usable = self.outlier.usable();
+        let fresh = |slot: usize| usable(slot) && !tried.contains(&self.endpoints[slot].1);
+        let slot = self
+            .balancer
+            .pick(&self.active, &fresh)
+            .or_else(|| self.balancer.pick(&self.active, &usable))?;
+        self.active[slot].fetch_add(1, Ordering::Relaxed);
+        let addr = self.endpoints[slot].1;
+        Some((
+            ActiveTry {
+                cluster: self.clone(),
+                slot,
+            },
+            addr,
+        ))
+    }
 }
 
 #[derive(Default)]
-pub struct Balancers {
-    pools: HashMap<Key, Pool>,
+pub struct Upstreams {
+    clusters: HashMap<ClusterKey, Arc<Cluster>>,
 }
 
-impl Balancers {
+impl Upstreams {
     pub fn build(snapshot: &Snapshot) -> Self {
-        let mut pools = HashMap::new();
+        let mut clusters = HashMap::new();
         for (si, svc) in snapshot.services.iter().enumerate() {
             let subsets = std::iter::once(None).chain((0..svc.subsets.len()).map(Some));
             for subset in subsets {
                 for port in &svc.ports {
-                    let by_addr: HashMap<SocketAddr, EndpointIdx> = svc
+                    let endpoints: Vec<(EndpointIdx, SocketAddr)> = svc
                         .endpoints_for(subset.map(|i| &svc.subsets[i]), port.port)
                         .filter_map(|(idx, ep)| {
-                            Some((SocketAddr::new(ep.address, ep.target_port(port.port)?), idx))
+                            Some((idx, SocketAddr::new(ep.address, ep.target_port(port.port)?)))
                         })
                         .collect();
-                    if by_addr.is_empty() {
+                    if endpoints.is_empty() {
                         continue;
                     }
-                    let lb = LoadBalancer::try_from_iter(by_addr.keys().copied())
-                        .expect("socket addresses need no resolution");
-                    pools.insert((ServiceIdx(si), subset, port.port), Pool { lb, by_addr });
+                    let policy = svc.traffic_policy(subset, port.port).clone();
+                    clusters.insert(
+                        (ServiceIdx(si), subset, port.port),
+                        Arc::new(Cluster::new(endpoints, policy)),
+                    );
                 }
             }
         }
-        Balancers { pools }
+        Upstreams { clusters }
     }
 
-    /// The next endpoint, or `None` when the set has no endpoint for that port.
-    pub fn pick(
-        &self,
-        service: ServiceIdx,
-        subset: Option<usize>,
-        port: u16,
-    ) -> Option<(EndpointIdx, SocketAddr)> {
-        let pool = self.pools.get(&(service, subset, port))?;
-        let backend = pool.lb.select(b"", 256)?;
-        let addr = backend.addr.as_inet().copied()?;
-        Some((*pool.by_addr.get(&addr)?, addr))
+    pub fn cluster(&self, key: ClusterKey) -> Option<&Arc<Cluster>> {
+        self.clusters.get(&key)
     }
 }

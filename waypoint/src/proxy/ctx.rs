@@ -3,6 +3,9 @@
 
 use crate::identity::SpiffeId;
 use crate::state::Runtime;
+use crate::upstream::breaker::{Admission, RetryPermit};
+use crate::upstream::outlier::TryResult;
+use crate::upstream::{ActiveTry, Cluster};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::Session;
@@ -55,6 +58,13 @@ pub struct RequestCtx {
     pub tries: u32,
     /// When the route's overall timeout expires.
     pub deadline: Option<std::time::Instant>,
+    /// Endpoints tried so far, so a retry prefers another.
+    pub tried: Vec<SocketAddr>,
+    /// Circuit-breaker admission, held until the request ends.
+    pub admission: Option<Admission>,
+    /// The current try, counted against its endpoint.
+    pub active: Option<ActiveTry>,
+    pub retry_permit: Option<RetryPermit>,
 }
 
 impl RequestCtx {
@@ -64,39 +74,73 @@ impl RequestCtx {
         rt.snapshot.service(fwd.route_owner).routes.get(fwd.route)
     }
 
-    /// Whether a try that ended with `outcome` is retried under the route's policy.
-    pub fn may_retry(&self, outcome: waypoint_filters::retry::TryOutcome) -> bool {
+    /// Whether a try that ended with `outcome` is retried under the route's
+    /// policy, the deadline and the cluster's retry budget (`maxRetries`).
+    pub fn may_retry(&mut self, outcome: waypoint_filters::retry::TryOutcome) -> bool {
         let Some(route) = self.route() else {
             return false;
         };
+        let done = self.tries.saturating_sub(1);
         let expired = self
             .deadline
             .is_some_and(|d| d <= std::time::Instant::now());
-        !expired
-            && waypoint_filters::retry::should_retry(
-                &route.policy.retry,
-                outcome,
-                self.tries.saturating_sub(1),
-            )
+        if expired || !waypoint_filters::retry::should_retry(&route.policy.retry, outcome, done) {
+            return false;
+        }
+        match self.cluster().map(|c| c.breaker.retry()) {
+            Some(Ok(permit)) => {
+                self.retry_permit = Some(permit);
+                true
+            }
+            Some(Err(_)) => {
+                log::debug!("retry budget exhausted (maxRetries)");
+                false
+            }
+            None => true,
+        }
     }
 
     pub fn route_name(&self) -> Option<&str> {
         self.route().map(|r| r.name.as_str())
     }
 
-    /// The endpoint for this attempt: the pinned workload, or the balancer's pick.
-    pub fn pick_endpoint(&self) -> Option<SocketAddr> {
+    /// The cluster this request goes to: (backend service, subset, port).
+    pub fn cluster(&self) -> Option<Arc<Cluster>> {
         let rt = self.runtime.as_ref()?;
         let fwd = self.forward.as_ref()?;
-        match fwd.pinned {
+        rt.upstreams
+            .cluster((fwd.service, fwd.subset, fwd.port))
+            .cloned()
+    }
+
+    /// The endpoint for this try: the pinned workload, or the cluster's pick.
+    pub fn pick_endpoint(&mut self, cluster: &Arc<Cluster>) -> Option<SocketAddr> {
+        let rt = self.runtime.as_ref()?;
+        let fwd = self.forward.as_ref()?;
+        let addr = match fwd.pinned {
             Some(ep) => {
                 let ep = rt.snapshot.service(fwd.service).endpoint(ep);
-                Some(SocketAddr::new(ep.address, ep.target_port(fwd.port)?))
+                self.active = None;
+                SocketAddr::new(ep.address, ep.target_port(fwd.port)?)
             }
-            None => rt
-                .balancers
-                .pick(fwd.service, fwd.subset, fwd.port)
-                .map(|(_, addr)| addr),
+            None => {
+                let (active, addr) = cluster.pick(&self.tried)?;
+                self.active = Some(active);
+                addr
+            }
+        };
+        self.tried.push(addr);
+        Some(addr)
+    }
+
+    /// Tells outlier detection how the current try ended.
+    pub fn report(&self, result: TryResult) {
+        let (Some(cluster), Some(active)) = (self.cluster(), self.active.as_ref()) else {
+            return;
+        };
+        if let Some(ejected) = cluster.outlier.report(active.slot(), result) {
+            let addr = cluster.endpoints[active.slot()].1;
+            log::warn!("outlier detection: ejecting {addr} for {ejected:?} after {result:?}");
         }
     }
 }

@@ -1,0 +1,123 @@
+//! Endpoint choice within a cluster. Round robin and random come from
+//! pingora-load-balancing; least request (Istio's default) is Envoy's
+//! power-of-two-choices over requests in flight, which that crate lacks.
+
+use pingora::lb::selection::{Random, RoundRobin};
+use pingora::lb::LoadBalancer;
+use rand::Rng;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use waypoint_ir::{EndpointIdx, LbPolicy};
+
+pub enum Balancer {
+    RoundRobin(Pingora<RoundRobin>),
+    Random(Pingora<Random>),
+    LeastRequest { n: usize },
+}
+
+pub struct Pingora<S: pingora::lb::selection::BackendSelection> {
+    lb: LoadBalancer<S>,
+    slots: HashMap<SocketAddr, usize>,
+}
+
+impl<S> Pingora<S>
+where
+    S: pingora::lb::selection::BackendSelection + 'static,
+    S::Iter: pingora::lb::selection::BackendIter,
+{
+    fn new(endpoints: &[(EndpointIdx, SocketAddr)]) -> Self {
+        let slots: HashMap<SocketAddr, usize> = endpoints
+            .iter()
+            .enumerate()
+            .map(|(i, (_, a))| (*a, i))
+            .collect();
+        let lb = LoadBalancer::try_from_iter(slots.keys().copied())
+            .expect("socket addresses need no resolution");
+        Pingora { lb, slots }
+    }
+
+    fn pick(&self, accept: &dyn Fn(usize) -> bool) -> Option<usize> {
+        let slot =
+            |b: &pingora::lb::Backend| b.addr.as_inet().and_then(|a| self.slots.get(a)).copied();
+        let backend = self.lb.select_with(b"", self.slots.len() * 2, |b, _| {
+            slot(b).is_some_and(accept)
+        })?;
+        slot(&backend)
+    }
+}
+
+impl Balancer {
+    pub fn new(policy: LbPolicy, endpoints: &[(EndpointIdx, SocketAddr)]) -> Self {
+        match policy {
+            LbPolicy::RoundRobin => Balancer::RoundRobin(Pingora::new(endpoints)),
+            LbPolicy::Random => Balancer::Random(Pingora::new(endpoints)),
+            LbPolicy::LeastRequest => Balancer::LeastRequest { n: endpoints.len() },
+        }
+    }
+
+    /// A slot (index into the cluster's endpoints) that `accept` allows.
+    pub fn pick(&self, active: &[AtomicU32], accept: &dyn Fn(usize) -> bool) -> Option<usize> {
+        match self {
+            Balancer::RoundRobin(p) => p.pick(accept),
+            Balancer::Random(p) => p.pick(accept),
+            Balancer::LeastRequest { n } => least_request(*n, active, accept, &mut rand::rng()),
+        }
+    }
+}
+
+/// Two random acceptable endpoints; the one with fewer requests in flight wins.
+fn least_request(
+    n: usize,
+    active: &[AtomicU32],
+    accept: &dyn Fn(usize) -> bool,
+    rng: &mut impl Rng,
+) -> Option<usize> {
+    let candidates: Vec<usize> = (0..n).filter(|&i| accept(i)).collect();
+    match candidates.len() {
+        0 => None,
+        1 => Some(candidates[0]),
+        len => {
+            // Two distinct draws: the second skips over the first's position.
+            let ia = rng.random_range(0..len);
+            let mut ib = rng.random_range(0..len - 1);
+            if ib >= ia {
+                ib += 1;
+            }
+            let (a, b) = (candidates[ia], candidates[ib]);
+            let load = |i: usize| active[i].load(Ordering::Relaxed);
+            Some(if load(b) < load(a) { b } else { a })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn least_request_prefers_the_idle_endpoint_and_skips_refused_ones() {
+        let active: Vec<AtomicU32> = [5, 0, 5].into_iter().map(AtomicU32::new).collect();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        let mut hits = [0; 3];
+        for _ in 0..3000 {
+            hits[least_request(3, &active, &|_| true, &mut rng).unwrap()] += 1;
+        }
+        // Endpoint 1 wins whenever it is one of the two drawn: 2/3 of the time.
+        assert!((1900..=2100).contains(&hits[1]), "{hits:?}");
+        assert_eq!(least_request(3, &active, &|i| i == 2, &mut rng), Some(2));
+        assert_eq!(least_request(3, &active, &|_| false, &mut rng), None);
+    }
+
+    #[test]
+    fn least_request_spreads_when_all_are_idle() {
+        let active: Vec<AtomicU32> = (0..2).map(|_| AtomicU32::new(0)).collect();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let picks: Vec<usize> = (0..1000)
+            .filter_map(|_| least_request(2, &active, &|_| true, &mut rng))
+            .collect();
+        let ones = picks.iter().filter(|&&p| p == 1).count();
+        assert!((400..=600).contains(&ones), "{ones}");
+    }
+}
