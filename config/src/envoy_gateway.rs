@@ -3,4 +3,6 @@
 
 mod backend_traffic_policy;
 
-pub use backend_traffic_policy::{BackendTrafficPolicyDoc, RateLimitRule, TargetRef};
+pub use backend_traffic_policy::{
+    BackendTrafficPolicyDoc, CircuitBreaker, RateLimitRule, TargetRef,
+};

@@ -18,6 +18,17 @@ pub struct Spec {
     pub fault_injection: Option<FaultInjection>,
     pub retry: Option<Retry>,
     pub timeout: Option<Timeout>,
+    pub circuit_breaker: Option<CircuitBreaker>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(rename_all = "camelCase", default)]
+pub struct CircuitBreaker {
+    pub max_connections: Option<u32>,
+    pub max_pending_requests: Option<u32>,
+    pub max_parallel_requests: Option<u32>,
+    pub max_parallel_retries: Option<u32>,
+    pub max_requests_per_connection: Option<u32>,
 }
 
 #[derive(Deserialize, Debug, Clone)]

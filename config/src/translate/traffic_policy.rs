@@ -82,6 +82,19 @@ pub fn apply(cx: &mut Cx<'_>, index: &HostIndex, services: &mut [Service]) {
                     }
                     continue;
                 }
+                if let Some(cb) = &spec.circuit_breaker {
+                    // Thresholds belong to the backend, not to a route.
+                    match (t.kind.as_str(), index.service(p.ns(), &t.name)) {
+                        ("Service", Some(idx)) => circuit_breaker(&mut services[idx.0], cb),
+                        _ => cx.diags.push(at.warning(
+                            "spec.circuitBreaker",
+                            format!(
+                                "applies to Service targets only; ignored for {} {}",
+                                t.kind, t.name
+                            ),
+                        )),
+                    }
+                }
                 let touched = attach(index, services, p.ns(), t, |policy| {
                     overlay.apply(policy, &p.id)
                 });
@@ -93,6 +106,24 @@ pub fn apply(cx: &mut Cx<'_>, index: &HostIndex, services: &mut [Service]) {
                 }
             }
         }
+    }
+}
+
+/// BackendTrafficPolicy thresholds override the DestinationRule's connection
+/// pool for every subset and port of the service.
+fn circuit_breaker(svc: &mut Service, cb: &crate::envoy_gateway::CircuitBreaker) {
+    let pools = std::iter::once(&mut svc.traffic)
+        .chain(svc.port_traffic.values_mut())
+        .chain(svc.subsets.iter_mut().filter_map(|s| s.traffic.as_mut()));
+    for t in pools {
+        let p = &mut t.pool;
+        p.max_connections = cb.max_connections.or(p.max_connections);
+        p.max_pending = cb.max_pending_requests.or(p.max_pending);
+        p.max_requests = cb.max_parallel_requests.or(p.max_requests);
+        p.max_retries = cb.max_parallel_retries.or(p.max_retries);
+        p.max_requests_per_connection = cb
+            .max_requests_per_connection
+            .or(p.max_requests_per_connection);
     }
 }
 
