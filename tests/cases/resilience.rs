@@ -196,6 +196,28 @@ async fn retries_follow_the_route_policy_and_istios_default() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_beyond_the_replay_buffer_are_not_retried() {
+    let (world, _certs, _wp, mut t) = start().await;
+    // Pingora keeps at most 64 KiB of a request body for replay.
+    let big = bytes::Bytes::from(vec![b'x'; 100 * 1024]);
+    let r = t
+        .send(
+            http::Method::POST,
+            "http://ratings/retry5xx",
+            &h("x-echo-status", "500"),
+            big,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 500);
+    assert_eq!(
+        total(&world),
+        1,
+        "a body that could not be kept is sent once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_try_and_route_timeouts_answer_504() {
     let (world, certs, wp, mut t) = start().await;
     let hang = h("x-echo-delay-ms", "3000");
