@@ -1,5 +1,21 @@
 //! The Pingora `ProxyHttp` service shared by the HBONE and plaintext listeners.
 //! Each hook asks `waypoint_filters` for a decision and does the I/O it implies.
+//!
+//! The chain, in its fixed order (each step's response flag in brackets):
+//! 1. `request_filter`: the target (HBONE authority or `Host`) and the route
+//!    (`decide`: no match 404 [NR]; redirects and direct responses answer here).
+//!    Policy is per route, so everything below comes after routing.
+//! 2. Rate limit: 429 [RL] before anything costs more.
+//! 3. Fault: delay [DI], then abort [FI], never touching an upstream.
+//! 4. Header edits and rewrites; the route deadline starts; the body is kept for
+//!    replay when the route may retry.
+//! 5. `upstream_peer`, once per try: deadline (504 [UT]), back-off before a retry,
+//!    circuit-breaker admission (503 [UO]), endpoint pick skipping ejected and
+//!    already-tried endpoints (503 [UH] when none), per-try timeout.
+//! 6. `upstream_response_filter`: outlier accounting, then retry on status.
+//! 7. `fail_to_connect` / `error_while_proxy`: outlier accounting and the retry
+//!    decision for failures [UF, UC, UT]; `fail_to_proxy` turns the final failure
+//!    into a reply through `crate::error`.
 
 mod ctx;
 mod reply;
