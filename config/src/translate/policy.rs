@@ -99,35 +99,43 @@ fn retries(at: &At<'_>, field: &str, r: &Retries, diags: &mut Vec<Diagnostic>) -
         let mut conditions = RetryOn::default();
         let mut statuses = Vec::new();
         for token in on.split(',').map(str::trim).filter(|t| !t.is_empty()) {
-            match token {
-                "5xx" => conditions.server_errors = true,
-                "gateway-error" => conditions.gateway_error = true,
-                "reset" | "reset-before-request" => conditions.reset = true,
-                "connect-failure" => conditions.connect_failure = true,
-                "refused-stream" => conditions.refused_stream = true,
-                "retriable-4xx" => conditions.retriable_4xx = true,
-                "retriable-status-codes" => conditions.retriable_status_codes = true,
-                // gRPC conditions: no gRPC-status retries yet; accepted so valid
-                // Istio config loads, and they never match an HTTP/1.1 answer.
-                "cancelled" | "deadline-exceeded" | "internal" | "resource-exhausted"
-                | "unavailable" => {}
-                code => match code.parse::<u16>() {
-                    // Istio accepts bare status codes in retryOn.
-                    Ok(c) if (100..600).contains(&c) => {
-                        conditions.retriable_status_codes = true;
-                        statuses.push(c);
-                    }
-                    _ => diags.push(at.error(
-                        format!("{field}.retryOn"),
-                        format!("unknown retry condition {token:?}"),
-                    )),
-                },
+            if set_condition(&mut conditions, token) {
+                continue;
+            }
+            match token.parse::<u16>() {
+                // Istio accepts bare status codes in retryOn.
+                Ok(c) if (100..600).contains(&c) => {
+                    conditions.retriable_status_codes = true;
+                    statuses.push(c);
+                }
+                _ => diags.push(at.error(
+                    format!("{field}.retryOn"),
+                    format!("unknown retry condition {token:?}"),
+                )),
             }
         }
         policy.on = conditions;
         policy.statuses = statuses;
     }
     policy
+}
+
+/// Sets the Envoy `retry_on` condition `token` names; `false` if it names none.
+/// gRPC conditions are accepted so valid config loads; no gRPC status is retried
+/// yet, so they never match an HTTP/1.1 answer.
+pub fn set_condition(on: &mut RetryOn, token: &str) -> bool {
+    match token {
+        "5xx" => on.server_errors = true,
+        "gateway-error" => on.gateway_error = true,
+        "reset" | "reset-before-request" => on.reset = true,
+        "connect-failure" => on.connect_failure = true,
+        "refused-stream" => on.refused_stream = true,
+        "retriable-4xx" => on.retriable_4xx = true,
+        "retriable-status-codes" => on.retriable_status_codes = true,
+        "cancelled" | "deadline-exceeded" | "internal" | "resource-exhausted" | "unavailable" => {}
+        _ => return false,
+    }
+    true
 }
 
 fn percent(

@@ -268,20 +268,11 @@ fn overlay(cx: &mut Cx<'_>, at: &At<'_>, doc: &BackendTrafficPolicyDoc) -> Optio
         if let Some(on) = &r.retry_on {
             let mut c = RetryOn::default();
             for (i, t) in on.triggers.iter().enumerate() {
-                match t.as_str() {
-                    "5xx" => c.server_errors = true,
-                    "gateway-error" => c.gateway_error = true,
-                    "reset" => c.reset = true,
-                    "connect-failure" => c.connect_failure = true,
-                    "refused-stream" => c.refused_stream = true,
-                    "retriable-4xx" => c.retriable_4xx = true,
-                    "retriable-status-codes" => c.retriable_status_codes = true,
-                    "cancelled" | "deadline-exceeded" | "internal" | "resource-exhausted"
-                    | "unavailable" => {}
-                    other => cx.diags.push(at.error(
+                if !super::policy::set_condition(&mut c, t) {
+                    cx.diags.push(at.error(
                         format!("spec.retry.retryOn.triggers[{i}]"),
-                        format!("unknown trigger {other:?}"),
-                    )),
+                        format!("unknown trigger {t:?}"),
+                    ));
                 }
             }
             if !on.http_status_codes.is_empty() {
