@@ -148,3 +148,56 @@ async fn consecutive_errors_eject_an_endpoint_until_its_time_is_up() {
         "still ejected: the second ejection lasts 2 s"
     );
 }
+
+const PER_CONNECTION: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: pooled, namespace: default}
+spec:
+  clusterIP: 10.96.0.62
+  ports: [{name: http, port: 80, targetPort: http}]
+  selector: {app: pooled}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: kept, namespace: default}
+spec:
+  clusterIP: 10.96.0.63
+  ports: [{name: http, port: 80, targetPort: http}]
+  selector: {app: kept}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: pooled, namespace: default}
+spec:
+  host: pooled
+  trafficPolicy:
+    connectionPool: {http: {maxRequestsPerConnection: 3}}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_requests_per_connection_recycles_upstream_connections() {
+    let world = World::new(
+        &[Pod("pooled-1", "pooled", "v1"), Pod("kept-1", "kept", "v1")],
+        PER_CONNECTION,
+    )
+    .await;
+    let certs = Certs::new();
+    let wp = WaypointProc::start(world.dir(), &certs.waypoint_dir).await;
+    let mut pooled = tunnel(&wp, &certs, "10.96.0.62:80").await;
+    let mut kept = tunnel(&wp, &certs, "10.96.0.63:80").await;
+    for _ in 0..9 {
+        assert_eq!(pooled.get("http://pooled/", &[]).await.unwrap().status, 200);
+        assert_eq!(kept.get("http://kept/", &[]).await.unwrap().status, 200);
+    }
+    assert_eq!(
+        world.backends["pooled-1"].connections(),
+        3,
+        "three requests per connection"
+    );
+    assert_eq!(
+        world.backends["kept-1"].connections(),
+        1,
+        "without a limit one pooled connection serves all"
+    );
+}

@@ -257,3 +257,41 @@ async fn resets_are_retried_under_reset() {
     assert!(r.text().contains("connection termination"), "{}", r.text());
     assert_eq!(total(&world), 3, "1 try + 2 retries");
 }
+
+const GAMMA: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: details, namespace: default}
+spec:
+  clusterIP: 10.96.0.41
+  ports: [{name: http, port: 9080, targetPort: http}]
+  selector: {app: details}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: details, namespace: default}
+spec:
+  parentRefs: [{group: "", kind: Service, name: details}]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /slow}}]
+    timeouts: {request: 400ms}
+    backendRefs: [{name: details, port: 9080}]
+  - retry: {codes: [500], attempts: 2, backoff: 10ms}
+    backendRefs: [{name: details, port: 9080}]
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn httproute_retry_and_timeouts_apply() {
+    let world = World::new(&[Pod("details-1", "details", "v1")], GAMMA).await;
+    let certs = Certs::new();
+    let wp = WaypointProc::start(world.dir(), &certs.waypoint_dir).await;
+    let mut t = tunnel(&wp, &certs, "10.96.0.41:9080").await;
+    world.backends["details-1"].fail_next(2, 500);
+    assert_eq!(t.get("http://details/", &[]).await.unwrap().status, 200);
+    assert_eq!(world.requests("details-1"), 3, "retried twice on 500");
+    let r = t
+        .get("http://details/slow", &h("x-echo-delay-ms", "3000"))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 504);
+}

@@ -21,6 +21,7 @@ pub struct Echo {
     pub addr: SocketAddr,
     pub name: String,
     requests: Arc<AtomicU64>,
+    connections: Arc<AtomicU64>,
     faults: Arc<Faults>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -37,19 +38,27 @@ impl Echo {
         let addr = listener.local_addr()?;
         let requests = Arc::new(AtomicU64::new(0));
         let faults = Arc::new(Faults::default());
+        let connections = Arc::new(AtomicU64::new(0));
         let task = tokio::spawn(serve(
             listener,
             name.to_string(),
             requests.clone(),
+            connections.clone(),
             faults.clone(),
         ));
         Ok(Echo {
             addr,
             name: name.to_string(),
             requests,
+            connections,
             faults,
             task,
         })
+    }
+
+    /// TCP connections this backend has accepted.
+    pub fn connections(&self) -> u64 {
+        self.connections.load(Ordering::Relaxed)
     }
 
     /// The next `n` requests are answered with `status`.
@@ -70,11 +79,18 @@ impl Drop for Echo {
     }
 }
 
-async fn serve(listener: TcpListener, name: String, requests: Arc<AtomicU64>, faults: Arc<Faults>) {
+async fn serve(
+    listener: TcpListener,
+    name: String,
+    requests: Arc<AtomicU64>,
+    connections: Arc<AtomicU64>,
+    faults: Arc<Faults>,
+) {
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
             continue;
         };
+        connections.fetch_add(1, Ordering::Relaxed);
         let name = name.clone();
         let requests = requests.clone();
         let faults = faults.clone();

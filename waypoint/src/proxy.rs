@@ -27,7 +27,7 @@ use crate::state::State;
 use crate::upstream::outlier::TryResult;
 use async_trait::async_trait;
 use log::warn;
-use pingora::http::ResponseHeader;
+use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use std::net::SocketAddr;
@@ -205,6 +205,35 @@ impl ProxyHttp for WaypointProxy {
         peer.options.connection_timeout = Some(pool.connect_timeout.unwrap_or(CONNECT_TIMEOUT));
         peer.options.idle_timeout = pool.idle_timeout;
         Ok(Box::new(peer))
+    }
+
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        reused: bool,
+        _peer: &HttpPeer,
+        fd: std::os::unix::io::RawFd,
+        _digest: Option<&pingora::protocols::Digest>,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        ctx.close_upstream = ctx
+            .cluster()
+            .is_some_and(|c| c.last_on_connection(fd, reused));
+        Ok(())
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        req: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if ctx.close_upstream {
+            // The connection's last request (maxRequestsPerConnection): asking the
+            // upstream to close it keeps pingora from pooling it again.
+            req.insert_header("connection", "close")?;
+        }
+        Ok(())
     }
 
     async fn upstream_response_filter(

@@ -23,6 +23,10 @@ pub struct Cluster {
     balancer: balance::Balancer,
     pub breaker: breaker::Breaker,
     pub outlier: outlier::Outlier,
+    /// Requests sent on each pooled connection, by its file descriptor, for
+    /// `maxRequestsPerConnection`. A new connection on a reused descriptor
+    /// starts again from one, so stale entries never count.
+    per_connection: std::sync::Mutex<HashMap<i32, u32>>,
 }
 
 /// Counts a try against its endpoint while it is in flight.
@@ -50,8 +54,30 @@ impl Cluster {
             balancer: balance::Balancer::new(policy.lb, &endpoints),
             breaker: breaker::Breaker::new(&policy.pool),
             outlier: outlier::Outlier::new(policy.outlier.clone(), endpoints.len()),
+            per_connection: Default::default(),
             endpoints,
             policy,
+        }
+    }
+
+    /// Counts a request on the upstream connection `fd`; true when it is the last
+    /// one `maxRequestsPerConnection` allows, so the request should close it.
+    pub fn last_on_connection(&self, fd: i32, reused: bool) -> bool {
+        let Some(max) = self.policy.pool.max_requests_per_connection else {
+            return false;
+        };
+        let mut counts = self.per_connection.lock().expect("per-connection lock");
+        let n = if reused {
+            counts.get(&fd).copied().unwrap_or(0) + 1
+        } else {
+            1
+        };
+        if n >= max {
+            counts.remove(&fd);
+            true
+        } else {
+            counts.insert(fd, n);
+            false
         }
     }
 

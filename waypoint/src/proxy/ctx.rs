@@ -65,6 +65,8 @@ pub struct RequestCtx {
     /// The current try, counted against its endpoint.
     pub active: Option<ActiveTry>,
     pub retry_permit: Option<RetryPermit>,
+    /// This try's request is the last its upstream connection may carry.
+    pub close_upstream: bool,
 }
 
 impl RequestCtx {
