@@ -66,11 +66,12 @@ struct Head {
 
 pub fn parse_all(sources: &[Source], diags: &mut Vec<Diagnostic>) -> Resources {
     let mut out = Resources::default();
+    let mut seen = BTreeMap::new();
     for src in sources {
         for (i, doc) in serde_yaml_ng::Deserializer::from_str(&src.content).enumerate() {
             match serde_json::Value::deserialize(doc) {
                 Ok(serde_json::Value::Null) => {}
-                Ok(value) => one(&src.file, value, &mut out, diags),
+                Ok(value) => one(&src.file, value, &mut out, &mut seen, diags),
                 Err(e) => diags.push(Diagnostic::error(
                     &src.file,
                     None,
@@ -83,25 +84,38 @@ pub fn parse_all(sources: &[Source], diags: &mut Vec<Diagnostic>) -> Resources {
     out
 }
 
+/// The kinds read, at the API versions their projects serve; anything else is
+/// skipped (with a debug log), as `kubectl` would not apply it either.
 fn kind_of(api_version: &str, kind: &str) -> Option<ResourceKind> {
-    let group = api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("");
-    Some(match (group, kind) {
-        ("", "Service") => ResourceKind::Service,
-        ("", "Pod") => ResourceKind::Pod,
-        ("", "Namespace") => ResourceKind::Namespace,
-        ("discovery.k8s.io", "EndpointSlice") => ResourceKind::EndpointSlice,
-        ("networking.istio.io", "VirtualService") => ResourceKind::VirtualService,
-        ("networking.istio.io", "DestinationRule") => ResourceKind::DestinationRule,
-        ("networking.istio.io", "ServiceEntry") => ResourceKind::ServiceEntry,
-        ("networking.istio.io", "WorkloadEntry") => ResourceKind::WorkloadEntry,
-        ("gateway.networking.k8s.io", "HTTPRoute") => ResourceKind::HTTPRoute,
-        ("gateway.networking.k8s.io", "Gateway") => ResourceKind::Gateway,
-        ("gateway.envoyproxy.io", "BackendTrafficPolicy") => ResourceKind::BackendTrafficPolicy,
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    const ISTIO: &[&str] = &["v1", "v1beta1", "v1alpha3"];
+    const GATEWAY_API: &[&str] = &["v1", "v1beta1"];
+    let (kind, versions): (ResourceKind, &[&str]) = match (group, kind) {
+        ("", "Service") => (ResourceKind::Service, &["v1"]),
+        ("", "Pod") => (ResourceKind::Pod, &["v1"]),
+        ("", "Namespace") => (ResourceKind::Namespace, &["v1"]),
+        ("discovery.k8s.io", "EndpointSlice") => (ResourceKind::EndpointSlice, &["v1"]),
+        ("networking.istio.io", "VirtualService") => (ResourceKind::VirtualService, ISTIO),
+        ("networking.istio.io", "DestinationRule") => (ResourceKind::DestinationRule, ISTIO),
+        ("networking.istio.io", "ServiceEntry") => (ResourceKind::ServiceEntry, ISTIO),
+        ("networking.istio.io", "WorkloadEntry") => (ResourceKind::WorkloadEntry, ISTIO),
+        ("gateway.networking.k8s.io", "HTTPRoute") => (ResourceKind::HTTPRoute, GATEWAY_API),
+        ("gateway.networking.k8s.io", "Gateway") => (ResourceKind::Gateway, GATEWAY_API),
+        ("gateway.envoyproxy.io", "BackendTrafficPolicy") => {
+            (ResourceKind::BackendTrafficPolicy, &["v1alpha1"])
+        }
         _ => return None,
-    })
+    };
+    versions.contains(&version).then_some(kind)
 }
 
-fn one(file: &str, value: serde_json::Value, out: &mut Resources, diags: &mut Vec<Diagnostic>) {
+fn one(
+    file: &str,
+    value: serde_json::Value,
+    out: &mut Resources,
+    seen: &mut BTreeMap<ResourceRef, String>,
+    diags: &mut Vec<Diagnostic>,
+) {
     let head: Head = match serde_path_to_error::deserialize(&value) {
         Ok(h) => h,
         Err(e) => {
@@ -142,6 +156,18 @@ fn one(file: &str, value: serde_json::Value, out: &mut Resources, diags: &mut Ve
         return;
     };
     let id = ResourceRef::new(kind, namespace, name);
+    // The API server holds one object per kind/namespace/name; two in the
+    // manifests is a mistake, and which one "wins" must not depend on luck.
+    if let Some(first) = seen.get(&id) {
+        diags.push(Diagnostic::warning(
+            file,
+            Some(&id),
+            "metadata.name",
+            format!("already defined in {first}; this definition is ignored"),
+        ));
+        return;
+    }
+    seen.insert(id.clone(), file.to_string());
     let labels = head.metadata.labels;
     let created = head.metadata.creation_timestamp.unwrap_or_default();
     macro_rules! push {

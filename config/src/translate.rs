@@ -27,6 +27,25 @@ pub struct Cx<'a> {
     pub diags: &'a mut Vec<Diagnostic>,
 }
 
+impl Cx<'_> {
+    /// The file a service's own resource came from, for diagnostics about it.
+    pub fn file_of(&self, id: &waypoint_ir::ResourceRef) -> String {
+        let r = self.res;
+        let found = match id.kind {
+            waypoint_ir::ResourceKind::Service => {
+                r.services.iter().find(|o| &o.id == id).map(|o| &o.file)
+            }
+            waypoint_ir::ResourceKind::ServiceEntry => r
+                .service_entries
+                .iter()
+                .find(|o| &o.id == id)
+                .map(|o| &o.file),
+            _ => None,
+        };
+        found.cloned().unwrap_or_else(|| "-".into())
+    }
+}
+
 pub fn translate(res: &Resources, opts: &Options, diags: &mut Vec<Diagnostic>) -> Snapshot {
     let mut cx = Cx { res, opts, diags };
     let mut snapshot = Snapshot {
@@ -63,8 +82,12 @@ pub struct Attached {
     pub file: String,
 }
 
-/// Istio's precedence for a service with both: the HTTPRoute's routes are used and
-/// the VirtualService is ignored for that service (and reported).
+/// A service with both HTTPRoutes and VirtualServices. Istio documents no
+/// precedence here: "Mixing VirtualService and HTTPRoute for the same workload is
+/// not supported and leads to undefined behavior" (istio.io, ambient "Migrate
+/// policies"; VirtualService on waypoints is Alpha). We pick the HTTPRoute, the
+/// API Istio recommends for waypoints, ignore the VirtualService for that service,
+/// and say so.
 fn attach(
     cx: &mut Cx<'_>,
     snapshot: &mut Snapshot,
@@ -82,7 +105,7 @@ fn attach(
                         &h.file,
                         h.from.first(),
                         "spec.parentRefs",
-                        format!("{s} also routes {}; HTTPRoute takes precedence and it is ignored for this service", svc.hostname),
+                        format!("{s} also routes {}; Istio does not support mixing the two APIs for one service, so this waypoint uses the HTTPRoute and ignores the VirtualService for it", svc.hostname),
                     ));
                 }
                 svc.routes = h.routes;

@@ -81,6 +81,12 @@ pub struct HttpMatch {
     pub method: Option<StringMatchSpec>,
     pub port: Option<u16>,
     pub ignore_uri_case: bool,
+    // Conditions this waypoint cannot evaluate; read only to refuse them loudly.
+    pub authority: Option<serde_json::Value>,
+    pub scheme: Option<serde_json::Value>,
+    pub source_labels: Option<serde_json::Value>,
+    pub source_namespace: Option<String>,
+    pub gateways: Vec<String>,
 }
 
 /// Istio's `StringMatch`: one of exact, prefix, regex; none of them means "present".

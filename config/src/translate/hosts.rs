@@ -42,6 +42,26 @@ impl HostIndex {
         }
     }
 
+    /// Why `host` did not resolve, with the fix when it is a partial name:
+    /// Istio reads `name.ns` and `name.ns.svc` as fully qualified, not as short.
+    pub fn unknown(&self, host: &str, cluster_domain: &str) -> String {
+        let host_lc = host.to_ascii_lowercase();
+        let dots = host_lc.matches('.').count();
+        let candidates = [
+            format!("{host_lc}.svc.{cluster_domain}"),
+            format!("{host_lc}.{cluster_domain}"),
+        ];
+        match candidates
+            .iter()
+            .find(|c| (1..=2).contains(&dots) && self.by_fqdn.contains_key(c.as_str()))
+        {
+            Some(fqdn) => format!(
+                "no service {host:?} is known (Istio takes a name with a dot as fully qualified; write {fqdn:?} or the short name)"
+            ),
+            None => format!("no service {host:?} is known"),
+        }
+    }
+
     /// A Kubernetes Service by namespace and name (Gateway API references).
     pub fn service(&self, namespace: &str, name: &str) -> Option<ServiceIdx> {
         self.by_ns_name
@@ -60,7 +80,7 @@ pub fn index(cx: &mut Cx<'_>, snapshot: &mut Snapshot) {
                 if let Some((other, _)) = snapshot.by_vip.get(&key) {
                     let other = &snapshot.services[other.0];
                     cx.diags.push(Diagnostic::warning(
-                        "-",
+                        &cx.file_of(&svc.source),
                         Some(&svc.source),
                         "",
                         format!(
@@ -83,7 +103,21 @@ pub fn index(cx: &mut Cx<'_>, snapshot: &mut Snapshot) {
         for alias in aliases(svc, &cx.opts.cluster_domain) {
             // Short names are ambiguous across namespaces; the first service in
             // (namespace, name) order keeps the short name.
-            snapshot.by_host.entry(alias).or_insert(idx);
+            match snapshot.by_host.get(&alias) {
+                None => {
+                    snapshot.by_host.insert(alias, idx);
+                }
+                Some(&other) if other != idx => cx.diags.push(Diagnostic::warning(
+                    &cx.file_of(&svc.source),
+                    Some(&svc.source),
+                    "",
+                    format!(
+                        "host {alias:?} already names {}; a Host header {alias:?} reaches that one",
+                        snapshot.services[other.0].hostname
+                    ),
+                )),
+                Some(_) => {}
+            }
         }
     }
 }

@@ -8,6 +8,7 @@ use super::matchers::{regex, At};
 use super::{Attached, Cx, World};
 use crate::gateway_api::{
     BackendRefSpec, HeaderModifierSpec, HttpRouteDoc, MatchSpec, PathModifierSpec, RouteFilter,
+    Rule,
 };
 use crate::parse::Obj;
 use std::cmp::Reverse;
@@ -113,6 +114,9 @@ fn translate_rules(
     let mut out = Vec::new();
     for (r, rule) in hr.doc.spec.rules.iter().enumerate() {
         let field = format!("spec.rules[{r}]");
+        if !rule_is_valid(cx, at, &field, rule) {
+            continue;
+        }
         let Some((filters, redirect, unsupported)) = rule_filters(cx, at, &field, &rule.filters)
         else {
             continue;
@@ -173,6 +177,56 @@ fn translate_rules(
         }
     }
     out
+}
+
+/// The HTTPRouteRule CEL validations of the Gateway API CRDs, which the API
+/// server enforces and a directory of manifests does not.
+fn rule_is_valid(cx: &mut Cx<'_>, at: &At<'_>, field: &str, rule: &Rule) -> bool {
+    let before = cx.diags.len();
+    let mut seen: Vec<&str> = Vec::new();
+    for (i, f) in rule.filters.iter().enumerate() {
+        let repeatable = matches!(f.kind.as_str(), "RequestMirror" | "ExtensionRef");
+        if !repeatable && seen.contains(&f.kind.as_str()) {
+            cx.diags.push(at.error(
+                format!("{field}.filters[{i}].type"),
+                format!("{} filter cannot be repeated", f.kind),
+            ));
+        }
+        seen.push(&f.kind);
+    }
+    if seen.contains(&"RequestRedirect") && seen.contains(&"URLRewrite") {
+        cx.diags.push(at.error(
+            format!("{field}.filters"),
+            "may specify either RequestRedirect or URLRewrite, but not both",
+        ));
+    }
+    if seen.contains(&"RequestRedirect") && !rule.backend_refs.is_empty() {
+        cx.diags.push(at.error(
+            format!("{field}.backendRefs"),
+            "RequestRedirect filter must not be used together with backendRefs",
+        ));
+    }
+    for (i, f) in rule.filters.iter().enumerate() {
+        let (name, path) = match (&f.request_redirect, &f.url_rewrite) {
+            (Some(r), _) if f.kind == "RequestRedirect" => ("requestRedirect", r.path.as_ref()),
+            (_, Some(r)) if f.kind == "URLRewrite" => ("urlRewrite", r.path.as_ref()),
+            _ => continue,
+        };
+        // After the CRD's defaulting: no matches, or no path, is PathPrefix "/".
+        let one_prefix = rule.matches.len() <= 1
+            && rule
+                .matches
+                .first()
+                .and_then(|m| m.path.as_ref())
+                .is_none_or(|p| p.kind.as_deref().unwrap_or("PathPrefix") == "PathPrefix");
+        if path.is_some_and(|p| p.kind == "ReplacePrefixMatch") && !one_prefix {
+            cx.diags.push(at.error(
+                format!("{field}.filters[{i}].{name}.path"),
+                format!("When using {} filter with path.replacePrefixMatch, exactly one PathPrefix match must be specified", f.kind),
+            ));
+        }
+    }
+    cx.diags.len() == before
 }
 
 fn precedence(m: &RequestMatch, hr: &Obj<HttpRouteDoc>, rule: usize, idx: usize) -> Precedence {
@@ -383,12 +437,21 @@ fn rule_filters(
                     path,
                 });
             }
-            other => {
+            // Valid filters this waypoint does not implement. The spec: a filter
+            // must not be skipped; requests it would have processed get an error.
+            other @ ("RequestMirror" | "ExtensionRef" | "CORS" | "ExternalAuth") => {
                 cx.diags.push(at.warning(
                     format!("{ff}.type"),
                     format!("filter {other} is not supported; requests matching this rule get 500"),
                 ));
                 unsupported = Some(other.to_string());
+            }
+            other => {
+                cx.diags.push(at.error(
+                    format!("{ff}.type"),
+                    format!("unknown filter type {other:?}"),
+                ));
+                return None;
             }
         }
     }

@@ -1,57 +1,93 @@
 //! DestinationRule subsets: named sets of a service's endpoints, by labels.
+//!
+//! Several DestinationRules for one host merge the way Istio merges them
+//! (pilot/pkg/model/destination_rule.go `mergeDestinationRule`, and "Split large
+//! virtual services and destination rules" in Istio's traffic-management best
+//! practices), oldest first: subsets are concatenated, a subset name already
+//! defined keeps its first definition, and the first top-level `trafficPolicy`
+//! wins. Unlike VirtualServices, this merge also happens for mesh traffic.
 
 use super::hosts::HostIndex;
+use super::matchers::At;
 use super::Cx;
+use crate::istio::destination_rule::TrafficPolicySpec;
+use crate::istio::DestinationRuleDoc;
+use crate::parse::Obj;
 use crate::Diagnostic;
-use waypoint_ir::{EndpointIdx, Service, Subset};
+use std::collections::BTreeMap;
+use waypoint_ir::{EndpointIdx, Service, ServiceIdx, Subset};
 
 pub fn apply(cx: &mut Cx<'_>, index: &HostIndex, services: &mut [Service]) {
     let mut rules: Vec<_> = cx.res.destination_rules.iter().collect();
-    // Istio uses the oldest DestinationRule for a host.
     rules.sort_by(|a, b| (&a.created, &a.id).cmp(&(&b.created, &b.id)));
-    let mut owner = vec![None; services.len()];
+    let mut per_service: BTreeMap<ServiceIdx, Vec<&Obj<DestinationRuleDoc>>> = BTreeMap::new();
     for dr in rules {
-        let spec = &dr.doc.spec;
-        let Some(idx) = index.resolve(&spec.host, dr.ns(), &cx.opts.cluster_domain) else {
-            cx.diags.push(Diagnostic::warning(
+        match index.resolve(&dr.doc.spec.host, dr.ns(), &cx.opts.cluster_domain) {
+            Some(idx) => per_service.entry(idx).or_default().push(dr),
+            None => cx.diags.push(Diagnostic::warning(
                 &dr.file,
                 Some(&dr.id),
                 "spec.host",
-                format!("no service {:?} is known", spec.host),
-            ));
-            continue;
-        };
-        if let Some(first) = &owner[idx.0] {
-            cx.diags.push(Diagnostic::warning(
-                &dr.file,
-                Some(&dr.id),
-                "spec.host",
-                format!(
-                    "{first} already configures {}; ignored",
-                    services[idx.0].hostname
-                ),
-            ));
-            continue;
+                index.unknown(&dr.doc.spec.host, &cx.opts.cluster_domain),
+            )),
         }
-        owner[idx.0] = Some(dr.id.clone());
-        let at = super::matchers::At {
+    }
+    for (idx, drs) in per_service {
+        merge(cx, &mut services[idx.0], &drs);
+    }
+}
+
+fn merge(cx: &mut Cx<'_>, svc: &mut Service, drs: &[&Obj<DestinationRuleDoc>]) {
+    // The merged rule's top-level policy is the parent of every subset's policy,
+    // whichever rule the subset came from.
+    let top: Option<(&Obj<DestinationRuleDoc>, &TrafficPolicySpec)> = drs
+        .iter()
+        .find_map(|dr| Some((*dr, dr.doc.spec.traffic_policy.as_ref()?)));
+    if let Some((owner, tp)) = top {
+        let at = At {
+            file: &owner.file,
+            id: &owner.id,
+        };
+        let (policy, ports) =
+            super::traffic::service_policy(&at, "spec.trafficPolicy", tp, cx.diags);
+        svc.traffic = policy;
+        svc.port_traffic = ports;
+        for dr in drs.iter().filter(|dr| dr.doc.spec.traffic_policy.is_some()) {
+            if dr.id != owner.id {
+                cx.diags.push(Diagnostic::warning(
+                    &dr.file,
+                    Some(&dr.id),
+                    "spec.trafficPolicy",
+                    format!(
+                        "{} (older) already sets the top-level trafficPolicy of {}; this one is discarded",
+                        owner.id, svc.hostname
+                    ),
+                ));
+            }
+        }
+    }
+    for dr in drs {
+        let at = At {
             file: &dr.file,
             id: &dr.id,
         };
-        let svc = &mut services[idx.0];
-        if let Some(tp) = &spec.traffic_policy {
-            let (top, ports) =
-                super::traffic::service_policy(&at, "spec.trafficPolicy", tp, cx.diags);
-            svc.traffic = top;
-            svc.port_traffic = ports;
-        }
-        for (k, s) in spec.subsets.iter().enumerate() {
+        for (k, s) in dr.doc.spec.subsets.iter().enumerate() {
+            if let Some(first) = svc.subsets.iter().find(|x| x.name == s.name) {
+                cx.diags.push(at.warning(
+                    format!("spec.subsets[{k}].name"),
+                    format!(
+                        "subset {:?} of {} is already defined by {}; this definition is discarded",
+                        s.name, svc.hostname, first.source
+                    ),
+                ));
+                continue;
+            }
             let traffic = s.traffic_policy.as_ref().map(|sp| {
                 super::traffic::subset_policy(
                     &at,
                     &format!("spec.subsets[{k}].trafficPolicy"),
                     sp,
-                    spec.traffic_policy.as_ref(),
+                    top.map(|(_, tp)| tp),
                     cx.diags,
                 )
             });

@@ -34,9 +34,10 @@ pub fn routes(cx: &mut Cx<'_>, world: &World<'_>) -> BTreeMap<ServiceIdx, Attach
             .collect();
         for (h, host) in spec.hosts.iter().enumerate() {
             let Some(idx) = world.index.resolve(host, vs.ns(), &cx.opts.cluster_domain) else {
+                let why = world.index.unknown(host, &cx.opts.cluster_domain);
                 cx.diags.push(at.warning(
                     format!("spec.hosts[{h}]"),
-                    format!("no service {host:?} is known; this host is not routed"),
+                    format!("{why}; this host is not routed"),
                 ));
                 continue;
             };
@@ -74,12 +75,22 @@ fn route(
     let field = format!("spec.http[{i}]");
     let before = cx.diags.len();
     let policy = super::policy::virtual_service(at, &field, r, cx.diags);
-    let matches: Vec<RequestMatch> = r
-        .matches
-        .iter()
-        .enumerate()
-        .filter_map(|(j, m)| request_match(at, &format!("{field}.match[{j}]"), m, cx.diags))
-        .collect();
+    let mut matches: Vec<RequestMatch> = Vec::new();
+    for (j, m) in r.matches.iter().enumerate() {
+        let mfield = format!("{field}.match[{j}]");
+        if applies(cx, at, &mfield, m) {
+            matches.extend(request_match(at, &mfield, m, cx.diags));
+        }
+    }
+    // Every match was set aside: an empty list would match everything.
+    let failed = |d: &[crate::Diagnostic]| d.iter().any(|d| d.severity == crate::Severity::Error);
+    if !r.matches.is_empty() && matches.is_empty() && !failed(&cx.diags[before..]) {
+        cx.diags.push(at.warning(
+            &field,
+            "no match of this rule can apply at a waypoint; the rule is skipped",
+        ));
+        return None;
+    }
     let action = if let Some(d) = &r.redirect {
         RouteAction::Redirect(Redirect {
             scheme: d.scheme.clone(),
@@ -102,10 +113,7 @@ fn route(
         ));
         return None;
     };
-    if cx.diags[before..]
-        .iter()
-        .any(|d| d.severity == crate::Severity::Error)
-    {
+    if failed(&cx.diags[before..]) {
         return None;
     }
     let headers = r.headers.as_ref();
@@ -152,6 +160,33 @@ fn ops(o: Option<&HeaderOperations>) -> HeaderModifier {
             .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
             .collect(),
         remove: o.remove.iter().map(|k| k.to_ascii_lowercase()).collect(),
+    }
+}
+
+/// Whether a match can apply here. A condition this waypoint cannot evaluate
+/// makes the match never apply (with a warning) rather than apply too widely.
+fn applies(cx: &mut Cx<'_>, at: &At<'_>, field: &str, m: &HttpMatch) -> bool {
+    if !m.gateways.is_empty() && !m.gateways.iter().any(|g| g == "mesh") {
+        log::debug!("{}: {} {field} applies to gateways only", at.file, at.id);
+        return false;
+    }
+    let unsupported = [
+        ("authority", m.authority.is_some()),
+        ("scheme", m.scheme.is_some()),
+        ("sourceLabels", m.source_labels.is_some()),
+        ("sourceNamespace", m.source_namespace.is_some()),
+    ];
+    match unsupported.iter().find(|(_, set)| *set) {
+        Some((name, _)) => {
+            cx.diags.push(at.warning(
+                format!("{field}.{name}"),
+                format!(
+                    "{name} matches are not supported by this waypoint; this match never applies"
+                ),
+            ));
+            false
+        }
+        None => true,
     }
 }
 
@@ -223,14 +258,23 @@ fn backends(
     field: &str,
     dests: &[Destination],
 ) -> Vec<BackendRef> {
-    // Weights are relative; with none given the destinations share equally.
-    let any_weight = dests.iter().any(|d| d.weight.is_some());
+    // Istio: weights are relative; a lone destination takes all traffic whatever
+    // its weight, and with several an absent weight is 0 (never picked). Istio's
+    // validation rejects several destinations whose weights sum to 0.
+    let lone = dests.len() == 1;
+    let total: u64 = dests.iter().map(|d| u64::from(d.weight.unwrap_or(0))).sum();
+    if !lone && total == 0 {
+        cx.diags.push(at.error(
+            format!("{field}.route"),
+            "total destination weight = 0: give at least one destination a weight",
+        ));
+    }
     dests
         .iter()
         .enumerate()
         .map(|(k, d)| {
             let f = format!("{field}.route[{k}].destination");
-            let weight = d.weight.unwrap_or(if any_weight { 0 } else { 1 });
+            let weight = if lone { 100 } else { d.weight.unwrap_or(0) };
             let target = destination(cx, at, world, ns, &f, d);
             BackendRef { target, weight }
         })
@@ -258,7 +302,8 @@ fn destination(
         }
     };
     let Some(service) = world.index.resolve(&spec.host, ns, &cx.opts.cluster_domain) else {
-        return invalid(cx, ".host", format!("no service {:?} is known", spec.host));
+        let why = world.index.unknown(&spec.host, &cx.opts.cluster_domain);
+        return invalid(cx, ".host", why);
     };
     let svc = &world.services[service.0];
     let port = match &spec.port {
