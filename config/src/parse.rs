@@ -72,12 +72,17 @@ pub fn parse_all(sources: &[Source], diags: &mut Vec<Diagnostic>) -> Resources {
             match serde_json::Value::deserialize(doc) {
                 Ok(serde_json::Value::Null) => {}
                 Ok(value) => one(&src.file, value, &mut out, &mut seen, diags),
-                Err(e) => diags.push(Diagnostic::error(
-                    &src.file,
-                    None,
-                    "",
-                    format!("document {}: not valid YAML: {e}", i + 1),
-                )),
+                Err(e) => {
+                    diags.push(Diagnostic::error(
+                        &src.file,
+                        None,
+                        "",
+                        format!("document {}: not valid YAML: {e}", i + 1),
+                    ));
+                    // After a syntax error the stream cannot resynchronise: the
+                    // iterator would yield the same error forever.
+                    break;
+                }
             }
         }
     }

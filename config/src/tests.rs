@@ -248,3 +248,149 @@ fn load_dir_reads_a_configmap_mount_once() {
     assert_eq!(loaded.snapshot.services.len(), 1);
     assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
 }
+
+#[test]
+fn routing_rules_the_api_server_would_reject_are_errors_at_their_field() {
+    let diags = load_case("errors_routing").unwrap_err();
+    let got: Vec<String> = diags
+        .iter()
+        .map(|d| format!("{:?}: {d}", d.severity))
+        .collect();
+    let f = "errors_routing.in.yaml";
+    let want = [
+        format!("Error: {f}: HTTPRoute shop/ratings-typed: spec.rules[0].backendRefs[0].port: invalid type: string \"http\", expected u16"),
+        format!("Error: {f}: document 5: not valid YAML: did not find expected ',' or '}}' at line 52 column 9, while parsing a flow mapping at line 51 column 11"),
+        format!("Error: {f}: VirtualService shop/ratings: spec.http[0].route: total destination weight = 0: give at least one destination a weight"),
+        format!("Error: {f}: HTTPRoute shop/ratings: spec.rules[0].filters[0].type: unknown filter type \"Teleport\""),
+        format!("Error: {f}: HTTPRoute shop/ratings: spec.rules[1].backendRefs: RequestRedirect filter must not be used together with backendRefs"),
+        format!("Error: {f}: HTTPRoute shop/ratings: spec.rules[2].filters[0].urlRewrite.path: When using URLRewrite filter with path.replacePrefixMatch, exactly one PathPrefix match must be specified"),
+        format!("Error: {f}: HTTPRoute shop/ratings: spec.rules[3].filters[1].type: RequestHeaderModifier filter cannot be repeated"),
+    ];
+    assert_eq!(got, want);
+}
+
+#[test]
+fn istio_merges_destination_rules_weighs_like_istio_and_refuses_unknown_conditions() {
+    let loaded = load_case("istio_semantics").unwrap();
+    let s = &loaded.snapshot;
+    let reviews = &s.services[0];
+    assert_eq!(reviews.source.namespace, "shop");
+    assert_eq!(
+        reviews.addresses[0].to_string(),
+        "10.96.2.1",
+        "first definition kept"
+    );
+    // Subsets concatenate; the first definition of v2 and the first top-level
+    // trafficPolicy win.
+    let subsets: Vec<(&str, &str, usize)> = reviews
+        .subsets
+        .iter()
+        .map(|x| {
+            (
+                x.name.as_str(),
+                x.labels["version"].as_str(),
+                x.endpoints.len(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        subsets,
+        vec![("v1", "v1", 1), ("v2", "v2", 1), ("v3", "v3", 1)]
+    );
+    assert_eq!(reviews.traffic.lb, waypoint_ir::LbPolicy::RoundRobin);
+    assert_eq!(reviews.subsets[2].source.name, "reviews-extra");
+    // http[0] had no match that can apply and is gone; http[1] keeps its prefix match.
+    let names: Vec<&str> = reviews.routes.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(
+        names,
+        vec![
+            "VirtualService shop/reviews http[1] (some-client-conditions)",
+            "VirtualService shop/reviews http[2] (absent-weight-is-zero)",
+            "VirtualService shop/reviews http[3]",
+        ]
+    );
+    assert_eq!(reviews.routes[0].matches.len(), 1);
+    let weights = |i: usize| -> Vec<u32> {
+        let RouteAction::Forward(b) = &reviews.routes[i].action else {
+            panic!("{:?}", reviews.routes[i].action)
+        };
+        b.iter().map(|b| b.weight).collect()
+    };
+    assert_eq!(
+        weights(0),
+        vec![100],
+        "a lone destination takes all traffic"
+    );
+    assert_eq!(weights(1), vec![0, 30], "an absent weight is 0");
+    let RouteAction::Forward(b) = &reviews.routes[2].action else {
+        panic!()
+    };
+    assert!(matches!(
+        &b[0].target,
+        BackendTarget::Invalid { status: 503, .. }
+    ));
+    // The short name stays with the first service in namespace/name order.
+    let short = s.resolve_host("reviews").unwrap();
+    assert!(matches!(short, waypoint_ir::Target::Service { service, .. } if service.0 == 0));
+    assert!(s.resolve_host("reviews.web").is_some());
+    let warned = |needle: &str| {
+        loaded
+            .warnings
+            .iter()
+            .any(|w| w.to_string().contains(needle))
+    };
+    assert!(warned(
+        "Service shop/reviews: metadata.name: already defined"
+    ));
+    assert!(warned(
+        "spec.http[0].match[0].sourceLabels: sourceLabels matches are not supported"
+    ));
+    assert!(warned("spec.hosts[1]: no service \"reviews.shop\" is known (Istio takes a name with a dot as fully qualified; write \"reviews.shop.svc.cluster.local\""));
+    assert!(warned(
+        "Service web/reviews: host \"reviews\" already names reviews.shop.svc.cluster.local"
+    ));
+    assert!(!warned("nowhere"), "networking.istio.io/v2 is not read");
+    assert_eq!(loaded.warnings.len(), 9, "{:#?}", loaded.warnings);
+}
+
+#[test]
+fn the_productpage_example_loads_and_shows_the_split() {
+    let dir = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/productpage"
+    ));
+    let loaded = crate::load_dir(dir, &Options::default()).unwrap_or_else(|d| panic!("{d:#?}"));
+    assert!(loaded.warnings.is_empty(), "{:#?}", loaded.warnings);
+    let table = routing_table(&loaded.snapshot);
+    for needle in [
+        "routes from VirtualService default/productpage-routing",
+        "when header version=v2",
+        "90% productpage.default.svc.cluster.local:9080 subset v1, 10% productpage.default.svc.cluster.local:9080 subset v2",
+        "subset v1 {version=v1}: 2 endpoint(s)",
+        "subset v2 {version=v2}: 1 endpoint(s)",
+        "waypoint Gateway default/productpage-waypoint (listeners: mesh 15008/HBONE)",
+    ] {
+        assert!(table.contains(needle), "missing {needle:?} in\n{table}");
+    }
+    // The seed in routing.yaml must stay verbatim: the demo and the brief share it.
+    let routing = std::fs::read_to_string(dir.join("routing.yaml")).unwrap();
+    assert!(routing.contains(
+        "  - route:\n    - {destination: {host: productpage, subset: v1}, weight: 90}\n    - {destination: {host: productpage, subset: v2}, weight: 10}\n"
+    ));
+}
+
+#[test]
+fn a_yaml_syntax_error_names_the_file_and_line_and_does_not_hang() {
+    let src = Source {
+        file: "broken.yaml".into(),
+        content: "apiVersion: v1\nkind: Service\nmetadata: {name: a\n---\napiVersion: v1\n".into(),
+    };
+    let diags = load_sources(&[src], &Options::default()).unwrap_err();
+    assert_eq!(diags.len(), 1, "{diags:#?}");
+    let msg = diags[0].to_string();
+    assert!(
+        msg.starts_with("broken.yaml: document 1: not valid YAML: "),
+        "{msg}"
+    );
+    assert!(msg.contains("line 4"), "{msg}");
+}
