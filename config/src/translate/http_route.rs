@@ -4,19 +4,18 @@
 //! are sorted once here by the spec's precedence, so the data path takes the first
 //! match. Regex paths rank below every exact and prefix path, as Istio ranks them.
 
+mod filters;
+
 use super::matchers::{regex, At};
 use super::{Attached, Cx, World};
-use crate::gateway_api::{
-    BackendRefSpec, HeaderModifierSpec, HttpRouteDoc, MatchSpec, PathModifierSpec, RouteFilter,
-    Rule,
-};
+use crate::gateway_api::{BackendRefSpec, HttpRouteDoc, MatchSpec};
 use crate::parse::Obj;
+use filters::{rule_filters, rule_is_valid};
 use std::cmp::Reverse;
 use std::collections::BTreeMap;
 use waypoint_ir::{
-    BackendRef, BackendTarget, HeaderMatch, HeaderModifier, Method, PathMatch, PathModifier,
-    QueryMatch, Redirect, RequestMatch, Route, RouteAction, RouteFilters, RouteOrigin, ServiceIdx,
-    StringMatch, UrlRewrite,
+    BackendRef, BackendTarget, HeaderMatch, Method, PathMatch, QueryMatch, RequestMatch, Route,
+    RouteAction, RouteOrigin, ServiceIdx, StringMatch,
 };
 
 /// Sort key: smaller sorts first and so wins.
@@ -179,56 +178,6 @@ fn translate_rules(
     out
 }
 
-/// The HTTPRouteRule CEL validations of the Gateway API CRDs, which the API
-/// server enforces and a directory of manifests does not.
-fn rule_is_valid(cx: &mut Cx<'_>, at: &At<'_>, field: &str, rule: &Rule) -> bool {
-    let before = cx.diags.len();
-    let mut seen: Vec<&str> = Vec::new();
-    for (i, f) in rule.filters.iter().enumerate() {
-        let repeatable = matches!(f.kind.as_str(), "RequestMirror" | "ExtensionRef");
-        if !repeatable && seen.contains(&f.kind.as_str()) {
-            cx.diags.push(at.error(
-                format!("{field}.filters[{i}].type"),
-                format!("{} filter cannot be repeated", f.kind),
-            ));
-        }
-        seen.push(&f.kind);
-    }
-    if seen.contains(&"RequestRedirect") && seen.contains(&"URLRewrite") {
-        cx.diags.push(at.error(
-            format!("{field}.filters"),
-            "may specify either RequestRedirect or URLRewrite, but not both",
-        ));
-    }
-    if seen.contains(&"RequestRedirect") && !rule.backend_refs.is_empty() {
-        cx.diags.push(at.error(
-            format!("{field}.backendRefs"),
-            "RequestRedirect filter must not be used together with backendRefs",
-        ));
-    }
-    for (i, f) in rule.filters.iter().enumerate() {
-        let (name, path) = match (&f.request_redirect, &f.url_rewrite) {
-            (Some(r), _) if f.kind == "RequestRedirect" => ("requestRedirect", r.path.as_ref()),
-            (_, Some(r)) if f.kind == "URLRewrite" => ("urlRewrite", r.path.as_ref()),
-            _ => continue,
-        };
-        // After the CRD's defaulting: no matches, or no path, is PathPrefix "/".
-        let one_prefix = rule.matches.len() <= 1
-            && rule
-                .matches
-                .first()
-                .and_then(|m| m.path.as_ref())
-                .is_none_or(|p| p.kind.as_deref().unwrap_or("PathPrefix") == "PathPrefix");
-        if path.is_some_and(|p| p.kind == "ReplacePrefixMatch") && !one_prefix {
-            cx.diags.push(at.error(
-                format!("{field}.filters[{i}].{name}.path"),
-                format!("When using {} filter with path.replacePrefixMatch, exactly one PathPrefix match must be specified", f.kind),
-            ));
-        }
-    }
-    cx.diags.len() == before
-}
-
 fn precedence(m: &RequestMatch, hr: &Obj<HttpRouteDoc>, rule: usize, idx: usize) -> Precedence {
     let path = match &m.path {
         Some(PathMatch::Exact(p)) => (0, Reverse(p.len())),
@@ -269,8 +218,13 @@ fn request_match(cx: &mut Cx<'_>, at: &At<'_>, field: &str, m: &MatchSpec) -> Op
             }
         }
     };
-    let mut headers = Vec::new();
+    // The spec: of entries with equivalent names only the first is considered
+    // (header names compare case-insensitively, query names exactly).
+    let mut headers: Vec<HeaderMatch> = Vec::new();
     for (i, h) in m.headers.iter().enumerate() {
+        if headers.iter().any(|x| x.name.eq_ignore_ascii_case(&h.name)) {
+            continue;
+        }
         let f = format!("{field}.headers[{i}]");
         let value = value_match(cx, at, &f, h.kind.as_deref(), &h.value)?;
         headers.push(HeaderMatch {
@@ -279,8 +233,11 @@ fn request_match(cx: &mut Cx<'_>, at: &At<'_>, field: &str, m: &MatchSpec) -> Op
             invert: false,
         });
     }
-    let mut query = Vec::new();
+    let mut query: Vec<QueryMatch> = Vec::new();
     for (i, q) in m.query_params.iter().enumerate() {
+        if query.iter().any(|x| x.name == q.name) {
+            continue;
+        }
         let f = format!("{field}.queryParams[{i}]");
         let value = value_match(cx, at, &f, q.kind.as_deref(), &q.value)?;
         query.push(QueryMatch {
@@ -318,144 +275,6 @@ fn value_match(
             None
         }
     }
-}
-
-fn header_modifier(h: &HeaderModifierSpec) -> HeaderModifier {
-    HeaderModifier {
-        set: h
-            .set
-            .iter()
-            .map(|nv| (nv.name.to_ascii_lowercase(), nv.value.clone()))
-            .collect(),
-        add: h
-            .add
-            .iter()
-            .map(|nv| (nv.name.to_ascii_lowercase(), nv.value.clone()))
-            .collect(),
-        remove: h.remove.iter().map(|n| n.to_ascii_lowercase()).collect(),
-    }
-}
-
-fn path_modifier(
-    cx: &mut Cx<'_>,
-    at: &At<'_>,
-    field: &str,
-    p: &PathModifierSpec,
-) -> Option<PathModifier> {
-    let missing = |cx: &mut Cx<'_>, name: &str| {
-        cx.diags
-            .push(at.error(format!("{field}.{name}"), "required by the path type"));
-        None
-    };
-    match p.kind.as_str() {
-        "ReplaceFullPath" => match &p.replace_full_path {
-            Some(v) => Some(PathModifier::ReplaceFullPath(v.clone())),
-            None => missing(cx, "replaceFullPath"),
-        },
-        "ReplacePrefixMatch" => match &p.replace_prefix_match {
-            Some(v) => Some(PathModifier::ReplacePrefixMatch(v.clone())),
-            None => missing(cx, "replacePrefixMatch"),
-        },
-        other => {
-            cx.diags.push(at.error(
-                format!("{field}.type"),
-                format!("unknown path modifier type {other:?}"),
-            ));
-            None
-        }
-    }
-}
-
-type RuleFilters = (RouteFilters, Option<Redirect>, Option<String>);
-
-/// The rule's filters; `None` when one is malformed (an error was recorded).
-fn rule_filters(
-    cx: &mut Cx<'_>,
-    at: &At<'_>,
-    field: &str,
-    filters: &[RouteFilter],
-) -> Option<RuleFilters> {
-    let mut out = RouteFilters::default();
-    let mut redirect = None;
-    let mut unsupported = None;
-    for (i, f) in filters.iter().enumerate() {
-        let ff = format!("{field}.filters[{i}]");
-        let need = |cx: &mut Cx<'_>, name: &str| {
-            cx.diags.push(at.error(
-                format!("{ff}.{name}"),
-                format!("required when type is {}", f.kind),
-            ));
-        };
-        match f.kind.as_str() {
-            "RequestHeaderModifier" => match &f.request_header_modifier {
-                Some(h) => out.request_headers = header_modifier(h),
-                None => {
-                    need(cx, "requestHeaderModifier");
-                    return None;
-                }
-            },
-            "ResponseHeaderModifier" => match &f.response_header_modifier {
-                Some(h) => out.response_headers = header_modifier(h),
-                None => {
-                    need(cx, "responseHeaderModifier");
-                    return None;
-                }
-            },
-            "RequestRedirect" => {
-                let Some(r) = &f.request_redirect else {
-                    need(cx, "requestRedirect");
-                    return None;
-                };
-                let path = match &r.path {
-                    Some(p) => Some(path_modifier(
-                        cx,
-                        at,
-                        &format!("{ff}.requestRedirect.path"),
-                        p,
-                    )?),
-                    None => None,
-                };
-                redirect = Some(Redirect {
-                    scheme: r.scheme.clone(),
-                    hostname: r.hostname.clone(),
-                    path,
-                    port: r.port,
-                    status: r.status_code.unwrap_or(302),
-                });
-            }
-            "URLRewrite" => {
-                let Some(r) = &f.url_rewrite else {
-                    need(cx, "urlRewrite");
-                    return None;
-                };
-                let path = match &r.path {
-                    Some(p) => Some(path_modifier(cx, at, &format!("{ff}.urlRewrite.path"), p)?),
-                    None => None,
-                };
-                out.rewrite = Some(UrlRewrite {
-                    hostname: r.hostname.clone(),
-                    path,
-                });
-            }
-            // Valid filters this waypoint does not implement. The spec: a filter
-            // must not be skipped; requests it would have processed get an error.
-            other @ ("RequestMirror" | "ExtensionRef" | "CORS" | "ExternalAuth") => {
-                cx.diags.push(at.warning(
-                    format!("{ff}.type"),
-                    format!("filter {other} is not supported; requests matching this rule get 500"),
-                ));
-                unsupported = Some(other.to_string());
-            }
-            other => {
-                cx.diags.push(at.error(
-                    format!("{ff}.type"),
-                    format!("unknown filter type {other:?}"),
-                ));
-                return None;
-            }
-        }
-    }
-    Some((out, redirect, unsupported))
 }
 
 fn backend(
@@ -505,5 +324,51 @@ fn backend(
             subset: None,
         },
         weight,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{load_sources, Options, Source};
+
+    #[test]
+    fn only_the_first_of_equivalent_header_and_query_names_counts() {
+        let content = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: a, namespace: ns}
+spec: {clusterIP: 10.96.9.1, ports: [{port: 80}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r, namespace: ns}
+spec:
+  parentRefs: [{kind: Service, name: a}]
+  rules:
+  - matches:
+    - headers: [{name: X-A, value: "1"}, {name: x-a, value: "2"}, {name: x-b, value: "3"}]
+      queryParams: [{name: q, value: "1"}, {name: q, value: "2"}, {name: Q, value: "3"}]
+    backendRefs: [{name: a, port: 80}]
+"#;
+        let src = Source {
+            file: "r.yaml".into(),
+            content: content.into(),
+        };
+        let s = load_sources(&[src], &Options::default()).unwrap().snapshot;
+        let m = &s.services[0].routes[0].matches[0];
+        let headers: Vec<(&str, String)> = m
+            .headers
+            .iter()
+            .map(|h| (h.name.as_str(), format!("{:?}", h.value)))
+            .collect();
+        assert_eq!(
+            headers,
+            vec![
+                ("x-a", "Exact(\"1\")".into()),
+                ("x-b", "Exact(\"3\")".into())
+            ]
+        );
+        let query: Vec<&str> = m.query.iter().map(|q| q.name.as_str()).collect();
+        assert_eq!(query, vec!["q", "Q"]);
     }
 }
