@@ -17,6 +17,7 @@ pub enum ResourceKind {
     DestinationRule,
     Gateway,
     BackendTrafficPolicy,
+    ReferenceGrant,
 }
 
 impl ResourceKind {
@@ -33,6 +34,7 @@ impl ResourceKind {
             ResourceKind::DestinationRule => "DestinationRule",
             ResourceKind::Gateway => "Gateway",
             ResourceKind::BackendTrafficPolicy => "BackendTrafficPolicy",
+            ResourceKind::ReferenceGrant => "ReferenceGrant",
         }
     }
 }

@@ -304,7 +304,24 @@ fn backend(
     if kind != "Service" || !matches!(b.group.as_deref(), None | Some("") | Some("core")) {
         return invalid(".kind", format!("backend kind {kind} is not supported"));
     }
+    let route_ns = ns;
     let ns = b.namespace.as_deref().unwrap_or(ns);
+    // The spec: a reference to another namespace needs a ReferenceGrant there.
+    let granted = ns == route_ns
+        || cx
+            .res
+            .reference_grants
+            .iter()
+            .any(|g| g.ns() == ns && g.doc.allows_route_to_service(route_ns, &b.name));
+    if !granted {
+        return invalid(
+            ".namespace",
+            format!(
+                "no ReferenceGrant in namespace {ns} lets HTTPRoutes from {route_ns} use Service {}",
+                b.name
+            ),
+        );
+    }
     let Some(service) = world.index.service(ns, &b.name) else {
         return invalid(".name", format!("no Service {ns}/{} is known", b.name));
     };
