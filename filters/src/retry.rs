@@ -22,9 +22,12 @@ pub enum TryOutcome {
 
 /// May a try that ended with `outcome` be retried, `done` retries having been made?
 pub fn should_retry(policy: &RetryPolicy, outcome: TryOutcome, done: u32) -> bool {
-    if done >= policy.attempts {
-        return false;
-    }
+    done < policy.attempts && retriable(policy, outcome)
+}
+
+/// Does the policy's `retry_on` cover `outcome`, whatever the count? When it does
+/// but no retry is made, the request ends with Envoy's URX flag.
+pub fn retriable(policy: &RetryPolicy, outcome: TryOutcome) -> bool {
     let on = &policy.on;
     match outcome {
         TryOutcome::ConnectFailure => {

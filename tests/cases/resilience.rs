@@ -78,6 +78,10 @@ async fn fault_abort_answers_without_touching_the_upstream() {
         let r = t.get("http://ratings/abort-all", &[]).await.unwrap();
         assert_eq!(r.status, 418);
     }
+    assert!(
+        _wp.log_contains("/abort-all 418 VirtualService default/ratings http[0] flag=FI")
+            .await
+    );
     assert_eq!(total(&world), 0);
 
     const N: usize = 2000;
@@ -125,7 +129,7 @@ async fn fault_delay_holds_the_request_then_forwards_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_follow_the_route_policy_and_istios_default() {
-    let (world, _certs, _wp, mut t) = start().await;
+    let (world, _certs, wp, mut t) = start().await;
     let fail = |s: &str| h("x-echo-status", s);
 
     let r = t
@@ -239,6 +243,12 @@ async fn per_try_and_route_timeouts_answer_504() {
     let r = t.get("http://ratings/timeout", &hang).await.unwrap();
     assert_eq!(r.status, 504);
     assert_eq!(r.text(), "upstream request timeout\n");
+    assert!(
+        wp.log_contains("/timeout 504 VirtualService default/ratings http[6] flag=UT")
+            .await,
+        "{}",
+        wp.logs()
+    );
     assert!(
         start.elapsed() < Duration::from_millis(2500),
         "waited {:?}",

@@ -44,7 +44,7 @@ impl WaypointProc {
             .args(["--http-addr", &http.to_string()])
             .args(["--admin-addr", &admin.to_string()])
             .args(["--workers", "2"])
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", "info,access=debug")
             .stdout(Stdio::null())
             .stderr(log.reopen().unwrap())
             .spawn()

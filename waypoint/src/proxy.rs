@@ -106,6 +106,8 @@ impl ProxyHttp for WaypointProxy {
             }
             Decision::Forward(fwd) => {
                 let forward = ctx::Forward::from_decision(&rt.snapshot, &fwd);
+                // Set now: local replies below are logged under this route too.
+                ctx.forward = Some(forward.clone());
                 // Rate limits and faults come after routing (their config is per
                 // route) and before anything touches an upstream; a limited request
                 // is not delayed first.
@@ -142,7 +144,6 @@ impl ProxyHttp for WaypointProxy {
                     // Keep the body (up to pingora's bound) so a retry can replay it.
                     session.as_mut().enable_retry_buffering();
                 }
-                ctx.forward = Some(forward);
                 Ok(false)
             }
         }
@@ -341,7 +342,7 @@ impl ProxyHttp for WaypointProxy {
             req.uri,
             status,
             ctx.route_name().unwrap_or("-"),
-            ctx.flag.as_str(),
+            ctx.flags(),
             ctx.upstream.map(|a: SocketAddr| a.to_string()).unwrap_or_else(|| "-".into()),
             ctx.source.as_ref().map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
             e.map(|e| e.to_string()).unwrap_or_else(|| "-".into()),

@@ -67,6 +67,8 @@ pub struct RequestCtx {
     pub retry_permit: Option<RetryPermit>,
     /// This try's request is the last its upstream connection may carry.
     pub close_upstream: bool,
+    /// A retriable outcome was not retried: attempts, deadline or budget ran out.
+    pub retry_limit_hit: bool,
 }
 
 impl RequestCtx {
@@ -82,11 +84,17 @@ impl RequestCtx {
         let Some(route) = self.route() else {
             return false;
         };
+        let policy = route.policy.retry.clone();
+        if !waypoint_filters::retry::retriable(&policy, outcome) {
+            return false;
+        }
+        // From here on, a refusal means the retry limit was reached (URX).
         let done = self.tries.saturating_sub(1);
         let expired = self
             .deadline
             .is_some_and(|d| d <= std::time::Instant::now());
-        if expired || !waypoint_filters::retry::should_retry(&route.policy.retry, outcome, done) {
+        if expired || !waypoint_filters::retry::should_retry(&policy, outcome, done) {
+            self.retry_limit_hit = true;
             return false;
         }
         match self.cluster().map(|c| c.breaker.retry()) {
@@ -96,9 +104,20 @@ impl RequestCtx {
             }
             Some(Err(_)) => {
                 log::debug!("retry budget exhausted (maxRetries)");
+                self.retry_limit_hit = true;
                 false
             }
             None => true,
+        }
+    }
+
+    /// Envoy's response flags for the access log: the flag, plus URX when the
+    /// retry limit ended the request (`UF,URX`).
+    pub fn flags(&self) -> String {
+        match (self.flag, self.retry_limit_hit) {
+            (ResponseFlag::None, true) => "URX".into(),
+            (f, true) => format!("{f},URX"),
+            (f, false) => f.to_string(),
         }
     }
 
