@@ -73,13 +73,13 @@ fn total(world: &World) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_abort_answers_without_touching_the_upstream() {
-    let (world, _certs, _wp, mut t) = start().await;
+    let (world, _certs, wp, mut t) = start().await;
     for _ in 0..20 {
         let r = t.get("http://ratings/abort-all", &[]).await.unwrap();
         assert_eq!(r.status, 418);
     }
     assert!(
-        _wp.log_contains("/abort-all 418 VirtualService default/ratings http[0] flag=FI")
+        wp.log_contains("/abort-all 418 VirtualService default/ratings http[0] flag=FI")
             .await
     );
     assert_eq!(total(&world), 0);
@@ -141,6 +141,8 @@ async fn retries_follow_the_route_policy_and_istios_default() {
         "the last answer passes through when tries run out"
     );
     assert_eq!(total(&world), 4, "1 try + 3 retries");
+    let line = "/retry5xx 500 VirtualService default/ratings http[3] flag=URX";
+    assert!(wp.log_contains(line).await, "{}", wp.logs());
     assert!(
         world.requests("ratings-a") >= 1 && world.requests("ratings-b") >= 1,
         "retries go to other endpoints"
