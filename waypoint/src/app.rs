@@ -22,6 +22,27 @@ pub struct Listeners {
     pub hbone: Option<SocketAddr>,
     pub http: Option<SocketAddr>,
     pub admin: Option<SocketAddr>,
+    /// Port of mesh endpoints' HBONE servers (15008); `None` sends plaintext to
+    /// every endpoint (the demo, whose backends have no ztunnel in front).
+    pub hbone_upstream_port: Option<u16>,
+    /// Tunnels one upstream HBONE connection carries at most.
+    pub hbone_streams_per_connection: usize,
+}
+
+impl Listeners {
+    pub fn new(
+        hbone: Option<SocketAddr>,
+        http: Option<SocketAddr>,
+        admin: Option<SocketAddr>,
+    ) -> Self {
+        Listeners {
+            hbone,
+            http,
+            admin,
+            hbone_upstream_port: Some(15008),
+            hbone_streams_per_connection: 100,
+        }
+    }
 }
 
 /// A running waypoint inside the current tokio runtime.
@@ -65,7 +86,17 @@ impl Waypoint {
             max_retries: 64,
             ..ServerConf::default()
         });
-        let proxy = Arc::new(http_proxy(&conf, WaypointProxy::new(state.clone())));
+        let hbone =
+            certs
+                .zip(listeners.hbone_upstream_port)
+                .map(|(c, port)| crate::proxy::HboneUpstream {
+                    pool: Arc::new(crate::hbone::pool::HbonePool::new(
+                        c.clone(),
+                        listeners.hbone_streams_per_connection,
+                    )),
+                    port,
+                });
+        let proxy = Arc::new(http_proxy(&conf, WaypointProxy::new(state.clone(), hbone)));
 
         let hbone_addr = match listeners.hbone {
             Some(addr) => {

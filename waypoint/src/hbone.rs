@@ -2,6 +2,7 @@
 //! on port 15008.
 
 pub mod client;
+pub mod pool;
 pub mod server;
 mod stream;
 pub mod tls;

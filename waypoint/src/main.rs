@@ -55,6 +55,16 @@ enum Command {
         /// Worker threads (default: one per CPU).
         #[arg(long, env = "WAYPOINT_WORKERS")]
         workers: Option<usize>,
+        /// Port of mesh endpoints' HBONE servers (their node's ztunnel).
+        #[arg(long, env = "WAYPOINT_HBONE_UPSTREAM_PORT", default_value_t = 15008)]
+        hbone_upstream_port: u16,
+        /// CONNECT tunnels one upstream HBONE connection carries at most.
+        #[arg(
+            long,
+            env = "WAYPOINT_HBONE_STREAMS_PER_CONNECTION",
+            default_value_t = 100
+        )]
+        hbone_streams_per_connection: usize,
     },
     /// Validate manifests and print the routing table per service.
     Check {
@@ -81,6 +91,8 @@ fn main() -> ExitCode {
             cert_dir,
             domains,
             workers,
+            hbone_upstream_port,
+            hbone_streams_per_connection,
         } => cmd::run::run(cmd::run::RunArgs {
             config_dir,
             hbone_addr,
@@ -89,6 +101,8 @@ fn main() -> ExitCode {
             cert_dir,
             options: options(domains),
             workers,
+            hbone_upstream_port,
+            hbone_streams_per_connection,
         }),
         Command::Check {
             config_dir,

@@ -22,7 +22,9 @@ mod reply;
 
 pub use ctx::RequestCtx;
 
+use crate::hbone::pool::{HboneConnect, HbonePool};
 use crate::hbone::HboneMeta;
+use crate::identity::SpiffeId;
 use crate::state::State;
 use crate::upstream::outlier::TryResult;
 use async_trait::async_trait;
@@ -35,6 +37,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use waypoint_filters::retry::TryOutcome;
 use waypoint_filters::{Decision, RequestView, ResponseFlag};
+use waypoint_ir::EndpointIdx;
 use waypoint_ir::Target;
 
 /// Istio's default `connectTimeout` (DestinationRule connectionPool.tcp).
@@ -42,12 +45,58 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct WaypointProxy {
     state: Arc<State>,
+    hbone: Option<HboneUpstream>,
+}
+
+/// How mesh endpoints are reached: the pool of HBONE connections and the port
+/// of their HBONE servers (15008; a flag so tests can move it).
+pub struct HboneUpstream {
+    pub pool: Arc<HbonePool>,
+    pub port: u16,
 }
 
 impl WaypointProxy {
-    pub fn new(state: Arc<State>) -> Self {
-        WaypointProxy { state }
+    pub fn new(state: Arc<State>, hbone: Option<HboneUpstream>) -> Self {
+        WaypointProxy { state, hbone }
     }
+
+    /// The HBONE connector for a mesh endpoint; `None`: plaintext.
+    fn hbone_transport(
+        &self,
+        ctx: &RequestCtx,
+        idx: EndpointIdx,
+        target: SocketAddr,
+    ) -> Option<HboneConnect> {
+        let hbone = self.hbone.as_ref()?;
+        let ep = ctx.endpoint(idx)?;
+        if !ep.in_mesh {
+            return None;
+        }
+        let Some(expected) = ep
+            .identity
+            .as_deref()
+            .and_then(|id| id.parse::<SpiffeId>().ok())
+        else {
+            warn!(
+                "{} is in the mesh but has no SPIFFE identity; sending plaintext",
+                ep.source
+            );
+            return None;
+        };
+        Some(HboneConnect {
+            pool: hbone.pool.clone(),
+            hop: SocketAddr::new(target.ip(), hbone.port),
+            expected,
+            target,
+        })
+    }
+}
+
+fn hbone_group_key(c: &HboneConnect) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    ("hbone", c.hop, &c.expected).hash(&mut h);
+    h.finish()
 }
 
 /// The tunnel metadata of the request's downstream, when it came over HBONE.
@@ -189,7 +238,7 @@ impl ProxyHttp for WaypointProxy {
                 }
             }
         }
-        let addr = ctx.pick_endpoint(&cluster).ok_or_else(|| {
+        let (endpoint, addr) = ctx.pick_endpoint(&cluster).ok_or_else(|| {
             ctx.flag = ResponseFlag::NoHealthyUpstream;
             Error::explain(HTTPStatus(503), "no healthy upstream")
         })?;
@@ -202,6 +251,12 @@ impl ProxyHttp for WaypointProxy {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
+        if let Some(hbone) = self.hbone_transport(ctx, endpoint, addr) {
+            // Mesh endpoints are reached through their node's HBONE server; the
+            // group key keeps pingora from ever mixing these with plaintext peers.
+            peer.group_key = hbone_group_key(&hbone);
+            peer.options.custom_l4 = Some(Arc::new(hbone));
+        }
         let pool = &cluster.policy.pool;
         peer.options.connection_timeout = Some(pool.connect_timeout.unwrap_or(CONNECT_TIMEOUT));
         peer.options.idle_timeout = pool.idle_timeout;

@@ -91,10 +91,10 @@ pub fn demo(args: DemoArgs) -> CmdResult {
         let versions = pod_versions(&loaded.snapshot);
         let state = Arc::new(State::new(loaded.snapshot));
         let waypoint = Waypoint::start(
+            // The echo pods have no ztunnel in front of them: plaintext upstream.
             Listeners {
-                hbone: Some(args.hbone_addr),
-                http: Some(args.http_addr),
-                admin: Some(args.admin_addr),
+                hbone_upstream_port: None,
+                ..Listeners::new(Some(args.hbone_addr), Some(args.http_addr), Some(args.admin_addr))
             },
             Some(&waypoint_certs),
             state,

@@ -16,6 +16,8 @@ pub struct RunArgs {
     pub cert_dir: PathBuf,
     pub options: waypoint_config::Options,
     pub workers: Option<usize>,
+    pub hbone_upstream_port: u16,
+    pub hbone_streams_per_connection: usize,
 }
 
 pub fn run(args: RunArgs) -> CmdResult {
@@ -42,9 +44,9 @@ pub fn run(args: RunArgs) -> CmdResult {
     rt.block_on(async move {
         let waypoint = Waypoint::start(
             Listeners {
-                hbone: Some(args.hbone_addr),
-                http: args.http_addr,
-                admin: Some(args.admin_addr),
+                hbone_upstream_port: Some(args.hbone_upstream_port),
+                hbone_streams_per_connection: args.hbone_streams_per_connection,
+                ..Listeners::new(Some(args.hbone_addr), args.http_addr, Some(args.admin_addr))
             },
             Some(&certs),
             state,

@@ -17,11 +17,8 @@ pub enum ClientError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("TLS handshake with {addr}: {source}")]
-    Tls {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    #[error("TLS handshake with {addr}: {reason}")]
+    Tls { addr: SocketAddr, reason: String },
     #[error("HTTP/2: {0}")]
     H2(#[from] h2::Error),
     #[error("CONNECT {authority} refused with {status}")]
@@ -53,7 +50,10 @@ impl HboneClient {
         let tls = TlsConnector::from(tls)
             .connect(name, tcp)
             .await
-            .map_err(|source| ClientError::Tls { addr, source })?;
+            .map_err(|e| ClientError::Tls {
+                addr,
+                reason: super::tls::describe_io_error(&e),
+            })?;
         let (send, conn) = h2::client::Builder::new().handshake(tls).await?;
         tokio::spawn(async move {
             if let Err(e) = conn.await {

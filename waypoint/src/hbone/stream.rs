@@ -18,6 +18,8 @@ pub struct H2Stream {
     recv: RecvStream,
     pending: Bytes,
     shut_down: bool,
+    /// Streams open on the pooled connection this one rides (see `pool`).
+    open_streams: Option<std::sync::Arc<std::sync::atomic::AtomicUsize>>,
 }
 
 impl H2Stream {
@@ -27,7 +29,14 @@ impl H2Stream {
             recv,
             pending: Bytes::new(),
             shut_down: false,
+            open_streams: None,
         }
+    }
+
+    /// Counts this stream against its connection until dropped.
+    pub fn counted(mut self, open: std::sync::Arc<std::sync::atomic::AtomicUsize>) -> Self {
+        self.open_streams = Some(open);
+        self
     }
 }
 
@@ -124,6 +133,9 @@ impl Drop for H2Stream {
     fn drop(&mut self) {
         if !self.shut_down {
             let _ = self.send.send_data(Bytes::new(), true);
+        }
+        if let Some(open) = &self.open_streams {
+            open.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
         }
     }
 }

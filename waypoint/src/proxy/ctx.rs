@@ -135,23 +135,31 @@ impl RequestCtx {
     }
 
     /// The endpoint for this try: the pinned workload, or the cluster's pick.
-    pub fn pick_endpoint(&mut self, cluster: &Arc<Cluster>) -> Option<SocketAddr> {
+    pub fn pick_endpoint(&mut self, cluster: &Arc<Cluster>) -> Option<(EndpointIdx, SocketAddr)> {
         let rt = self.runtime.as_ref()?;
         let fwd = self.forward.as_ref()?;
-        let addr = match fwd.pinned {
-            Some(ep) => {
-                let ep = rt.snapshot.service(fwd.service).endpoint(ep);
+        let picked = match fwd.pinned {
+            Some(idx) => {
+                let ep = rt.snapshot.service(fwd.service).endpoint(idx);
                 self.active = None;
-                SocketAddr::new(ep.address, ep.target_port(fwd.port)?)
+                (idx, SocketAddr::new(ep.address, ep.target_port(fwd.port)?))
             }
             None => {
                 let (active, addr) = cluster.pick(&self.tried)?;
+                let idx = cluster.endpoints[active.slot()].0;
                 self.active = Some(active);
-                addr
+                (idx, addr)
             }
         };
-        self.tried.push(addr);
-        Some(addr)
+        self.tried.push(picked.1);
+        Some(picked)
+    }
+
+    /// The endpoint of the backend service, for transport and identity.
+    pub fn endpoint(&self, idx: EndpointIdx) -> Option<&waypoint_ir::Endpoint> {
+        let rt = self.runtime.as_ref()?;
+        let fwd = self.forward.as_ref()?;
+        Some(rt.snapshot.service(fwd.service).endpoint(idx))
     }
 
     /// Tells outlier detection how the current try ended.

@@ -1,0 +1,178 @@
+//! Upstream HBONE: HTTP/2 connections to destinations' `:15008`, pooled per (hop
+//! address, expected SPIFFE identity), each carrying many CONNECT tunnels.
+//!
+//! Invariants: a pooled connection was verified against exactly the identity in
+//! its key, so a tunnel never reaches a peer with another identity; a connection
+//! carries at most `max_streams` tunnels at once; a connection that fails to open
+//! a tunnel leaves the pool and the tunnel is tried once on a fresh one.
+
+use super::client::{ClientError, HboneClient};
+use super::H2Stream;
+use crate::identity::{CertBundle, SpiffeId};
+use http::StatusCode;
+use pingora::connectors::L4Connect;
+use pingora::protocols::l4::socket::SocketAddr as PingoraAddr;
+use pingora::protocols::l4::stream::Stream;
+use pingora::protocols::l4::virt::VirtualSocketStream;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+type Key = (SocketAddr, SpiffeId);
+
+struct Conn {
+    client: HboneClient,
+    open: Arc<AtomicUsize>,
+}
+
+pub struct HbonePool {
+    identity: CertBundle,
+    max_streams: usize,
+    conns: Mutex<HashMap<Key, Vec<Arc<Conn>>>>,
+    tls: Mutex<HashMap<SpiffeId, Arc<rustls::ClientConfig>>>,
+    /// Connections dialled so far (for tests and, later, metrics).
+    dialled: AtomicUsize,
+}
+
+impl HbonePool {
+    pub fn new(identity: CertBundle, max_streams: usize) -> Self {
+        HbonePool {
+            identity,
+            max_streams: max_streams.max(1),
+            conns: Mutex::default(),
+            tls: Mutex::default(),
+            dialled: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn dialled(&self) -> usize {
+        self.dialled.load(Ordering::Relaxed)
+    }
+
+    fn tls(&self, expected: &SpiffeId) -> Result<Arc<rustls::ClientConfig>, ClientError> {
+        let mut cache = self.tls.lock().expect("tls cache lock");
+        if let Some(cfg) = cache.get(expected) {
+            return Ok(cfg.clone());
+        }
+        let cfg = super::tls::client_config(&self.identity, Some(expected.clone()))
+            .map_err(|e| ClientError::Authority(format!("TLS configuration: {e}")))?;
+        cache.insert(expected.clone(), cfg.clone());
+        Ok(cfg)
+    }
+
+    /// A pooled connection with room for one more tunnel, reserving that room.
+    fn reserve(&self, key: &Key) -> Option<Arc<Conn>> {
+        let conns = self.conns.lock().expect("pool lock");
+        conns.get(key)?.iter().find_map(|c| {
+            c.open
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                    (n < self.max_streams).then_some(n + 1)
+                })
+                .ok()
+                .map(|_| c.clone())
+        })
+    }
+
+    fn forget(&self, key: &Key, conn: &Arc<Conn>) {
+        let mut conns = self.conns.lock().expect("pool lock");
+        if let Some(list) = conns.get_mut(key) {
+            list.retain(|c| !Arc::ptr_eq(c, conn));
+        }
+    }
+
+    async fn dial(&self, key: &Key) -> Result<Arc<Conn>, ClientError> {
+        let client = HboneClient::connect(key.0, self.tls(&key.1)?).await?;
+        self.dialled.fetch_add(1, Ordering::Relaxed);
+        let conn = Arc::new(Conn {
+            client,
+            open: Arc::new(AtomicUsize::new(1)),
+        });
+        self.conns
+            .lock()
+            .expect("pool lock")
+            .entry(key.clone())
+            .or_default()
+            .push(conn.clone());
+        Ok(conn)
+    }
+
+    /// Opens a tunnel to `target` through the HBONE server at `hop`, which must
+    /// present `expected`.
+    pub async fn open(
+        &self,
+        hop: SocketAddr,
+        expected: &SpiffeId,
+        target: SocketAddr,
+    ) -> Result<H2Stream, ClientError> {
+        let key = (hop, expected.clone());
+        let authority = target.to_string();
+        if let Some(conn) = self.reserve(&key) {
+            match conn.client.open(&authority).await {
+                Ok(s) => return Ok(s.counted(conn.open.clone())),
+                // The peer answered: the connection is fine, the tunnel is not.
+                Err(e @ ClientError::Refused { .. }) => {
+                    conn.open.fetch_sub(1, Ordering::AcqRel);
+                    return Err(e);
+                }
+                Err(e) => {
+                    log::debug!("hbone: pooled connection to {hop} failed ({e}); dialling again");
+                    conn.open.fetch_sub(1, Ordering::AcqRel);
+                    self.forget(&key, &conn);
+                }
+            }
+        }
+        let conn = self.dial(&key).await?;
+        match conn.client.open(&authority).await {
+            Ok(s) => Ok(s.counted(conn.open.clone())),
+            Err(e) => {
+                conn.open.fetch_sub(1, Ordering::AcqRel);
+                if !matches!(e, ClientError::Refused { .. }) {
+                    self.forget(&key, &conn);
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Pingora's hook for our upstream: the "TCP connection" it gets is a tunnel.
+#[derive(Debug)]
+pub struct HboneConnect {
+    pub pool: Arc<HbonePool>,
+    pub hop: SocketAddr,
+    pub expected: SpiffeId,
+    pub target: SocketAddr,
+}
+
+impl std::fmt::Debug for HbonePool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HbonePool")
+            .field("identity", &self.identity.id)
+            .finish()
+    }
+}
+
+#[async_trait::async_trait]
+impl L4Connect for HboneConnect {
+    async fn connect(&self, _addr: &PingoraAddr) -> pingora::Result<Stream> {
+        let tunnel = self
+            .pool
+            .open(self.hop, &self.expected, self.target)
+            .await
+            .map_err(|e| {
+                let why = format!("HBONE to {} via {}: {e}", self.target, self.hop);
+                log::warn!("{why}");
+                let etype = match e {
+                    ClientError::Refused { status, .. }
+                        if status == StatusCode::SERVICE_UNAVAILABLE =>
+                    {
+                        pingora::ErrorType::ConnectRefused
+                    }
+                    _ => pingora::ErrorType::ConnectError,
+                };
+                pingora::Error::explain(etype, why)
+            })?;
+        Ok(Stream::from(VirtualSocketStream::new(Box::new(tunnel))))
+    }
+}
