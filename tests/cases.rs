@@ -1,6 +1,7 @@
 mod breaker;
 mod check;
 mod demo;
+mod envoy_peer;
 mod httproute;
 mod mtls;
 mod plaintext;

@@ -1,6 +1,7 @@
 //! Test support: certificates, manifests, backends and the waypoint process.
 
 pub mod certs;
+pub mod envoy;
 pub mod proc;
 pub mod world;
 

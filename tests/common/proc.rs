@@ -13,12 +13,21 @@ pub struct WaypointProc {
     log: tempfile::NamedTempFile,
 }
 
+/// A loopback address nothing listens on. Binding port 0 and letting go can
+/// return a port handed out a moment ago, so the ones given are remembered.
 pub fn free_addr() -> SocketAddr {
-    // Bind to port 0 and let go: the kernel will not hand the port out again soon.
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let mut given = GIVEN.lock().unwrap();
+        if !given.contains(&addr.port()) {
+            given.push(addr.port());
+            return addr;
+        }
+    }
 }
 
 pub fn bin() -> &'static str {
@@ -32,6 +41,11 @@ pub fn run(args: &[&str]) -> Output {
 
 impl WaypointProc {
     pub async fn start(config_dir: &Path, cert_dir: &Path) -> WaypointProc {
+        Self::start_with(config_dir, cert_dir, &[]).await
+    }
+
+    /// With extra `waypoint run` flags.
+    pub async fn start_with(config_dir: &Path, cert_dir: &Path, extra: &[&str]) -> WaypointProc {
         let (hbone, http, admin) = (free_addr(), free_addr(), free_addr());
         let log = tempfile::NamedTempFile::new().unwrap();
         let child = Command::new(bin())
@@ -44,6 +58,7 @@ impl WaypointProc {
             .args(["--http-addr", &http.to_string()])
             .args(["--admin-addr", &admin.to_string()])
             .args(["--workers", "2"])
+            .args(extra)
             .env("RUST_LOG", "info,access=debug")
             .stdout(Stdio::null())
             .stderr(log.reopen().unwrap())

@@ -1,0 +1,190 @@
+//! HBONE against a peer we did not write: Envoy plays ztunnel on both sides.
+
+use crate::common::certs::id;
+use crate::common::envoy::Envoy;
+use crate::common::proc::free_addr;
+use crate::common::{h, tunnel, Certs, WaypointProc};
+use std::net::SocketAddr;
+use waypoint::echo::Echo;
+
+/// A mesh namespace with one service whose pod sits at `pod_ip` behind an HBONE
+/// server (Envoy) on `hbone_port`.
+fn mesh_world(pod_ip: &str, vip: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("mesh.yaml"),
+        format!(
+            r#"
+apiVersion: v1
+kind: Namespace
+metadata: {{name: default, labels: {{istio.io/dataplane-mode: ambient}}}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: ratings, namespace: default}}
+spec:
+  clusterIP: {vip}
+  ports: [{{name: http, port: 9080}}]
+  selector: {{app: ratings}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: ratings-1, namespace: default, labels: {{app: ratings}}}}
+spec: {{serviceAccountName: ratings}}
+status: {{podIP: {pod_ip}}}
+"#
+        ),
+    )
+    .unwrap();
+    dir
+}
+
+/// Envoy as the destination ztunnel at `ip`, presenting `server_sa`'s identity.
+async fn destination(
+    certs: &Certs,
+    ip: &str,
+    server_sa: &str,
+    workload: &Echo,
+) -> (Envoy, u16, tempfile::TempDir) {
+    let cert_dir = tempfile::tempdir().unwrap();
+    certs
+        .ca
+        .write_cert_dir(cert_dir.path(), &id(server_sa))
+        .unwrap();
+    let port = std::net::TcpListener::bind(format!("{ip}:0"))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen: SocketAddr = format!("{ip}:{port}").parse().unwrap();
+    let envoy = Envoy::start(
+        "hbone_server.yaml",
+        &[
+            ("LISTEN_IP", ip.to_string()),
+            ("LISTEN_PORT", port.to_string()),
+            ("CERT_DIR", cert_dir.path().display().to_string()),
+            ("PEER_ID", id("productpage-waypoint").to_string()),
+            ("WORKLOAD_PORT", workload.addr.port().to_string()),
+        ],
+        listen,
+    )
+    .await;
+    (envoy, port, cert_dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_hbone_through_envoy_pools_connections() {
+    let certs = Certs::new();
+    let workload = Echo::start("127.0.0.1:0".parse().unwrap(), "ratings-1")
+        .await
+        .unwrap();
+    let (envoy, port, _c) = destination(&certs, "127.0.0.71", "ratings", &workload).await;
+    let config = mesh_world("127.0.0.71", "10.96.0.71");
+    let port = port.to_string();
+    let wp = WaypointProc::start_with(
+        config.path(),
+        &certs.waypoint_dir,
+        &["--hbone-upstream-port", &port],
+    )
+    .await;
+    // Envoy counts the readiness probe's connection too: measure the difference.
+    let listener = format!("listener.127.0.0.71_{port}.downstream_cx_total");
+    let before = envoy.stat(&listener).await;
+
+    for _ in 0..5 {
+        let mut t = tunnel(&wp, &certs, "10.96.0.71:9080").await;
+        for _ in 0..10 {
+            let r = t
+                .get("http://ratings:9080/", &h("x-trace", "1"))
+                .await
+                .unwrap();
+            assert_eq!(r.status, 200, "{}", r.text());
+            assert_eq!(r.header("x-pod"), Some("ratings-1"));
+        }
+    }
+    assert_eq!(workload.requests(), 50);
+    // 50 requests, each its own CONNECT tunnel, over one pooled mTLS connection.
+    assert_eq!(
+        envoy.stat(&listener).await - before,
+        1,
+        "upstream HBONE connections"
+    );
+    assert_eq!(
+        envoy.stat("cluster.workload.upstream_cx_total").await,
+        50,
+        "tunnels"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destination_with_the_wrong_identity_gets_no_request() {
+    let certs = Certs::new();
+    let workload = Echo::start("127.0.0.1:0".parse().unwrap(), "ratings-1")
+        .await
+        .unwrap();
+    let (_envoy, port, _c) = destination(&certs, "127.0.0.72", "intruder", &workload).await;
+    let config = mesh_world("127.0.0.72", "10.96.0.72");
+    let port = port.to_string();
+    let wp = WaypointProc::start_with(
+        config.path(),
+        &certs.waypoint_dir,
+        &["--hbone-upstream-port", &port],
+    )
+    .await;
+    let mut t = tunnel(&wp, &certs, "10.96.0.72:9080").await;
+    let r = t.get("http://ratings:9080/", &[]).await.unwrap();
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(workload.requests(), 0);
+    let expected = "peer identity is spiffe://cluster.local/ns/default/sa/intruder, expected spiffe://cluster.local/ns/default/sa/ratings";
+    assert!(wp.log_contains(expected).await, "{}", wp.logs());
+    assert!(wp.log_contains("flag=UF").await, "{}", wp.logs());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envoy_client_to_waypoint_to_envoy_server_to_backend() {
+    let certs = Certs::new();
+    let workload = Echo::start("127.0.0.1:0".parse().unwrap(), "ratings-1")
+        .await
+        .unwrap();
+    let (_server, port, _c) = destination(&certs, "127.0.0.73", "ratings", &workload).await;
+    let config = mesh_world("127.0.0.73", "10.96.0.73");
+    let port = port.to_string();
+    let wp = WaypointProc::start_with(
+        config.path(),
+        &certs.waypoint_dir,
+        &["--hbone-upstream-port", &port],
+    )
+    .await;
+    // The source side: an app's plain connection, wrapped by Envoy as HBONE with
+    // the client workload's identity (sa/sleep).
+    let app_port = free_addr();
+    let _client = Envoy::start(
+        "hbone_client.yaml",
+        &[
+            ("LISTEN_PORT", app_port.port().to_string()),
+            ("TARGET", "10.96.0.73:9080".into()),
+            ("CERT_DIR", certs.client_dir.display().to_string()),
+            ("PEER_ID", id("productpage-waypoint").to_string()),
+            ("WAYPOINT_PORT", wp.hbone.port().to_string()),
+        ],
+        app_port,
+    )
+    .await;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut app = tokio::net::TcpStream::connect(app_port).await.unwrap();
+    app.write_all(b"GET /reviews HTTP/1.1\r\nhost: ratings:9080\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = String::new();
+    app.read_to_string(&mut out).await.unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(out.contains("x-pod: ratings-1"), "{out}");
+    assert_eq!(workload.requests(), 1);
+    // The waypoint saw the source identity Envoy presented.
+    assert!(
+        wp.log_contains("source=spiffe://cluster.local/ns/default/sa/sleep")
+            .await,
+        "{}",
+        wp.logs()
+    );
+}
