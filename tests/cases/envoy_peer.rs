@@ -188,3 +188,46 @@ async fn envoy_client_to_waypoint_to_envoy_server_to_backend() {
         wp.logs()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stream_limit_opens_more_connections() {
+    let certs = Certs::new();
+    let workload = Echo::start("127.0.0.1:0".parse().unwrap(), "ratings-1")
+        .await
+        .unwrap();
+    let (envoy, port, _c) = destination(&certs, "127.0.0.74", "ratings", &workload).await;
+    let config = mesh_world("127.0.0.74", "10.96.0.74");
+    let port = port.to_string();
+    let wp = WaypointProc::start_with(
+        config.path(),
+        &certs.waypoint_dir,
+        &[
+            "--hbone-upstream-port",
+            &port,
+            "--hbone-streams-per-connection",
+            "2",
+        ],
+    )
+    .await;
+    let listener = format!("listener.127.0.0.74_{port}.downstream_cx_total");
+    let before = envoy.stat(&listener).await;
+    // Six requests in flight at once: six tunnels, at most two per connection.
+    let mut tasks = Vec::new();
+    for _ in 0..6 {
+        let mut t = tunnel(&wp, &certs, "10.96.0.74:9080").await;
+        tasks.push(tokio::spawn(async move {
+            t.get("http://ratings:9080/", &h("x-echo-delay-ms", "400"))
+                .await
+                .unwrap()
+                .status
+        }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), 200);
+    }
+    assert_eq!(
+        envoy.stat(&listener).await - before,
+        3,
+        "6 concurrent tunnels / 2 per connection"
+    );
+}

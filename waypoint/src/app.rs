@@ -27,6 +27,8 @@ pub struct Listeners {
     pub hbone_upstream_port: Option<u16>,
     /// Tunnels one upstream HBONE connection carries at most.
     pub hbone_streams_per_connection: usize,
+    /// HTTP/2 windows of HBONE connections, inbound and outbound.
+    pub h2: crate::hbone::H2Settings,
 }
 
 impl Listeners {
@@ -41,6 +43,7 @@ impl Listeners {
             admin,
             hbone_upstream_port: Some(15008),
             hbone_streams_per_connection: 100,
+            h2: Default::default(),
         }
     }
 }
@@ -93,6 +96,7 @@ impl Waypoint {
                     pool: Arc::new(crate::hbone::pool::HbonePool::new(
                         c.clone(),
                         listeners.hbone_streams_per_connection,
+                        listeners.h2,
                     )),
                     port,
                 });
@@ -104,6 +108,7 @@ impl Waypoint {
                 let listener = bind("HBONE", addr).await?;
                 let bound = listener.local_addr().ok();
                 let server = Arc::new(HboneServer {
+                    h2: listeners.h2,
                     acceptor: TlsAcceptor::from(crate::hbone::tls::server_config(certs)?),
                     app: proxy.clone(),
                     state: state.clone(),

@@ -23,3 +23,21 @@ pub struct HboneMeta {
     /// The TCP peer of the tunnel's connection.
     pub peer: SocketAddr,
 }
+
+/// HTTP/2 flow-control windows for HBONE connections, both directions. The
+/// defaults are ztunnel's: 4 MiB per tunnel, 16 MiB per connection, so one
+/// tunnel can fill a fast link without starving the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct H2Settings {
+    pub stream_window: u32,
+    pub connection_window: u32,
+}
+
+impl Default for H2Settings {
+    fn default() -> Self {
+        H2Settings {
+            stream_window: 4 << 20,
+            connection_window: 16 << 20,
+        }
+    }
+}

@@ -65,6 +65,12 @@ enum Command {
             default_value_t = 100
         )]
         hbone_streams_per_connection: usize,
+        /// HTTP/2 window per HBONE tunnel, bytes (ztunnel's default).
+        #[arg(long, env = "WAYPOINT_HBONE_WINDOW_SIZE", default_value_t = 4 << 20)]
+        hbone_window_size: u32,
+        /// HTTP/2 window per HBONE connection, bytes (ztunnel's default).
+        #[arg(long, env = "WAYPOINT_HBONE_CONNECTION_WINDOW_SIZE", default_value_t = 16 << 20)]
+        hbone_connection_window_size: u32,
     },
     /// Validate manifests and print the routing table per service.
     Check {
@@ -93,6 +99,8 @@ fn main() -> ExitCode {
             workers,
             hbone_upstream_port,
             hbone_streams_per_connection,
+            hbone_window_size,
+            hbone_connection_window_size,
         } => cmd::run::run(cmd::run::RunArgs {
             config_dir,
             hbone_addr,
@@ -103,6 +111,8 @@ fn main() -> ExitCode {
             workers,
             hbone_upstream_port,
             hbone_streams_per_connection,
+            hbone_window_size,
+            hbone_connection_window_size,
         }),
         Command::Check {
             config_dir,

@@ -88,6 +88,7 @@ impl WaypointProxy {
             hop: SocketAddr::new(target.ip(), hbone.port),
             expected,
             target,
+            client: ctx.client_ip,
         })
     }
 }
@@ -133,6 +134,7 @@ impl ProxyHttp for WaypointProxy {
                 .and_then(|host| rt.snapshot.resolve_host(host)),
         };
         let client_ip = meta.as_ref().map(|m| m.peer.ip());
+        ctx.client_ip = client_ip.or_else(|| session.client_addr()?.as_inet().map(|a| a.ip()));
         ctx.source = meta.map(|m| m.source);
         let Some(target) = target else {
             ctx.flag = ResponseFlag::NoRouteFound;
@@ -160,7 +162,7 @@ impl ProxyHttp for WaypointProxy {
                 // Rate limits and faults come after routing (their config is per
                 // route) and before anything touches an upstream; a limited request
                 // is not delayed first.
-                let client = client_ip.or_else(|| session.client_addr()?.as_inet().map(|a| a.ip()));
+                let client = ctx.client_ip;
                 let rules = &fwd.route.policy.rate_limits;
                 if let Err(limited) = rt.limiters.check(
                     forward.route_owner,

@@ -18,6 +18,8 @@ pub struct RunArgs {
     pub workers: Option<usize>,
     pub hbone_upstream_port: u16,
     pub hbone_streams_per_connection: usize,
+    pub hbone_window_size: u32,
+    pub hbone_connection_window_size: u32,
 }
 
 pub fn run(args: RunArgs) -> CmdResult {
@@ -46,6 +48,10 @@ pub fn run(args: RunArgs) -> CmdResult {
             Listeners {
                 hbone_upstream_port: Some(args.hbone_upstream_port),
                 hbone_streams_per_connection: args.hbone_streams_per_connection,
+                h2: crate::hbone::H2Settings {
+                    stream_window: args.hbone_window_size,
+                    connection_window: args.hbone_connection_window_size,
+                },
                 ..Listeners::new(Some(args.hbone_addr), args.http_addr, Some(args.admin_addr))
             },
             Some(&certs),

@@ -41,6 +41,14 @@ impl HboneClient {
         addr: SocketAddr,
         tls: Arc<rustls::ClientConfig>,
     ) -> Result<Self, ClientError> {
+        Self::connect_with(addr, tls, super::H2Settings::default()).await
+    }
+
+    pub async fn connect_with(
+        addr: SocketAddr,
+        tls: Arc<rustls::ClientConfig>,
+        h2: super::H2Settings,
+    ) -> Result<Self, ClientError> {
         let tcp = TcpStream::connect(addr)
             .await
             .map_err(|source| ClientError::Connect { addr, source })?;
@@ -54,7 +62,11 @@ impl HboneClient {
                 addr,
                 reason: super::tls::describe_io_error(&e),
             })?;
-        let (send, conn) = h2::client::Builder::new().handshake(tls).await?;
+        let (send, conn) = h2::client::Builder::new()
+            .initial_window_size(h2.stream_window)
+            .initial_connection_window_size(h2.connection_window)
+            .handshake(tls)
+            .await?;
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 log::debug!("hbone client connection to {addr} ended: {e}");
@@ -65,9 +77,20 @@ impl HboneClient {
 
     /// Opens a tunnel to `authority` (`ip:port`).
     pub async fn open(&self, authority: &str) -> Result<H2Stream, ClientError> {
-        let req = Request::builder()
-            .method(Method::CONNECT)
-            .uri(authority)
+        self.open_with(authority, &[]).await
+    }
+
+    /// Opens a tunnel with extra CONNECT headers (`forwarded`, as Istio sends).
+    pub async fn open_with(
+        &self,
+        authority: &str,
+        headers: &[(&str, String)],
+    ) -> Result<H2Stream, ClientError> {
+        let mut req = Request::builder().method(Method::CONNECT).uri(authority);
+        for (k, v) in headers {
+            req = req.header(*k, v.as_str());
+        }
+        let req = req
             .body(())
             .map_err(|_| ClientError::Authority(authority.to_string()))?;
         let mut send = self.send.clone().ready().await?;

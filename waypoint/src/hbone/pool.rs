@@ -28,6 +28,7 @@ struct Conn {
 
 pub struct HbonePool {
     identity: CertBundle,
+    h2: super::H2Settings,
     max_streams: usize,
     conns: Mutex<HashMap<Key, Vec<Arc<Conn>>>>,
     tls: Mutex<HashMap<SpiffeId, Arc<rustls::ClientConfig>>>,
@@ -36,9 +37,10 @@ pub struct HbonePool {
 }
 
 impl HbonePool {
-    pub fn new(identity: CertBundle, max_streams: usize) -> Self {
+    pub fn new(identity: CertBundle, max_streams: usize, h2: super::H2Settings) -> Self {
         HbonePool {
             identity,
+            h2,
             max_streams: max_streams.max(1),
             conns: Mutex::default(),
             tls: Mutex::default(),
@@ -82,7 +84,7 @@ impl HbonePool {
     }
 
     async fn dial(&self, key: &Key) -> Result<Arc<Conn>, ClientError> {
-        let client = HboneClient::connect(key.0, self.tls(&key.1)?).await?;
+        let client = HboneClient::connect_with(key.0, self.tls(&key.1)?, self.h2).await?;
         self.dialled.fetch_add(1, Ordering::Relaxed);
         let conn = Arc::new(Conn {
             client,
@@ -104,11 +106,12 @@ impl HbonePool {
         hop: SocketAddr,
         expected: &SpiffeId,
         target: SocketAddr,
+        headers: &[(&str, String)],
     ) -> Result<H2Stream, ClientError> {
         let key = (hop, expected.clone());
         let authority = target.to_string();
         if let Some(conn) = self.reserve(&key) {
-            match conn.client.open(&authority).await {
+            match conn.client.open_with(&authority, headers).await {
                 Ok(s) => return Ok(s.counted(conn.open.clone())),
                 // The peer answered: the connection is fine, the tunnel is not.
                 Err(e @ ClientError::Refused { .. }) => {
@@ -123,7 +126,7 @@ impl HbonePool {
             }
         }
         let conn = self.dial(&key).await?;
-        match conn.client.open(&authority).await {
+        match conn.client.open_with(&authority, headers).await {
             Ok(s) => Ok(s.counted(conn.open.clone())),
             Err(e) => {
                 conn.open.fetch_sub(1, Ordering::AcqRel);
@@ -143,6 +146,16 @@ pub struct HboneConnect {
     pub hop: SocketAddr,
     pub expected: SpiffeId,
     pub target: SocketAddr,
+    /// The original client's address, sent as `forwarded: for=...` as Istio does.
+    pub client: Option<std::net::IpAddr>,
+}
+
+/// RFC 7239 `for=`: IPv6 addresses are quoted and bracketed.
+fn forwarded_for(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => format!("for={v4}"),
+        std::net::IpAddr::V6(v6) => format!("for=\"[{v6}]\""),
+    }
 }
 
 impl std::fmt::Debug for HbonePool {
@@ -156,9 +169,14 @@ impl std::fmt::Debug for HbonePool {
 #[async_trait::async_trait]
 impl L4Connect for HboneConnect {
     async fn connect(&self, _addr: &PingoraAddr) -> pingora::Result<Stream> {
+        let headers: Vec<(&str, String)> = self
+            .client
+            .map(|ip| ("forwarded", forwarded_for(ip)))
+            .into_iter()
+            .collect();
         let tunnel = self
             .pool
-            .open(self.hop, &self.expected, self.target)
+            .open(self.hop, &self.expected, self.target, &headers)
             .await
             .map_err(|e| {
                 let why = format!("HBONE to {} via {}: {e}", self.target, self.hop);
@@ -174,5 +192,20 @@ impl L4Connect for HboneConnect {
                 pingora::Error::explain(etype, why)
             })?;
         Ok(Stream::from(VirtualSocketStream::new(Box::new(tunnel))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn forwarded_for_quotes_ipv6() {
+        assert_eq!(
+            super::forwarded_for("10.1.2.3".parse().unwrap()),
+            "for=10.1.2.3"
+        );
+        assert_eq!(
+            super::forwarded_for("fd00::1".parse().unwrap()),
+            "for=\"[fd00::1]\""
+        );
     }
 }

@@ -40,6 +40,7 @@ enum ConnError {
 }
 
 pub struct HboneServer<A> {
+    pub h2: super::H2Settings,
     pub acceptor: TlsAcceptor,
     pub app: Arc<A>,
     pub state: Arc<State>,
@@ -94,6 +95,8 @@ impl<A: ServerApp + Send + Sync + 'static> HboneServer<A> {
         debug!("hbone connection from {peer} as {source}");
         let mut conn = h2::server::Builder::new()
             .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+            .initial_window_size(self.h2.stream_window)
+            .initial_connection_window_size(self.h2.connection_window)
             .handshake::<_, Bytes>(tls)
             .await?;
         while let Some(next) = conn.accept().await {

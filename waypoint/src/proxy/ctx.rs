@@ -52,6 +52,8 @@ pub struct RequestCtx {
     pub runtime: Option<Arc<Runtime>>,
     pub forward: Option<Forward>,
     pub source: Option<SpiffeId>,
+    /// The downstream client's address (the tunnel's peer for HBONE).
+    pub client_ip: Option<std::net::IpAddr>,
     pub flag: ResponseFlag,
     pub upstream: Option<SocketAddr>,
     /// Tries made so far (upstream_peer calls).
