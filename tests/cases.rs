@@ -7,4 +7,5 @@ mod mtls;
 mod plaintext;
 mod ratelimit;
 mod resilience;
+mod rotation;
 mod routing;

@@ -1,7 +1,7 @@
 //! Assembles the waypoint: one Pingora proxy, the listeners that feed it, admin.
 
 use crate::hbone::server::HboneServer;
-use crate::identity::CertBundle;
+use crate::identity::IdentityStore;
 use crate::proxy::WaypointProxy;
 use crate::state::State;
 use log::{info, warn};
@@ -16,7 +16,9 @@ use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_rustls::TlsAcceptor;
+
+/// How often `--cert-dir` is checked for a rotated identity.
+const ROTATION_POLL: std::time::Duration = std::time::Duration::from_secs(1);
 
 pub struct Listeners {
     pub hbone: Option<SocketAddr>,
@@ -80,7 +82,7 @@ async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, Start
 impl Waypoint {
     pub async fn start(
         listeners: Listeners,
-        certs: Option<&CertBundle>,
+        identity: Option<Arc<IdentityStore>>,
         state: Arc<State>,
     ) -> Result<Waypoint, StartError> {
         let (shutdown, watch) = watch::channel(false);
@@ -89,31 +91,32 @@ impl Waypoint {
             max_retries: 64,
             ..ServerConf::default()
         });
-        let hbone =
-            certs
-                .zip(listeners.hbone_upstream_port)
-                .map(|(c, port)| crate::proxy::HboneUpstream {
-                    pool: Arc::new(crate::hbone::pool::HbonePool::new(
-                        c.clone(),
-                        listeners.hbone_streams_per_connection,
-                        listeners.h2,
-                    )),
-                    port,
-                });
+        let hbone = identity
+            .clone()
+            .zip(listeners.hbone_upstream_port)
+            .map(|(c, port)| crate::proxy::HboneUpstream {
+                pool: Arc::new(crate::hbone::pool::HbonePool::new(
+                    c,
+                    listeners.hbone_streams_per_connection,
+                    listeners.h2,
+                )),
+                port,
+            });
         let proxy = Arc::new(http_proxy(&conf, WaypointProxy::new(state.clone(), hbone)));
 
         let hbone_addr = match listeners.hbone {
             Some(addr) => {
-                let certs = certs.ok_or(StartError::NoCerts)?;
+                let identity = identity.clone().ok_or(StartError::NoCerts)?;
                 let listener = bind("HBONE", addr).await?;
                 let bound = listener.local_addr().ok();
                 let server = Arc::new(HboneServer {
                     h2: listeners.h2,
-                    acceptor: TlsAcceptor::from(crate::hbone::tls::server_config(certs)?),
+                    identity: identity.clone(),
                     app: proxy.clone(),
                     state: state.clone(),
                 });
                 tokio::spawn(server.serve(listener, watch.clone()));
+                tokio::spawn(identity.watch(ROTATION_POLL, watch.clone()));
                 bound
             }
             None => None,

@@ -2,10 +2,12 @@
 
 mod certs;
 mod dev_ca;
+mod rotation;
 mod spiffe;
 
 pub use certs::{load_cert_dir, CertBundle, CERT_CHAIN, KEY, ROOT_CERT};
 pub use dev_ca::{write_files, DevCa, IssuedCert};
+pub use rotation::{IdentityStore, RotationError};
 pub use spiffe::{spiffe_id_of, SpiffeId};
 
 use std::path::PathBuf;

@@ -81,7 +81,8 @@ pub fn demo(args: DemoArgs) -> CmdResult {
         &SpiffeId::new(td, "default", "productpage-waypoint"),
     )?;
     ca.write_cert_dir(&client_dir, &SpiffeId::new(td, "default", "sleep"))?;
-    let waypoint_certs = load_cert_dir(&waypoint_dir)?;
+    let identity = Arc::new(crate::identity::IdentityStore::load(waypoint_dir.clone())?);
+    let waypoint_id = identity.bundle().id.clone();
     let client_certs = load_cert_dir(&client_dir)?;
 
     let rt = super::runtime(None)?;
@@ -96,13 +97,13 @@ pub fn demo(args: DemoArgs) -> CmdResult {
                 hbone_upstream_port: None,
                 ..Listeners::new(Some(args.hbone_addr), Some(args.http_addr), Some(args.admin_addr))
             },
-            Some(&waypoint_certs),
+            Some(identity),
             state,
         )
         .await?;
         println!("pingora-waypoint demo: the bundled productpage example");
         println!("  manifests  {}", config_dir.display());
-        println!("  certs      {} (dev CA; waypoint identity {})", dir.join("certs").display(), waypoint_certs.id);
+        println!("  certs      {} (dev CA; waypoint identity {})", dir.join("certs").display(), waypoint_id);
         for b in &backends {
             println!("  backend    {:<18} {:<16} version={}", b.name, b.addr, versions.get(&b.name).map(String::as_str).unwrap_or("-"));
         }

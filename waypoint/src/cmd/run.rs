@@ -39,8 +39,8 @@ pub fn run(args: RunArgs) -> CmdResult {
     for w in &loaded.warnings {
         log::warn!("{w}");
     }
-    let certs = crate::identity::load_cert_dir(&args.cert_dir)?;
-    log::info!("identity {}", certs.id);
+    let identity = Arc::new(crate::identity::IdentityStore::load(args.cert_dir.clone())?);
+    log::info!("identity {}", identity.bundle().id);
     let state = Arc::new(State::new(loaded.snapshot));
     let rt = super::runtime(args.workers)?;
     rt.block_on(async move {
@@ -54,7 +54,7 @@ pub fn run(args: RunArgs) -> CmdResult {
                 },
                 ..Listeners::new(Some(args.hbone_addr), args.http_addr, Some(args.admin_addr))
             },
-            Some(&certs),
+            Some(identity),
             state,
         )
         .await?;

@@ -8,7 +8,7 @@
 
 use super::client::{ClientError, HboneClient};
 use super::H2Stream;
-use crate::identity::{CertBundle, SpiffeId};
+use crate::identity::{IdentityStore, SpiffeId};
 use http::StatusCode;
 use pingora::connectors::L4Connect;
 use pingora::protocols::l4::socket::SocketAddr as PingoraAddr;
@@ -27,17 +27,19 @@ struct Conn {
 }
 
 pub struct HbonePool {
-    identity: CertBundle,
+    identity: Arc<IdentityStore>,
     h2: super::H2Settings,
     max_streams: usize,
     conns: Mutex<HashMap<Key, Vec<Arc<Conn>>>>,
-    tls: Mutex<HashMap<SpiffeId, Arc<rustls::ClientConfig>>>,
+    /// Client TLS configs per expected peer, for one identity generation: a
+    /// rotation empties it, so new connections present the new certificate.
+    tls: Mutex<(u64, HashMap<SpiffeId, Arc<rustls::ClientConfig>>)>,
     /// Connections dialled so far (for tests and, later, metrics).
     dialled: AtomicUsize,
 }
 
 impl HbonePool {
-    pub fn new(identity: CertBundle, max_streams: usize, h2: super::H2Settings) -> Self {
+    pub fn new(identity: Arc<IdentityStore>, max_streams: usize, h2: super::H2Settings) -> Self {
         HbonePool {
             identity,
             h2,
@@ -53,13 +55,17 @@ impl HbonePool {
     }
 
     fn tls(&self, expected: &SpiffeId) -> Result<Arc<rustls::ClientConfig>, ClientError> {
+        let generation = self.identity.generation();
         let mut cache = self.tls.lock().expect("tls cache lock");
-        if let Some(cfg) = cache.get(expected) {
+        if cache.0 != generation {
+            *cache = (generation, HashMap::new());
+        }
+        if let Some(cfg) = cache.1.get(expected) {
             return Ok(cfg.clone());
         }
-        let cfg = super::tls::client_config(&self.identity, Some(expected.clone()))
+        let cfg = super::tls::client_config(&self.identity.bundle(), Some(expected.clone()))
             .map_err(|e| ClientError::Authority(format!("TLS configuration: {e}")))?;
-        cache.insert(expected.clone(), cfg.clone());
+        cache.1.insert(expected.clone(), cfg.clone());
         Ok(cfg)
     }
 
@@ -161,7 +167,7 @@ fn forwarded_for(ip: std::net::IpAddr) -> String {
 impl std::fmt::Debug for HbonePool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HbonePool")
-            .field("identity", &self.identity.id)
+            .field("identity", &self.identity.bundle().id)
             .finish()
     }
 }

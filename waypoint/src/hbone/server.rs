@@ -41,7 +41,8 @@ enum ConnError {
 
 pub struct HboneServer<A> {
     pub h2: super::H2Settings,
-    pub acceptor: TlsAcceptor,
+    /// The waypoint's identity; each handshake takes the newest.
+    pub identity: Arc<crate::identity::IdentityStore>,
     pub app: Arc<A>,
     pub state: Arc<State>,
 }
@@ -79,10 +80,13 @@ impl<A: ServerApp + Send + Sync + 'static> HboneServer<A> {
     ) -> Result<(), ConnError> {
         let _ = tcp.set_nodelay(true);
         let local = tcp.local_addr().ok();
-        let tls = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, self.acceptor.accept(tcp))
-            .await
-            .map_err(|_| ConnError::TlsTimeout)?
-            .map_err(|e| ConnError::Tls(crate::hbone::tls::describe_io_error(&e)))?;
+        let tls = tokio::time::timeout(
+            TLS_HANDSHAKE_TIMEOUT,
+            TlsAcceptor::from(self.identity.server_config()).accept(tcp),
+        )
+        .await
+        .map_err(|_| ConnError::TlsTimeout)?
+        .map_err(|e| ConnError::Tls(crate::hbone::tls::describe_io_error(&e)))?;
         let (_, session) = tls.get_ref();
         if session.alpn_protocol() != Some(ALPN_H2) {
             return Err(ConnError::NoH2);

@@ -1,0 +1,98 @@
+//! Certificate rotation without a restart: new handshakes use the new identity,
+//! established connections carry on, and a broken file set is refused.
+
+use crate::common::certs::id;
+use crate::common::world::PRODUCTPAGE_VIP;
+use crate::common::{Certs, WaypointProc, World};
+use std::time::{Duration, Instant};
+use waypoint::client::Tunnel;
+use waypoint::hbone::client::{ClientError, HboneClient};
+use waypoint::identity::SpiffeId;
+
+async fn connect_expecting(
+    wp: &WaypointProc,
+    certs: &Certs,
+    expected: &SpiffeId,
+) -> Result<HboneClient, ClientError> {
+    let tls = waypoint::hbone::tls::client_config(&certs.client(), Some(expected.clone())).unwrap();
+    HboneClient::connect(wp.hbone, tls).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_identity_serves_new_handshakes_and_old_connections_live_on() {
+    let world = World::productpage().await;
+    let certs = Certs::new();
+    let wp = WaypointProc::start(world.dir(), &certs.waypoint_dir).await;
+    let (v1, v2) = (id("productpage-waypoint"), id("productpage-waypoint-v2"));
+
+    let old = connect_expecting(&wp, &certs, &v1).await.unwrap();
+    let mut old_tunnel = Tunnel::open(&old, PRODUCTPAGE_VIP).await.unwrap();
+    assert_eq!(
+        old_tunnel
+            .get("http://productpage/", &[])
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    assert!(
+        connect_expecting(&wp, &certs, &v2).await.is_err(),
+        "v2 before the rotation"
+    );
+
+    certs.ca.write_cert_dir(&certs.waypoint_dir, &v2).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let new = loop {
+        match connect_expecting(&wp, &certs, &v2).await {
+            Ok(c) => break c,
+            Err(e) => assert!(
+                Instant::now() < deadline,
+                "never rotated: {e}\n{}",
+                wp.logs()
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut new_tunnel = Tunnel::open(&new, PRODUCTPAGE_VIP).await.unwrap();
+    assert_eq!(
+        new_tunnel
+            .get("http://productpage/", &[])
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    // The connection made before the rotation is not dropped, and still opens tunnels.
+    assert_eq!(
+        old_tunnel
+            .get("http://productpage/", &[])
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    let mut another = Tunnel::open(&old, PRODUCTPAGE_VIP).await.unwrap();
+    assert_eq!(
+        another
+            .get("http://productpage/", &[])
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+
+    // A half-written set is refused with a clear error; v2 keeps serving.
+    std::fs::write(
+        certs.waypoint_dir.join("key.pem"),
+        "-----BEGIN PRIVATE KEY-----\nMIIEv",
+    )
+    .unwrap();
+    let said = "certificate rotation failed, keeping spiffe://cluster.local/ns/default/sa/productpage-waypoint-v2";
+    assert!(wp.log_contains(said).await, "{}", wp.logs());
+    assert!(
+        wp.log_contains("key.pem").await,
+        "the error names the file:\n{}",
+        wp.logs()
+    );
+    assert!(connect_expecting(&wp, &certs, &v2).await.is_ok());
+}
