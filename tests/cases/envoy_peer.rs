@@ -46,11 +46,17 @@ async fn destination(
     server_sa: &str,
     workload: &Echo,
 ) -> (Envoy, u16, tempfile::TempDir) {
+    destination_signed_by(&certs.ca, ip, server_sa, workload).await
+}
+
+async fn destination_signed_by(
+    ca: &waypoint::identity::DevCa,
+    ip: &str,
+    server_sa: &str,
+    workload: &Echo,
+) -> (Envoy, u16, tempfile::TempDir) {
     let cert_dir = tempfile::tempdir().unwrap();
-    certs
-        .ca
-        .write_cert_dir(cert_dir.path(), &id(server_sa))
-        .unwrap();
+    ca.write_cert_dir(cert_dir.path(), &id(server_sa)).unwrap();
     let port = std::net::TcpListener::bind(format!("{ip}:0"))
         .unwrap()
         .local_addr()
@@ -230,4 +236,30 @@ async fn the_stream_limit_opens_more_connections() {
         3,
         "6 concurrent tunnels / 2 per connection"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destination_from_an_unknown_ca_gets_no_request() {
+    let certs = Certs::new();
+    let workload = Echo::start("127.0.0.1:0".parse().unwrap(), "ratings-1")
+        .await
+        .unwrap();
+    let other = waypoint::identity::DevCa::new("another mesh").unwrap();
+    let (_envoy, port, _c) =
+        destination_signed_by(&other, "127.0.0.75", "ratings", &workload).await;
+    let config = mesh_world("127.0.0.75", "10.96.0.75");
+    let port = port.to_string();
+    let wp = WaypointProc::start_with(
+        config.path(),
+        &certs.waypoint_dir,
+        &["--hbone-upstream-port", &port],
+    )
+    .await;
+    let mut t = tunnel(&wp, &certs, "10.96.0.75:9080").await;
+    assert_eq!(
+        t.get("http://ratings:9080/", &[]).await.unwrap().status,
+        503
+    );
+    assert_eq!(workload.requests(), 0);
+    assert!(wp.log_contains("UnknownIssuer").await, "{}", wp.logs());
 }

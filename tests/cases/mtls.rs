@@ -101,3 +101,16 @@ async fn client_without_spiffe_id_is_refused() {
         wp.logs()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_client_certificate_is_refused() {
+    let world = World::productpage().await;
+    let certs = Certs::new();
+    let wp = WaypointProc::start(world.dir(), &certs.waypoint_dir).await;
+    assert!(try_request(&wp, &certs.client_expired()).await.is_err());
+    assert!(
+        wp.log_contains("certificate expired").await,
+        "the log says why:\n{}",
+        wp.logs()
+    );
+}

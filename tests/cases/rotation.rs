@@ -40,6 +40,36 @@ async fn a_rotated_identity_serves_new_handshakes_and_old_connections_live_on() 
         "v2 before the rotation"
     );
 
+    // Load during the rotation: new connections and new tunnels all the while.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (stop, hbone, client) = (stop.clone(), wp.hbone, certs.client());
+        tokio::spawn(async move {
+            let (mut ok, mut failed) = (0, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let tls = waypoint::hbone::tls::client_config(&client, None).unwrap();
+                let result = async {
+                    let c = HboneClient::connect(hbone, tls)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let mut t = Tunnel::open(&c, PRODUCTPAGE_VIP)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    t.get("http://productpage/", &[])
+                        .await
+                        .map(|r| r.status.as_u16())
+                        .map_err(|e| e.to_string())
+                }
+                .await;
+                match result {
+                    Ok(200) => ok += 1,
+                    other => failed.push(format!("{other:?}")),
+                }
+            }
+            (ok, failed)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
     certs.ca.write_cert_dir(&certs.waypoint_dir, &v2).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     let new = loop {
@@ -53,6 +83,14 @@ async fn a_rotated_identity_serves_new_handshakes_and_old_connections_live_on() 
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, failed) = load.await.unwrap();
+    assert!(
+        failed.is_empty(),
+        "requests failed during the rotation: {failed:?}"
+    );
+    assert!(ok > 10, "the load ran ({ok} requests)");
     let mut new_tunnel = Tunnel::open(&new, PRODUCTPAGE_VIP).await.unwrap();
     assert_eq!(
         new_tunnel

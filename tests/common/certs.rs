@@ -48,6 +48,14 @@ impl Certs {
         bundle_from(dir.path(), &self.client())
     }
 
+    /// A client certificate from the mesh CA that expired in 2021.
+    pub fn client_expired(&self) -> CertBundle {
+        let dir = tempfile::tempdir().unwrap();
+        let issued = self.ca.issue_expired(&id("sleep")).unwrap();
+        write_files(dir.path(), &issued, self.ca.root_pem()).unwrap();
+        load_cert_dir(dir.path()).unwrap()
+    }
+
     /// A client with a valid-looking SPIFFE identity signed by another CA; it
     /// trusts our roots so only the server's check can reject it.
     pub fn client_from_other_ca(&self) -> CertBundle {

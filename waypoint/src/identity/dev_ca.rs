@@ -47,8 +47,18 @@ impl DevCa {
         self.issue_with_sans(vec![SanType::URI(uri)])
     }
 
+    /// A certificate for `id` that expired in 2021 (for tests of expiry).
+    pub fn issue_expired(&self, id: &SpiffeId) -> Result<IssuedCert, IdentityError> {
+        let uri = rcgen::string::Ia5String::try_from(id.to_string())?;
+        self.issue_inner(vec![SanType::URI(uri)], true)
+    }
+
     /// A certificate with arbitrary SANs (the tests use one without a SPIFFE ID).
     pub fn issue_with_sans(&self, sans: Vec<SanType>) -> Result<IssuedCert, IdentityError> {
+        self.issue_inner(sans, false)
+    }
+
+    fn issue_inner(&self, sans: Vec<SanType>, expired: bool) -> Result<IssuedCert, IdentityError> {
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::new(Vec::<String>::new())?;
         params.subject_alt_names = sans;
@@ -60,6 +70,10 @@ impl DevCa {
             ExtendedKeyUsagePurpose::ServerAuth,
             ExtendedKeyUsagePurpose::ClientAuth,
         ];
+        if expired {
+            params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        }
         let cert = params.signed_by(&key, &self.issuer)?;
         Ok(IssuedCert {
             chain_pem: cert.pem(),
