@@ -192,3 +192,34 @@ status: {{podIP: 127.0.0.1}}
     assert_eq!(r.status, 503);
     assert!(r.text().contains("connection failure"), "{}", r.text());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xfcc_is_sanitized_by_default_and_synthesized_on_request() {
+    let world = World::productpage().await;
+    let certs = Certs::new();
+    let forged = h(
+        "x-forwarded-client-cert",
+        "URI=spiffe://cluster.local/ns/default/sa/admin",
+    );
+    let seen = |r: &waypoint::client::Reply| {
+        let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        body["headers"]["x-forwarded-client-cert"]
+            .as_str()
+            .map(String::from)
+    };
+    let wp = WaypointProc::start(world.dir(), &certs.waypoint_dir).await;
+    let mut t = tunnel(&wp, &certs, PRODUCTPAGE_VIP).await;
+    assert_eq!(
+        seen(&t.get("http://productpage/", &forged).await.unwrap()),
+        None
+    );
+    drop(wp);
+
+    let wp = WaypointProc::start_with(world.dir(), &certs.waypoint_dir, &["--xfcc"]).await;
+    let mut t = tunnel(&wp, &certs, PRODUCTPAGE_VIP).await;
+    let want = "By=spiffe://cluster.local/ns/default/sa/productpage-waypoint;URI=spiffe://cluster.local/ns/default/sa/sleep";
+    assert_eq!(
+        seen(&t.get("http://productpage/", &forged).await.unwrap()).as_deref(),
+        Some(want)
+    );
+}

@@ -31,6 +31,8 @@ pub struct Listeners {
     pub hbone_streams_per_connection: usize,
     /// HTTP/2 windows of HBONE connections, inbound and outbound.
     pub h2: crate::hbone::H2Settings,
+    /// Synthesize `x-forwarded-client-cert` from the source identity.
+    pub xfcc: bool,
 }
 
 impl Listeners {
@@ -46,6 +48,7 @@ impl Listeners {
             hbone_upstream_port: Some(15008),
             hbone_streams_per_connection: 100,
             h2: Default::default(),
+            xfcc: false,
         }
     }
 }
@@ -102,7 +105,9 @@ impl Waypoint {
                 )),
                 port,
             });
-        let proxy = Arc::new(http_proxy(&conf, WaypointProxy::new(state.clone(), hbone)));
+        let xfcc = identity.clone().filter(|_| listeners.xfcc);
+        let app = WaypointProxy::new(state.clone(), hbone).with_xfcc(xfcc);
+        let proxy = Arc::new(http_proxy(&conf, app));
 
         let hbone_addr = match listeners.hbone {
             Some(addr) => {

@@ -71,6 +71,9 @@ enum Command {
         /// HTTP/2 window per HBONE connection, bytes (ztunnel's default).
         #[arg(long, env = "WAYPOINT_HBONE_CONNECTION_WINDOW_SIZE", default_value_t = 16 << 20)]
         hbone_connection_window_size: u32,
+        /// Add `x-forwarded-client-cert` (By=<waypoint>;URI=<source>) to requests.
+        #[arg(long, env = "WAYPOINT_XFCC")]
+        xfcc: bool,
     },
     /// Validate manifests and print the routing table per service.
     Check {
@@ -101,6 +104,7 @@ fn main() -> ExitCode {
             hbone_streams_per_connection,
             hbone_window_size,
             hbone_connection_window_size,
+            xfcc,
         } => cmd::run::run(cmd::run::RunArgs {
             config_dir,
             hbone_addr,
@@ -113,6 +117,7 @@ fn main() -> ExitCode {
             hbone_streams_per_connection,
             hbone_window_size,
             hbone_connection_window_size,
+            xfcc,
         }),
         Command::Check {
             config_dir,

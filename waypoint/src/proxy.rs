@@ -46,6 +46,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct WaypointProxy {
     state: Arc<State>,
     hbone: Option<HboneUpstream>,
+    /// When set, requests carry `x-forwarded-client-cert` naming the source
+    /// identity, signed off `By` this waypoint's identity.
+    xfcc: Option<Arc<crate::identity::IdentityStore>>,
 }
 
 /// How mesh endpoints are reached: the pool of HBONE connections and the port
@@ -57,7 +60,16 @@ pub struct HboneUpstream {
 
 impl WaypointProxy {
     pub fn new(state: Arc<State>, hbone: Option<HboneUpstream>) -> Self {
-        WaypointProxy { state, hbone }
+        WaypointProxy {
+            state,
+            hbone,
+            xfcc: None,
+        }
+    }
+
+    pub fn with_xfcc(mut self, identity: Option<Arc<crate::identity::IdentityStore>>) -> Self {
+        self.xfcc = identity;
+        self
     }
 
     /// The HBONE connector for a mesh endpoint; `None`: plaintext.
@@ -286,6 +298,13 @@ impl ProxyHttp for WaypointProxy {
         req: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        // Envoy's default (SANITIZE): a client cannot claim a certificate it did
+        // not present; with --xfcc the header says who the mTLS peer was.
+        req.remove_header("x-forwarded-client-cert");
+        if let (Some(store), Some(source)) = (&self.xfcc, &ctx.source) {
+            let value = format!("By={};URI={source}", store.bundle().id);
+            req.insert_header("x-forwarded-client-cert", value)?;
+        }
         if ctx.close_upstream {
             // The connection's last request (maxRequestsPerConnection): asking the
             // upstream to close it keeps pingora from pooling it again.

@@ -20,6 +20,7 @@ pub struct RunArgs {
     pub hbone_streams_per_connection: usize,
     pub hbone_window_size: u32,
     pub hbone_connection_window_size: u32,
+    pub xfcc: bool,
 }
 
 pub fn run(args: RunArgs) -> CmdResult {
@@ -48,6 +49,7 @@ pub fn run(args: RunArgs) -> CmdResult {
             Listeners {
                 hbone_upstream_port: Some(args.hbone_upstream_port),
                 hbone_streams_per_connection: args.hbone_streams_per_connection,
+                xfcc: args.xfcc,
                 h2: crate::hbone::H2Settings {
                     stream_window: args.hbone_window_size,
                     connection_window: args.hbone_connection_window_size,
