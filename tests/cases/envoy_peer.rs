@@ -263,3 +263,42 @@ async fn a_destination_from_an_unknown_ca_gets_no_request() {
     assert_eq!(workload.requests(), 0);
     assert!(wp.log_contains("UnknownIssuer").await, "{}", wp.logs());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destination_that_dies_mid_request_fails_only_that_request() {
+    let certs = Certs::new();
+    let workload = Echo::start("127.0.0.1:0".parse().unwrap(), "ratings-1")
+        .await
+        .unwrap();
+    let (mut envoy, port, _c) = destination(&certs, "127.0.0.76", "ratings", &workload).await;
+    let config = mesh_world("127.0.0.76", "10.96.0.76");
+    let port = port.to_string();
+    let wp = WaypointProc::start_with(
+        config.path(),
+        &certs.waypoint_dir,
+        &["--hbone-upstream-port", &port],
+    )
+    .await;
+    let mut t = tunnel(&wp, &certs, "10.96.0.76:9080").await;
+    assert_eq!(
+        t.get("http://ratings:9080/", &[]).await.unwrap().status,
+        200
+    );
+    let slow = tokio::spawn(async move {
+        let mut t = t;
+        t.get("http://ratings:9080/", &h("x-echo-delay-ms", "2000"))
+            .await
+            .unwrap()
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    envoy.kill();
+    let r = slow.await.unwrap();
+    assert!(r.status.is_server_error(), "{} {}", r.status, r.text());
+    // The waypoint itself is fine: its HBONE listener still opens tunnels and
+    // answers (503: the destination is gone and retries cannot reach it).
+    let mut t = tunnel(&wp, &certs, "10.96.0.76:9080").await;
+    assert_eq!(
+        t.get("http://ratings:9080/", &[]).await.unwrap().status,
+        503
+    );
+}

@@ -77,6 +77,12 @@ impl Envoy {
         envoy
     }
 
+    /// Stops Envoy at once, as a crashed node would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     pub fn logs(&self) -> String {
         std::fs::read_to_string(self.log.path()).unwrap_or_default()
     }
