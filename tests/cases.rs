@@ -3,6 +3,7 @@ mod check;
 mod demo;
 mod envoy_peer;
 mod httproute;
+mod live;
 mod mtls;
 mod plaintext;
 mod ratelimit;

@@ -32,7 +32,8 @@ pub async fn serve(listener: TcpListener, state: Arc<State>, mut shutdown: watch
 
 fn handle(req: &Request<Incoming>, state: &State) -> Response<Full<Bytes>> {
     let (status, body) = match req.uri().path() {
-        "/healthz/ready" => (StatusCode::OK, "ready\n".to_string()),
+        "/healthz/ready" if state.is_ready() => (StatusCode::OK, "ready\n".to_string()),
+        "/healthz/ready" => (StatusCode::SERVICE_UNAVAILABLE, "not ready\n".to_string()),
         "/config_dump" => {
             let rt = state.current();
             let dump = serde_json::json!({

@@ -13,6 +13,7 @@ use pingora::proxy::{http_proxy, HttpProxy};
 use pingora::server::configuration::ServerConf;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -53,6 +54,22 @@ impl Listeners {
     }
 }
 
+/// Counts something open (a connection, a tunnel) while held.
+pub struct Active(Arc<AtomicUsize>);
+
+impl Active {
+    pub fn hold(counter: &Arc<AtomicUsize>) -> Active {
+        counter.fetch_add(1, Ordering::AcqRel);
+        Active(counter.clone())
+    }
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// A running waypoint inside the current tokio runtime.
 pub struct Waypoint {
     pub hbone_addr: Option<SocketAddr>,
@@ -60,6 +77,8 @@ pub struct Waypoint {
     pub admin_addr: Option<SocketAddr>,
     pub state: Arc<State>,
     shutdown: watch::Sender<bool>,
+    active: Arc<AtomicUsize>,
+    proxy: Arc<HttpProxy<WaypointProxy>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +108,7 @@ impl Waypoint {
         state: Arc<State>,
     ) -> Result<Waypoint, StartError> {
         let (shutdown, watch) = watch::channel(false);
+        let active = Arc::new(AtomicUsize::new(0));
         // Route policies bound retries; pingora's own cap must not cut them short.
         let conf = Arc::new(ServerConf {
             max_retries: 64,
@@ -116,6 +136,7 @@ impl Waypoint {
                 let bound = listener.local_addr().ok();
                 let server = Arc::new(HboneServer {
                     h2: listeners.h2,
+                    active: active.clone(),
                     identity: identity.clone(),
                     app: proxy.clone(),
                     state: state.clone(),
@@ -130,7 +151,12 @@ impl Waypoint {
             Some(addr) => {
                 let listener = bind("plaintext HTTP", addr).await?;
                 let bound = listener.local_addr().ok();
-                tokio::spawn(serve_plaintext(listener, proxy.clone(), watch.clone()));
+                tokio::spawn(serve_plaintext(
+                    listener,
+                    proxy.clone(),
+                    watch.clone(),
+                    active.clone(),
+                ));
                 bound
             }
             None => None,
@@ -144,6 +170,7 @@ impl Waypoint {
             }
             None => None,
         };
+        state.set_ready(true);
         info!(
             "waypoint listening: hbone={} http={} admin={}",
             show(hbone_addr),
@@ -156,12 +183,32 @@ impl Waypoint {
             admin_addr,
             state,
             shutdown,
+            active,
+            proxy,
         })
     }
 
     /// Stops accepting and tells in-flight sessions to finish.
     pub fn shutdown(&self) {
         let _ = self.shutdown.send(true);
+    }
+
+    /// Graceful stop: not ready, no new connections, GOAWAY on HBONE, idle
+    /// keep-alive sessions closed, and in-flight requests and tunnels given up to
+    /// `period` to finish. Returns how many were still open when it gave up.
+    pub async fn drain(&self, period: std::time::Duration) -> usize {
+        self.state.set_ready(false);
+        self.shutdown();
+        // Wakes pingora's idle keep-alive sessions so they see the shutdown.
+        self.proxy.cleanup().await;
+        let deadline = tokio::time::Instant::now() + period;
+        loop {
+            let open = self.active.load(Ordering::Acquire);
+            if open == 0 || tokio::time::Instant::now() >= deadline {
+                return open;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 }
 
@@ -173,6 +220,7 @@ async fn serve_plaintext(
     listener: TcpListener,
     proxy: Arc<HttpProxy<WaypointProxy>>,
     mut shutdown: watch::Receiver<bool>,
+    active: Arc<AtomicUsize>,
 ) {
     loop {
         let accepted = tokio::select! {
@@ -195,7 +243,9 @@ async fn serve_plaintext(
         stream.set_socket_digest(digest);
         let proxy = proxy.clone();
         let shutdown = shutdown.clone();
+        let open = Active::hold(&active);
         tokio::spawn(async move {
+            let _open = open;
             let mut stream: pingora::protocols::Stream = Box::new(stream);
             while let Some(next) = proxy.process_new(stream, &shutdown).await {
                 stream = next;

@@ -14,6 +14,7 @@ pub mod error;
 pub mod hbone;
 pub mod identity;
 pub mod proxy;
+pub mod reload;
 pub mod state;
 pub mod testing;
 pub mod upstream;

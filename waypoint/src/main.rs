@@ -74,6 +74,9 @@ enum Command {
         /// Add `x-forwarded-client-cert` (By=<waypoint>;URI=<source>) to requests.
         #[arg(long, env = "WAYPOINT_XFCC")]
         xfcc: bool,
+        /// On SIGTERM, how long in-flight requests and tunnels may take, in seconds.
+        #[arg(long, env = "WAYPOINT_DRAIN_PERIOD", default_value_t = 5)]
+        drain_period: u64,
     },
     /// Validate manifests and print the routing table per service.
     Check {
@@ -105,6 +108,7 @@ fn main() -> ExitCode {
             hbone_window_size,
             hbone_connection_window_size,
             xfcc,
+            drain_period,
         } => cmd::run::run(cmd::run::RunArgs {
             config_dir,
             hbone_addr,
@@ -118,6 +122,7 @@ fn main() -> ExitCode {
             hbone_window_size,
             hbone_connection_window_size,
             xfcc,
+            drain_period: std::time::Duration::from_secs(drain_period),
         }),
         Command::Check {
             config_dir,

@@ -28,13 +28,25 @@ impl Runtime {
 
 pub struct State {
     current: RwLock<Arc<Runtime>>,
+    /// Config and certificates loaded, listeners up, not draining.
+    ready: std::sync::atomic::AtomicBool,
 }
 
 impl State {
     pub fn new(snapshot: Snapshot) -> Self {
         State {
             current: RwLock::new(Arc::new(Runtime::new(snapshot, 1))),
+            ready: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready
+            .store(ready, std::sync::atomic::Ordering::Release);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(std::sync::atomic::Ordering::Acquire)
     }
 
     pub fn current(&self) -> Arc<Runtime> {

@@ -8,6 +8,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+/// How often `--config-dir` is checked for changes.
+const CONFIG_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
 pub struct RunArgs {
     pub config_dir: PathBuf,
     pub hbone_addr: SocketAddr,
@@ -21,6 +24,7 @@ pub struct RunArgs {
     pub hbone_window_size: u32,
     pub hbone_connection_window_size: u32,
     pub xfcc: bool,
+    pub drain_period: std::time::Duration,
 }
 
 pub fn run(args: RunArgs) -> CmdResult {
@@ -60,9 +64,23 @@ pub fn run(args: RunArgs) -> CmdResult {
             state,
         )
         .await?;
+        let watcher = Arc::new(crate::reload::ConfigWatcher {
+            dir: args.config_dir.clone(),
+            options: args.options.clone(),
+            state: waypoint.state.clone(),
+            reloads_ok: Default::default(),
+            reloads_failed: Default::default(),
+        });
+        let (stop_watch, watch_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(watcher.watch(CONFIG_POLL, watch_rx));
         wait_for_signal().await;
-        log::info!("shutting down");
-        waypoint.shutdown();
+        log::info!("draining for up to {:?}", args.drain_period);
+        let _ = stop_watch.send(true);
+        let left = waypoint.drain(args.drain_period).await;
+        if left > 0 {
+            log::warn!("drain period over with {left} connection(s) or tunnel(s) still open");
+        }
+        log::info!("shut down");
         Ok::<_, Box<dyn std::error::Error>>(())
     })?;
     Ok(ExitCode::SUCCESS)

@@ -41,6 +41,8 @@ enum ConnError {
 
 pub struct HboneServer<A> {
     pub h2: super::H2Settings,
+    /// Open connections and tunnels, which a drain waits for.
+    pub active: Arc<std::sync::atomic::AtomicUsize>,
     /// The waypoint's identity; each handshake takes the newest.
     pub identity: Arc<crate::identity::IdentityStore>,
     pub app: Arc<A>,
@@ -103,12 +105,30 @@ impl<A: ServerApp + Send + Sync + 'static> HboneServer<A> {
             .initial_connection_window_size(self.h2.connection_window)
             .handshake::<_, Bytes>(tls)
             .await?;
-        while let Some(next) = conn.accept().await {
+        let _open = crate::app::Active::hold(&self.active);
+        let mut draining = shutdown.clone();
+        let mut goaway_sent = *draining.borrow();
+        if goaway_sent {
+            conn.graceful_shutdown();
+        }
+        loop {
+            let next = tokio::select! {
+                next = conn.accept() => next,
+                // Draining: GOAWAY tells the client to open new tunnels elsewhere;
+                // tunnels already open run to completion.
+                _ = draining.changed(), if !goaway_sent => {
+                    conn.graceful_shutdown();
+                    goaway_sent = true;
+                    continue;
+                }
+            };
+            let Some(next) = next else { break };
             let (req, respond) = next?;
             let meta_base = (source.clone(), peer);
             let this = self.clone();
             let shutdown = shutdown.clone();
             tokio::spawn(async move {
+                let _tunnel = crate::app::Active::hold(&this.active);
                 this.tunnel(req, respond, meta_base, local, shutdown).await;
             });
         }
