@@ -10,3 +10,4 @@ mod ratelimit;
 mod resilience;
 mod rotation;
 mod routing;
+mod telemetry;

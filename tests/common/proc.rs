@@ -11,6 +11,7 @@ pub struct WaypointProc {
     pub http: SocketAddr,
     pub admin: SocketAddr,
     log: tempfile::NamedTempFile,
+    out: tempfile::NamedTempFile,
 }
 
 /// A loopback address nothing listens on. Binding port 0 and letting go can
@@ -48,6 +49,7 @@ impl WaypointProc {
     pub async fn start_with(config_dir: &Path, cert_dir: &Path, extra: &[&str]) -> WaypointProc {
         let (hbone, http, admin) = (free_addr(), free_addr(), free_addr());
         let log = tempfile::NamedTempFile::new().unwrap();
+        let out = tempfile::NamedTempFile::new().unwrap();
         let child = Command::new(bin())
             .arg("run")
             .arg("--config-dir")
@@ -60,7 +62,7 @@ impl WaypointProc {
             .args(["--workers", "2"])
             .args(extra)
             .env("RUST_LOG", "info,access=debug")
-            .stdout(Stdio::null())
+            .stdout(out.reopen().unwrap())
             .stderr(log.reopen().unwrap())
             .spawn()
             .unwrap();
@@ -70,6 +72,7 @@ impl WaypointProc {
             http,
             admin,
             log,
+            out,
         };
         p.wait_ready().await;
         p
@@ -131,6 +134,11 @@ impl WaypointProc {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// What the waypoint wrote on stdout: its access log.
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(self.out.path()).unwrap_or_default()
     }
 
     pub fn logs(&self) -> String {

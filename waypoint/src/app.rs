@@ -34,6 +34,8 @@ pub struct Listeners {
     pub h2: crate::hbone::H2Settings,
     /// Synthesize `x-forwarded-client-cert` from the source identity.
     pub xfcc: bool,
+    /// One JSON line per request on stdout.
+    pub access_log: bool,
 }
 
 impl Listeners {
@@ -50,6 +52,7 @@ impl Listeners {
             hbone_streams_per_connection: 100,
             h2: Default::default(),
             xfcc: false,
+            access_log: true,
         }
     }
 }
@@ -126,7 +129,9 @@ impl Waypoint {
                 port,
             });
         let xfcc = identity.clone().filter(|_| listeners.xfcc);
-        let app = WaypointProxy::new(state.clone(), hbone).with_xfcc(xfcc);
+        let app = WaypointProxy::new(state.clone(), hbone)
+            .with_xfcc(xfcc)
+            .with_access_log(listeners.access_log);
         let proxy = Arc::new(http_proxy(&conf, app));
 
         let hbone_addr = match listeners.hbone {

@@ -5,6 +5,7 @@
 //! [`app`] feeds the same proxy. The proxy asks `waypoint_filters` what to do with
 //! each request against the current [`state`] and forwards through [`upstream`].
 
+pub mod access_log;
 pub mod admin;
 pub mod app;
 pub mod client;

@@ -77,6 +77,9 @@ enum Command {
         /// On SIGTERM, how long in-flight requests and tunnels may take, in seconds.
         #[arg(long, env = "WAYPOINT_DRAIN_PERIOD", default_value_t = 5)]
         drain_period: u64,
+        /// One JSON line per request on stdout.
+        #[arg(long, env = "WAYPOINT_ACCESS_LOG", default_value_t = true, action = clap::ArgAction::Set)]
+        access_log: bool,
     },
     /// Validate manifests and print the routing table per service.
     Check {
@@ -109,6 +112,7 @@ fn main() -> ExitCode {
             hbone_connection_window_size,
             xfcc,
             drain_period,
+            access_log,
         } => cmd::run::run(cmd::run::RunArgs {
             config_dir,
             hbone_addr,
@@ -123,6 +127,7 @@ fn main() -> ExitCode {
             hbone_connection_window_size,
             xfcc,
             drain_period: std::time::Duration::from_secs(drain_period),
+            access_log,
         }),
         Command::Check {
             config_dir,

@@ -49,6 +49,8 @@ pub struct WaypointProxy {
     /// When set, requests carry `x-forwarded-client-cert` naming the source
     /// identity, signed off `By` this waypoint's identity.
     xfcc: Option<Arc<crate::identity::IdentityStore>>,
+    /// One JSON line per request on stdout.
+    access_log: bool,
 }
 
 /// How mesh endpoints are reached: the pool of HBONE connections and the port
@@ -64,7 +66,13 @@ impl WaypointProxy {
             state,
             hbone,
             xfcc: None,
+            access_log: true,
         }
+    }
+
+    pub fn with_access_log(mut self, on: bool) -> Self {
+        self.access_log = on;
+        self
     }
 
     pub fn with_xfcc(mut self, identity: Option<Arc<crate::identity::IdentityStore>>) -> Self {
@@ -132,6 +140,13 @@ impl ProxyHttp for WaypointProxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        ctx.started = Some((Instant::now(), jiff::Timestamp::now()));
+        if !session.req_header().headers.contains_key("x-request-id") {
+            // Generated here and sent upstream, as Envoy does, so one id follows
+            // the request through every hop and log.
+            let id = crate::access_log::request_id();
+            session.req_header_mut().insert_header("x-request-id", id)?;
+        }
         let rt = self.state.current();
         ctx.runtime = Some(rt.clone());
         let meta = hbone_meta(session);
@@ -298,6 +313,7 @@ impl ProxyHttp for WaypointProxy {
         req: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        ctx.upstream_sent = Some(Instant::now());
         // Envoy's default (SANITIZE): a client cannot claim a certificate it did
         // not present; with --xfcc the header says who the mTLS peer was.
         req.remove_header("x-forwarded-client-cert");
@@ -320,6 +336,7 @@ impl ProxyHttp for WaypointProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         let status = resp.status.as_u16();
+        ctx.upstream_time = ctx.upstream_sent.map(|t| t.elapsed());
         ctx.report(TryResult::Status(status));
         if ctx.may_retry(TryOutcome::Status(status)) {
             // Turning the answer into a retryable error makes pingora call
@@ -411,6 +428,7 @@ impl ProxyHttp for WaypointProxy {
             .map(|r| r.status.as_u16())
             .unwrap_or(0);
         let req = session.req_header();
+        let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
         log::debug!(
             target: "access",
             "{} {} {} {} flag={} upstream={} source={} error={}",
@@ -423,5 +441,34 @@ impl ProxyHttp for WaypointProxy {
             ctx.source.as_ref().map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
             e.map(|e| e.to_string()).unwrap_or_else(|| "-".into()),
         );
+        if !self.access_log {
+            return;
+        }
+        let (started, start_time) = ctx
+            .started
+            .unwrap_or_else(|| (Instant::now(), jiff::Timestamp::now()));
+        let entry = crate::access_log::Entry {
+            start_time: start_time.to_string(),
+            method: req.method.as_str(),
+            path: req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"),
+            protocol: "HTTP/1.1",
+            response_code: status,
+            response_flags: ctx.flags(),
+            bytes_received: session.as_downstream().body_bytes_read(),
+            bytes_sent: session.as_downstream().body_bytes_sent(),
+            duration: started.elapsed().as_millis() as u64,
+            upstream_service_time: ctx.upstream_time.map(|d| d.as_millis() as u64),
+            x_forwarded_for: header("x-forwarded-for"),
+            user_agent: header("user-agent"),
+            request_id: header("x-request-id"),
+            authority: header("host"),
+            upstream_host: ctx.upstream.map(|a| a.to_string()),
+            upstream_cluster: ctx.upstream_cluster(),
+            downstream_remote_address: ctx.client_ip.map(|ip| ip.to_string()),
+            route_name: ctx.route_name(),
+            source_principal: ctx.source.as_ref().map(|s| s.to_string()),
+            destination_principal: ctx.destination.as_deref(),
+        };
+        crate::access_log::write(&entry);
     }
 }

@@ -25,6 +25,7 @@ pub struct RunArgs {
     pub hbone_connection_window_size: u32,
     pub xfcc: bool,
     pub drain_period: std::time::Duration,
+    pub access_log: bool,
 }
 
 pub fn run(args: RunArgs) -> CmdResult {
@@ -54,6 +55,7 @@ pub fn run(args: RunArgs) -> CmdResult {
                 hbone_upstream_port: Some(args.hbone_upstream_port),
                 hbone_streams_per_connection: args.hbone_streams_per_connection,
                 xfcc: args.xfcc,
+                access_log: args.access_log,
                 h2: crate::hbone::H2Settings {
                     stream_window: args.hbone_window_size,
                     connection_window: args.hbone_connection_window_size,

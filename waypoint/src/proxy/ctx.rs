@@ -71,6 +71,13 @@ pub struct RequestCtx {
     pub close_upstream: bool,
     /// A retriable outcome was not retried: attempts, deadline or budget ran out.
     pub retry_limit_hit: bool,
+    /// When the request arrived, for the access log's duration and start time.
+    pub started: Option<(std::time::Instant, jiff::Timestamp)>,
+    /// When the current try's request went upstream, and how long its answer took.
+    pub upstream_sent: Option<std::time::Instant>,
+    pub upstream_time: Option<std::time::Duration>,
+    /// Identity of the endpoint of the last try.
+    pub destination: Option<String>,
 }
 
 impl RequestCtx {
@@ -123,6 +130,18 @@ impl RequestCtx {
         }
     }
 
+    /// Envoy's cluster name for the backend: `outbound|port|subset|host`.
+    pub fn upstream_cluster(&self) -> Option<String> {
+        let rt = self.runtime.as_ref()?;
+        let fwd = self.forward.as_ref()?;
+        let svc = rt.snapshot.service(fwd.service);
+        let subset = fwd
+            .subset
+            .map(|i| svc.subsets[i].name.as_str())
+            .unwrap_or("");
+        Some(format!("outbound|{}|{subset}|{}", fwd.port, svc.hostname))
+    }
+
     pub fn route_name(&self) -> Option<&str> {
         self.route().map(|r| r.name.as_str())
     }
@@ -154,6 +173,12 @@ impl RequestCtx {
             }
         };
         self.tried.push(picked.1);
+        self.destination = rt
+            .snapshot
+            .service(fwd.service)
+            .endpoint(picked.0)
+            .identity
+            .clone();
         Some(picked)
     }
 

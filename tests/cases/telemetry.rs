@@ -1,0 +1,83 @@
+//! What operators see: the JSON access log and request ids.
+
+use crate::common::world::PRODUCTPAGE_VIP;
+use crate::common::{h, tunnel, Certs, WaypointProc, World};
+use std::time::{Duration, Instant};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_request_writes_one_json_access_log_line() {
+    let world = World::productpage().await;
+    let certs = Certs::new();
+    let wp = WaypointProc::start(world.dir(), &certs.waypoint_dir).await;
+    let mut t = tunnel(&wp, &certs, PRODUCTPAGE_VIP).await;
+    let r = t
+        .get("http://productpage:9080/reviews?x=1", &h("version", "v2"))
+        .await
+        .unwrap();
+    let seen: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    let request_id = seen["headers"]["x-request-id"]
+        .as_str()
+        .expect("generated and sent upstream")
+        .to_string();
+    let given = h("x-request-id", "caller-chose-this");
+    t.get("http://productpage:9080/nowhere", &given)
+        .await
+        .unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let lines = loop {
+        let out = wp.stdout();
+        let lines: Vec<serde_json::Value> = out
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        if lines.len() >= 2 || Instant::now() > deadline {
+            break lines;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    let first = &lines[0];
+    assert_eq!(first["request_id"], request_id.as_str());
+    assert_eq!(first["method"], "GET");
+    assert_eq!(first["path"], "/reviews?x=1");
+    assert_eq!(first["response_code"], 200);
+    assert_eq!(first["response_flags"], "-");
+    assert_eq!(first["authority"], "productpage:9080");
+    assert_eq!(
+        first["route_name"],
+        "VirtualService default/productpage-routing http[0]"
+    );
+    assert_eq!(
+        first["upstream_cluster"],
+        "outbound|9080|v2|productpage.default.svc.cluster.local"
+    );
+    assert_eq!(
+        first["source_principal"],
+        "spiffe://cluster.local/ns/default/sa/sleep"
+    );
+    assert_eq!(
+        first["destination_principal"],
+        "spiffe://cluster.local/ns/default/sa/productpage"
+    );
+    assert_eq!(
+        first["upstream_host"],
+        world.backends["productpage-v2"].addr.to_string()
+    );
+    assert!(first["bytes_sent"].as_u64().unwrap() > 0);
+    assert!(first["start_time"].as_str().unwrap().ends_with('Z'));
+    // A caller's id is kept; the seed's routes send /nowhere to the split as well.
+    assert_eq!(lines[1]["request_id"], "caller-chose-this");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_access_log_can_be_switched_off() {
+    let world = World::productpage().await;
+    let certs = Certs::new();
+    let wp = WaypointProc::start_with(world.dir(), &certs.waypoint_dir, &["--access-log", "false"])
+        .await;
+    let mut t = tunnel(&wp, &certs, PRODUCTPAGE_VIP).await;
+    assert_eq!(t.get("http://productpage/", &[]).await.unwrap().status, 200);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(wp.stdout(), "");
+}
