@@ -86,6 +86,7 @@ impl World {
             .args(["--http-addr", &http.to_string()])
             .args(["--hbone-addr", &hbone.to_string()])
             .args(["--admin-addr", &admin.to_string()])
+            .args(["--metrics-addr", &free_addr().to_string()])
             .args(["--workers", &workers.to_string()])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())

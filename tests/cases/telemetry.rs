@@ -81,3 +81,87 @@ async fn the_access_log_can_be_switched_off() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(wp.stdout(), "");
 }
+
+async fn scrape(addr: std::net::SocketAddr) -> prometheus_parse::Scrape {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /stats/prometheus HTTP/1.1\r\nhost: m\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    let body = out.split_once("\r\n\r\n").unwrap().1;
+    prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string()))).unwrap()
+}
+
+fn value(s: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    s.samples
+        .iter()
+        .filter(|x| x.metric == name && labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
+        .map(|x| match x.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            prometheus_parse::Value::Histogram(ref b) => b.last().map(|b| b.count).unwrap_or(0.0),
+            _ => 0.0,
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn istio_metrics_are_served_in_prometheus_text_format() {
+    let world = World::productpage().await;
+    let certs = Certs::new();
+    let wp = WaypointProc::start(world.dir(), &certs.waypoint_dir).await;
+    let mut t = tunnel(&wp, &certs, PRODUCTPAGE_VIP).await;
+    for _ in 0..7 {
+        assert_eq!(
+            t.get("http://productpage/", &h("version", "v2"))
+                .await
+                .unwrap()
+                .status,
+            200
+        );
+    }
+    let scrape = scrape(wp.metrics).await;
+    let ok = [
+        ("reporter", "waypoint"),
+        ("response_code", "200"),
+        ("response_flags", "-"),
+        (
+            "source_principal",
+            "spiffe://cluster.local/ns/default/sa/sleep",
+        ),
+        ("source_workload_namespace", "default"),
+        (
+            "destination_service",
+            "productpage.default.svc.cluster.local",
+        ),
+        ("destination_service_name", "productpage"),
+        (
+            "destination_principal",
+            "spiffe://cluster.local/ns/default/sa/productpage",
+        ),
+        ("destination_canonical_service", "productpage"),
+        ("destination_canonical_revision", "v2"),
+        ("destination_version", "v2"),
+        ("connection_security_policy", "mutual_tls"),
+        ("request_protocol", "http"),
+        ("source_workload", "unknown"),
+    ];
+    assert_eq!(value(&scrape, "istio_requests_total", &ok), 7.0);
+    assert_eq!(
+        value(&scrape, "istio_request_duration_milliseconds", &ok),
+        7.0
+    );
+    assert_eq!(value(&scrape, "waypoint_config_generation", &[]), 1.0);
+    // The same endpoint on the admin listener.
+    assert_eq!(
+        value(&scrape_admin(&wp).await, "istio_requests_total", &ok),
+        7.0
+    );
+}
+
+async fn scrape_admin(wp: &WaypointProc) -> prometheus_parse::Scrape {
+    scrape(wp.admin).await
+}

@@ -10,6 +10,8 @@ pub struct WaypointProc {
     pub hbone: SocketAddr,
     pub http: SocketAddr,
     pub admin: SocketAddr,
+    /// Istio's metrics port (15020 in a pod).
+    pub metrics: SocketAddr,
     log: tempfile::NamedTempFile,
     out: tempfile::NamedTempFile,
 }
@@ -47,7 +49,7 @@ impl WaypointProc {
 
     /// With extra `waypoint run` flags.
     pub async fn start_with(config_dir: &Path, cert_dir: &Path, extra: &[&str]) -> WaypointProc {
-        let (hbone, http, admin) = (free_addr(), free_addr(), free_addr());
+        let (hbone, http, admin, metrics) = (free_addr(), free_addr(), free_addr(), free_addr());
         let log = tempfile::NamedTempFile::new().unwrap();
         let out = tempfile::NamedTempFile::new().unwrap();
         let child = Command::new(bin())
@@ -59,6 +61,7 @@ impl WaypointProc {
             .args(["--hbone-addr", &hbone.to_string()])
             .args(["--http-addr", &http.to_string()])
             .args(["--admin-addr", &admin.to_string()])
+            .args(["--metrics-addr", &metrics.to_string()])
             .args(["--workers", "2"])
             .args(extra)
             .env("RUST_LOG", "info,access=debug")
@@ -71,6 +74,7 @@ impl WaypointProc {
             hbone,
             http,
             admin,
+            metrics,
             log,
             out,
         };

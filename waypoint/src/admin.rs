@@ -11,17 +11,23 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-pub async fn serve(listener: TcpListener, state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<State>,
+    metrics: Arc<crate::metrics::Metrics>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         let (tcp, _) = tokio::select! {
             r = listener.accept() => match r { Ok(a) => a, Err(_) => continue },
             _ = shutdown.changed() => return,
         };
         let state = state.clone();
+        let metrics = metrics.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
-                let state = state.clone();
-                async move { Ok::<_, std::convert::Infallible>(handle(&req, &state)) }
+                let (state, metrics) = (state.clone(), metrics.clone());
+                async move { Ok::<_, std::convert::Infallible>(handle(&req, &state, &metrics)) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(tcp), svc)
@@ -30,7 +36,11 @@ pub async fn serve(listener: TcpListener, state: Arc<State>, mut shutdown: watch
     }
 }
 
-fn handle(req: &Request<Incoming>, state: &State) -> Response<Full<Bytes>> {
+fn handle(
+    req: &Request<Incoming>,
+    state: &State,
+    metrics: &crate::metrics::Metrics,
+) -> Response<Full<Bytes>> {
     let (status, body) = match req.uri().path() {
         "/healthz/ready" if state.is_ready() => (StatusCode::OK, "ready\n".to_string()),
         "/healthz/ready" => (StatusCode::SERVICE_UNAVAILABLE, "not ready\n".to_string()),
@@ -45,6 +55,7 @@ fn handle(req: &Request<Incoming>, state: &State) -> Response<Full<Bytes>> {
                 serde_json::to_string_pretty(&dump).unwrap_or_default(),
             )
         }
+        "/stats/prometheus" => (StatusCode::OK, metrics.render()),
         _ => (StatusCode::NOT_FOUND, "not found\n".to_string()),
     };
     let mut resp = Response::new(Full::new(Bytes::from(body)));

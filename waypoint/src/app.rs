@@ -36,6 +36,8 @@ pub struct Listeners {
     pub xfcc: bool,
     /// One JSON line per request on stdout.
     pub access_log: bool,
+    /// Where `/stats/prometheus` is served besides the admin listener.
+    pub metrics: Vec<SocketAddr>,
 }
 
 impl Listeners {
@@ -53,6 +55,7 @@ impl Listeners {
             h2: Default::default(),
             xfcc: false,
             access_log: true,
+            metrics: Vec::new(),
         }
     }
 }
@@ -82,6 +85,7 @@ pub struct Waypoint {
     shutdown: watch::Sender<bool>,
     active: Arc<AtomicUsize>,
     proxy: Arc<HttpProxy<WaypointProxy>>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -129,7 +133,9 @@ impl Waypoint {
                 port,
             });
         let xfcc = identity.clone().filter(|_| listeners.xfcc);
+        let metrics = Arc::new(crate::metrics::Metrics::new());
         let app = WaypointProxy::new(state.clone(), hbone)
+            .with_metrics(metrics.clone())
             .with_xfcc(xfcc)
             .with_access_log(listeners.access_log);
         let proxy = Arc::new(http_proxy(&conf, app));
@@ -170,11 +176,26 @@ impl Waypoint {
             Some(addr) => {
                 let listener = bind("admin", addr).await?;
                 let bound = listener.local_addr().ok();
-                tokio::spawn(crate::admin::serve(listener, state.clone(), watch.clone()));
+                tokio::spawn(crate::admin::serve(
+                    listener,
+                    state.clone(),
+                    metrics.clone(),
+                    watch.clone(),
+                ));
                 bound
             }
             None => None,
         };
+        // Istio's metrics ports (15020, 15090) serve the same admin handlers.
+        for &addr in &listeners.metrics {
+            let listener = bind("metrics", addr).await?;
+            tokio::spawn(crate::admin::serve(
+                listener,
+                state.clone(),
+                metrics.clone(),
+                watch.clone(),
+            ));
+        }
         state.set_ready(true);
         info!(
             "waypoint listening: hbone={} http={} admin={}",
@@ -190,6 +211,7 @@ impl Waypoint {
             shutdown,
             active,
             proxy,
+            metrics,
         })
     }
 

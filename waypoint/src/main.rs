@@ -80,6 +80,14 @@ enum Command {
         /// One JSON line per request on stdout.
         #[arg(long, env = "WAYPOINT_ACCESS_LOG", default_value_t = true, action = clap::ArgAction::Set)]
         access_log: bool,
+        /// Where `/stats/prometheus` is also served (Istio's 15020 and 15090).
+        #[arg(
+            long,
+            env = "WAYPOINT_METRICS_ADDR",
+            value_delimiter = ',',
+            default_value = "0.0.0.0:15020,0.0.0.0:15090"
+        )]
+        metrics_addr: Vec<SocketAddr>,
     },
     /// Validate manifests and print the routing table per service.
     Check {
@@ -113,6 +121,7 @@ fn main() -> ExitCode {
             xfcc,
             drain_period,
             access_log,
+            metrics_addr,
         } => cmd::run::run(cmd::run::RunArgs {
             config_dir,
             hbone_addr,
@@ -128,6 +137,7 @@ fn main() -> ExitCode {
             xfcc,
             drain_period: std::time::Duration::from_secs(drain_period),
             access_log,
+            metrics_addr,
         }),
         Command::Check {
             config_dir,

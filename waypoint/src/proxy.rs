@@ -51,6 +51,7 @@ pub struct WaypointProxy {
     xfcc: Option<Arc<crate::identity::IdentityStore>>,
     /// One JSON line per request on stdout.
     access_log: bool,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// How mesh endpoints are reached: the pool of HBONE connections and the port
@@ -67,7 +68,13 @@ impl WaypointProxy {
             hbone,
             xfcc: None,
             access_log: true,
+            metrics: Default::default(),
         }
+    }
+
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     pub fn with_access_log(mut self, on: bool) -> Self {
@@ -110,6 +117,47 @@ impl WaypointProxy {
             target,
             client: ctx.client_ip,
         })
+    }
+}
+
+impl WaypointProxy {
+    fn record_metrics(&self, session: &Session, ctx: &RequestCtx, status: u16) {
+        let m = &self.metrics;
+        let labels = ctx.labels(status);
+        let values = labels.ordered();
+        m.requests.with_label_values(&values).inc();
+        if let Some((started, _)) = ctx.started {
+            let ms = started.elapsed().as_secs_f64() * 1000.0;
+            m.duration.with_label_values(&values).observe(ms);
+        }
+        let down = session.as_downstream();
+        m.request_bytes
+            .with_label_values(&values)
+            .observe(down.body_bytes_read() as f64);
+        m.response_bytes
+            .with_label_values(&values)
+            .observe(down.body_bytes_sent() as f64);
+        let flags = ctx.flags();
+        if flags != "-" {
+            m.flagged.with_label_values(&[flags.as_str()]).inc();
+        }
+    }
+
+    /// Outlier accounting for the try that just ended, counting ejections.
+    fn report(&self, ctx: &RequestCtx, result: TryResult) {
+        if ctx.report(result) {
+            let service = Self::destination_service(ctx);
+            self.metrics
+                .ejections
+                .with_label_values(&[service.as_str()])
+                .inc();
+        }
+    }
+
+    fn destination_service(ctx: &RequestCtx) -> String {
+        ctx.upstream_cluster()
+            .and_then(|c| c.rsplit('|').next().map(String::from))
+            .unwrap_or_else(|| "unknown".into())
     }
 }
 
@@ -234,6 +282,10 @@ impl ProxyHttp for WaypointProxy {
     ) -> Result<Box<HttpPeer>> {
         ctx.tries += 1;
         if ctx.tries > 1 {
+            self.metrics
+                .retries
+                .with_label_values(&[Self::destination_service(ctx).as_str()])
+                .inc();
             let policy = ctx
                 .route()
                 .map(|r| r.policy.retry.clone())
@@ -337,7 +389,7 @@ impl ProxyHttp for WaypointProxy {
     ) -> Result<()> {
         let status = resp.status.as_u16();
         ctx.upstream_time = ctx.upstream_sent.map(|t| t.elapsed());
-        ctx.report(TryResult::Status(status));
+        self.report(ctx, TryResult::Status(status));
         if ctx.may_retry(TryOutcome::Status(status)) {
             // Turning the answer into a retryable error makes pingora call
             // upstream_peer again; the client never sees this response.
@@ -355,7 +407,7 @@ impl ProxyHttp for WaypointProxy {
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        ctx.report(TryResult::LocalFailure);
+        self.report(ctx, TryResult::LocalFailure);
         e.set_retry(ctx.may_retry(TryOutcome::ConnectFailure));
         e
     }
@@ -372,7 +424,7 @@ impl ProxyHttp for WaypointProxy {
         let outcome = crate::error::try_outcome(&e);
         // Our own retry-on-status error was reported when the status arrived.
         if !matches!(outcome, None | Some(TryOutcome::Status(_))) {
-            ctx.report(TryResult::LocalFailure);
+            self.report(ctx, TryResult::LocalFailure);
         }
         // Envoy retries any method when the policy says so; only a body too large
         // to have been kept cannot be replayed.
@@ -441,6 +493,7 @@ impl ProxyHttp for WaypointProxy {
             ctx.source.as_ref().map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
             e.map(|e| e.to_string()).unwrap_or_else(|| "-".into()),
         );
+        self.record_metrics(session, ctx, status);
         if !self.access_log {
             return;
         }

@@ -5,7 +5,6 @@
 
 use crate::state::State;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
@@ -14,8 +13,7 @@ pub struct ConfigWatcher {
     pub dir: PathBuf,
     pub options: waypoint_config::Options,
     pub state: Arc<State>,
-    pub reloads_ok: AtomicU64,
-    pub reloads_failed: AtomicU64,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// What the directory looks like: every file below it (symlinks followed) with
@@ -55,7 +53,8 @@ impl ConfigWatcher {
                     log::warn!("{w}");
                 }
                 let generation = self.state.replace(loaded.snapshot);
-                self.reloads_ok.fetch_add(1, Ordering::Relaxed);
+                self.metrics.config_reloads.with_label_values(&["ok"]).inc();
+                self.metrics.config_generation.set(generation as i64);
                 log::info!(
                     "config reloaded from {}: generation {generation}",
                     self.dir.display()
@@ -63,7 +62,10 @@ impl ConfigWatcher {
                 Ok(generation)
             }
             Err(diags) => {
-                self.reloads_failed.fetch_add(1, Ordering::Relaxed);
+                self.metrics
+                    .config_reloads
+                    .with_label_values(&["failed"])
+                    .inc();
                 for d in &diags {
                     log::error!("config rejected: {d}");
                 }

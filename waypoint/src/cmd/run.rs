@@ -26,6 +26,7 @@ pub struct RunArgs {
     pub xfcc: bool,
     pub drain_period: std::time::Duration,
     pub access_log: bool,
+    pub metrics_addr: Vec<SocketAddr>,
 }
 
 pub fn run(args: RunArgs) -> CmdResult {
@@ -56,6 +57,7 @@ pub fn run(args: RunArgs) -> CmdResult {
                 hbone_streams_per_connection: args.hbone_streams_per_connection,
                 xfcc: args.xfcc,
                 access_log: args.access_log,
+                metrics: args.metrics_addr.clone(),
                 h2: crate::hbone::H2Settings {
                     stream_window: args.hbone_window_size,
                     connection_window: args.hbone_connection_window_size,
@@ -70,8 +72,7 @@ pub fn run(args: RunArgs) -> CmdResult {
             dir: args.config_dir.clone(),
             options: args.options.clone(),
             state: waypoint.state.clone(),
-            reloads_ok: Default::default(),
-            reloads_failed: Default::default(),
+            metrics: waypoint.metrics.clone(),
         });
         let (stop_watch, watch_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(watcher.watch(CONFIG_POLL, watch_rx));

@@ -78,6 +78,7 @@ pub struct RequestCtx {
     pub upstream_time: Option<std::time::Duration>,
     /// Identity of the endpoint of the last try.
     pub destination: Option<String>,
+    pub last_endpoint: Option<EndpointIdx>,
 }
 
 impl RequestCtx {
@@ -179,6 +180,7 @@ impl RequestCtx {
             .endpoint(picked.0)
             .identity
             .clone();
+        self.last_endpoint = Some(picked.0);
         Some(picked)
     }
 
@@ -189,15 +191,58 @@ impl RequestCtx {
         Some(rt.snapshot.service(fwd.service).endpoint(idx))
     }
 
-    /// Tells outlier detection how the current try ended.
-    pub fn report(&self, result: TryResult) {
+    /// Tells outlier detection how the current try ended; true if that ejected
+    /// the endpoint.
+    pub fn report(&self, result: TryResult) -> bool {
         let (Some(cluster), Some(active)) = (self.cluster(), self.active.as_ref()) else {
-            return;
+            return false;
         };
-        if let Some(ejected) = cluster.outlier.report(active.slot(), result) {
-            let addr = cluster.endpoints[active.slot()].1;
-            log::warn!("outlier detection: ejecting {addr} for {ejected:?} after {result:?}");
+        let Some(ejected) = cluster.outlier.report(active.slot(), result) else {
+            return false;
+        };
+        let addr = cluster.endpoints[active.slot()].1;
+        log::warn!("outlier detection: ejecting {addr} for {ejected:?} after {result:?}");
+        true
+    }
+
+    /// Istio's standard metric labels for this request.
+    pub fn labels(&self, status: u16) -> crate::metrics::RequestLabels {
+        let mut l = crate::metrics::RequestLabels::default();
+        l.set("reporter", "waypoint");
+        if let Some(src) = &self.source {
+            l.set("source_principal", src.to_string());
+            l.set("source_workload_namespace", src.namespace.clone());
+            l.set("connection_security_policy", "mutual_tls");
+        } else {
+            l.set("connection_security_policy", "none");
         }
+        l.set("request_protocol", "http");
+        l.set("response_code", status.to_string());
+        l.set("grpc_response_status", "");
+        l.set("response_flags", self.flags());
+        if let (Some(rt), Some(fwd)) = (self.runtime.as_ref(), self.forward.as_ref()) {
+            let svc = rt.snapshot.service(fwd.service);
+            l.set("destination_service", svc.hostname.clone());
+            l.set("destination_service_name", svc.name.clone());
+            l.set("destination_service_namespace", svc.namespace.clone());
+            l.set("destination_workload_namespace", svc.namespace.clone());
+            if let Some(ep) = self.last_endpoint.map(|i| svc.endpoint(i)) {
+                let (canonical, revision) = crate::metrics::canonical(&ep.labels);
+                l.set("destination_workload", canonical.clone());
+                l.set("destination_canonical_service", canonical);
+                l.set("destination_canonical_revision", revision);
+                if let Some(app) = ep.labels.get("app") {
+                    l.set("destination_app", app.clone());
+                }
+                if let Some(v) = ep.labels.get("version") {
+                    l.set("destination_version", v.clone());
+                }
+                if let Some(id) = &ep.identity {
+                    l.set("destination_principal", id.clone());
+                }
+            }
+        }
+        l
     }
 }
 

@@ -1,0 +1,196 @@
+//! Istio's standard request metrics, with `reporter="waypoint"` and Istio's label
+//! set, plus the waypoint's own counters for what the filters do. Defined once;
+//! label values come from the model (never raw paths or header values), so
+//! cardinality stays bounded by services, workloads and status codes.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+use std::collections::BTreeMap;
+
+/// Istio's standard labels, in order.
+pub const LABELS: &[&str] = &[
+    "reporter",
+    "source_workload",
+    "source_workload_namespace",
+    "source_principal",
+    "source_app",
+    "source_version",
+    "source_canonical_service",
+    "source_canonical_revision",
+    "source_cluster",
+    "destination_workload",
+    "destination_workload_namespace",
+    "destination_principal",
+    "destination_app",
+    "destination_version",
+    "destination_service",
+    "destination_service_name",
+    "destination_service_namespace",
+    "destination_canonical_service",
+    "destination_canonical_revision",
+    "destination_cluster",
+    "request_protocol",
+    "response_code",
+    "grpc_response_status",
+    "response_flags",
+    "connection_security_policy",
+];
+
+/// Istio's duration buckets, in milliseconds.
+const DURATION_BUCKETS: &[f64] = &[
+    1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0,
+    60000.0, 300000.0, 600000.0, 1800000.0, 3600000.0,
+];
+
+/// Istio's size buckets, in bytes: 1 to 10^9.
+const BYTE_BUCKETS: &[f64] = &[1.0, 10.0, 100.0, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9];
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: IntCounterVec,
+    pub duration: HistogramVec,
+    pub request_bytes: HistogramVec,
+    pub response_bytes: HistogramVec,
+    /// Requests ended by a filter, by response flag (RL, FI, UO, UT, NR, ...).
+    pub flagged: IntCounterVec,
+    pub retries: IntCounterVec,
+    pub ejections: IntCounterVec,
+    pub config_reloads: IntCounterVec,
+    pub config_generation: IntGauge,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "istio_requests_total",
+                "Requests, by Istio's standard labels.",
+            ),
+            LABELS,
+        )
+        .expect("static metric");
+        let hist = |name: &str, help: &str, buckets: &[f64]| {
+            HistogramVec::new(
+                HistogramOpts::new(name, help).buckets(buckets.to_vec()),
+                LABELS,
+            )
+            .expect("static metric")
+        };
+        let duration = hist(
+            "istio_request_duration_milliseconds",
+            "Request duration.",
+            DURATION_BUCKETS,
+        );
+        let request_bytes = hist("istio_request_bytes", "Request body sizes.", BYTE_BUCKETS);
+        let response_bytes = hist("istio_response_bytes", "Response body sizes.", BYTE_BUCKETS);
+        let flagged = IntCounterVec::new(
+            Opts::new(
+                "waypoint_response_flags_total",
+                "Requests by Envoy response flag.",
+            ),
+            &["response_flags"],
+        )
+        .expect("static metric");
+        let retries = IntCounterVec::new(
+            Opts::new("waypoint_upstream_retries_total", "Retries sent upstream."),
+            &["destination_service"],
+        )
+        .expect("static metric");
+        let ejections = IntCounterVec::new(
+            Opts::new(
+                "waypoint_outlier_ejections_total",
+                "Endpoints ejected by outlier detection.",
+            ),
+            &["destination_service"],
+        )
+        .expect("static metric");
+        let config_reloads = IntCounterVec::new(
+            Opts::new("waypoint_config_reloads_total", "Config reloads by result."),
+            &["result"],
+        )
+        .expect("static metric");
+        let config_generation = IntGauge::new(
+            "waypoint_config_generation",
+            "The config generation in use.",
+        )
+        .expect("static metric");
+        for c in [&requests, &flagged, &retries, &ejections, &config_reloads] {
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
+        }
+        for h in [&duration, &request_bytes, &response_bytes] {
+            registry
+                .register(Box::new(h.clone()))
+                .expect("unique metric");
+        }
+        registry
+            .register(Box::new(config_generation.clone()))
+            .expect("unique metric");
+        config_generation.set(1);
+        Metrics {
+            registry,
+            requests,
+            duration,
+            request_bytes,
+            response_bytes,
+            flagged,
+            retries,
+            ejections,
+            config_reloads,
+            config_generation,
+        }
+    }
+
+    /// The Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Istio's label values for one request; "unknown" where the model does not know.
+#[derive(Default)]
+pub struct RequestLabels {
+    pub values: BTreeMap<&'static str, String>,
+}
+
+impl RequestLabels {
+    pub fn set(&mut self, name: &'static str, value: impl Into<String>) {
+        self.values.insert(name, value.into());
+    }
+
+    pub fn ordered(&self) -> Vec<&str> {
+        LABELS
+            .iter()
+            .map(|l| self.values.get(l).map(String::as_str).unwrap_or("unknown"))
+            .collect()
+    }
+}
+
+/// Istio's canonical service and revision of a workload, from its labels.
+pub fn canonical(labels: &BTreeMap<String, String>) -> (String, String) {
+    let get = |keys: &[&str]| keys.iter().find_map(|k| labels.get(*k)).cloned();
+    let service = get(&[
+        "service.istio.io/canonical-name",
+        "app.kubernetes.io/name",
+        "app",
+    ])
+    .unwrap_or_else(|| "unknown".into());
+    let revision = get(&[
+        "service.istio.io/canonical-revision",
+        "app.kubernetes.io/version",
+        "version",
+    ])
+    .unwrap_or_else(|| "latest".into());
+    (service, revision)
+}
