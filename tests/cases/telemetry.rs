@@ -165,3 +165,43 @@ async fn istio_metrics_are_served_in_prometheus_text_format() {
 async fn scrape_admin(wp: &WaypointProc) -> prometheus_parse::Scrape {
     scrape(wp.admin).await
 }
+
+async fn admin_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_shows_clusters_and_changes_the_log_level() {
+    let world = World::productpage().await;
+    let certs = Certs::new();
+    let wp = WaypointProc::start(world.dir(), &certs.waypoint_dir).await;
+    let mut t = tunnel(&wp, &certs, PRODUCTPAGE_VIP).await;
+    assert_eq!(t.get("http://productpage/", &[]).await.unwrap().status, 200);
+    let clusters = admin_get(wp.admin, "/clusters").await;
+    let v2 = world.backends["productpage-v2"].addr;
+    let line = format!(
+        "outbound|9080|v2|productpage.default.svc.cluster.local::{v2}::health_flags::healthy"
+    );
+    assert!(clusters.contains(&line), "{clusters}");
+
+    assert!(!wp.logs().contains("DEBUG waypoint::hbone::server"));
+    assert!(admin_get(wp.admin, "/logging?level=debug")
+        .await
+        .contains("log level DEBUG"));
+    let _ = crate::common::connect(&wp, &certs.client()).await;
+    assert!(
+        wp.log_contains("waypoint::hbone::server] hbone connection from")
+            .await,
+        "{}",
+        wp.logs()
+    );
+    assert!(admin_get(wp.admin, "/logging?level=loud")
+        .await
+        .starts_with("HTTP/1.1 400"));
+}

@@ -36,6 +36,24 @@ pub async fn serve(
     }
 }
 
+/// `/logging?level=debug`: the log level, changed at run time (Envoy's form).
+fn logging(query: Option<&str>) -> (StatusCode, String) {
+    let level = query
+        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("level=")))
+        .map(str::parse::<log::LevelFilter>);
+    match level {
+        Some(Ok(level)) => {
+            crate::logging::set_level(level);
+            (StatusCode::OK, format!("log level {level}\n"))
+        }
+        Some(Err(_)) => (
+            StatusCode::BAD_REQUEST,
+            "level must be one of off, error, warn, info, debug, trace\n".into(),
+        ),
+        None => (StatusCode::OK, format!("log level {}\n", log::max_level())),
+    }
+}
+
 fn handle(
     req: &Request<Incoming>,
     state: &State,
@@ -56,6 +74,22 @@ fn handle(
             )
         }
         "/stats/prometheus" => (StatusCode::OK, metrics.render()),
+        "/clusters" => {
+            let rt = state.current();
+            let mut out = String::new();
+            for (name, endpoints) in rt.upstreams.status(&rt.snapshot) {
+                for (addr, active, ejected) in endpoints {
+                    let health = if ejected {
+                        "/failed_outlier_check"
+                    } else {
+                        "healthy"
+                    };
+                    out.push_str(&format!("{name}::{addr}::rq_active::{active}\n{name}::{addr}::health_flags::{health}\n"));
+                }
+            }
+            (StatusCode::OK, out)
+        }
+        "/logging" => logging(req.uri().query()),
         _ => (StatusCode::NOT_FOUND, "not found\n".to_string()),
     };
     let mut resp = Response::new(Full::new(Bytes::from(body)));

@@ -80,12 +80,12 @@ enum Command {
         /// One JSON line per request on stdout.
         #[arg(long, env = "WAYPOINT_ACCESS_LOG", default_value_t = true, action = clap::ArgAction::Set)]
         access_log: bool,
-        /// Where `/stats/prometheus` is also served (Istio's 15020 and 15090).
+        /// Where `/stats/prometheus` and `/healthz/ready` are also served (Istio's 15020, 15021, 15090).
         #[arg(
             long,
             env = "WAYPOINT_METRICS_ADDR",
             value_delimiter = ',',
-            default_value = "0.0.0.0:15020,0.0.0.0:15090"
+            default_value = "0.0.0.0:15020,0.0.0.0:15021,0.0.0.0:15090"
         )]
         metrics_addr: Vec<SocketAddr>,
     },
@@ -103,7 +103,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    waypoint::logging::init();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run {

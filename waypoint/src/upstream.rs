@@ -138,4 +138,27 @@ impl Upstreams {
     pub fn cluster(&self, key: ClusterKey) -> Option<&Arc<Cluster>> {
         self.clusters.get(&key)
     }
+
+    /// Every cluster with its endpoints' state, for the admin `/clusters` page:
+    /// `(name, [(address, requests in flight, ejected)])`, sorted by name.
+    pub fn status(&self, snapshot: &Snapshot) -> Vec<(String, Vec<(SocketAddr, u32, bool)>)> {
+        let mut out: Vec<_> = self
+            .clusters
+            .iter()
+            .map(|(&(svc, subset, port), c)| {
+                let s = snapshot.service(svc);
+                let subset = subset.map(|i| s.subsets[i].name.as_str()).unwrap_or("");
+                let usable = c.outlier.usable();
+                let eps = c
+                    .endpoints
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (_, addr))| (*addr, c.active[i].load(Ordering::Relaxed), !usable(i)))
+                    .collect();
+                (format!("outbound|{port}|{subset}|{}", s.hostname), eps)
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
 }
