@@ -15,6 +15,9 @@ use waypoint_ir::{EndpointIdx, ServiceIdx, Snapshot, TrafficPolicy};
 
 pub type ClusterKey = (ServiceIdx, Option<usize>, u16);
 
+/// An endpoint's address, requests in flight, and whether it is ejected.
+pub type EndpointStatus = (SocketAddr, u32, bool);
+
 pub struct Cluster {
     pub endpoints: Vec<(EndpointIdx, SocketAddr)>,
     pub policy: TrafficPolicy,
@@ -139,9 +142,9 @@ impl Upstreams {
         self.clusters.get(&key)
     }
 
-    /// Every cluster with its endpoints' state, for the admin `/clusters` page:
-    /// `(name, [(address, requests in flight, ejected)])`, sorted by name.
-    pub fn status(&self, snapshot: &Snapshot) -> Vec<(String, Vec<(SocketAddr, u32, bool)>)> {
+    /// Every cluster with its endpoints' state, for the admin `/clusters` page,
+    /// sorted by name.
+    pub fn status(&self, snapshot: &Snapshot) -> Vec<(String, Vec<EndpointStatus>)> {
         let mut out: Vec<_> = self
             .clusters
             .iter()
