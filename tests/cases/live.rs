@@ -102,3 +102,61 @@ async fn sigterm_drains_in_flight_requests_then_exits_0() {
     );
     assert!(wp.logs().contains("shut down"), "{}", wp.logs());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steady_traffic_survives_many_reloads_valid_and_invalid() {
+    let world = World::productpage().await;
+    let certs = Certs::new();
+    let wp = WaypointProc::start(world.dir(), &certs.waypoint_dir).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut loads = Vec::new();
+    for _ in 0..4 {
+        let mut t = tunnel(&wp, &certs, PRODUCTPAGE_VIP).await;
+        let stop = stop.clone();
+        loads.push(tokio::spawn(async move {
+            let (mut ok, mut failed) = (0u32, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match t.get("http://productpage/", &[]).await {
+                    Ok(r) if r.status == 200 => ok += 1,
+                    other => failed.push(format!("{other:?}")),
+                }
+            }
+            (ok, failed)
+        }));
+    }
+    let world_yaml = world.dir().join("world.yaml");
+    let seed = std::fs::read_to_string(&world_yaml).unwrap();
+    let bad = world.dir().join("bad.yaml");
+    for round in 0..6 {
+        if round % 2 == 0 {
+            // A valid change: the split's weights move.
+            let weights = if round % 4 == 0 {
+                ("50", "50")
+            } else {
+                ("90", "10")
+            };
+            let text = seed
+                .replace("weight: 90", &format!("weight: {}", weights.0))
+                .replace("weight: 10", &format!("weight: {}", weights.1));
+            std::fs::write(&world_yaml, text).unwrap();
+            let _ = std::fs::remove_file(&bad);
+        } else {
+            std::fs::write(&bad, "kind: VirtualService\napiVersion: networking.istio.io/v1\nmetadata: {name: broken}\nspec: {http: [{route: [{weight: x}]}]}\n").unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(1300)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut total = 0;
+    for l in loads {
+        let (ok, failed) = l.await.unwrap();
+        assert!(failed.is_empty(), "failed during reloads: {failed:?}");
+        total += ok;
+    }
+    assert!(total > 100, "the load ran: {total}");
+    assert!(
+        wp.log_contains("generation 4").await,
+        "three valid reloads happened:\n{}",
+        wp.logs()
+    );
+    assert!(wp.log_contains("config rejected").await);
+}
