@@ -148,6 +148,7 @@ impl Waypoint {
                 let server = Arc::new(HboneServer {
                     h2: listeners.h2,
                     active: active.clone(),
+                    metrics: metrics.clone(),
                     identity: identity.clone(),
                     app: proxy.clone(),
                     state: state.clone(),

@@ -7,7 +7,7 @@ pub mod server;
 mod stream;
 pub mod tls;
 
-pub use stream::H2Stream;
+pub use stream::{H2Stream, TunnelBytes};
 
 use crate::identity::SpiffeId;
 use std::net::SocketAddr;

@@ -46,8 +46,23 @@ const DURATION_BUCKETS: &[f64] = &[
 /// Istio's size buckets, in bytes: 1 to 10^9.
 const BYTE_BUCKETS: &[f64] = &[1.0, 10.0, 100.0, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9];
 
+/// Labels of the TCP metrics for tunnels: who, to which service, how secured.
+pub const TCP_LABELS: &[&str] = &[
+    "reporter",
+    "source_principal",
+    "source_workload_namespace",
+    "destination_service",
+    "destination_service_name",
+    "destination_service_namespace",
+    "connection_security_policy",
+];
+
 pub struct Metrics {
     registry: Registry,
+    pub tcp_opened: IntCounterVec,
+    pub tcp_closed: IntCounterVec,
+    pub tcp_sent: IntCounterVec,
+    pub tcp_received: IntCounterVec,
     pub requests: IntCounterVec,
     pub duration: HistogramVec,
     pub request_bytes: HistogramVec,
@@ -111,12 +126,41 @@ impl Metrics {
             &["result"],
         )
         .expect("static metric");
+        let tcp = |name: &str, help: &str| {
+            IntCounterVec::new(Opts::new(name, help), TCP_LABELS).expect("static metric")
+        };
+        let tcp_opened = tcp(
+            "istio_tcp_connections_opened_total",
+            "HBONE tunnels opened.",
+        );
+        let tcp_closed = tcp(
+            "istio_tcp_connections_closed_total",
+            "HBONE tunnels closed.",
+        );
+        let tcp_sent = tcp(
+            "istio_tcp_sent_bytes_total",
+            "Bytes sent to clients through tunnels.",
+        );
+        let tcp_received = tcp(
+            "istio_tcp_received_bytes_total",
+            "Bytes received from clients through tunnels.",
+        );
         let config_generation = IntGauge::new(
             "waypoint_config_generation",
             "The config generation in use.",
         )
         .expect("static metric");
-        for c in [&requests, &flagged, &retries, &ejections, &config_reloads] {
+        for c in [
+            &requests,
+            &flagged,
+            &retries,
+            &ejections,
+            &config_reloads,
+            &tcp_opened,
+            &tcp_closed,
+            &tcp_sent,
+            &tcp_received,
+        ] {
             registry
                 .register(Box::new(c.clone()))
                 .expect("unique metric");
@@ -132,6 +176,10 @@ impl Metrics {
         config_generation.set(1);
         Metrics {
             registry,
+            tcp_opened,
+            tcp_closed,
+            tcp_sent,
+            tcp_received,
             requests,
             duration,
             request_bytes,

@@ -43,6 +43,7 @@ pub struct HboneServer<A> {
     pub h2: super::H2Settings,
     /// Open connections and tunnels, which a drain waits for.
     pub active: Arc<std::sync::atomic::AtomicUsize>,
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// The waypoint's identity; each handshake takes the newest.
     pub identity: Arc<crate::identity::IdentityStore>,
     pub app: Arc<A>,
@@ -155,17 +156,27 @@ impl<A: ServerApp + Send + Sync + 'static> HboneServer<A> {
                 return;
             }
         };
-        if self
-            .state
-            .current()
-            .snapshot
-            .resolve_target(target)
-            .is_none()
-        {
+        let rt = self.state.current();
+        let Some(resolved) = rt.snapshot.resolve_target(target) else {
             warn!("hbone: refusing CONNECT {target} from {source}: no service or workload has that address");
             reply(&mut respond, StatusCode::NOT_FOUND);
             return;
-        }
+        };
+        let service = match resolved {
+            waypoint_ir::Target::Service { service, .. }
+            | waypoint_ir::Target::Workload { service, .. } => rt.snapshot.service(service),
+        };
+        let labels = [
+            "waypoint".to_string(),
+            source.to_string(),
+            source.namespace.clone(),
+            service.hostname.clone(),
+            service.name.clone(),
+            service.namespace.clone(),
+            "mutual_tls".to_string(),
+        ];
+        let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+        drop(rt);
         let send = match respond.send_response(Response::new(()), false) {
             Ok(send) => send,
             Err(e) => {
@@ -173,7 +184,9 @@ impl<A: ServerApp + Send + Sync + 'static> HboneServer<A> {
                 return;
             }
         };
-        let tunnel = H2Stream::new(send, req.into_body());
+        let bytes = Arc::new(super::TunnelBytes::default());
+        let tunnel = H2Stream::new(send, req.into_body()).metered(bytes.clone());
+        self.metrics.tcp_opened.with_label_values(&labels).inc();
         let meta = HboneMeta {
             source,
             target,
@@ -185,6 +198,12 @@ impl<A: ServerApp + Send + Sync + 'static> HboneServer<A> {
         while let Some(next) = self.app.process_new(stream, &shutdown).await {
             stream = next;
         }
+        let m = &self.metrics;
+        m.tcp_closed.with_label_values(&labels).inc();
+        let received = bytes.received.load(std::sync::atomic::Ordering::Relaxed);
+        let sent = bytes.sent.load(std::sync::atomic::Ordering::Relaxed);
+        m.tcp_received.with_label_values(&labels).inc_by(received);
+        m.tcp_sent.with_label_values(&labels).inc_by(sent);
     }
 }
 

@@ -20,6 +20,15 @@ pub struct H2Stream {
     shut_down: bool,
     /// Streams open on the pooled connection this one rides (see `pool`).
     open_streams: Option<std::sync::Arc<std::sync::atomic::AtomicUsize>>,
+    /// Bytes read and written, for the tunnel's TCP metrics.
+    bytes: Option<std::sync::Arc<TunnelBytes>>,
+}
+
+/// Bytes through one tunnel, counted as they pass.
+#[derive(Debug, Default)]
+pub struct TunnelBytes {
+    pub received: std::sync::atomic::AtomicU64,
+    pub sent: std::sync::atomic::AtomicU64,
 }
 
 impl H2Stream {
@@ -30,7 +39,14 @@ impl H2Stream {
             pending: Bytes::new(),
             shut_down: false,
             open_streams: None,
+            bytes: None,
         }
+    }
+
+    /// Counts the bytes through this tunnel into `bytes`.
+    pub fn metered(mut self, bytes: std::sync::Arc<TunnelBytes>) -> Self {
+        self.bytes = Some(bytes);
+        self
     }
 
     /// Counts this stream against its connection until dropped.
@@ -66,6 +82,10 @@ impl AsyncRead for H2Stream {
                 let n = buf.remaining().min(self.pending.len());
                 buf.put_slice(&self.pending[..n]);
                 self.pending.advance(n);
+                if let Some(b) = &self.bytes {
+                    b.received
+                        .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                }
                 return Poll::Ready(Ok(()));
             }
             match ready!(self.recv.poll_data(cx)) {
@@ -102,6 +122,10 @@ impl AsyncWrite for H2Stream {
                     self.send
                         .send_data(Bytes::copy_from_slice(&buf[..n]), false)
                         .map_err(h2_to_io)?;
+                    if let Some(b) = &self.bytes {
+                        b.sent
+                            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                    }
                     return Poll::Ready(Ok(n));
                 }
                 Some(Err(e)) => return Poll::Ready(Err(h2_to_io(e))),
