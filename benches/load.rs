@@ -52,6 +52,16 @@ fn main() {
         );
         reports.push(
             driver::run(
+                Scenario::Plaintext(world.quiet_http),
+                "waypoint   plain, no log",
+                conns,
+                duration,
+                world.quiet_pid(),
+            )
+            .await,
+        );
+        reports.push(
+            driver::run(
                 Scenario::Hbone {
                     addr: world.waypoint_hbone,
                     tls: world.client_tls.clone(),

@@ -17,6 +17,9 @@ pub struct World {
     /// `(version, address)` of each backend, for the peer's config.
     pub endpoints: Vec<(&'static str, SocketAddr)>,
     waypoint: Child,
+    /// The same waypoint with the access log off, for the telemetry's cost.
+    quiet: Child,
+    pub quiet_http: SocketAddr,
     pub waypoint_http: SocketAddr,
     pub waypoint_hbone: SocketAddr,
     pub client_tls: Arc<rustls::ClientConfig>,
@@ -76,22 +79,29 @@ impl World {
         let client = load_cert_dir(&dir.path().join("client")).unwrap();
         let client_tls = waypoint::hbone::tls::client_config(&client, None).unwrap();
 
-        let (http, hbone, admin) = (free_addr(), free_addr(), free_addr());
-        let waypoint = Command::new(env!("CARGO_BIN_EXE_waypoint"))
-            .arg("run")
-            .arg("--config-dir")
-            .arg(&config)
-            .arg("--cert-dir")
-            .arg(dir.path().join("wp"))
-            .args(["--http-addr", &http.to_string()])
-            .args(["--hbone-addr", &hbone.to_string()])
-            .args(["--admin-addr", &admin.to_string()])
-            .args(["--metrics-addr", &free_addr().to_string()])
-            .args(["--workers", &workers.to_string()])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
+        let spawn = |extra: &[&str]| {
+            let (http, hbone, admin) = (free_addr(), free_addr(), free_addr());
+            let child = Command::new(env!("CARGO_BIN_EXE_waypoint"))
+                .arg("run")
+                .arg("--config-dir")
+                .arg(&config)
+                .arg("--cert-dir")
+                .arg(dir.path().join("wp"))
+                .args(["--http-addr", &http.to_string()])
+                .args(["--hbone-addr", &hbone.to_string()])
+                .args(["--admin-addr", &admin.to_string()])
+                .args(["--metrics-addr", &free_addr().to_string()])
+                .args(["--workers", &workers.to_string()])
+                .args(extra)
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap();
+            (child, http, hbone)
+        };
+        let (waypoint, http, hbone) = spawn(&[]);
+        let (quiet, quiet_http, _) = spawn(&["--access-log", "false"]);
+        wait_listening(quiet_http).await;
         wait_listening(http).await;
         wait_listening(hbone).await;
         World {
@@ -99,6 +109,8 @@ impl World {
             _backends: backends,
             endpoints,
             waypoint,
+            quiet,
+            quiet_http,
             waypoint_http: http,
             waypoint_hbone: hbone,
             client_tls,
@@ -109,6 +121,10 @@ impl World {
 impl World {
     pub fn waypoint_pid(&self) -> u32 {
         self.waypoint.id()
+    }
+
+    pub fn quiet_pid(&self) -> u32 {
+        self.quiet.id()
     }
 }
 
@@ -122,7 +138,9 @@ pub async fn wait_listening(addr: SocketAddr) {
 
 impl Drop for World {
     fn drop(&mut self) {
-        let _ = self.waypoint.kill();
-        let _ = self.waypoint.wait();
+        for child in [&mut self.waypoint, &mut self.quiet] {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
