@@ -40,15 +40,6 @@ status: {{podIP: {pod_ip}}}
 }
 
 /// Envoy as the destination ztunnel at `ip`, presenting `server_sa`'s identity.
-async fn destination(
-    certs: &Certs,
-    ip: &str,
-    server_sa: &str,
-    workload: &Echo,
-) -> (Envoy, u16, tempfile::TempDir) {
-    destination_signed_by(&certs.ca, ip, server_sa, workload).await
-}
-
 async fn destination_signed_by(
     ca: &waypoint::identity::DevCa,
     ip: &str,
@@ -78,27 +69,68 @@ async fn destination_signed_by(
     (envoy, port, cert_dir)
 }
 
+/// One mesh workload behind an Envoy destination at 127.0.0.`octet`, the service
+/// VIP 10.96.0.`octet`, and a waypoint that reaches it over HBONE.
+struct Mesh {
+    certs: Certs,
+    workload: Echo,
+    envoy: Envoy,
+    port: u16,
+    wp: WaypointProc,
+    _dirs: (tempfile::TempDir, tempfile::TempDir),
+}
+
+impl Mesh {
+    async fn start(
+        octet: u8,
+        server_sa: &str,
+        ca: Option<&waypoint::identity::DevCa>,
+        extra: &[&str],
+    ) -> Mesh {
+        let certs = Certs::new();
+        let workload = Echo::start("127.0.0.1:0".parse().unwrap(), "ratings-1")
+            .await
+            .unwrap();
+        let ip = format!("127.0.0.{octet}");
+        let (envoy, port, cert_dir) =
+            destination_signed_by(ca.unwrap_or(&certs.ca), &ip, server_sa, &workload).await;
+        let config = mesh_world(&ip, &format!("10.96.0.{octet}"));
+        let port_flag = port.to_string();
+        let mut flags = vec!["--hbone-upstream-port", port_flag.as_str()];
+        flags.extend_from_slice(extra);
+        let wp = WaypointProc::start_with(config.path(), &certs.waypoint_dir, &flags).await;
+        Mesh {
+            certs,
+            workload,
+            envoy,
+            port,
+            wp,
+            _dirs: (config, cert_dir),
+        }
+    }
+
+    fn vip(&self, octet: u8) -> String {
+        format!("10.96.0.{octet}:9080")
+    }
+
+    /// Connections Envoy's HBONE listener has accepted.
+    async fn hbone_connections(&self, octet: u8) -> u64 {
+        self.envoy
+            .stat(&format!(
+                "listener.127.0.0.{octet}_{}.downstream_cx_total",
+                self.port
+            ))
+            .await
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_hbone_through_envoy_pools_connections() {
-    let certs = Certs::new();
-    let workload = Echo::start("127.0.0.1:0".parse().unwrap(), "ratings-1")
-        .await
-        .unwrap();
-    let (envoy, port, _c) = destination(&certs, "127.0.0.71", "ratings", &workload).await;
-    let config = mesh_world("127.0.0.71", "10.96.0.71");
-    let port = port.to_string();
-    let wp = WaypointProc::start_with(
-        config.path(),
-        &certs.waypoint_dir,
-        &["--hbone-upstream-port", &port],
-    )
-    .await;
+    let m = Mesh::start(71, "ratings", None, &[]).await;
     // Envoy counts the readiness probe's connection too: measure the difference.
-    let listener = format!("listener.127.0.0.71_{port}.downstream_cx_total");
-    let before = envoy.stat(&listener).await;
-
+    let before = m.hbone_connections(71).await;
     for _ in 0..5 {
-        let mut t = tunnel(&wp, &certs, "10.96.0.71:9080").await;
+        let mut t = tunnel(&m.wp, &m.certs, &m.vip(71)).await;
         for _ in 0..10 {
             let r = t
                 .get("http://ratings:9080/", &h("x-trace", "1"))
@@ -108,15 +140,15 @@ async fn upstream_hbone_through_envoy_pools_connections() {
             assert_eq!(r.header("x-pod"), Some("ratings-1"));
         }
     }
-    assert_eq!(workload.requests(), 50);
+    assert_eq!(m.workload.requests(), 50);
     // 50 requests, each its own CONNECT tunnel, over one pooled mTLS connection.
     assert_eq!(
-        envoy.stat(&listener).await - before,
+        m.hbone_connections(71).await - before,
         1,
         "upstream HBONE connections"
     );
     assert_eq!(
-        envoy.stat("cluster.workload.upstream_cx_total").await,
+        m.envoy.stat("cluster.workload.upstream_cx_total").await,
         50,
         "tunnels"
     );
@@ -124,43 +156,19 @@ async fn upstream_hbone_through_envoy_pools_connections() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_destination_with_the_wrong_identity_gets_no_request() {
-    let certs = Certs::new();
-    let workload = Echo::start("127.0.0.1:0".parse().unwrap(), "ratings-1")
-        .await
-        .unwrap();
-    let (_envoy, port, _c) = destination(&certs, "127.0.0.72", "intruder", &workload).await;
-    let config = mesh_world("127.0.0.72", "10.96.0.72");
-    let port = port.to_string();
-    let wp = WaypointProc::start_with(
-        config.path(),
-        &certs.waypoint_dir,
-        &["--hbone-upstream-port", &port],
-    )
-    .await;
-    let mut t = tunnel(&wp, &certs, "10.96.0.72:9080").await;
+    let m = Mesh::start(72, "intruder", None, &[]).await;
+    let mut t = tunnel(&m.wp, &m.certs, &m.vip(72)).await;
     let r = t.get("http://ratings:9080/", &[]).await.unwrap();
     assert_eq!(r.status, 503, "{}", r.text());
-    assert_eq!(workload.requests(), 0);
+    assert_eq!(m.workload.requests(), 0);
     let expected = "peer identity is spiffe://cluster.local/ns/default/sa/intruder, expected spiffe://cluster.local/ns/default/sa/ratings";
-    assert!(wp.log_contains(expected).await, "{}", wp.logs());
-    assert!(wp.log_contains("flag=UF").await, "{}", wp.logs());
+    assert!(m.wp.log_contains(expected).await, "{}", m.wp.logs());
+    assert!(m.wp.log_contains("flag=UF").await, "{}", m.wp.logs());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn envoy_client_to_waypoint_to_envoy_server_to_backend() {
-    let certs = Certs::new();
-    let workload = Echo::start("127.0.0.1:0".parse().unwrap(), "ratings-1")
-        .await
-        .unwrap();
-    let (_server, port, _c) = destination(&certs, "127.0.0.73", "ratings", &workload).await;
-    let config = mesh_world("127.0.0.73", "10.96.0.73");
-    let port = port.to_string();
-    let wp = WaypointProc::start_with(
-        config.path(),
-        &certs.waypoint_dir,
-        &["--hbone-upstream-port", &port],
-    )
-    .await;
+    let m = Mesh::start(73, "ratings", None, &[]).await;
     // The source side: an app's plain connection, wrapped by Envoy as HBONE with
     // the client workload's identity (sa/sleep).
     let app_port = free_addr();
@@ -168,10 +176,10 @@ async fn envoy_client_to_waypoint_to_envoy_server_to_backend() {
         "hbone_client.yaml",
         &[
             ("LISTEN_PORT", app_port.port().to_string()),
-            ("TARGET", "10.96.0.73:9080".into()),
-            ("CERT_DIR", certs.client_dir.display().to_string()),
+            ("TARGET", m.vip(73)),
+            ("CERT_DIR", m.certs.client_dir.display().to_string()),
             ("PEER_ID", id("productpage-waypoint").to_string()),
-            ("WAYPOINT_PORT", wp.hbone.port().to_string()),
+            ("WAYPOINT_PORT", m.wp.hbone.port().to_string()),
         ],
         app_port,
     )
@@ -185,42 +193,26 @@ async fn envoy_client_to_waypoint_to_envoy_server_to_backend() {
     app.read_to_string(&mut out).await.unwrap();
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
     assert!(out.contains("x-pod: ratings-1"), "{out}");
-    assert_eq!(workload.requests(), 1);
+    assert_eq!(m.workload.requests(), 1);
     // The waypoint saw the source identity Envoy presented.
-    assert!(
-        wp.log_contains("source=spiffe://cluster.local/ns/default/sa/sleep")
-            .await,
-        "{}",
-        wp.logs()
-    );
+    let source = "source=spiffe://cluster.local/ns/default/sa/sleep";
+    assert!(m.wp.log_contains(source).await, "{}", m.wp.logs());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_stream_limit_opens_more_connections() {
-    let certs = Certs::new();
-    let workload = Echo::start("127.0.0.1:0".parse().unwrap(), "ratings-1")
-        .await
-        .unwrap();
-    let (envoy, port, _c) = destination(&certs, "127.0.0.74", "ratings", &workload).await;
-    let config = mesh_world("127.0.0.74", "10.96.0.74");
-    let port = port.to_string();
-    let wp = WaypointProc::start_with(
-        config.path(),
-        &certs.waypoint_dir,
-        &[
-            "--hbone-upstream-port",
-            &port,
-            "--hbone-streams-per-connection",
-            "2",
-        ],
+    let m = Mesh::start(
+        74,
+        "ratings",
+        None,
+        &["--hbone-streams-per-connection", "2"],
     )
     .await;
-    let listener = format!("listener.127.0.0.74_{port}.downstream_cx_total");
-    let before = envoy.stat(&listener).await;
+    let before = m.hbone_connections(74).await;
     // Six requests in flight at once: six tunnels, at most two per connection.
     let mut tasks = Vec::new();
     for _ in 0..6 {
-        let mut t = tunnel(&wp, &certs, "10.96.0.74:9080").await;
+        let mut t = tunnel(&m.wp, &m.certs, &m.vip(74)).await;
         tasks.push(tokio::spawn(async move {
             t.get("http://ratings:9080/", &h("x-echo-delay-ms", "400"))
                 .await
@@ -232,7 +224,7 @@ async fn the_stream_limit_opens_more_connections() {
         assert_eq!(task.await.unwrap(), 200);
     }
     assert_eq!(
-        envoy.stat(&listener).await - before,
+        m.hbone_connections(74).await - before,
         3,
         "6 concurrent tunnels / 2 per connection"
     );
@@ -240,46 +232,21 @@ async fn the_stream_limit_opens_more_connections() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_destination_from_an_unknown_ca_gets_no_request() {
-    let certs = Certs::new();
-    let workload = Echo::start("127.0.0.1:0".parse().unwrap(), "ratings-1")
-        .await
-        .unwrap();
     let other = waypoint::identity::DevCa::new("another mesh").unwrap();
-    let (_envoy, port, _c) =
-        destination_signed_by(&other, "127.0.0.75", "ratings", &workload).await;
-    let config = mesh_world("127.0.0.75", "10.96.0.75");
-    let port = port.to_string();
-    let wp = WaypointProc::start_with(
-        config.path(),
-        &certs.waypoint_dir,
-        &["--hbone-upstream-port", &port],
-    )
-    .await;
-    let mut t = tunnel(&wp, &certs, "10.96.0.75:9080").await;
+    let m = Mesh::start(75, "ratings", Some(&other), &[]).await;
+    let mut t = tunnel(&m.wp, &m.certs, &m.vip(75)).await;
     assert_eq!(
         t.get("http://ratings:9080/", &[]).await.unwrap().status,
         503
     );
-    assert_eq!(workload.requests(), 0);
-    assert!(wp.log_contains("UnknownIssuer").await, "{}", wp.logs());
+    assert_eq!(m.workload.requests(), 0);
+    assert!(m.wp.log_contains("UnknownIssuer").await, "{}", m.wp.logs());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_destination_that_dies_mid_request_fails_only_that_request() {
-    let certs = Certs::new();
-    let workload = Echo::start("127.0.0.1:0".parse().unwrap(), "ratings-1")
-        .await
-        .unwrap();
-    let (mut envoy, port, _c) = destination(&certs, "127.0.0.76", "ratings", &workload).await;
-    let config = mesh_world("127.0.0.76", "10.96.0.76");
-    let port = port.to_string();
-    let wp = WaypointProc::start_with(
-        config.path(),
-        &certs.waypoint_dir,
-        &["--hbone-upstream-port", &port],
-    )
-    .await;
-    let mut t = tunnel(&wp, &certs, "10.96.0.76:9080").await;
+    let mut m = Mesh::start(76, "ratings", None, &[]).await;
+    let mut t = tunnel(&m.wp, &m.certs, &m.vip(76)).await;
     assert_eq!(
         t.get("http://ratings:9080/", &[]).await.unwrap().status,
         200
@@ -291,12 +258,12 @@ async fn a_destination_that_dies_mid_request_fails_only_that_request() {
             .unwrap()
     });
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    envoy.kill();
+    m.envoy.kill();
     let r = slow.await.unwrap();
     assert!(r.status.is_server_error(), "{} {}", r.status, r.text());
     // The waypoint itself is fine: its HBONE listener still opens tunnels and
     // answers (503: the destination is gone and retries cannot reach it).
-    let mut t = tunnel(&wp, &certs, "10.96.0.76:9080").await;
+    let mut t = tunnel(&m.wp, &m.certs, &m.vip(76)).await;
     assert_eq!(
         t.get("http://ratings:9080/", &[]).await.unwrap().status,
         503

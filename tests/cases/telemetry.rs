@@ -123,7 +123,6 @@ async fn istio_metrics_are_served_in_prometheus_text_format() {
             200
         );
     }
-    let scrape = scrape(wp.metrics).await;
     let ok = [
         ("reporter", "waypoint"),
         ("response_code", "200"),
@@ -149,6 +148,16 @@ async fn istio_metrics_are_served_in_prometheus_text_format() {
         ("request_protocol", "http"),
         ("source_workload", "unknown"),
     ];
+    // Metrics are recorded in the logging phase, just after the response is sent:
+    // wait for the seventh rather than race it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let scrape = loop {
+        let s = scrape(wp.metrics).await;
+        if value(&s, "istio_requests_total", &ok) >= 7.0 || std::time::Instant::now() > deadline {
+            break s;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!(value(&scrape, "istio_requests_total", &ok), 7.0);
     assert_eq!(
         value(&scrape, "istio_request_duration_milliseconds", &ok),
@@ -160,10 +169,50 @@ async fn istio_metrics_are_served_in_prometheus_text_format() {
         value(&scrape_admin(&wp).await, "istio_requests_total", &ok),
         7.0
     );
+
+    // The tunnel itself, as Istio's TCP metrics.
+    let tcp = [
+        ("reporter", "waypoint"),
+        (
+            "destination_service",
+            "productpage.default.svc.cluster.local",
+        ),
+    ];
+    assert_eq!(
+        value(&scrape, "istio_tcp_connections_opened_total", &tcp),
+        1.0
+    );
+    drop(t);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let closed = loop {
+        let s = scrape_at(wp.metrics).await;
+        if value(&s, "istio_tcp_connections_closed_total", &tcp) >= 1.0
+            || std::time::Instant::now() > deadline
+        {
+            break s;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(
+        value(&closed, "istio_tcp_connections_closed_total", &tcp),
+        1.0
+    );
+    assert!(
+        value(&closed, "istio_tcp_received_bytes_total", &tcp) > 7.0 * 30.0,
+        "seven requests came in"
+    );
+    assert!(
+        value(&closed, "istio_tcp_sent_bytes_total", &tcp) > 7.0 * 100.0,
+        "seven responses went out"
+    );
 }
 
 async fn scrape_admin(wp: &WaypointProc) -> prometheus_parse::Scrape {
     scrape(wp.admin).await
+}
+
+async fn scrape_at(addr: std::net::SocketAddr) -> prometheus_parse::Scrape {
+    scrape(addr).await
 }
 
 async fn admin_get(addr: std::net::SocketAddr, path: &str) -> String {

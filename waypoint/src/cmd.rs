@@ -16,3 +16,23 @@ pub fn runtime(workers: Option<usize>) -> std::io::Result<tokio::runtime::Runtim
     }
     b.enable_all().build()
 }
+
+/// Naming domains, shared by `run` and `check`.
+#[derive(clap::Args, Clone)]
+pub struct Domains {
+    /// Trust domain of SPIFFE identities.
+    #[arg(long, env = "WAYPOINT_TRUST_DOMAIN", default_value = "cluster.local")]
+    pub trust_domain: String,
+    /// Kubernetes cluster domain, for service FQDNs.
+    #[arg(long, env = "WAYPOINT_CLUSTER_DOMAIN", default_value = "cluster.local")]
+    pub cluster_domain: String,
+}
+
+impl Domains {
+    pub fn options(&self) -> waypoint_config::Options {
+        waypoint_config::Options {
+            cluster_domain: self.cluster_domain.clone(),
+            trust_domain: self.trust_domain.clone(),
+        }
+    }
+}

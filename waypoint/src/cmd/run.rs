@@ -11,26 +11,69 @@ use std::sync::Arc;
 /// How often `--config-dir` is checked for changes.
 const CONFIG_POLL: std::time::Duration = std::time::Duration::from_secs(1);
 
+#[derive(clap::Args)]
 pub struct RunArgs {
+    /// Directory of Kubernetes manifests (*.yaml, *.yml, *.json, recursively).
+    #[arg(long, env = "WAYPOINT_CONFIG_DIR")]
     pub config_dir: PathBuf,
+    /// HBONE (mTLS HTTP/2 CONNECT) listener.
+    #[arg(long, env = "WAYPOINT_HBONE_ADDR", default_value = "0.0.0.0:15008")]
     pub hbone_addr: SocketAddr,
+    /// Plaintext HTTP listener routing by Host (off unless set).
+    #[arg(long, env = "WAYPOINT_HTTP_ADDR")]
     pub http_addr: Option<SocketAddr>,
+    /// Admin listener (/healthz/ready, /config_dump).
+    #[arg(long, env = "WAYPOINT_ADMIN_ADDR", default_value = "127.0.0.1:15000")]
     pub admin_addr: SocketAddr,
+    /// Directory with cert-chain.pem, key.pem and root-cert.pem.
+    #[arg(
+        long,
+        env = "WAYPOINT_CERT_DIR",
+        default_value = "/var/run/secrets/workload-spiffe-credentials"
+    )]
     pub cert_dir: PathBuf,
-    pub options: waypoint_config::Options,
+    #[command(flatten)]
+    pub domains: super::Domains,
+    /// Worker threads (default: one per CPU).
+    #[arg(long, env = "WAYPOINT_WORKERS")]
     pub workers: Option<usize>,
+    /// Port of mesh endpoints' HBONE servers (their node's ztunnel).
+    #[arg(long, env = "WAYPOINT_HBONE_UPSTREAM_PORT", default_value_t = 15008)]
     pub hbone_upstream_port: u16,
+    /// CONNECT tunnels one upstream HBONE connection carries at most.
+    #[arg(
+        long,
+        env = "WAYPOINT_HBONE_STREAMS_PER_CONNECTION",
+        default_value_t = 100
+    )]
     pub hbone_streams_per_connection: usize,
+    /// HTTP/2 window per HBONE tunnel, bytes (ztunnel's default).
+    #[arg(long, env = "WAYPOINT_HBONE_WINDOW_SIZE", default_value_t = 4 << 20)]
     pub hbone_window_size: u32,
+    /// HTTP/2 window per HBONE connection, bytes (ztunnel's default).
+    #[arg(long, env = "WAYPOINT_HBONE_CONNECTION_WINDOW_SIZE", default_value_t = 16 << 20)]
     pub hbone_connection_window_size: u32,
+    /// Add `x-forwarded-client-cert` (By=<waypoint>;URI=<source>) to requests.
+    #[arg(long, env = "WAYPOINT_XFCC")]
     pub xfcc: bool,
-    pub drain_period: std::time::Duration,
+    /// On SIGTERM, how long in-flight requests and tunnels may take, in seconds.
+    #[arg(long, env = "WAYPOINT_DRAIN_PERIOD", default_value_t = 5)]
+    pub drain_period: u64,
+    /// One JSON line per request on stdout.
+    #[arg(long, env = "WAYPOINT_ACCESS_LOG", default_value_t = true, action = clap::ArgAction::Set)]
     pub access_log: bool,
+    /// Where `/stats/prometheus` and `/healthz/ready` are also served (Istio's 15020, 15021, 15090).
+    #[arg(
+        long,
+        env = "WAYPOINT_METRICS_ADDR",
+        value_delimiter = ',',
+        default_value = "0.0.0.0:15020,0.0.0.0:15021,0.0.0.0:15090"
+    )]
     pub metrics_addr: Vec<SocketAddr>,
 }
 
 pub fn run(args: RunArgs) -> CmdResult {
-    let loaded = match waypoint_config::load_dir(&args.config_dir, &args.options) {
+    let loaded = match waypoint_config::load_dir(&args.config_dir, &args.domains.options()) {
         Ok(l) => l,
         Err(diags) => {
             for d in &diags {
@@ -70,16 +113,21 @@ pub fn run(args: RunArgs) -> CmdResult {
         .await?;
         let watcher = Arc::new(crate::reload::ConfigWatcher {
             dir: args.config_dir.clone(),
-            options: args.options.clone(),
+            options: args.domains.options(),
             state: waypoint.state.clone(),
             metrics: waypoint.metrics.clone(),
         });
         let (stop_watch, watch_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(watcher.watch(CONFIG_POLL, watch_rx));
         wait_for_signal().await;
-        log::info!("draining for up to {:?}", args.drain_period);
+        log::info!(
+            "draining for up to {:?}",
+            std::time::Duration::from_secs(args.drain_period)
+        );
         let _ = stop_watch.send(true);
-        let left = waypoint.drain(args.drain_period).await;
+        let left = waypoint
+            .drain(std::time::Duration::from_secs(args.drain_period))
+            .await;
         if left > 0 {
             log::warn!("drain period over with {left} connection(s) or tunnel(s) still open");
         }
