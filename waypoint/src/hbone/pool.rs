@@ -4,7 +4,9 @@
 //! Invariants: a pooled connection was verified against exactly the identity in
 //! its key, so a tunnel never reaches a peer with another identity; a connection
 //! carries at most `max_streams` tunnels at once; a connection that fails to open
-//! a tunnel leaves the pool and the tunnel is tried once on a fresh one.
+//! a tunnel leaves the pool and the tunnel is tried once on a fresh one; one key's
+//! connections are dialled one at a time, so a burst of requests shares a new
+//! connection instead of each racing to open its own.
 
 use super::client::{ClientError, HboneClient};
 use super::H2Stream;
@@ -36,6 +38,9 @@ pub struct HbonePool {
     tls: Mutex<(u64, HashMap<SpiffeId, Arc<rustls::ClientConfig>>)>,
     /// Connections dialled so far (for tests and, later, metrics).
     dialled: AtomicUsize,
+    /// One dial at a time per key: requests that find no room while a
+    /// connection is being set up wait for it instead of dialling their own.
+    dialing: Mutex<HashMap<Key, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl HbonePool {
@@ -47,6 +52,7 @@ impl HbonePool {
             conns: Mutex::default(),
             tls: Mutex::default(),
             dialled: AtomicUsize::new(0),
+            dialing: Mutex::default(),
         }
     }
 
@@ -131,7 +137,21 @@ impl HbonePool {
                 }
             }
         }
-        let conn = self.dial(&key).await?;
+        let conn = {
+            let gate = self
+                .dialing
+                .lock()
+                .expect("pool lock")
+                .entry(key.clone())
+                .or_default()
+                .clone();
+            let _dialing = gate.lock().await;
+            // Another request may have dialled while this one waited.
+            match self.reserve(&key) {
+                Some(conn) => conn,
+                None => self.dial(&key).await?,
+            }
+        };
         match conn.client.open_with(&authority, headers).await {
             Ok(s) => Ok(s.counted(conn.open.clone())),
             Err(e) => {
