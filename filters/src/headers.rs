@@ -25,19 +25,48 @@ impl std::error::Error for InvalidHeader {}
 /// `RequestHeaderModifier` and Istio `headers`), so `remove` wins over `set` for
 /// the same name. Stops at the first invalid name or value: translation validates
 /// them, so this only trips on a bug, and a half-applied edit is reported.
-pub fn apply(modifier: &HeaderModifier, headers: &mut HeaderMap) -> Result<(), InvalidHeader> {
+pub fn apply(
+    modifier: &HeaderModifier,
+    headers: &mut impl HeaderEdit,
+) -> Result<(), InvalidHeader> {
     for (name, value) in &modifier.set {
-        let (n, v) = parse(name, value)?;
-        headers.insert(n, v);
+        headers.set(name, value)?;
     }
     for (name, value) in &modifier.add {
-        let (n, v) = parse(name, value)?;
-        headers.append(n, v);
+        headers.add(name, value)?;
     }
     for name in &modifier.remove {
-        headers.remove(name.as_str());
+        headers.remove(name);
     }
     Ok(())
+}
+
+/// A header block that `apply` can edit: `http::HeaderMap` here, and the proxy's
+/// own request and response heads (which keep header-name case) in `waypoint`.
+pub trait HeaderEdit {
+    /// Replaces every value of `name` with `value`.
+    fn set(&mut self, name: &str, value: &str) -> Result<(), InvalidHeader>;
+    /// Appends a value, keeping those already there.
+    fn add(&mut self, name: &str, value: &str) -> Result<(), InvalidHeader>;
+    fn remove(&mut self, name: &str);
+}
+
+impl HeaderEdit for HeaderMap {
+    fn set(&mut self, name: &str, value: &str) -> Result<(), InvalidHeader> {
+        let (n, v) = parse(name, value)?;
+        self.insert(n, v);
+        Ok(())
+    }
+
+    fn add(&mut self, name: &str, value: &str) -> Result<(), InvalidHeader> {
+        let (n, v) = parse(name, value)?;
+        self.append(n, v);
+        Ok(())
+    }
+
+    fn remove(&mut self, name: &str) {
+        HeaderMap::remove(self, name);
+    }
 }
 
 fn parse(name: &str, value: &str) -> Result<(HeaderName, HeaderValue), InvalidHeader> {

@@ -89,7 +89,19 @@ async fn sigterm_drains_in_flight_requests_then_exits_0() {
         t.get("http://productpage/", &h("x-echo-delay-ms", "800"))
             .await
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // In flight once the backend has it (it answers 800 ms later).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while world.requests("productpage-v1-a")
+        + world.requests("productpage-v1-b")
+        + world.requests("productpage-v2")
+        == 0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the request never reached a backend"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let start = Instant::now();
     wp.signal_term();
     let r = slow.await.unwrap().unwrap();

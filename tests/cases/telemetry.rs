@@ -78,7 +78,14 @@ async fn the_access_log_can_be_switched_off() {
         .await;
     let mut t = tunnel(&wp, &certs, PRODUCTPAGE_VIP).await;
     assert_eq!(t.get("http://productpage/", &[]).await.unwrap().status, 200);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The logging phase has run once the request is counted in the metrics (it
+    // counts just before it would write the log line).
+    let counted = [("reporter", "waypoint"), ("response_code", "200")];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while value(&scrape(wp.metrics).await, "istio_requests_total", &counted) < 1.0 {
+        assert!(Instant::now() < deadline, "the request was never logged");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(wp.stdout(), "");
 }
 

@@ -144,7 +144,7 @@ impl WaypointProxy {
     }
 
     /// Outlier accounting for the try that just ended, counting ejections.
-    fn report(&self, ctx: &RequestCtx, result: TryResult) {
+    fn report(&self, ctx: &mut RequestCtx, result: TryResult) {
         if ctx.report(result) {
             let service = Self::destination_service(ctx);
             self.metrics

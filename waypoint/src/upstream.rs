@@ -89,6 +89,7 @@ impl Cluster {
     /// `previous_hosts` retry predicate).
     pub fn pick(self: &Arc<Self>, tried: &[SocketAddr]) -> Option<(ActiveTry, SocketAddr)> {
         let usable = self.outlier.usable();
+        let usable = |slot: usize| usable.allows(slot);
         let fresh = |slot: usize| usable(slot) && !tried.contains(&self.endpoints[slot].1);
         let slot = self
             .balancer
@@ -118,12 +119,7 @@ impl Upstreams {
             let subsets = std::iter::once(None).chain((0..svc.subsets.len()).map(Some));
             for subset in subsets {
                 for port in &svc.ports {
-                    let endpoints: Vec<(EndpointIdx, SocketAddr)> = svc
-                        .endpoints_for(subset.map(|i| &svc.subsets[i]), port.port)
-                        .filter_map(|(idx, ep)| {
-                            Some((idx, SocketAddr::new(ep.address, ep.target_port(port.port)?)))
-                        })
-                        .collect();
+                    let endpoints = waypoint_filters::endpoints(svc, subset, port.port);
                     if endpoints.is_empty() {
                         continue;
                     }
@@ -156,7 +152,13 @@ impl Upstreams {
                     .endpoints
                     .iter()
                     .enumerate()
-                    .map(|(i, (_, addr))| (*addr, c.active[i].load(Ordering::Relaxed), !usable(i)))
+                    .map(|(i, (_, addr))| {
+                        (
+                            *addr,
+                            c.active[i].load(Ordering::Relaxed),
+                            !usable.allows(i),
+                        )
+                    })
                     .collect();
                 (format!("outbound|{port}|{subset}|{}", s.hostname), eps)
             })

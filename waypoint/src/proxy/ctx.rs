@@ -11,6 +11,7 @@ use pingora::prelude::*;
 use pingora::proxy::Session;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use waypoint_filters::headers::{HeaderEdit, InvalidHeader};
 use waypoint_filters::{ForwardDecision, ResponseFlag};
 use waypoint_ir::{EndpointIdx, HeaderModifier, Route, ServiceIdx, Snapshot};
 
@@ -79,6 +80,7 @@ pub struct RequestCtx {
     /// Identity of the endpoint of the last try.
     pub destination: Option<String>,
     pub last_endpoint: Option<EndpointIdx>,
+    cluster: Option<Arc<Cluster>>,
 }
 
 impl RequestCtx {
@@ -91,19 +93,26 @@ impl RequestCtx {
     /// Whether a try that ended with `outcome` is retried under the route's
     /// policy, the deadline and the cluster's retry budget (`maxRetries`).
     pub fn may_retry(&mut self, outcome: waypoint_filters::retry::TryOutcome) -> bool {
-        let Some(route) = self.route() else {
-            return false;
-        };
-        let policy = route.policy.retry.clone();
-        if !waypoint_filters::retry::retriable(&policy, outcome) {
-            return false;
-        }
-        // From here on, a refusal means the retry limit was reached (URX).
+        use waypoint_filters::retry::{retriable, should_retry};
         let done = self.tries.saturating_sub(1);
         let expired = self
             .deadline
             .is_some_and(|d| d <= std::time::Instant::now());
-        if expired || !waypoint_filters::retry::should_retry(&policy, outcome, done) {
+        let (covered, allowed) = match self.route() {
+            Some(route) => {
+                let policy = &route.policy.retry;
+                (
+                    retriable(policy, outcome),
+                    !expired && should_retry(policy, outcome, done),
+                )
+            }
+            None => return false,
+        };
+        if !covered {
+            return false;
+        }
+        if !allowed {
+            // A retriable outcome refused by attempts or deadline: Envoy's URX.
             self.retry_limit_hit = true;
             return false;
         }
@@ -147,13 +156,18 @@ impl RequestCtx {
         self.route().map(|r| r.name.as_str())
     }
 
-    /// The cluster this request goes to: (backend service, subset, port).
-    pub fn cluster(&self) -> Option<Arc<Cluster>> {
-        let rt = self.runtime.as_ref()?;
-        let fwd = self.forward.as_ref()?;
-        rt.upstreams
-            .cluster((fwd.service, fwd.subset, fwd.port))
-            .cloned()
+    /// The cluster this request goes to: (backend service, subset, port). Looked
+    /// up once per request; every try and every later hook uses the same one.
+    pub fn cluster(&mut self) -> Option<Arc<Cluster>> {
+        if self.cluster.is_none() {
+            let rt = self.runtime.as_ref()?;
+            let fwd = self.forward.as_ref()?;
+            self.cluster = rt
+                .upstreams
+                .cluster((fwd.service, fwd.subset, fwd.port))
+                .cloned();
+        }
+        self.cluster.clone()
     }
 
     /// The endpoint for this try: the pinned workload, or the cluster's pick.
@@ -193,8 +207,11 @@ impl RequestCtx {
 
     /// Tells outlier detection how the current try ended; true if that ejected
     /// the endpoint.
-    pub fn report(&self, result: TryResult) -> bool {
-        let (Some(cluster), Some(active)) = (self.cluster(), self.active.as_ref()) else {
+    pub fn report(&mut self, result: TryResult) -> bool {
+        let Some(cluster) = self.cluster() else {
+            return false;
+        };
+        let Some(active) = self.active.as_ref() else {
             return false;
         };
         let Some(ejected) = cluster.outlier.report(active.slot(), result) else {
@@ -246,55 +263,51 @@ impl RequestCtx {
     }
 }
 
-/// Pingora's request and response headers keep header-name case, so edits go
-/// through their methods rather than the `http::HeaderMap` inside.
-trait Headers {
-    fn set(&mut self, name: &str, value: &str) -> Result<()>;
-    fn add(&mut self, name: &str, value: &str) -> Result<()>;
-    fn remove(&mut self, name: &str);
-}
+/// Pingora's request and response heads keep header-name case, so the shared
+/// edits (`waypoint_filters::headers::apply`) go through their methods rather
+/// than the `http::HeaderMap` inside. A wrapper, because both types are foreign.
+struct PingoraHeaders<'a, T>(&'a mut T);
 
-macro_rules! impl_headers {
+macro_rules! impl_header_edit {
     ($t:ty) => {
-        impl Headers for $t {
-            fn set(&mut self, name: &str, value: &str) -> Result<()> {
-                self.insert_header(name.to_string(), value).map(|_| ())
+        impl HeaderEdit for PingoraHeaders<'_, $t> {
+            fn set(&mut self, name: &str, value: &str) -> std::result::Result<(), InvalidHeader> {
+                let bad = || InvalidHeader { name: name.into() };
+                self.0
+                    .insert_header(name.to_string(), value)
+                    .map(|_| ())
+                    .map_err(|_| bad())
             }
-            fn add(&mut self, name: &str, value: &str) -> Result<()> {
-                self.append_header(name.to_string(), value).map(|_| ())
+            fn add(&mut self, name: &str, value: &str) -> std::result::Result<(), InvalidHeader> {
+                let bad = || InvalidHeader { name: name.into() };
+                self.0
+                    .append_header(name.to_string(), value)
+                    .map(|_| ())
+                    .map_err(|_| bad())
             }
             fn remove(&mut self, name: &str) {
-                self.remove_header(name);
+                self.0.remove_header(name);
             }
         }
     };
 }
-impl_headers!(RequestHeader);
-impl_headers!(ResponseHeader);
+impl_header_edit!(RequestHeader);
+impl_header_edit!(ResponseHeader);
 
-/// Envoy's order for header operations: set, then add, then remove.
-fn apply(m: &HeaderModifier, h: &mut impl Headers) -> Result<()> {
-    for (k, v) in &m.set {
-        h.set(k, v)?;
-    }
-    for (k, v) in &m.add {
-        h.add(k, v)?;
-    }
-    for k in &m.remove {
-        h.remove(k);
-    }
-    Ok(())
+fn apply(m: &HeaderModifier, h: &mut impl HeaderEdit) -> Result<()> {
+    waypoint_filters::headers::apply(m, h)
+        .map_err(|e| Error::because(InternalError, "applying a route's header edits", e))
 }
 
 pub fn apply_response_edits(m: &HeaderModifier, resp: &mut ResponseHeader) -> Result<()> {
-    apply(m, resp)
+    apply(m, &mut PingoraHeaders(resp))
 }
 
 /// Header modifiers and URL rewrites of the chosen route, before the request leaves.
 pub fn apply_request_edits(session: &mut Session, fwd: &ForwardDecision<'_>) -> Result<()> {
     let filters = &fwd.route.filters;
     let req = session.req_header_mut();
-    apply(&filters.request_headers, req)?;
+    apply(&filters.request_headers, &mut PingoraHeaders(&mut *req))?;
     let Some(rewrite) = &filters.rewrite else {
         return Ok(());
     };

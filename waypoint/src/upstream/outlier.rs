@@ -29,6 +29,21 @@ struct Host {
     times_ejected: u32,
 }
 
+/// The endpoints balancing may pick from, at one moment.
+pub enum Usable {
+    All,
+    Only(Vec<bool>),
+}
+
+impl Usable {
+    pub fn allows(&self, slot: usize) -> bool {
+        match self {
+            Usable::All => true,
+            Usable::Only(ok) => ok.get(slot).copied().unwrap_or(false),
+        }
+    }
+}
+
 pub struct Outlier {
     config: Option<OutlierDetection>,
     hosts: Mutex<Vec<Host>>,
@@ -42,10 +57,11 @@ impl Outlier {
         }
     }
 
-    /// Which slots may be picked now. Expired ejections end here.
-    pub fn usable(&self) -> impl Fn(usize) -> bool {
+    /// Which slots may be picked now. Expired ejections end here. Without outlier
+    /// detection this takes no lock and allocates nothing: the per-request case.
+    pub fn usable(&self) -> Usable {
         let Some(cfg) = &self.config else {
-            return Box::new(|_| true) as Box<dyn Fn(usize) -> bool>;
+            return Usable::All;
         };
         let now = Instant::now();
         let mut hosts = self.hosts.lock().expect("outlier lock");
@@ -59,9 +75,9 @@ impl Outlier {
         let healthy = ok.iter().filter(|&&b| b).count();
         // Panic mode: too few healthy endpoints, so balance across all of them.
         if healthy == 0 || healthy * 100 < hosts.len() * cfg.min_health_percent as usize {
-            return Box::new(|_| true);
+            return Usable::All;
         }
-        Box::new(move |slot| ok.get(slot).copied().unwrap_or(false))
+        Usable::Only(ok)
     }
 
     /// Records how a try on `slot` ended; returns the ejection time if this
@@ -131,16 +147,16 @@ mod tests {
             o.report(0, TryResult::Status(503)),
             Some(Duration::from_millis(50))
         );
-        assert!(!o.usable()(0) && o.usable()(1));
+        assert!(!o.usable().allows(0) && o.usable().allows(1));
         std::thread::sleep(Duration::from_millis(60));
-        assert!(o.usable()(0), "back after the ejection time");
+        assert!(o.usable().allows(0), "back after the ejection time");
         for _ in 0..3 {
             o.report(0, TryResult::Status(500));
         }
-        assert!(!o.usable()(0));
+        assert!(!o.usable().allows(0));
         // The second ejection lasts twice as long.
         std::thread::sleep(Duration::from_millis(60));
-        assert!(!o.usable()(0));
+        assert!(!o.usable().allows(0));
     }
 
     #[test]
@@ -148,7 +164,7 @@ mod tests {
         let o = Outlier::new(Some(cfg(None, Some(2), 100, 0)), 1 + 1);
         o.report(0, TryResult::Status(500));
         o.report(0, TryResult::Status(500));
-        assert!(o.usable()(0));
+        assert!(o.usable().allows(0));
         o.report(0, TryResult::Status(502));
         assert!(o.report(0, TryResult::Status(504)).is_some());
     }
@@ -169,13 +185,13 @@ mod tests {
         o.report(1, TryResult::Status(500));
         let usable = o.usable();
         assert!(
-            usable(0) && usable(1),
+            usable.allows(0) && usable.allows(1),
             "all ejected: balance across all (panic)"
         );
         let o = Outlier::new(Some(cfg(Some(1), None, 100, 60)), 2);
         o.report(0, TryResult::Status(500));
         assert!(
-            o.usable()(0),
+            o.usable().allows(0),
             "50% healthy is below minHealthPercent 60: no ejection"
         );
     }
