@@ -11,3 +11,4 @@ mod resilience;
 mod rotation;
 mod routing;
 mod telemetry;
+mod tracing;

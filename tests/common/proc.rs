@@ -49,6 +49,16 @@ impl WaypointProc {
 
     /// With extra `waypoint run` flags.
     pub async fn start_with(config_dir: &Path, cert_dir: &Path, extra: &[&str]) -> WaypointProc {
+        Self::start_with_env(config_dir, cert_dir, extra, &[]).await
+    }
+
+    /// With extra flags and environment variables.
+    pub async fn start_with_env(
+        config_dir: &Path,
+        cert_dir: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> WaypointProc {
         let (hbone, http, admin, metrics) = (free_addr(), free_addr(), free_addr(), free_addr());
         let log = tempfile::NamedTempFile::new().unwrap();
         let out = tempfile::NamedTempFile::new().unwrap();
@@ -65,6 +75,7 @@ impl WaypointProc {
             .args(["--workers", "2"])
             .args(extra)
             .env("RUST_LOG", "info,access=debug")
+            .envs(env.iter().copied())
             .stdout(out.reopen().unwrap())
             .stderr(log.reopen().unwrap())
             .spawn()

@@ -38,6 +38,8 @@ pub struct Listeners {
     pub access_log: bool,
     /// Where `/stats/prometheus` is served besides the admin listener.
     pub metrics: Vec<SocketAddr>,
+    /// Spans per request, when an exporter is configured.
+    pub tracing: Option<Arc<crate::trace::Tracing>>,
 }
 
 impl Listeners {
@@ -56,6 +58,7 @@ impl Listeners {
             xfcc: false,
             access_log: true,
             metrics: Vec::new(),
+            tracing: None,
         }
     }
 }
@@ -137,7 +140,8 @@ impl Waypoint {
         let app = WaypointProxy::new(state.clone(), hbone)
             .with_metrics(metrics.clone())
             .with_xfcc(xfcc)
-            .with_access_log(listeners.access_log);
+            .with_access_log(listeners.access_log)
+            .with_tracing(listeners.tracing.clone());
         let proxy = Arc::new(http_proxy(&conf, app));
 
         let hbone_addr = match listeners.hbone {

@@ -20,4 +20,5 @@ pub mod proxy;
 pub mod reload;
 pub mod state;
 pub mod testing;
+pub mod trace;
 pub mod upstream;

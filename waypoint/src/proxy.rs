@@ -52,6 +52,8 @@ pub struct WaypointProxy {
     /// One JSON line per request on stdout.
     access_log: bool,
     metrics: Arc<crate::metrics::Metrics>,
+    /// Spans per request and per try; `None`: tracing off, no cost.
+    tracing: Option<Arc<crate::trace::Tracing>>,
 }
 
 /// How mesh endpoints are reached: the pool of HBONE connections and the port
@@ -69,7 +71,13 @@ impl WaypointProxy {
             xfcc: None,
             access_log: true,
             metrics: Default::default(),
+            tracing: None,
         }
+    }
+
+    pub fn with_tracing(mut self, tracing: Option<Arc<crate::trace::Tracing>>) -> Self {
+        self.tracing = tracing;
+        self
     }
 
     pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
@@ -211,6 +219,9 @@ impl ProxyHttp for WaypointProxy {
         let client_ip = meta.as_ref().map(|m| m.peer.ip());
         ctx.client_ip = client_ip.or_else(|| session.client_addr()?.as_inet().map(|a| a.ip()));
         ctx.source = meta.map(|m| m.source);
+        if let Some(tracing) = &self.tracing {
+            ctx.trace = Some(tracing.start(session.req_header(), ctx.client_ip));
+        }
         let Some(target) = target else {
             ctx.flag = ResponseFlag::NoRouteFound;
             reply::send(session, 404, &[], "no service for this destination\n").await?;
@@ -232,6 +243,9 @@ impl ProxyHttp for WaypointProxy {
             }
             Decision::Forward(fwd) => {
                 let forward = ctx::Forward::from_decision(&rt.snapshot, &fwd);
+                if let Some(trace) = &ctx.trace {
+                    trace.rename(&rt.snapshot.service(forward.service).hostname, forward.port);
+                }
                 // Set now: local replies below are logged under this route too.
                 ctx.forward = Some(forward.clone());
                 // Rate limits and faults come after routing (their config is per
@@ -277,7 +291,7 @@ impl ProxyHttp for WaypointProxy {
 
     async fn upstream_peer(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
         ctx.tries += 1;
@@ -324,6 +338,7 @@ impl ProxyHttp for WaypointProxy {
             Error::explain(HTTPStatus(503), "no healthy upstream")
         })?;
         ctx.upstream = Some(addr);
+        ctx.trace_try(&session.req_header().method, addr);
         let mut peer = HttpPeer::new(addr, false, String::new());
         // A try waits for the upstream no longer than its per-try timeout, nor
         // past the route's deadline.
@@ -373,6 +388,9 @@ impl ProxyHttp for WaypointProxy {
             let value = format!("By={};URI={source}", store.bundle().id);
             req.insert_header("x-forwarded-client-cert", value)?;
         }
+        if let Some(trace) = &ctx.trace {
+            trace.inject(req);
+        }
         if ctx.close_upstream {
             // The connection's last request (maxRequestsPerConnection): asking the
             // upstream to close it keeps pingora from pooling it again.
@@ -390,7 +408,13 @@ impl ProxyHttp for WaypointProxy {
         let status = resp.status.as_u16();
         ctx.upstream_time = ctx.upstream_sent.map(|t| t.elapsed());
         self.report(ctx, TryResult::Status(status));
+        if let Some(trace) = &ctx.trace {
+            trace.try_status(status);
+        }
         if ctx.may_retry(TryOutcome::Status(status)) {
+            if let Some(trace) = &mut ctx.trace {
+                trace.end_try(None);
+            }
             // Turning the answer into a retryable error makes pingora call
             // upstream_peer again; the client never sees this response.
             let mut e = Error::explain(HTTPStatus(status), "retrying on upstream status");
@@ -408,6 +432,9 @@ impl ProxyHttp for WaypointProxy {
         mut e: Box<Error>,
     ) -> Box<Error> {
         self.report(ctx, TryResult::LocalFailure);
+        if let Some(trace) = &mut ctx.trace {
+            trace.end_try(Some(&e.to_string()));
+        }
         e.set_retry(ctx.may_retry(TryOutcome::ConnectFailure));
         e
     }
@@ -425,6 +452,9 @@ impl ProxyHttp for WaypointProxy {
         // Our own retry-on-status error was reported when the status arrived.
         if !matches!(outcome, None | Some(TryOutcome::Status(_))) {
             self.report(ctx, TryResult::LocalFailure);
+        }
+        if let Some(trace) = &mut ctx.trace {
+            trace.end_try(Some(&e.to_string()));
         }
         // Envoy retries any method when the policy says so; only a body too large
         // to have been kept cannot be replayed.
@@ -494,6 +524,11 @@ impl ProxyHttp for WaypointProxy {
             e.map(|e| e.to_string()).unwrap_or_else(|| "-".into()),
         );
         self.record_metrics(session, ctx, status);
+        if let Some(trace) = ctx.trace.take() {
+            let down = session.as_downstream();
+            let (read, sent) = (down.body_bytes_read(), down.body_bytes_sent());
+            trace.finish(status, || ctx.trace_summary(read, sent));
+        }
         if !self.access_log {
             return;
         }

@@ -70,6 +70,8 @@ pub struct RunArgs {
         default_value = "0.0.0.0:15020,0.0.0.0:15021,0.0.0.0:15090"
     )]
     pub metrics_addr: Vec<SocketAddr>,
+    #[command(flatten)]
+    pub tracing: crate::trace::TraceArgs,
 }
 
 pub fn run(args: RunArgs) -> CmdResult {
@@ -93,7 +95,18 @@ pub fn run(args: RunArgs) -> CmdResult {
     log::info!("identity {}", identity.bundle().id);
     let state = Arc::new(State::new(loaded.snapshot));
     let rt = super::runtime(args.workers)?;
-    rt.block_on(async move {
+    let tracing = {
+        // The exporter's gRPC channel lives on this runtime.
+        let _in_runtime = rt.enter();
+        let id = identity.bundle().id.clone();
+        let name = format!("{}.{}", id.service_account, id.namespace);
+        crate::trace::Tracing::from_args(&args.tracing, &name)?.map(Arc::new)
+    };
+    if tracing.is_some() {
+        log::info!("tracing on: spans go over OTLP/gRPC");
+    }
+    let served = tracing.clone();
+    let result = rt.block_on(async move {
         let waypoint = Waypoint::start(
             Listeners {
                 hbone_upstream_port: Some(args.hbone_upstream_port),
@@ -101,6 +114,7 @@ pub fn run(args: RunArgs) -> CmdResult {
                 xfcc: args.xfcc,
                 access_log: args.access_log,
                 metrics: args.metrics_addr.clone(),
+                tracing: served,
                 h2: crate::hbone::H2Settings {
                     stream_window: args.hbone_window_size,
                     connection_window: args.hbone_connection_window_size,
@@ -131,9 +145,14 @@ pub fn run(args: RunArgs) -> CmdResult {
         if left > 0 {
             log::warn!("drain period over with {left} connection(s) or tunnel(s) still open");
         }
-        log::info!("shut down");
         Ok::<_, Box<dyn std::error::Error>>(())
-    })?;
+    });
+    // After the last request, before the runtime the exporter runs on goes away.
+    if let Some(tracing) = tracing {
+        tracing.shutdown();
+    }
+    result?;
+    log::info!("shut down");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -6,6 +6,7 @@ use crate::state::Runtime;
 use crate::upstream::breaker::{Admission, RetryPermit};
 use crate::upstream::outlier::TryResult;
 use crate::upstream::{ActiveTry, Cluster};
+use opentelemetry::KeyValue;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::Session;
@@ -80,6 +81,8 @@ pub struct RequestCtx {
     /// Identity of the endpoint of the last try.
     pub destination: Option<String>,
     pub last_endpoint: Option<EndpointIdx>,
+    /// The request's spans, when tracing is on.
+    pub trace: Option<crate::trace::RequestTrace>,
     cluster: Option<Arc<Cluster>>,
 }
 
@@ -196,6 +199,61 @@ impl RequestCtx {
             .clone();
         self.last_endpoint = Some(picked.0);
         Some(picked)
+    }
+
+    /// Opens the client span of the try about to go to `addr`, when sampled.
+    pub fn trace_try(&mut self, method: &http::Method, addr: SocketAddr) {
+        if !self.trace.as_ref().is_some_and(|t| t.recording()) {
+            return;
+        }
+        let cluster = self.upstream_cluster().unwrap_or_default();
+        let resends = self.tries.saturating_sub(1);
+        let destination = self.destination.clone();
+        let Some(trace) = self.trace.as_mut() else {
+            return;
+        };
+        trace.start_try(&cluster, || {
+            let mut attrs = vec![
+                KeyValue::new("http.request.method", method.to_string()),
+                KeyValue::new("server.address", addr.ip().to_string()),
+                KeyValue::new("server.port", i64::from(addr.port())),
+                KeyValue::new("network.peer.address", addr.ip().to_string()),
+                KeyValue::new("network.peer.port", i64::from(addr.port())),
+                KeyValue::new("upstream_cluster", cluster.clone()),
+            ];
+            if resends > 0 {
+                attrs.push(KeyValue::new(
+                    "http.request.resend_count",
+                    i64::from(resends),
+                ));
+            }
+            if let Some(id) = destination {
+                attrs.push(KeyValue::new("destination.principal", id));
+            }
+            attrs
+        });
+    }
+
+    /// What the server span records once the request is over.
+    pub fn trace_summary(&self, request_bytes: usize, response_bytes: usize) -> Vec<KeyValue> {
+        let mut attrs = vec![
+            KeyValue::new("response_flags", self.flags()),
+            KeyValue::new("http.request.body.size", request_bytes as i64),
+            KeyValue::new("http.response.body.size", response_bytes as i64),
+        ];
+        if let Some(cluster) = self.upstream_cluster() {
+            attrs.push(KeyValue::new("upstream_cluster", cluster));
+        }
+        if let Some(route) = self.route_name() {
+            attrs.push(KeyValue::new("route_name", route.to_string()));
+        }
+        if let Some(src) = &self.source {
+            attrs.push(KeyValue::new("source.principal", src.to_string()));
+        }
+        if let Some(dst) = &self.destination {
+            attrs.push(KeyValue::new("destination.principal", dst.clone()));
+        }
+        attrs
     }
 
     /// The endpoint of the backend service, for transport and identity.
