@@ -10,6 +10,11 @@
 mod load {
     pub mod driver;
     pub mod envoy;
+    /// The tests' OTLP receiver, as the traced waypoint's collector; the bench
+    /// only counts spans, so the tests' span helpers go unused here.
+    #[allow(dead_code)]
+    #[path = "../../tests/common/otlp.rs"]
+    pub mod otlp;
     pub mod procstat;
     pub mod world;
 }
@@ -62,6 +67,17 @@ fn main() {
         );
         reports.push(
             driver::run(
+                Scenario::Plaintext(world.traced_http),
+                "waypoint   plain, traced",
+                conns,
+                duration,
+                world.traced_pid(),
+            )
+            .await,
+        );
+        let spans = world.collector.spans().len();
+        reports.push(
+            driver::run(
                 Scenario::Hbone {
                     addr: world.waypoint_hbone,
                     tls: world.client_tls.clone(),
@@ -77,6 +93,7 @@ fn main() {
             "\nseed routing, {conns} connections, {seconds}s each, {workers} proxy worker(s), loopback"
         );
         driver::print(&reports);
+        println!("spans received from the traced waypoint: {spans}");
         drop(envoy);
         drop(world);
     });

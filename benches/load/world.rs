@@ -20,6 +20,10 @@ pub struct World {
     /// The same waypoint with the access log off, for the telemetry's cost.
     quiet: Child,
     pub quiet_http: SocketAddr,
+    /// The same waypoint tracing every request to `collector`.
+    traced: Child,
+    pub traced_http: SocketAddr,
+    pub collector: super::otlp::Collector,
     pub waypoint_http: SocketAddr,
     pub waypoint_hbone: SocketAddr,
     pub client_tls: Arc<rustls::ClientConfig>,
@@ -101,7 +105,10 @@ impl World {
         };
         let (waypoint, http, hbone) = spawn(&[]);
         let (quiet, quiet_http, _) = spawn(&["--access-log", "false"]);
+        let collector = super::otlp::Collector::start().await;
+        let (traced, traced_http, _) = spawn(&["--otlp-endpoint", &collector.endpoint()]);
         wait_listening(quiet_http).await;
+        wait_listening(traced_http).await;
         wait_listening(http).await;
         wait_listening(hbone).await;
         World {
@@ -111,6 +118,9 @@ impl World {
             waypoint,
             quiet,
             quiet_http,
+            traced,
+            traced_http,
+            collector,
             waypoint_http: http,
             waypoint_hbone: hbone,
             client_tls,
@@ -126,6 +136,10 @@ impl World {
     pub fn quiet_pid(&self) -> u32 {
         self.quiet.id()
     }
+
+    pub fn traced_pid(&self) -> u32 {
+        self.traced.id()
+    }
 }
 
 pub async fn wait_listening(addr: SocketAddr) {
@@ -138,7 +152,7 @@ pub async fn wait_listening(addr: SocketAddr) {
 
 impl Drop for World {
     fn drop(&mut self) {
-        for child in [&mut self.waypoint, &mut self.quiet] {
+        for child in [&mut self.waypoint, &mut self.quiet, &mut self.traced] {
             let _ = child.kill();
             let _ = child.wait();
         }

@@ -3,6 +3,7 @@
 use crate::common::otlp::{Collector, Received};
 use crate::common::world::PRODUCTPAGE_VIP;
 use crate::common::{tunnel, Certs, WaypointProc, World};
+use std::time::Duration;
 
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const PARENT: &str = "00f067aa0ba902b7";
@@ -212,4 +213,60 @@ async fn without_an_exporter_trace_headers_pass_through_untouched() {
     assert_eq!(seen(&r.body, "traceparent"), parent);
     let echoed: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
     assert!(echoed["headers"]["x-b3-traceid"].is_null());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_still_queued_at_sigterm_are_sent_before_exit() {
+    let world = World::productpage().await;
+    let certs = Certs::new();
+    let collector = Collector::start().await;
+    // The SDK's default 5 s export delay: the span is still queued at SIGTERM.
+    let endpoint = collector.endpoint();
+    let flags = ["--otlp-endpoint", endpoint.as_str(), "--drain-period", "1"];
+    let mut wp = WaypointProc::start_with(world.dir(), &certs.waypoint_dir, &flags).await;
+    let mut t = tunnel(&wp, &certs, PRODUCTPAGE_VIP).await;
+    let parent = format!("00-{TRACE}-{PARENT}-01");
+    let r = t
+        .get(
+            "http://productpage:9080/",
+            &headers(&[("traceparent", &parent)]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    drop(t);
+    wp.signal_term();
+    assert!(
+        wp.wait_exit(Duration::from_secs(10)).success(),
+        "{}",
+        wp.logs()
+    );
+    let spans = collector.spans();
+    assert_eq!(
+        spans.iter().filter(|s| s.trace_id() == TRACE).count(),
+        2,
+        "{spans:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collector_that_is_down_costs_requests_nothing() {
+    let world = World::productpage().await;
+    let certs = Certs::new();
+    let nowhere = format!("http://{}", crate::common::proc::free_addr());
+    let flags = ["--otlp-endpoint", nowhere.as_str(), "--drain-period", "1"];
+    let env = [("OTEL_BSP_SCHEDULE_DELAY", "50")];
+    let mut wp = WaypointProc::start_with_env(world.dir(), &certs.waypoint_dir, &flags, &env).await;
+    let mut t = tunnel(&wp, &certs, PRODUCTPAGE_VIP).await;
+    for _ in 0..20 {
+        let r = t.get("http://productpage:9080/", &[]).await.unwrap();
+        assert_eq!(r.status, 200);
+    }
+    drop(t);
+    wp.signal_term();
+    assert!(
+        wp.wait_exit(Duration::from_secs(15)).success(),
+        "{}",
+        wp.logs()
+    );
 }
