@@ -135,6 +135,15 @@ async fn consecutive_errors_eject_an_endpoint_until_its_time_is_up() {
         "{}",
         wp.logs()
     );
+    let flaky = [(
+        "cluster_name",
+        "outbound|80||flaky.default.svc.cluster.local",
+    )];
+    let scrape = super::telemetry::scrape(wp.metrics).await;
+    let ejected = |s: &prometheus_parse::Scrape| -> f64 {
+        super::telemetry::value(s, "waypoint_upstream_ejected_endpoints", &flaky)
+    };
+    assert_eq!(ejected(&scrape), 1.0, "the gauge shows the ejection");
 
     // Back after the ejection time, it fails twice more and goes out again, now
     // for 2 s (base × times ejected).
@@ -147,6 +156,11 @@ async fn consecutive_errors_eject_an_endpoint_until_its_time_is_up() {
         (10, 0),
         "still ejected: the second ejection lasts 2 s"
     );
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while ejected(&super::telemetry::scrape(wp.metrics).await) != 0.0 {
+        assert!(std::time::Instant::now() < deadline, "never back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 const PER_CONNECTION: &str = r#"

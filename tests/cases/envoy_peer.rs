@@ -152,6 +152,9 @@ async fn upstream_hbone_through_envoy_pools_connections() {
         50,
         "tunnels"
     );
+    let scrape = super::telemetry::scrape(m.wp.metrics).await;
+    let pooled = super::telemetry::value(&scrape, "waypoint_hbone_upstream_connections", &[]);
+    assert_eq!(pooled, 1.0, "the pool's size is exported");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

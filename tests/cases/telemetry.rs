@@ -89,7 +89,7 @@ async fn the_access_log_can_be_switched_off() {
     assert_eq!(wp.stdout(), "");
 }
 
-async fn scrape(addr: std::net::SocketAddr) -> prometheus_parse::Scrape {
+pub async fn scrape(addr: std::net::SocketAddr) -> prometheus_parse::Scrape {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     s.write_all(b"GET /stats/prometheus HTTP/1.1\r\nhost: m\r\nconnection: close\r\n\r\n")
@@ -101,7 +101,7 @@ async fn scrape(addr: std::net::SocketAddr) -> prometheus_parse::Scrape {
     prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string()))).unwrap()
 }
 
-fn value(s: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+pub fn value(s: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
     s.samples
         .iter()
         .filter(|x| x.metric == name && labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))

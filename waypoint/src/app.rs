@@ -137,6 +137,10 @@ impl Waypoint {
             });
         let xfcc = identity.clone().filter(|_| listeners.xfcc);
         let metrics = Arc::new(crate::metrics::Metrics::new());
+        metrics.register(crate::upstream::stats::UpstreamGauges::new(
+            state.clone(),
+            hbone.as_ref().map(|h| h.pool.clone()),
+        ));
         let app = WaypointProxy::new(state.clone(), hbone)
             .with_metrics(metrics.clone())
             .with_xfcc(xfcc)

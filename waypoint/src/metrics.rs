@@ -192,6 +192,13 @@ impl Metrics {
         }
     }
 
+    /// Adds metrics that are read at scrape time rather than counted as they happen.
+    pub fn register(&self, c: impl prometheus::core::Collector + 'static) {
+        if let Err(e) = self.registry.register(Box::new(c)) {
+            log::error!("registering metrics: {e}");
+        }
+    }
+
     /// The Prometheus text exposition format.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();

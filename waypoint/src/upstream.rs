@@ -6,6 +6,7 @@
 pub mod balance;
 pub mod breaker;
 pub mod outlier;
+pub mod stats;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

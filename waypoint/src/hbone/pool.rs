@@ -36,7 +36,7 @@ pub struct HbonePool {
     /// Client TLS configs per expected peer, for one identity generation: a
     /// rotation empties it, so new connections present the new certificate.
     tls: Mutex<(u64, HashMap<SpiffeId, Arc<rustls::ClientConfig>>)>,
-    /// Connections dialled so far (for tests and, later, metrics).
+    /// Connections dialled so far.
     dialled: AtomicUsize,
     /// One dial at a time per key: requests that find no room while a
     /// connection is being set up wait for it instead of dialling their own.
@@ -58,6 +58,14 @@ impl HbonePool {
 
     pub fn dialled(&self) -> usize {
         self.dialled.load(Ordering::Relaxed)
+    }
+
+    /// Pooled connections, and the tunnels open on them, for the metrics.
+    pub fn size(&self) -> (usize, usize) {
+        let conns = self.conns.lock().expect("pool lock");
+        conns.values().flatten().fold((0, 0), |(c, t), conn| {
+            (c + 1, t + conn.open.load(Ordering::Relaxed))
+        })
     }
 
     fn tls(&self, expected: &SpiffeId) -> Result<Arc<rustls::ClientConfig>, ClientError> {

@@ -1,0 +1,93 @@
+//! Gauges of the upstream side, read from the live state when Prometheus scrapes
+//! (so the data path pays nothing for them): per cluster, the endpoints outlier
+//! detection has ejected and the requests in flight; the HBONE pool's size.
+
+use crate::hbone::pool::HbonePool;
+use crate::state::State;
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
+use prometheus::{IntGauge, IntGaugeVec, Opts};
+use std::sync::{Arc, Mutex};
+
+pub struct UpstreamGauges {
+    state: Arc<State>,
+    hbone: Option<Arc<HbonePool>>,
+    ejected: IntGaugeVec,
+    active: IntGaugeVec,
+    connections: IntGauge,
+    tunnels: IntGauge,
+    /// One scrape at a time: each rebuilds the per-cluster series from scratch.
+    scraping: Mutex<()>,
+}
+
+impl UpstreamGauges {
+    pub fn new(state: Arc<State>, hbone: Option<Arc<HbonePool>>) -> Self {
+        let per_cluster = |name: &str, help: &str| {
+            IntGaugeVec::new(Opts::new(name, help), &["cluster_name"]).expect("static metric")
+        };
+        let gauge = |name: &str, help: &str| IntGauge::new(name, help).expect("static metric");
+        UpstreamGauges {
+            state,
+            hbone,
+            ejected: per_cluster(
+                "waypoint_upstream_ejected_endpoints",
+                "Endpoints currently ejected by outlier detection.",
+            ),
+            active: per_cluster(
+                "waypoint_upstream_requests_active",
+                "Requests in flight to the cluster's endpoints.",
+            ),
+            connections: gauge(
+                "waypoint_hbone_upstream_connections",
+                "Pooled HBONE connections to mesh endpoints' nodes.",
+            ),
+            tunnels: gauge(
+                "waypoint_hbone_upstream_tunnels",
+                "CONNECT tunnels open on pooled HBONE connections.",
+            ),
+            scraping: Mutex::new(()),
+        }
+    }
+}
+
+impl Collector for UpstreamGauges {
+    fn desc(&self) -> Vec<&Desc> {
+        [
+            self.ejected.desc(),
+            self.active.desc(),
+            self.connections.desc(),
+            self.tunnels.desc(),
+        ]
+        .concat()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let _one = self.scraping.lock().expect("scrape lock");
+        // Clusters come and go with config; only the current ones are reported.
+        self.ejected.reset();
+        self.active.reset();
+        let rt = self.state.current();
+        for (name, endpoints) in rt.upstreams.status(&rt.snapshot) {
+            let ejected = endpoints.iter().filter(|(_, _, out)| *out).count();
+            let active: u32 = endpoints.iter().map(|(_, n, _)| n).sum();
+            self.ejected
+                .with_label_values(&[name.as_str()])
+                .set(ejected as i64);
+            self.active
+                .with_label_values(&[name.as_str()])
+                .set(i64::from(active));
+        }
+        if let Some(pool) = &self.hbone {
+            let (connections, tunnels) = pool.size();
+            self.connections.set(connections as i64);
+            self.tunnels.set(tunnels as i64);
+        }
+        [
+            self.ejected.collect(),
+            self.active.collect(),
+            self.connections.collect(),
+            self.tunnels.collect(),
+        ]
+        .concat()
+    }
+}
