@@ -44,7 +44,9 @@ impl TraceArgs {
     /// Whether any exporter is configured, by flag or by the OTel variables.
     fn enabled(&self) -> bool {
         let var = |k: &str| std::env::var(k).is_ok_and(|v| !v.is_empty());
-        if std::env::var("OTEL_TRACES_EXPORTER").is_ok_and(|v| v == "none") {
+        let is =
+            |k: &str, value: &str| std::env::var(k).is_ok_and(|v| v.eq_ignore_ascii_case(value));
+        if is("OTEL_TRACES_EXPORTER", "none") || is("OTEL_SDK_DISABLED", "true") {
             return false;
         }
         self.otlp_endpoint.is_some()
@@ -68,6 +70,16 @@ impl Tracing {
     ) -> Result<Option<Tracing>, opentelemetry_otlp::ExporterBuildError> {
         if !args.enabled() {
             return Ok(None);
+        }
+        for k in [
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+        ] {
+            if let Ok(p) = std::env::var(k).map(|p| p.to_ascii_lowercase()) {
+                if p != "grpc" {
+                    log::warn!("{k}={p}: only OTLP over gRPC is built in; exporting over gRPC");
+                }
+            }
         }
         let exporter = export::build(args.otlp_endpoint.as_deref())?;
         let mut resource = opentelemetry_sdk::Resource::builder();
