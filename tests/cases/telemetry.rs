@@ -261,3 +261,61 @@ async fn admin_shows_clusters_and_changes_the_log_level() {
         .await
         .starts_with("HTTP/1.1 400"));
 }
+
+const RATINGS: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: ratings, namespace: default}
+spec:
+  clusterIP: 10.96.0.90
+  ports: [{name: http, port: 9080, targetPort: http}]
+  selector: {app: ratings}
+"#;
+
+/// Metric series are resolved once per label set and reused; a reload that
+/// changes a pod's labels must count under the new labels, not the cached ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_relabels_a_pod_counts_under_the_new_labels() {
+    use crate::common::world::Pod;
+    let world = World::new(&[Pod("ratings-1", "ratings", "v1")], RATINGS).await;
+    let certs = Certs::new();
+    let wp = WaypointProc::start(world.dir(), &certs.waypoint_dir).await;
+    let version = |v: &'static str| [("destination_version", v), ("response_code", "200")];
+    let counted = |v: &'static str, n: f64| async move {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let got = value(
+                &scrape(wp.metrics).await,
+                "istio_requests_total",
+                &version(v),
+            );
+            if got >= n || Instant::now() > deadline {
+                return got;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let mut t = tunnel(&wp, &certs, "10.96.0.90:9080").await;
+    for _ in 0..2 {
+        assert_eq!(t.get("http://ratings/", &[]).await.unwrap().status, 200);
+    }
+    assert_eq!(counted("v1", 2.0).await, 2.0);
+
+    let port = world.backends["ratings-1"].addr.port();
+    let relabelled = waypoint::testing::pods_yaml(&[waypoint::testing::Pod {
+        name: "ratings-1",
+        app: "ratings",
+        version: "v9",
+        port,
+    }]);
+    std::fs::write(world.dir().join("pods.yaml"), relabelled).unwrap();
+    assert!(wp.log_contains("generation 2").await, "{}", wp.logs());
+    let mut t = tunnel(&wp, &certs, "10.96.0.90:9080").await;
+    assert_eq!(t.get("http://ratings/", &[]).await.unwrap().status, 200);
+    assert_eq!(counted("v9", 1.0).await, 1.0);
+    assert_eq!(
+        counted("v1", 2.0).await,
+        2.0,
+        "the old series keeps its count"
+    );
+}

@@ -11,7 +11,7 @@ pub struct Entry<'a> {
     pub path: &'a str,
     pub protocol: &'a str,
     pub response_code: u16,
-    pub response_flags: String,
+    pub response_flags: std::borrow::Cow<'static, str>,
     pub bytes_received: usize,
     pub bytes_sent: usize,
     /// Milliseconds from the request's arrival to the end of the response.

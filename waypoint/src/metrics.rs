@@ -3,10 +3,15 @@
 //! label values come from the model (never raw paths or header values), so
 //! cardinality stays bounded by services, workloads and status codes.
 
+use crate::identity::SpiffeId;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
 };
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+use waypoint_filters::ResponseFlag;
+use waypoint_ir::{EndpointIdx, ServiceIdx};
 
 /// Istio's standard labels, in order.
 pub const LABELS: &[&str] = &[
@@ -73,6 +78,8 @@ pub struct Metrics {
     pub ejections: IntCounterVec,
     pub config_reloads: IntCounterVec,
     pub config_generation: IntGauge,
+    /// Access-log lines dropped because the writer fell behind.
+    pub access_log_dropped: IntCounter,
 }
 
 impl Metrics {
@@ -170,8 +177,16 @@ impl Metrics {
                 .register(Box::new(h.clone()))
                 .expect("unique metric");
         }
+        let access_log_dropped = IntCounter::new(
+            "waypoint_access_log_dropped_total",
+            "Access-log lines dropped because stdout could not keep up.",
+        )
+        .expect("static metric");
         registry
             .register(Box::new(config_generation.clone()))
+            .expect("unique metric");
+        registry
+            .register(Box::new(access_log_dropped.clone()))
             .expect("unique metric");
         config_generation.set(1);
         Metrics {
@@ -189,6 +204,18 @@ impl Metrics {
             ejections,
             config_reloads,
             config_generation,
+            access_log_dropped,
+        }
+    }
+
+    /// The per-request series of one label set.
+    pub fn series(&self, labels: &RequestLabels) -> RequestSeries {
+        let values = labels.ordered();
+        RequestSeries {
+            requests: self.requests.with_label_values(&values),
+            duration: self.duration.with_label_values(&values),
+            request_bytes: self.request_bytes.with_label_values(&values),
+            response_bytes: self.response_bytes.with_label_values(&values),
         }
     }
 
@@ -210,6 +237,62 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// The four series a request is counted in, for one set of label values.
+pub struct RequestSeries {
+    pub requests: IntCounter,
+    pub duration: Histogram,
+    pub request_bytes: Histogram,
+    pub response_bytes: Histogram,
+}
+
+/// Everything but the source that decides a request's label values: destination
+/// service and endpoint, status, response flag, and whether the retry limit
+/// ended it (URX). Indices are only meaningful within one config generation, so
+/// a cache lives in that generation's runtime and goes with it on reload.
+pub type SeriesKey = (
+    Option<ServiceIdx>,
+    Option<EndpointIdx>,
+    u16,
+    ResponseFlag,
+    bool,
+);
+
+/// Resolved series by label key. Resolving means building 25 label strings and
+/// hashing them four times; a hit is a read lock and two hash lookups, with no
+/// allocation. Bounded by the label sets themselves.
+#[derive(Default)]
+pub struct SeriesCache {
+    map: RwLock<HashMap<SeriesKey, HashMap<Option<SpiffeId>, Arc<RequestSeries>>>>,
+}
+
+impl SeriesCache {
+    pub fn get(
+        &self,
+        key: SeriesKey,
+        source: &Option<SpiffeId>,
+        resolve: impl FnOnce() -> RequestSeries,
+    ) -> Arc<RequestSeries> {
+        let found = self
+            .map
+            .read()
+            .expect("series cache lock")
+            .get(&key)
+            .and_then(|by_source| by_source.get(source).cloned());
+        if let Some(series) = found {
+            return series;
+        }
+        let series = Arc::new(resolve());
+        self.map
+            .write()
+            .expect("series cache lock")
+            .entry(key)
+            .or_default()
+            .entry(source.clone())
+            .or_insert(series)
+            .clone()
     }
 }
 
@@ -248,4 +331,52 @@ pub fn canonical(labels: &BTreeMap<String, String>) -> (String, String) {
     ])
     .unwrap_or_else(|| "latest".into());
     (service, revision)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_are_resolved_once_per_label_key_and_source() {
+        let metrics = Metrics::new();
+        let cache = SeriesCache::default();
+        let resolved = std::cell::Cell::new(0);
+        let mut labels = RequestLabels::default();
+        labels.set("response_code", "200");
+        let get = |key: SeriesKey, source: &Option<SpiffeId>| {
+            cache.get(key, source, || {
+                resolved.set(resolved.get() + 1);
+                metrics.series(&labels)
+            })
+        };
+        let key = (
+            Some(ServiceIdx(0)),
+            Some(EndpointIdx(1)),
+            200,
+            ResponseFlag::None,
+            false,
+        );
+        let alice = Some(SpiffeId::new("cluster.local", "default", "alice"));
+        let first = get(key, &alice);
+        assert!(Arc::ptr_eq(&first, &get(key, &alice)));
+        assert_eq!(resolved.get(), 1);
+        get(key, &None);
+        get((key.0, key.1, 503, key.3, key.4), &alice);
+        get(
+            (
+                key.0,
+                key.1,
+                200,
+                ResponseFlag::UpstreamRequestTimeout,
+                false,
+            ),
+            &alice,
+        );
+        assert_eq!(
+            resolved.get(),
+            4,
+            "each label key and source resolves on its own"
+        );
+    }
 }

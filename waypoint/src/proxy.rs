@@ -131,23 +131,22 @@ impl WaypointProxy {
 impl WaypointProxy {
     fn record_metrics(&self, session: &Session, ctx: &RequestCtx, status: u16) {
         let m = &self.metrics;
-        let labels = ctx.labels(status);
-        let values = labels.ordered();
-        m.requests.with_label_values(&values).inc();
+        let resolve = || m.series(&ctx.labels(status));
+        let series = match &ctx.runtime {
+            Some(rt) => rt.series.get(ctx.series_key(status), &ctx.source, resolve),
+            None => Arc::new(resolve()),
+        };
+        series.requests.inc();
         if let Some((started, _)) = ctx.started {
             let ms = started.elapsed().as_secs_f64() * 1000.0;
-            m.duration.with_label_values(&values).observe(ms);
+            series.duration.observe(ms);
         }
         let down = session.as_downstream();
-        m.request_bytes
-            .with_label_values(&values)
-            .observe(down.body_bytes_read() as f64);
-        m.response_bytes
-            .with_label_values(&values)
-            .observe(down.body_bytes_sent() as f64);
+        series.request_bytes.observe(down.body_bytes_read() as f64);
+        series.response_bytes.observe(down.body_bytes_sent() as f64);
         let flags = ctx.flags();
         if flags != "-" {
-            m.flagged.with_label_values(&[flags.as_str()]).inc();
+            m.flagged.with_label_values(&[flags.as_ref()]).inc();
         }
     }
 

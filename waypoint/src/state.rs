@@ -13,6 +13,8 @@ pub struct Runtime {
     /// Token buckets of the snapshot's rate limits (they start full on reload).
     pub limiters: RateLimiters,
     pub generation: u64,
+    /// Metric series resolved for this generation's label sets.
+    pub series: crate::metrics::SeriesCache,
 }
 
 impl Runtime {
@@ -22,6 +24,7 @@ impl Runtime {
             limiters: RateLimiters::build(&snapshot),
             snapshot,
             generation,
+            series: Default::default(),
         }
     }
 }

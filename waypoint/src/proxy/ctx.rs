@@ -10,6 +10,7 @@ use opentelemetry::KeyValue;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::Session;
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use waypoint_filters::headers::{HeaderEdit, InvalidHeader};
@@ -135,12 +136,23 @@ impl RequestCtx {
 
     /// Envoy's response flags for the access log: the flag, plus URX when the
     /// retry limit ended the request (`UF,URX`).
-    pub fn flags(&self) -> String {
+    pub fn flags(&self) -> Cow<'static, str> {
         match (self.flag, self.retry_limit_hit) {
             (ResponseFlag::None, true) => "URX".into(),
-            (f, true) => format!("{f},URX"),
-            (f, false) => f.to_string(),
+            (f, true) => format!("{f},URX").into(),
+            (f, false) => f.as_str().into(),
         }
+    }
+
+    /// What decides this request's metric labels, besides its source.
+    pub fn series_key(&self, status: u16) -> crate::metrics::SeriesKey {
+        (
+            self.forward.as_ref().map(|f| f.service),
+            self.last_endpoint,
+            status,
+            self.flag,
+            self.retry_limit_hit,
+        )
     }
 
     /// Envoy's cluster name for the backend: `outbound|port|subset|host`.
@@ -294,7 +306,7 @@ impl RequestCtx {
         l.set("request_protocol", "http");
         l.set("response_code", status.to_string());
         l.set("grpc_response_status", "");
-        l.set("response_flags", self.flags());
+        l.set("response_flags", self.flags().into_owned());
         if let (Some(rt), Some(fwd)) = (self.runtime.as_ref(), self.forward.as_ref()) {
             let svc = rt.snapshot.service(fwd.service);
             l.set("destination_service", svc.hostname.clone());
