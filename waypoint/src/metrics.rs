@@ -265,8 +265,11 @@ pub type SeriesKey = (
 /// allocation. Bounded by the label sets themselves.
 #[derive(Default)]
 pub struct SeriesCache {
-    map: RwLock<HashMap<SeriesKey, HashMap<Option<SpiffeId>, Arc<RequestSeries>>>>,
+    map: RwLock<HashMap<SeriesKey, BySource>>,
 }
+
+/// Keyed apart from the rest so a lookup borrows the request's source.
+type BySource = HashMap<Option<SpiffeId>, Arc<RequestSeries>>;
 
 impl SeriesCache {
     pub fn get(
