@@ -1,5 +1,6 @@
 //! Assembles the waypoint: one Pingora proxy, the listeners that feed it, admin.
 
+use crate::access_log::AccessLog;
 use crate::hbone::server::HboneServer;
 use crate::identity::IdentityStore;
 use crate::proxy::WaypointProxy;
@@ -89,6 +90,7 @@ pub struct Waypoint {
     active: Arc<AtomicUsize>,
     proxy: Arc<HttpProxy<WaypointProxy>>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    access_log: Option<Arc<AccessLog>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +105,8 @@ pub enum StartError {
     NoCerts,
     #[error("TLS configuration: {0}")]
     Tls(#[from] rustls::Error),
+    #[error("starting the access-log writer: {0}")]
+    AccessLog(std::io::Error),
 }
 
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
@@ -141,10 +145,17 @@ impl Waypoint {
             state.clone(),
             hbone.as_ref().map(|h| h.pool.clone()),
         ));
+        let access_log = match listeners.access_log {
+            true => Some(Arc::new(
+                AccessLog::start(metrics.access_log_dropped.clone())
+                    .map_err(StartError::AccessLog)?,
+            )),
+            false => None,
+        };
         let app = WaypointProxy::new(state.clone(), hbone)
             .with_metrics(metrics.clone())
             .with_xfcc(xfcc)
-            .with_access_log(listeners.access_log)
+            .with_access_log(access_log.clone())
             .with_tracing(listeners.tracing.clone());
         let proxy = Arc::new(http_proxy(&conf, app));
 
@@ -221,6 +232,7 @@ impl Waypoint {
             active,
             proxy,
             metrics,
+            access_log,
         })
     }
 
@@ -241,6 +253,9 @@ impl Waypoint {
         loop {
             let open = self.active.load(Ordering::Acquire);
             if open == 0 || tokio::time::Instant::now() >= deadline {
+                if let Some(log) = &self.access_log {
+                    log.flush();
+                }
                 return open;
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;

@@ -49,8 +49,8 @@ pub struct WaypointProxy {
     /// When set, requests carry `x-forwarded-client-cert` naming the source
     /// identity, signed off `By` this waypoint's identity.
     xfcc: Option<Arc<crate::identity::IdentityStore>>,
-    /// One JSON line per request on stdout.
-    access_log: bool,
+    /// One JSON line per request on stdout, when on.
+    access_log: Option<Arc<crate::access_log::AccessLog>>,
     metrics: Arc<crate::metrics::Metrics>,
     /// Spans per request and per try; `None`: tracing off, no cost.
     tracing: Option<Arc<crate::trace::Tracing>>,
@@ -69,7 +69,7 @@ impl WaypointProxy {
             state,
             hbone,
             xfcc: None,
-            access_log: true,
+            access_log: None,
             metrics: Default::default(),
             tracing: None,
         }
@@ -85,8 +85,8 @@ impl WaypointProxy {
         self
     }
 
-    pub fn with_access_log(mut self, on: bool) -> Self {
-        self.access_log = on;
+    pub fn with_access_log(mut self, log: Option<Arc<crate::access_log::AccessLog>>) -> Self {
+        self.access_log = log;
         self
     }
 
@@ -528,9 +528,9 @@ impl ProxyHttp for WaypointProxy {
             let (read, sent) = (down.body_bytes_read(), down.body_bytes_sent());
             trace.finish(status, || ctx.trace_summary(read, sent));
         }
-        if !self.access_log {
+        let Some(access_log) = &self.access_log else {
             return;
-        }
+        };
         let (started, start_time) = ctx
             .started
             .unwrap_or_else(|| (Instant::now(), jiff::Timestamp::now()));
@@ -556,6 +556,6 @@ impl ProxyHttp for WaypointProxy {
             source_principal: ctx.source.as_ref().map(|s| s.to_string()),
             destination_principal: ctx.destination.as_deref(),
         };
-        crate::access_log::write(&entry);
+        access_log.write(&entry);
     }
 }
