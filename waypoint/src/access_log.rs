@@ -2,22 +2,23 @@
 //! Istio's default JSON access log plus the source and destination identities.
 //! On by default; `--access-log=false` turns it off.
 //!
-//! A request only serializes its line; a writer thread of its own writes what
-//! has queued up in one `write` and flushes whenever the queue runs dry, so lines
-//! stay whole and prompt without a syscall per request on the proxy's threads.
-//! When stdout cannot keep up, lines beyond the queue are dropped and counted
-//! (`waypoint_access_log_dropped_total`) rather than stalling requests.
+//! A request serializes its line into a shared buffer, a copy under a mutex;
+//! a writer thread writes the buffer out every 100 ms in one `write` (Envoy
+//! flushes access logs on an interval too, every second by default). So the
+//! proxy's threads make no syscall and wake nobody per request, and lines stay
+//! whole. If stdout stalls and 4 MiB piles up, further lines are dropped and
+//! counted (`waypoint_access_log_dropped_total`) rather than stalling requests.
 
 use prometheus::IntCounter;
 use serde::Serialize;
+use std::cell::RefCell;
 use std::io::Write;
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Lines waiting for the writer, at most.
-const QUEUE: usize = 16 * 1024;
-/// Bytes gathered before a write, at most.
-const BATCH: usize = 64 * 1024;
+const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
+/// Bytes buffered between writes, at most.
+const MAX_BUFFERED: usize = 4 << 20;
 
 #[derive(Serialize)]
 pub struct Entry<'a> {
@@ -46,77 +47,102 @@ pub struct Entry<'a> {
     pub destination_principal: Option<&'a str>,
 }
 
-enum Msg {
-    Line(Vec<u8>),
-    /// Answered once everything queued before it is written.
-    Flush(SyncSender<()>),
+pub struct AccessLog {
+    shared: Arc<Shared>,
 }
 
-pub struct AccessLog {
-    queue: SyncSender<Msg>,
+struct Shared {
+    buffered: Mutex<Vec<u8>>,
+    out: Mutex<Output>,
     dropped: IntCounter,
 }
 
+/// The writer's side, locked for a whole swap-and-write so batches stay in order.
+struct Output {
+    to: Box<dyn Write + Send>,
+    /// The previous batch's buffer, swapped in empty to reuse its capacity.
+    spare: Vec<u8>,
+}
+
+thread_local! {
+    /// Each proxy thread's line under construction.
+    static LINE: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(1024));
+}
+
 impl AccessLog {
-    /// Starts the writer thread.
+    /// Writes to stdout, with its flushing thread.
     pub fn start(dropped: IntCounter) -> std::io::Result<AccessLog> {
-        let (queue, rx) = sync_channel(QUEUE);
+        Self::with_output(Box::new(std::io::stdout()), dropped, FLUSH_INTERVAL)
+    }
+
+    fn with_output(
+        to: Box<dyn Write + Send>,
+        dropped: IntCounter,
+        every: Duration,
+    ) -> std::io::Result<AccessLog> {
+        let shared = Arc::new(Shared {
+            buffered: Mutex::new(Vec::with_capacity(64 * 1024)),
+            out: Mutex::new(Output {
+                to,
+                spare: Vec::new(),
+            }),
+            dropped,
+        });
+        // The thread holds no strong reference: it ends once the log is dropped.
+        let weak = Arc::downgrade(&shared);
         std::thread::Builder::new()
             .name("access-log".into())
-            .spawn(move || writer(rx, &mut std::io::stdout()))?;
-        Ok(AccessLog { queue, dropped })
+            .spawn(move || loop {
+                std::thread::sleep(every);
+                match weak.upgrade() {
+                    Some(shared) => shared.flush(),
+                    None => return,
+                }
+            })?;
+        Ok(AccessLog { shared })
     }
 
-    /// Queues one line; never blocks.
     pub fn write(&self, entry: &Entry<'_>) {
-        let mut line = Vec::with_capacity(512);
-        if serde_json::to_writer(&mut line, entry).is_err() {
-            return;
-        }
-        line.push(b'\n');
-        if let Err(TrySendError::Full(_)) = self.queue.try_send(Msg::Line(line)) {
-            self.dropped.inc();
-        }
+        self.push(|line| serde_json::to_writer(line, entry).is_ok());
     }
 
-    /// Waits (up to a second) until every line queued so far is written: at
-    /// shutdown, so the last requests' lines are not lost with the process.
+    /// Appends the line `fill` writes, unless it fails or the buffer is full.
+    fn push(&self, fill: impl FnOnce(&mut Vec<u8>) -> bool) {
+        LINE.with_borrow_mut(|line| {
+            line.clear();
+            if !fill(line) {
+                return;
+            }
+            line.push(b'\n');
+            let mut buffered = self.shared.buffered.lock().expect("access log lock");
+            if buffered.len() + line.len() > MAX_BUFFERED {
+                drop(buffered);
+                self.shared.dropped.inc();
+                return;
+            }
+            buffered.extend_from_slice(line);
+        });
+    }
+
+    /// Writes out everything buffered so far: at shutdown, so the last requests'
+    /// lines do not go with the process.
     pub fn flush(&self) {
-        let (done, written) = sync_channel(1);
-        if self.queue.send(Msg::Flush(done)).is_ok() {
-            let _ = written.recv_timeout(Duration::from_secs(1));
-        }
+        self.shared.flush();
     }
 }
 
-fn writer(rx: Receiver<Msg>, out: &mut impl Write) {
-    let mut batch = Vec::with_capacity(BATCH);
-    let mut acks = Vec::new();
-    while let Ok(first) = rx.recv() {
-        let mut next = Some(first);
-        while let Some(msg) = next.take() {
-            match msg {
-                Msg::Line(line) => batch.extend_from_slice(&line),
-                Msg::Flush(ack) => acks.push(ack),
-            }
-            if batch.len() >= BATCH {
-                emit(out, &mut batch);
-            }
-            next = rx.try_recv().ok();
+impl Shared {
+    fn flush(&self) {
+        let mut out = self.out.lock().expect("access log lock");
+        let out = &mut *out;
+        std::mem::swap(
+            &mut *self.buffered.lock().expect("access log lock"),
+            &mut out.spare,
+        );
+        if !out.spare.is_empty() {
+            let _ = out.to.write_all(&out.spare).and_then(|_| out.to.flush());
+            out.spare.clear();
         }
-        emit(out, &mut batch);
-        for ack in acks.drain(..) {
-            let _ = ack.send(());
-        }
-    }
-}
-
-/// One write of whole lines; stdout's lock is held only for it, so other output
-/// (the demo's) still gets through between batches.
-fn emit(out: &mut impl Write, batch: &mut Vec<u8>) {
-    if !batch.is_empty() {
-        let _ = out.write_all(batch).and_then(|_| out.flush());
-        batch.clear();
     }
 }
 
@@ -140,47 +166,81 @@ pub fn request_id() -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn queued_lines_come_out_whole_and_in_order_then_flush_answers() {
-        let (tx, rx) = sync_channel(QUEUE);
-        let (out_tx, out_rx) = std::sync::mpsc::channel();
-        struct Sink(std::sync::mpsc::Sender<Vec<u8>>);
-        impl Write for Sink {
-            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-                self.0.send(buf.to_vec()).unwrap();
-                Ok(buf.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
+    /// Collects what the log writes, one `Vec` per write.
+    #[derive(Clone, Default)]
+    struct Sink(Arc<Mutex<Vec<Vec<u8>>>>);
+
+    impl Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().push(buf.to_vec());
+            Ok(buf.len())
         }
-        // Queued before the writer starts, so it finds them all waiting.
-        for i in 0..10_000 {
-            tx.send(Msg::Line(format!("{{\"n\":{i}}}\n").into_bytes()))
-                .unwrap();
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
         }
-        let (done, written) = sync_channel(1);
-        tx.send(Msg::Flush(done)).unwrap();
-        let thread = std::thread::spawn(move || writer(rx, &mut Sink(out_tx)));
-        written.recv_timeout(Duration::from_secs(5)).unwrap();
-        drop(tx);
-        thread.join().unwrap();
-        let writes: Vec<Vec<u8>> = out_rx.try_iter().collect();
-        assert!(writes.len() <= 3, "64 KiB batches: {} writes", writes.len());
-        assert!(
-            writes.iter().all(|w| w.ends_with(b"\n")),
-            "writes end on a line"
-        );
-        let text = String::from_utf8(writes.concat()).unwrap();
-        let numbers: Vec<usize> = text
+    }
+
+    fn log(sink: &Sink) -> AccessLog {
+        let dropped = IntCounter::new("dropped", "test").unwrap();
+        // No periodic flush within the test: only explicit ones.
+        AccessLog::with_output(Box::new(sink.clone()), dropped, Duration::from_secs(3600)).unwrap()
+    }
+
+    fn line(n: usize) -> impl FnOnce(&mut Vec<u8>) -> bool {
+        move |l| write!(l, "{{\"n\":{n}}}").is_ok()
+    }
+
+    fn numbers(writes: &[Vec<u8>]) -> Vec<usize> {
+        String::from_utf8(writes.concat())
+            .unwrap()
             .lines()
             .map(|l| {
                 serde_json::from_str::<serde_json::Value>(l).unwrap()["n"]
                     .as_u64()
                     .unwrap() as usize
             })
+            .collect()
+    }
+
+    #[test]
+    fn lines_from_many_threads_come_out_whole_in_one_write() {
+        let sink = Sink::default();
+        let log = Arc::new(log(&sink));
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let log = log.clone();
+                std::thread::spawn(move || (0..2_500).for_each(|i| log.push(line(t * 2_500 + i))))
+            })
             .collect();
-        assert_eq!(numbers, (0..10_000).collect::<Vec<_>>());
+        threads.into_iter().for_each(|t| t.join().unwrap());
+        assert!(
+            sink.0.lock().unwrap().is_empty(),
+            "nothing written before a flush"
+        );
+        log.flush();
+        let writes = sink.0.lock().unwrap().clone();
+        assert_eq!(writes.len(), 1);
+        let mut seen = numbers(&writes);
+        seen.sort();
+        assert_eq!(seen, (0..10_000).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn beyond_the_buffer_lines_are_dropped_and_counted() {
+        let sink = Sink::default();
+        let log = log(&sink);
+        let total = MAX_BUFFERED / 8;
+        (0..total).for_each(|i| log.push(line(i)));
+        let dropped = log.shared.dropped.get() as usize;
+        assert!(dropped > 0);
+        log.flush();
+        let kept = numbers(&sink.0.lock().unwrap());
+        assert_eq!(kept.len() + dropped, total);
+        assert_eq!(
+            kept,
+            (0..kept.len()).collect::<Vec<_>>(),
+            "the first lines are kept, whole"
+        );
     }
 
     #[test]
