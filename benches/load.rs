@@ -44,7 +44,9 @@ fn main() {
     rt.block_on(async move {
         let world = load::world::World::start(workers).await;
         let mut reports: Vec<Report> = Vec::new();
-        let envoy = load::envoy::Envoy::start(&world, workers).await;
+        let envoy = load::envoy::Envoy::start(&world, workers, None).await;
+        let traced_envoy =
+            load::envoy::Envoy::start(&world, workers, Some(world.collector.addr)).await;
         if let Some(envoy) = &envoy {
             reports.push(
                 driver::run(Scenario::Plaintext(envoy.addr), "envoy      plaintext", conns, duration, envoy.pid()).await,
@@ -75,7 +77,14 @@ fn main() {
             )
             .await,
         );
-        let spans = world.collector.spans().len();
+        if let Some(envoy) = &traced_envoy {
+            reports.push(
+                driver::run(Scenario::Plaintext(envoy.addr), "envoy      plain, traced", conns, duration, envoy.pid()).await,
+            );
+        }
+        let spans = world.collector.spans();
+        let spans_from = |service: &str| spans.iter().filter(|s| s.service == service).count();
+        let (ours, envoys) = (spans_from("waypoint.default"), spans_from("envoy"));
         reports.push(
             driver::run(
                 Scenario::Hbone {
@@ -93,8 +102,9 @@ fn main() {
             "\nseed routing, {conns} connections, {seconds}s each, {workers} proxy worker(s), loopback"
         );
         driver::print(&reports);
-        println!("spans received from the traced waypoint: {spans}");
+        println!("spans received: {ours} from the traced waypoint, {envoys} from the traced envoy");
         drop(envoy);
+        drop(traced_envoy);
         drop(world);
     });
 }

@@ -13,13 +13,15 @@ pub struct Envoy {
 }
 
 impl Envoy {
-    /// `None` when no Envoy binary is installed.
-    pub async fn start(world: &World, workers: usize) -> Option<Envoy> {
+    /// `None` when no Envoy binary is installed. With `traces`, every request is
+    /// traced (a server span, and a client span per upstream try, as ours) to
+    /// that OTLP/gRPC collector.
+    pub async fn start(world: &World, workers: usize, traces: Option<SocketAddr>) -> Option<Envoy> {
         let bin = std::env::var("ENVOY").unwrap_or_else(|_| "envoy".into());
         let dir = tempfile::tempdir().unwrap();
         let addr = free_addr();
         let path = dir.path().join("envoy.yaml");
-        std::fs::write(&path, config(addr, &world.endpoints)).unwrap();
+        std::fs::write(&path, config(addr, &world.endpoints, traces)).unwrap();
         let child = Command::new(bin)
             .arg("-c")
             .arg(&path)
@@ -67,7 +69,42 @@ fn cluster(name: &str, endpoints: &[(&str, SocketAddr)]) -> String {
     )
 }
 
-fn config(addr: SocketAddr, endpoints: &[(&str, SocketAddr)]) -> String {
+fn tracing(collector: SocketAddr) -> (String, String) {
+    let hcm = r#"
+          tracing:
+            random_sampling: {value: 100}
+            spawn_upstream_span: true
+            provider:
+              name: envoy.tracers.opentelemetry
+              typed_config:
+                "@type": type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig
+                grpc_service: {envoy_grpc: {cluster_name: otlp}}
+                service_name: envoy"#;
+    let cluster = format!(
+        r#"  - name: otlp
+    type: STATIC
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: {{http2_protocol_options: {{}}}}
+    load_assignment:
+      cluster_name: otlp
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{address: {{socket_address: {{address: {}, port_value: {}}}}}}}
+"#,
+        collector.ip(),
+        collector.port()
+    );
+    (hcm.to_string(), cluster)
+}
+
+fn config(
+    addr: SocketAddr,
+    endpoints: &[(&str, SocketAddr)],
+    traces: Option<SocketAddr>,
+) -> String {
+    let (hcm_tracing, otlp_cluster) = traces.map(tracing).unwrap_or_default();
     format!(
         r#"static_resources:
   listeners:
@@ -78,7 +115,7 @@ fn config(addr: SocketAddr, endpoints: &[(&str, SocketAddr)]) -> String {
       - name: envoy.filters.network.http_connection_manager
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: bench
+          stat_prefix: bench{hcm_tracing}
           route_config:
             virtual_hosts:
             - name: productpage
@@ -92,7 +129,7 @@ fn config(addr: SocketAddr, endpoints: &[(&str, SocketAddr)]) -> String {
           - name: envoy.filters.http.router
             typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
   clusters:
-{v1}{v2}"#,
+{v1}{v2}{otlp_cluster}"#,
         ip = addr.ip(),
         port = addr.port(),
         v1 = cluster("v1", endpoints),

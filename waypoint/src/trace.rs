@@ -61,13 +61,12 @@ pub struct Tracing {
 }
 
 impl Tracing {
-    /// `None` when no exporter is configured. Must be called inside the tokio
-    /// runtime that will drive exports; `service` names the waypoint unless
-    /// OTEL_SERVICE_NAME does.
+    /// `None` when no exporter is configured; `service` names the waypoint
+    /// unless OTEL_SERVICE_NAME does.
     pub fn from_args(
         args: &TraceArgs,
         service: &str,
-    ) -> Result<Option<Tracing>, opentelemetry_otlp::ExporterBuildError> {
+    ) -> Result<Option<Tracing>, export::ExportError> {
         if !args.enabled() {
             return Ok(None);
         }
@@ -99,8 +98,7 @@ impl Tracing {
         Ok(Some(Tracing { tracer, provider }))
     }
 
-    /// Sends what is still queued. Call from outside the runtime's workers, while
-    /// the runtime is still up: the export runs on it.
+    /// Sends what is still queued; blocks, so not from a runtime's worker.
     pub fn shutdown(&self) {
         if let Err(e) = self.provider.shutdown() {
             log::warn!("flushing spans at shutdown: {e}");

@@ -96,8 +96,6 @@ pub fn run(args: RunArgs) -> CmdResult {
     let state = Arc::new(State::new(loaded.snapshot));
     let rt = super::runtime(args.workers)?;
     let tracing = {
-        // The exporter's gRPC channel lives on this runtime.
-        let _in_runtime = rt.enter();
         let id = identity.bundle().id.clone();
         let name = format!("{}.{}", id.service_account, id.namespace);
         crate::trace::Tracing::from_args(&args.tracing, &name)?.map(Arc::new)
@@ -147,7 +145,7 @@ pub fn run(args: RunArgs) -> CmdResult {
         }
         Ok::<_, Box<dyn std::error::Error>>(())
     });
-    // After the last request, before the runtime the exporter runs on goes away.
+    // After the last request: its spans are queued by now.
     if let Some(tracing) = tracing {
         tracing.shutdown();
     }
