@@ -20,9 +20,18 @@ const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 /// Bytes buffered between writes, at most.
 const MAX_BUFFERED: usize = 4 << 20;
 
+/// Serialized through its `Display`, straight into the line: no `String` first.
+pub struct Shown<T>(pub T);
+
+impl<T: std::fmt::Display> Serialize for Shown<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
+
 #[derive(Serialize)]
 pub struct Entry<'a> {
-    pub start_time: String,
+    pub start_time: Shown<jiff::Timestamp>,
     pub method: &'a str,
     pub path: &'a str,
     pub protocol: &'a str,
@@ -38,12 +47,12 @@ pub struct Entry<'a> {
     pub user_agent: Option<&'a str>,
     pub request_id: Option<&'a str>,
     pub authority: Option<&'a str>,
-    pub upstream_host: Option<String>,
+    pub upstream_host: Option<Shown<std::net::SocketAddr>>,
     /// Envoy's cluster name: `outbound|port|subset|host`.
-    pub upstream_cluster: Option<String>,
-    pub downstream_remote_address: Option<String>,
+    pub upstream_cluster: Option<Shown<crate::proxy::ClusterName<'a>>>,
+    pub downstream_remote_address: Option<Shown<std::net::IpAddr>>,
     pub route_name: Option<&'a str>,
-    pub source_principal: Option<String>,
+    pub source_principal: Option<Shown<&'a crate::identity::SpiffeId>>,
     pub destination_principal: Option<&'a str>,
 }
 

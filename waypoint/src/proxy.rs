@@ -20,7 +20,7 @@
 mod ctx;
 mod reply;
 
-pub use ctx::RequestCtx;
+pub use ctx::{ClusterName, RequestCtx};
 
 use crate::hbone::pool::{HboneConnect, HbonePool};
 use crate::hbone::HboneMeta;
@@ -154,17 +154,12 @@ impl WaypointProxy {
     fn report(&self, ctx: &mut RequestCtx, result: TryResult) {
         if ctx.report(result) {
             let service = Self::destination_service(ctx);
-            self.metrics
-                .ejections
-                .with_label_values(&[service.as_str()])
-                .inc();
+            self.metrics.ejections.with_label_values(&[service]).inc();
         }
     }
 
-    fn destination_service(ctx: &RequestCtx) -> String {
-        ctx.upstream_cluster()
-            .and_then(|c| c.rsplit('|').next().map(String::from))
-            .unwrap_or_else(|| "unknown".into())
+    fn destination_service(ctx: &RequestCtx) -> &str {
+        ctx.cluster_name().map(|c| c.host).unwrap_or("unknown")
     }
 }
 
@@ -297,7 +292,7 @@ impl ProxyHttp for WaypointProxy {
         if ctx.tries > 1 {
             self.metrics
                 .retries
-                .with_label_values(&[Self::destination_service(ctx).as_str()])
+                .with_label_values(&[Self::destination_service(ctx)])
                 .inc();
             let policy = ctx
                 .route()
@@ -534,8 +529,9 @@ impl ProxyHttp for WaypointProxy {
         let (started, start_time) = ctx
             .started
             .unwrap_or_else(|| (Instant::now(), jiff::Timestamp::now()));
+        use crate::access_log::Shown;
         let entry = crate::access_log::Entry {
-            start_time: start_time.to_string(),
+            start_time: Shown(start_time),
             method: req.method.as_str(),
             path: req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"),
             protocol: "HTTP/1.1",
@@ -549,11 +545,11 @@ impl ProxyHttp for WaypointProxy {
             user_agent: header("user-agent"),
             request_id: header("x-request-id"),
             authority: header("host"),
-            upstream_host: ctx.upstream.map(|a| a.to_string()),
-            upstream_cluster: ctx.upstream_cluster(),
-            downstream_remote_address: ctx.client_ip.map(|ip| ip.to_string()),
+            upstream_host: ctx.upstream.map(Shown),
+            upstream_cluster: ctx.cluster_name().map(Shown),
+            downstream_remote_address: ctx.client_ip.map(Shown),
             route_name: ctx.route_name(),
-            source_principal: ctx.source.as_ref().map(|s| s.to_string()),
+            source_principal: ctx.source.as_ref().map(Shown),
             destination_principal: ctx.destination.as_deref(),
         };
         access_log.write(&entry);

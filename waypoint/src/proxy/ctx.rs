@@ -49,6 +49,19 @@ impl Forward {
     }
 }
 
+/// Envoy's cluster name, written out only where it is shown.
+pub struct ClusterName<'a> {
+    pub port: u16,
+    pub subset: &'a str,
+    pub host: &'a str,
+}
+
+impl std::fmt::Display for ClusterName<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "outbound|{}|{}|{}", self.port, self.subset, self.host)
+    }
+}
+
 #[derive(Default)]
 pub struct RequestCtx {
     /// The config generation this request started on; kept for its whole life.
@@ -157,6 +170,10 @@ impl RequestCtx {
 
     /// Envoy's cluster name for the backend: `outbound|port|subset|host`.
     pub fn upstream_cluster(&self) -> Option<String> {
+        self.cluster_name().map(|c| c.to_string())
+    }
+
+    pub fn cluster_name(&self) -> Option<ClusterName<'_>> {
         let rt = self.runtime.as_ref()?;
         let fwd = self.forward.as_ref()?;
         let svc = rt.snapshot.service(fwd.service);
@@ -164,7 +181,11 @@ impl RequestCtx {
             .subset
             .map(|i| svc.subsets[i].name.as_str())
             .unwrap_or("");
-        Some(format!("outbound|{}|{subset}|{}", fwd.port, svc.hostname))
+        Some(ClusterName {
+            port: fwd.port,
+            subset,
+            host: &svc.hostname,
+        })
     }
 
     pub fn route_name(&self) -> Option<&str> {
