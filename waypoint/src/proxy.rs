@@ -16,6 +16,10 @@
 //! 7. `fail_to_connect` / `error_while_proxy`: outlier accounting and the retry
 //!    decision for failures [UF, UC, UT]; `fail_to_proxy` turns the final failure
 //!    into a reply through `crate::error`.
+//!
+//! `logging` ends every request: Istio metrics, the access-log line and, when
+//! tracing is on, the server span opened in step 1 (each try of step 5 has a
+//! client span, and its context goes upstream in `upstream_request_filter`).
 
 mod ctx;
 mod reply;
