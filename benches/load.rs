@@ -69,6 +69,16 @@ fn main() {
         );
         reports.push(
             driver::run(
+                Scenario::Plaintext(world.bare_http),
+                "waypoint   plain, no telemetry",
+                conns,
+                duration,
+                world.bare_pid(),
+            )
+            .await,
+        );
+        reports.push(
+            driver::run(
                 Scenario::Plaintext(world.traced_http),
                 "waypoint   plain, traced",
                 conns,

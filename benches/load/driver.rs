@@ -170,7 +170,7 @@ pub async fn run(
 pub fn print(reports: &[Report]) {
     let envoy = reports.iter().find(|r| r.name.starts_with("envoy"));
     println!(
-        "{:<22} {:>10} {:>8} {:>9} {:>9} {:>9} {:>12} {:>14} {:>8}",
+        "{:<31} {:>10} {:>8} {:>9} {:>9} {:>9} {:>12} {:>14} {:>8}",
         "path",
         "req/s",
         "errors",
@@ -186,7 +186,7 @@ pub fn print(reports: &[Report]) {
             .map(|e| format!("{:.2}x rps", r.rps() / e.rps()))
             .unwrap_or_else(|| "-".into());
         println!(
-            "{:<22} {:>10.0} {:>8} {:>9.3} {:>9.3} {:>9.3} {:>12} {:>14.1} {:>8.1}",
+            "{:<31} {:>10.0} {:>8} {:>9.3} {:>9.3} {:>9.3} {:>12} {:>14.1} {:>8.1}",
             r.name,
             r.rps(),
             r.errors,

@@ -20,6 +20,9 @@ pub struct World {
     /// The same waypoint with the access log off, for the telemetry's cost.
     quiet: Child,
     pub quiet_http: SocketAddr,
+    /// The same waypoint with no per-request telemetry at all.
+    bare: Child,
+    pub bare_http: SocketAddr,
     /// The same waypoint tracing every request to `collector`.
     traced: Child,
     pub traced_http: SocketAddr,
@@ -105,10 +108,12 @@ impl World {
         };
         let (waypoint, http, hbone) = spawn(&[]);
         let (quiet, quiet_http, _) = spawn(&["--access-log", "false"]);
+        let (bare, bare_http, _) = spawn(&["--access-log", "false", "--request-metrics", "false"]);
         let collector = super::otlp::Collector::start().await;
         let (traced, traced_http, _) = spawn(&["--otlp-endpoint", &collector.endpoint()]);
         wait_listening(quiet_http).await;
         wait_listening(traced_http).await;
+        wait_listening(bare_http).await;
         wait_listening(http).await;
         wait_listening(hbone).await;
         World {
@@ -118,6 +123,8 @@ impl World {
             waypoint,
             quiet,
             quiet_http,
+            bare,
+            bare_http,
             traced,
             traced_http,
             collector,
@@ -137,6 +144,10 @@ impl World {
         self.quiet.id()
     }
 
+    pub fn bare_pid(&self) -> u32 {
+        self.bare.id()
+    }
+
     pub fn traced_pid(&self) -> u32 {
         self.traced.id()
     }
@@ -152,7 +163,12 @@ pub async fn wait_listening(addr: SocketAddr) {
 
 impl Drop for World {
     fn drop(&mut self) {
-        for child in [&mut self.waypoint, &mut self.quiet, &mut self.traced] {
+        for child in [
+            &mut self.waypoint,
+            &mut self.quiet,
+            &mut self.bare,
+            &mut self.traced,
+        ] {
             let _ = child.kill();
             let _ = child.wait();
         }

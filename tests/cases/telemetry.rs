@@ -319,3 +319,27 @@ async fn a_reload_that_relabels_a_pod_counts_under_the_new_labels() {
         "the old series keeps its count"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_metrics_can_be_switched_off() {
+    let world = World::productpage().await;
+    let certs = Certs::new();
+    let off = ["--request-metrics", "false"];
+    let wp = WaypointProc::start_with(world.dir(), &certs.waypoint_dir, &off).await;
+    let mut t = tunnel(&wp, &certs, PRODUCTPAGE_VIP).await;
+    assert_eq!(t.get("http://productpage/", &[]).await.unwrap().status, 200);
+    // The access-log line is written after the metrics would have been.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while wp.stdout().lines().count() < 1 {
+        assert!(Instant::now() < deadline, "the request was never logged");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let s = scrape(wp.metrics).await;
+    assert!(
+        !s.samples
+            .iter()
+            .any(|x| x.metric.starts_with("istio_request")),
+        "no per-request series"
+    );
+    assert_eq!(value(&s, "waypoint_config_generation", &[]), 1.0);
+}

@@ -37,6 +37,8 @@ pub struct Listeners {
     pub xfcc: bool,
     /// One JSON line per request on stdout.
     pub access_log: bool,
+    /// Istio's per-request metrics.
+    pub request_metrics: bool,
     /// Where `/stats/prometheus` is served besides the admin listener.
     pub metrics: Vec<SocketAddr>,
     /// Spans per request, when an exporter is configured.
@@ -58,6 +60,7 @@ impl Listeners {
             h2: Default::default(),
             xfcc: false,
             access_log: true,
+            request_metrics: true,
             metrics: Vec::new(),
             tracing: None,
         }
@@ -156,6 +159,7 @@ impl Waypoint {
             .with_metrics(metrics.clone())
             .with_xfcc(xfcc)
             .with_access_log(access_log.clone())
+            .with_request_metrics(listeners.request_metrics)
             .with_tracing(listeners.tracing.clone());
         let proxy = Arc::new(http_proxy(&conf, app));
 

@@ -56,6 +56,8 @@ pub struct WaypointProxy {
     /// One JSON line per request on stdout, when on.
     access_log: Option<Arc<crate::access_log::AccessLog>>,
     metrics: Arc<crate::metrics::Metrics>,
+    /// Whether requests are counted in Istio's per-request series.
+    request_metrics: bool,
     /// Spans per request and per try; `None`: tracing off, no cost.
     tracing: Option<Arc<crate::trace::Tracing>>,
 }
@@ -75,6 +77,7 @@ impl WaypointProxy {
             xfcc: None,
             access_log: None,
             metrics: Default::default(),
+            request_metrics: true,
             tracing: None,
         }
     }
@@ -86,6 +89,11 @@ impl WaypointProxy {
 
     pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
         self.metrics = metrics;
+        self
+    }
+
+    pub fn with_request_metrics(mut self, on: bool) -> Self {
+        self.request_metrics = on;
         self
     }
 
@@ -135,6 +143,13 @@ impl WaypointProxy {
 impl WaypointProxy {
     fn record_metrics(&self, session: &Session, ctx: &RequestCtx, status: u16) {
         let m = &self.metrics;
+        let flags = ctx.flags();
+        if flags != "-" {
+            m.flagged.with_label_values(&[flags.as_ref()]).inc();
+        }
+        if !self.request_metrics {
+            return;
+        }
         let resolve = || m.series(&ctx.labels(status));
         let series = match &ctx.runtime {
             Some(rt) => rt.series.get(ctx.series_key(status), &ctx.source, resolve),
@@ -148,10 +163,6 @@ impl WaypointProxy {
         let down = session.as_downstream();
         series.request_bytes.observe(down.body_bytes_read() as f64);
         series.response_bytes.observe(down.body_bytes_sent() as f64);
-        let flags = ctx.flags();
-        if flags != "-" {
-            m.flagged.with_label_values(&[flags.as_ref()]).inc();
-        }
     }
 
     /// Outlier accounting for the try that just ended, counting ejections.

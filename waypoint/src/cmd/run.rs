@@ -62,6 +62,10 @@ pub struct RunArgs {
     /// One JSON line per request on stdout.
     #[arg(long, env = "WAYPOINT_ACCESS_LOG", default_value_t = true, action = clap::ArgAction::Set)]
     pub access_log: bool,
+    /// Istio's per-request metrics (istio_requests_total and the duration and size
+    /// histograms); off, as Istio's Telemetry API can disable them.
+    #[arg(long, env = "WAYPOINT_REQUEST_METRICS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub request_metrics: bool,
     /// Where `/stats/prometheus` and `/healthz/ready` are also served (Istio's 15020, 15021, 15090).
     #[arg(
         long,
@@ -111,6 +115,7 @@ pub fn run(args: RunArgs) -> CmdResult {
                 hbone_streams_per_connection: args.hbone_streams_per_connection,
                 xfcc: args.xfcc,
                 access_log: args.access_log,
+                request_metrics: args.request_metrics,
                 metrics: args.metrics_addr.clone(),
                 tracing: served,
                 h2: crate::hbone::H2Settings {
