@@ -39,4 +39,7 @@ fn demo_shows_the_seed_split() {
     let header = stdout.split("with header").nth(1).unwrap();
     assert!(header.contains("v2     100  100.0%"), "{stdout}");
     assert!(stdout.contains("waypoint client --hbone"), "{stdout}");
+    // Every request's access-log line made it out before the process ended.
+    let logged = stdout.lines().filter(|l| l.starts_with('{')).count();
+    assert_eq!(logged, 2100);
 }

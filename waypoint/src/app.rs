@@ -243,6 +243,14 @@ impl Waypoint {
     /// Stops accepting and tells in-flight sessions to finish.
     pub fn shutdown(&self) {
         let _ = self.shutdown.send(true);
+        self.flush_access_log();
+    }
+
+    /// Writes out buffered access-log lines, so none go with the process.
+    pub fn flush_access_log(&self) {
+        if let Some(log) = &self.access_log {
+            log.flush();
+        }
     }
 
     /// Graceful stop: not ready, no new connections, GOAWAY on HBONE, idle
@@ -257,9 +265,7 @@ impl Waypoint {
         loop {
             let open = self.active.load(Ordering::Acquire);
             if open == 0 || tokio::time::Instant::now() >= deadline {
-                if let Some(log) = &self.access_log {
-                    log.flush();
-                }
+                self.flush_access_log();
                 return open;
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
