@@ -199,11 +199,12 @@ impl<A: ServerApp + Send + Sync + 'static> HboneServer<A> {
             stream = next;
         }
         let m = &self.metrics;
-        m.tcp_closed.with_label_values(&labels).inc();
         let received = bytes.received.load(std::sync::atomic::Ordering::Relaxed);
         let sent = bytes.sent.load(std::sync::atomic::Ordering::Relaxed);
         m.tcp_received.with_label_values(&labels).inc_by(received);
         m.tcp_sent.with_label_values(&labels).inc_by(sent);
+        // Last, so a scrape that sees the tunnel closed sees its bytes too.
+        m.tcp_closed.with_label_values(&labels).inc();
     }
 }
 
