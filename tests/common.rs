@@ -29,3 +29,8 @@ pub async fn tunnel(wp: &WaypointProc, certs: &Certs, authority: &str) -> Tunnel
 pub fn h(name: &str, value: &str) -> Vec<(String, String)> {
     vec![(name.to_string(), value.to_string())]
 }
+
+/// The status of a GET through `t`.
+pub async fn status(t: &mut Tunnel, uri: &str) -> http::StatusCode {
+    t.get(uri, &[]).await.unwrap().status
+}

@@ -28,11 +28,7 @@ async fn a_rotated_identity_serves_new_handshakes_and_old_connections_live_on() 
     let old = connect_expecting(&wp, &certs, &v1).await.unwrap();
     let mut old_tunnel = Tunnel::open(&old, PRODUCTPAGE_VIP).await.unwrap();
     assert_eq!(
-        old_tunnel
-            .get("http://productpage/", &[])
-            .await
-            .unwrap()
-            .status,
+        crate::common::status(&mut old_tunnel, "http://productpage/").await,
         200
     );
     assert!(
@@ -93,29 +89,17 @@ async fn a_rotated_identity_serves_new_handshakes_and_old_connections_live_on() 
     assert!(ok > 10, "the load ran ({ok} requests)");
     let mut new_tunnel = Tunnel::open(&new, PRODUCTPAGE_VIP).await.unwrap();
     assert_eq!(
-        new_tunnel
-            .get("http://productpage/", &[])
-            .await
-            .unwrap()
-            .status,
+        crate::common::status(&mut new_tunnel, "http://productpage/").await,
         200
     );
     // The connection made before the rotation is not dropped, and still opens tunnels.
     assert_eq!(
-        old_tunnel
-            .get("http://productpage/", &[])
-            .await
-            .unwrap()
-            .status,
+        crate::common::status(&mut old_tunnel, "http://productpage/").await,
         200
     );
     let mut another = Tunnel::open(&old, PRODUCTPAGE_VIP).await.unwrap();
     assert_eq!(
-        another
-            .get("http://productpage/", &[])
-            .await
-            .unwrap()
-            .status,
+        crate::common::status(&mut another, "http://productpage/").await,
         200
     );
 

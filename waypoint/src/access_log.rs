@@ -160,14 +160,13 @@ pub fn request_id() -> String {
     let b: [u8; 16] = rand::random();
     let v = u128::from_be_bytes(b) & !(0xf << 76) | (0x4 << 76);
     let v = v & !(0x3 << 62) | (0x2 << 62);
-    let h = format!("{v:032x}");
     format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
+        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+        v >> 96,
+        (v >> 80) & 0xffff,
+        (v >> 64) & 0xffff,
+        (v >> 48) & 0xffff,
+        v & 0xffff_ffff_ffff
     )
 }
 

@@ -309,12 +309,11 @@ impl ProxyHttp for WaypointProxy {
                 .retries
                 .with_label_values(&[Self::destination_service(ctx)])
                 .inc();
-            let policy = ctx
-                .route()
-                .map(|r| r.policy.retry.clone())
-                .unwrap_or_default();
-            let wait = waypoint_filters::retry::backoff(&policy, ctx.tries - 1, &mut rand::rng());
-            tokio::time::sleep(wait).await;
+            if let Some(route) = ctx.route() {
+                let retry = &route.policy.retry;
+                let wait = waypoint_filters::retry::backoff(retry, ctx.tries - 1, &mut rand::rng());
+                tokio::time::sleep(wait).await;
+            }
         }
         let remaining = match ctx.deadline {
             Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
@@ -442,7 +441,7 @@ impl ProxyHttp for WaypointProxy {
     ) -> Box<Error> {
         self.report(ctx, TryResult::LocalFailure);
         if let Some(trace) = &mut ctx.trace {
-            trace.end_try(Some(&e.to_string()));
+            trace.end_try(Some(&e));
         }
         e.set_retry(ctx.may_retry(TryOutcome::ConnectFailure));
         e
@@ -463,7 +462,7 @@ impl ProxyHttp for WaypointProxy {
             self.report(ctx, TryResult::LocalFailure);
         }
         if let Some(trace) = &mut ctx.trace {
-            trace.end_try(Some(&e.to_string()));
+            trace.end_try(Some(&e));
         }
         // Envoy retries any method when the policy says so; only a body too large
         // to have been kept cannot be replayed.

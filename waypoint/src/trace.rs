@@ -216,12 +216,13 @@ impl RequestTrace {
         }
     }
 
-    /// Ends the current try's span; `error` says why the try failed, if it did.
-    pub fn end_try(&mut self, error: Option<&str>) {
+    /// Ends the current try's span; `error` says why the try failed, if it did
+    /// (rendered only when there is a span to put it on).
+    pub fn end_try(&mut self, error: Option<&dyn std::fmt::Display>) {
         if let Some(cx) = self.attempt.take() {
             let span = cx.span();
             if let Some(error) = error {
-                fail(&span, "upstream_failure".into(), Some(error));
+                fail(&span, "upstream_failure".into(), Some(&error.to_string()));
             }
             span.end();
         }
