@@ -33,6 +33,8 @@ pub enum ResponseFlag {
     NoClusterFound,
     /// `DC`: the downstream went away.
     DownstreamConnectionTermination,
+    /// `DPE`: the downstream request broke the protocol or its limits.
+    DownstreamProtocolError,
 }
 
 impl ResponseFlag {
@@ -51,6 +53,7 @@ impl ResponseFlag {
             ResponseFlag::UpstreamOverflow => "UO",
             ResponseFlag::NoClusterFound => "NC",
             ResponseFlag::DownstreamConnectionTermination => "DC",
+            ResponseFlag::DownstreamProtocolError => "DPE",
         }
     }
 }

@@ -151,6 +151,16 @@ impl WaypointProc {
         }
     }
 
+    /// The process's resident memory, in KiB.
+    pub fn rss_kib(&self) -> i64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+            .expect("VmRSS in /proc/PID/status")
+    }
+
     /// What the waypoint wrote on stdout: its access log.
     pub fn stdout(&self) -> String {
         std::fs::read_to_string(self.out.path()).unwrap_or_default()

@@ -31,8 +31,10 @@ pub struct Listeners {
     pub hbone_upstream_port: Option<u16>,
     /// Tunnels one upstream HBONE connection carries at most.
     pub hbone_streams_per_connection: usize,
-    /// HTTP/2 windows of HBONE connections, inbound and outbound.
+    /// HTTP/2 windows and keepalive of HBONE connections, inbound and outbound.
     pub h2: crate::hbone::H2Settings,
+    /// What a downstream peer is allowed.
+    pub limits: crate::limits::Limits,
     /// Synthesize `x-forwarded-client-cert` from the source identity.
     pub xfcc: bool,
     /// One JSON line per request on stdout.
@@ -58,6 +60,7 @@ impl Listeners {
             hbone_upstream_port: Some(15008),
             hbone_streams_per_connection: 100,
             h2: Default::default(),
+            limits: Default::default(),
             xfcc: false,
             access_log: true,
             request_metrics: true,
@@ -160,6 +163,7 @@ impl Waypoint {
             .with_xfcc(xfcc)
             .with_access_log(access_log.clone())
             .with_request_metrics(listeners.request_metrics)
+            .with_limits(listeners.limits)
             .with_tracing(listeners.tracing.clone());
         let proxy = Arc::new(http_proxy(&conf, app));
 
@@ -170,6 +174,7 @@ impl Waypoint {
                 let bound = listener.local_addr().ok();
                 let server = Arc::new(HboneServer {
                     h2: listeners.h2,
+                    limits: listeners.limits,
                     active: active.clone(),
                     metrics: metrics.clone(),
                     identity: identity.clone(),

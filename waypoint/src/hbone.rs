@@ -2,11 +2,14 @@
 //! on port 15008.
 
 pub mod client;
+mod guard;
+pub mod keepalive;
 pub mod pool;
 pub mod server;
 mod stream;
 pub mod tls;
 
+pub use keepalive::Keepalive;
 pub use stream::{H2Stream, TunnelBytes};
 
 use crate::identity::SpiffeId;
@@ -24,13 +27,14 @@ pub struct HboneMeta {
     pub peer: SocketAddr,
 }
 
-/// HTTP/2 flow-control windows for HBONE connections, both directions. The
+/// HTTP/2 flow-control windows and keepalive for HBONE connections, both directions. The
 /// defaults are ztunnel's: 4 MiB per tunnel, 16 MiB per connection, so one
 /// tunnel can fill a fast link without starving the others.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct H2Settings {
     pub stream_window: u32,
     pub connection_window: u32,
+    pub keepalive: Keepalive,
 }
 
 impl Default for H2Settings {
@@ -38,6 +42,7 @@ impl Default for H2Settings {
         H2Settings {
             stream_window: 4 << 20,
             connection_window: 16 << 20,
+            keepalive: Keepalive::default(),
         }
     }
 }

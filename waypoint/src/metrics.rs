@@ -4,6 +4,7 @@
 //! cardinality stays bounded by services, workloads and status codes.
 
 use crate::identity::SpiffeId;
+use crate::limits::Rejected;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
     Registry, TextEncoder,
@@ -80,6 +81,52 @@ pub struct Metrics {
     pub config_generation: IntGauge,
     /// Access-log lines dropped because the writer fell behind.
     pub access_log_dropped: IntCounter,
+    /// Downstream requests, streams and connections refused, by reason.
+    pub rejected: Rejections,
+}
+
+/// `waypoint_downstream_rejected_total{reason}`, each reason's counter resolved
+/// once. `Default` gives counters registered nowhere, for unit tests.
+#[derive(Clone)]
+pub struct Rejections(Vec<IntCounter>);
+
+impl Rejections {
+    fn new() -> (Self, IntCounterVec) {
+        let vec = IntCounterVec::new(
+            Opts::new(
+                "waypoint_downstream_rejected_total",
+                "Downstream requests, streams and connections refused, by reason.",
+            ),
+            &["reason"],
+        )
+        .expect("static metric");
+        let counters = Rejected::ALL
+            .iter()
+            .map(|r| vec.with_label_values(&[r.as_str()]))
+            .collect();
+        (Rejections(counters), vec)
+    }
+
+    fn slot(reason: Rejected) -> usize {
+        Rejected::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .expect("every reason is in ALL")
+    }
+
+    pub fn inc(&self, reason: Rejected) {
+        self.0[Self::slot(reason)].inc();
+    }
+
+    pub fn get(&self, reason: Rejected) -> u64 {
+        self.0[Self::slot(reason)].get()
+    }
+}
+
+impl Default for Rejections {
+    fn default() -> Self {
+        Rejections::new().0
+    }
 }
 
 impl Metrics {
@@ -188,6 +235,13 @@ impl Metrics {
         registry
             .register(Box::new(access_log_dropped.clone()))
             .expect("unique metric");
+        let (rejected, rejected_vec) = Rejections::new();
+        registry
+            .register(Box::new(rejected_vec))
+            .expect("unique metric");
+        registry
+            .register(Box::new(crate::hbone::keepalive::UPSTREAM_TIMEOUTS.clone()))
+            .expect("unique metric");
         config_generation.set(1);
         Metrics {
             registry,
@@ -205,6 +259,7 @@ impl Metrics {
             config_reloads,
             config_generation,
             access_log_dropped,
+            rejected,
         }
     }
 

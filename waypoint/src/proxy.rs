@@ -60,6 +60,8 @@ pub struct WaypointProxy {
     request_metrics: bool,
     /// Spans per request and per try; `None`: tracing off, no cost.
     tracing: Option<Arc<crate::trace::Tracing>>,
+    /// Request header bounds (431 beyond them).
+    limits: crate::limits::Limits,
 }
 
 /// How mesh endpoints are reached: the pool of HBONE connections and the port
@@ -79,7 +81,13 @@ impl WaypointProxy {
             metrics: Default::default(),
             request_metrics: true,
             tracing: None,
+            limits: Default::default(),
         }
+    }
+
+    pub fn with_limits(mut self, limits: crate::limits::Limits) -> Self {
+        self.limits = limits;
+        self
     }
 
     pub fn with_tracing(mut self, tracing: Option<Arc<crate::trace::Tracing>>) -> Self {
@@ -206,6 +214,19 @@ impl ProxyHttp for WaypointProxy {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         ctx.started = Some((Instant::now(), jiff::Timestamp::now()));
+        if let Some(why) = {
+            let req = session.req_header();
+            self.limits
+                .check_headers(req.method.as_str(), &req.uri, &req.headers)
+        } {
+            // As Envoy does: 431 before anything reaches an upstream, and the
+            // connection closes, since the rest of its bytes cannot be trusted.
+            self.metrics.rejected.inc(why);
+            ctx.flag = ResponseFlag::DownstreamProtocolError;
+            session.set_keepalive(None);
+            reply::send(session, 431, &[], "request header fields too large\n").await?;
+            return Ok(true);
+        }
         if !session.req_header().headers.contains_key("x-request-id") {
             // Generated here and sent upstream, as Envoy does, so one id follows
             // the request through every hop and log.

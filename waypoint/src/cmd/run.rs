@@ -76,6 +76,8 @@ pub struct RunArgs {
     pub metrics_addr: Vec<SocketAddr>,
     #[command(flatten)]
     pub tracing: crate::trace::TraceArgs,
+    #[command(flatten)]
+    pub limits: crate::limits::LimitArgs,
 }
 
 pub fn run(args: RunArgs) -> CmdResult {
@@ -121,7 +123,9 @@ pub fn run(args: RunArgs) -> CmdResult {
                 h2: crate::hbone::H2Settings {
                     stream_window: args.hbone_window_size,
                     connection_window: args.hbone_connection_window_size,
+                    keepalive: args.limits.keepalive(),
                 },
+                limits: args.limits.limits(),
                 ..Listeners::new(Some(args.hbone_addr), args.http_addr, Some(args.admin_addr))
             },
             Some(identity),

@@ -62,14 +62,36 @@ impl HboneClient {
                 addr,
                 reason: super::tls::describe_io_error(&e),
             })?;
-        let (send, conn) = h2::client::Builder::new()
+        let (send, mut conn) = h2::client::Builder::new()
             .initial_window_size(h2.stream_window)
             .initial_connection_window_size(h2.connection_window)
             .handshake(tls)
             .await?;
+        let ping_pong = conn.ping_pong();
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                log::debug!("hbone client connection to {addr} ended: {e}");
+            let expired = async {
+                if let Some(pp) = ping_pong {
+                    if super::keepalive::run(pp, h2.keepalive).await
+                        == super::keepalive::Ended::Expired
+                    {
+                        return;
+                    }
+                }
+                std::future::pending::<()>().await
+            };
+            tokio::select! {
+                ended = conn => if let Err(e) = ended {
+                    log::debug!("hbone client connection to {addr} ended: {e}");
+                },
+                // Dropping the connection closes it; its tunnels fail and the
+                // pool dials afresh.
+                () = expired => {
+                    super::keepalive::UPSTREAM_TIMEOUTS.inc();
+                    log::warn!(
+                        "hbone: {addr} did not answer a PING within {:?}; closing the connection",
+                        h2.keepalive.timeout
+                    );
+                }
             }
         });
         Ok(HboneClient { send })

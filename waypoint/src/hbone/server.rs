@@ -1,8 +1,10 @@
 //! The HBONE listener: accepts mTLS connections, answers each CONNECT stream and
 //! hands its bytes to the shared Pingora proxy, in-process.
 
+use super::guard::{GuardState, Guarded};
 use super::{tls::ALPN_H2, H2Stream, HboneMeta};
 use crate::identity::spiffe_id_of;
+use crate::limits::{Limits, Rejected};
 use crate::state::State;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
@@ -23,7 +25,13 @@ use tokio_rustls::TlsAcceptor;
 
 /// Tunnels allowed at once on one HTTP/2 connection (SETTINGS_MAX_CONCURRENT_STREAMS).
 const MAX_STREAMS_PER_CONNECTION: u32 = 1000;
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// SETTINGS_MAX_FRAME_SIZE. h2 answers a header list over the limit with a 431
+/// on its stream, but one over four times the limit, or a block of more than
+/// five frames (for a 60 KiB limit), with GOAWAY for the whole connection. With
+/// 64 KiB frames a block can reach that fourfold size, so everything up to it
+/// is refused per stream, while an unfinished block still costs at most
+/// ~320 KiB per connection.
+const MAX_FRAME_SIZE: u32 = 64 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 enum ConnError {
@@ -31,6 +39,10 @@ enum ConnError {
     Tls(String),
     #[error("TLS handshake timed out")]
     TlsTimeout,
+    #[error("no HTTP/2 preface within the handshake timeout")]
+    PrefaceTimeout,
+    #[error("no answer to a keepalive PING within {0:?}")]
+    KeepaliveTimeout(Duration),
     #[error("peer did not negotiate ALPN h2")]
     NoH2,
     #[error("peer presented no SPIFFE identity")]
@@ -41,6 +53,7 @@ enum ConnError {
 
 pub struct HboneServer<A> {
     pub h2: super::H2Settings,
+    pub limits: Limits,
     /// Open connections and tunnels, which a drain waits for.
     pub active: Arc<std::sync::atomic::AtomicUsize>,
     pub metrics: Arc<crate::metrics::Metrics>,
@@ -83,12 +96,16 @@ impl<A: ServerApp + Send + Sync + 'static> HboneServer<A> {
     ) -> Result<(), ConnError> {
         let _ = tcp.set_nodelay(true);
         let local = tcp.local_addr().ok();
+        let rejected = &self.metrics.rejected;
         let tls = tokio::time::timeout(
-            TLS_HANDSHAKE_TIMEOUT,
+            self.limits.handshake_timeout,
             TlsAcceptor::from(self.identity.server_config()).accept(tcp),
         )
         .await
-        .map_err(|_| ConnError::TlsTimeout)?
+        .map_err(|_| {
+            rejected.inc(Rejected::TlsHandshakeTimeout);
+            ConnError::TlsTimeout
+        })?
         .map_err(|e| ConnError::Tls(crate::hbone::tls::describe_io_error(&e)))?;
         let (_, session) = tls.get_ref();
         if session.alpn_protocol() != Some(ALPN_H2) {
@@ -100,13 +117,33 @@ impl<A: ServerApp + Send + Sync + 'static> HboneServer<A> {
             .and_then(|leaf| spiffe_id_of(leaf))
             .ok_or(ConnError::NoIdentity)?;
         debug!("hbone connection from {peer} as {source}");
-        let mut conn = h2::server::Builder::new()
-            .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
-            .initial_window_size(self.h2.stream_window)
-            .initial_connection_window_size(self.h2.connection_window)
-            .handshake::<_, Bytes>(tls)
-            .await?;
+        let guard = Arc::new(GuardState::new(rejected.clone()));
+        // The handshake ends once the client's preface is read.
+        let mut conn = tokio::time::timeout(
+            self.limits.handshake_timeout,
+            h2::server::Builder::new()
+                .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+                .max_header_list_size(self.limits.max_request_headers_bytes)
+                .max_frame_size(MAX_FRAME_SIZE)
+                .initial_window_size(self.h2.stream_window)
+                .initial_connection_window_size(self.h2.connection_window)
+                .handshake::<_, Bytes>(Guarded::new(tls, self.limits, guard.clone())),
+        )
+        .await
+        .map_err(|_| {
+            rejected.inc(Rejected::PrefaceTimeout);
+            ConnError::PrefaceTimeout
+        })??;
         let _open = crate::app::Active::hold(&self.active);
+        let keepalive = self.h2.keepalive;
+        let ping_pong = conn.ping_pong();
+        let mut pinging = std::pin::pin!(async move {
+            match ping_pong {
+                Some(pp) => super::keepalive::run(pp, keepalive).await,
+                None => std::future::pending().await,
+            }
+        });
+        let mut pinging_done = false;
         let mut draining = shutdown.clone();
         let mut goaway_sent = *draining.borrow();
         if goaway_sent {
@@ -122,9 +159,39 @@ impl<A: ServerApp + Send + Sync + 'static> HboneServer<A> {
                     goaway_sent = true;
                     continue;
                 }
+                _ = guard.tripped.notified() => {
+                    rejected.inc(Rejected::PrematureResets);
+                    warn!("hbone: {source} at {peer} reset too many streams right after opening them; closing the connection");
+                    // GOAWAY, then the connection ends once it is written.
+                    conn.abrupt_shutdown(h2::Reason::ENHANCE_YOUR_CALM);
+                    continue;
+                }
+                ended = &mut pinging, if !pinging_done => {
+                    pinging_done = true;
+                    if ended == super::keepalive::Ended::Expired {
+                        rejected.inc(Rejected::KeepaliveTimeout);
+                        return Err(ConnError::KeepaliveTimeout(keepalive.timeout));
+                    }
+                    continue;
+                }
             };
             let Some(next) = next else { break };
-            let (req, respond) = next?;
+            let (req, respond) = match next {
+                Ok(next) => next,
+                Err(e) => {
+                    let abuse = e.is_go_away()
+                        && e.is_library()
+                        && e.reason() == Some(h2::Reason::ENHANCE_YOUR_CALM);
+                    if abuse && !guard.too_many_resets() {
+                        rejected.inc(Rejected::H2Abuse);
+                    }
+                    return Err(e.into());
+                }
+            };
+            if guard.too_many_resets() {
+                continue;
+            }
+            guard.answering(respond.stream_id().as_u32());
             let meta_base = (source.clone(), peer);
             let this = self.clone();
             let shutdown = shutdown.clone();
@@ -144,6 +211,16 @@ impl<A: ServerApp + Send + Sync + 'static> HboneServer<A> {
         local: Option<SocketAddr>,
         shutdown: ShutdownWatch,
     ) {
+        if req.headers().len() > self.limits.max_request_headers {
+            self.metrics.rejected.inc(Rejected::TooManyHeaders);
+            warn!(
+                "hbone: refusing a CONNECT from {source} with {} headers (at most {})",
+                req.headers().len(),
+                self.limits.max_request_headers
+            );
+            reply(&mut respond, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+            return;
+        }
         let target = match connect_target(&req) {
             Ok(t) => t,
             Err(status) => {
