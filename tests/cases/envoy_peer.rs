@@ -272,3 +272,34 @@ async fn a_destination_that_dies_mid_request_fails_only_that_request() {
         503
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destination_that_stops_answering_pings_leaves_the_pool() {
+    let flags = [
+        "--hbone-keepalive-interval",
+        "0.5",
+        "--hbone-keepalive-timeout",
+        "1",
+    ];
+    let m = Mesh::start(77, "ratings", None, &flags).await;
+    let before = m.hbone_connections(77).await;
+    let mut t = tunnel(&m.wp, &m.certs, &m.vip(77)).await;
+    assert_eq!(
+        t.get("http://ratings:9080/", &[]).await.unwrap().status,
+        200
+    );
+    // A hung node: its TCP connections stay up, nothing answers a PING.
+    m.envoy.freeze(true);
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    m.envoy.freeze(false);
+    let scrape = super::telemetry::scrape(m.wp.metrics).await;
+    let timeouts = "waypoint_hbone_upstream_keepalive_timeouts_total";
+    assert_eq!(super::telemetry::value(&scrape, timeouts, &[]), 1.0);
+    // The next request dials a fresh connection instead of waiting on the dead one.
+    let mut t = tunnel(&m.wp, &m.certs, &m.vip(77)).await;
+    assert_eq!(
+        t.get("http://ratings:9080/", &[]).await.unwrap().status,
+        200
+    );
+    assert_eq!(m.hbone_connections(77).await - before, 2);
+}

@@ -83,6 +83,17 @@ impl Envoy {
         let _ = self.child.wait();
     }
 
+    /// Freezes (`true`) or thaws Envoy: its sockets stay open but nothing
+    /// answers, as with a hung node.
+    pub fn freeze(&self, frozen: bool) {
+        let signal = if frozen { "-STOP" } else { "-CONT" };
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
     pub fn logs(&self) -> String {
         std::fs::read_to_string(self.log.path()).unwrap_or_default()
     }
