@@ -25,7 +25,7 @@ pub mod route;
 pub mod split;
 pub mod testing;
 
-pub use chain::{decide, Decision, ForwardDecision, LocalReply};
+pub use chain::{backend_filters, decide, Decision, ForwardDecision, LocalReply};
 pub use flags::ResponseFlag;
 
 use std::net::SocketAddr;
@@ -48,6 +48,9 @@ pub struct RequestView<'a> {
     pub scheme: &'a str,
     /// The `Host` header, else the URI authority; may carry a port.
     pub host: Option<&'a str>,
+    /// The client's namespace, from the HBONE peer's SPIFFE id; `None` without
+    /// one (the plaintext listener). Picks a service's consumer routes.
+    pub source_namespace: Option<&'a str>,
 }
 
 impl<'a> RequestView<'a> {
@@ -71,7 +74,13 @@ impl<'a> RequestView<'a> {
             port,
             scheme: uri.scheme_str().unwrap_or("http"),
             host,
+            source_namespace: None,
         }
+    }
+
+    pub fn with_source_namespace(mut self, namespace: Option<&'a str>) -> Self {
+        self.source_namespace = namespace;
+        self
     }
 }
 
