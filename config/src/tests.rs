@@ -175,6 +175,7 @@ fn virtual_services_for_one_host_merge_by_age_then_name() {
             "VirtualService default/vs-oldest http[0]",
             "VirtualService default/vs-route-a http[0]",
             "VirtualService default/vs-route-b http[0]",
+            "VirtualService mesh/from-the-waypoint http[0]",
         ]
     );
 }
@@ -368,12 +369,17 @@ fn routing_rules_the_api_server_would_reject_are_errors_at_their_field() {
     let f = "errors_routing.in.yaml";
     let want = [
         format!("Error: {f}: HTTPRoute shop/ratings-typed: spec.rules[0].backendRefs[0].port: invalid type: string \"http\", expected u16"),
-        format!("Error: {f}: document 5: not valid YAML: did not find expected ',' or '}}' at line 52 column 9, while parsing a flow mapping at line 51 column 11"),
+        format!("Error: {f}: document 5: not valid YAML: did not find expected ',' or '}}' at line 66 column 9, while parsing a flow mapping at line 65 column 11"),
         format!("Error: {f}: VirtualService shop/ratings: spec.http[0].route: total destination weight = 0: give at least one destination a weight"),
         format!("Error: {f}: HTTPRoute shop/ratings: spec.rules[0].filters[0].type: unknown filter type \"Teleport\""),
         format!("Error: {f}: HTTPRoute shop/ratings: spec.rules[1].backendRefs: RequestRedirect filter must not be used together with backendRefs"),
         format!("Error: {f}: HTTPRoute shop/ratings: spec.rules[2].filters[0].urlRewrite.path: When using URLRewrite filter with path.replacePrefixMatch, exactly one PathPrefix match must be specified"),
         format!("Error: {f}: HTTPRoute shop/ratings: spec.rules[3].filters[1].type: RequestHeaderModifier filter cannot be repeated"),
+        format!("Error: {f}: HTTPRoute shop/ratings: spec.rules[4].backendRefs[0].filters[1].type: ResponseHeaderModifier filter cannot be repeated"),
+        format!("Error: {f}: HTTPRoute shop/ratings: spec.rules[4].backendRefs[0].filters: may specify either RequestRedirect or URLRewrite, but not both"),
+        format!("Error: {f}: HTTPRoute shop/ratings: spec.rules[4].backendRefs[0].filters[3].urlRewrite.path: Within backendRefs, when using URLRewrite filter with path.replacePrefixMatch, exactly one PathPrefix match must be specified"),
+        format!("Error: {f}: HTTPRoute shop/ratings: spec.rules[5].backendRefs[0].filters[0].requestHeaderModifier: required when type is RequestHeaderModifier"),
+        format!("Error: {f}: HTTPRoute shop/ratings: spec.rules[5].backendRefs[1].filters[0].type: unknown filter type \"Teleport\""),
     ];
     assert_eq!(got, want);
 }

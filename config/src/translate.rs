@@ -55,9 +55,11 @@ pub fn translate(res: &Resources, opts: &Options, diags: &mut Vec<Diagnostic>) -
     let index = hosts::HostIndex::build(&snapshot.services);
     subsets::apply(&mut cx, &index, &mut snapshot.services);
 
+    let waypoint = waypoint_gateway(&cx);
     let world = World {
         index: &index,
         services: &snapshot.services,
+        waypoint_namespace: waypoint.as_ref().map(|w| w.source.namespace.as_str()),
     };
     let vs = virtual_service::routes(&mut cx, &world);
     let hr = http_route::routes(&mut cx, &world);
@@ -65,7 +67,7 @@ pub fn translate(res: &Resources, opts: &Options, diags: &mut Vec<Diagnostic>) -
     traffic_policy::apply(&mut cx, &index, &mut snapshot.services);
 
     hosts::index(&mut cx, &mut snapshot);
-    snapshot.waypoint = waypoint_gateway(&cx);
+    snapshot.waypoint = waypoint;
     snapshot
 }
 
@@ -73,6 +75,8 @@ pub fn translate(res: &Resources, opts: &Options, diags: &mut Vec<Diagnostic>) -
 pub struct World<'a> {
     pub index: &'a hosts::HostIndex,
     pub services: &'a [waypoint_ir::Service],
+    /// The namespace of the `istio-waypoint` Gateway, when one is declared.
+    pub waypoint_namespace: Option<&'a str>,
 }
 
 /// Routes found for one service, with the resources that supplied them.

@@ -47,6 +47,23 @@ pub fn routes(cx: &mut Cx<'_>, world: &World<'_>) -> BTreeMap<ServiceIdx, Attach
                 ));
                 continue;
             };
+            let svc = &world.services[idx.0];
+            // Istio's waypoint reads VirtualServices from the service's namespace
+            // and its own only (getVirtualServiceForWaypoint).
+            if vs.ns() != svc.namespace && Some(vs.ns()) != world.waypoint_namespace {
+                let own = world
+                    .waypoint_namespace
+                    .map(|n| format!(" or the waypoint's ({n})"))
+                    .unwrap_or_default();
+                cx.diags.push(at.warning(
+                    format!("spec.hosts[{h}]"),
+                    format!(
+                        "{} is in namespace {}: Istio's waypoint applies VirtualServices from the service's namespace{own} only, so this one is ignored for it",
+                        svc.hostname, svc.namespace
+                    ),
+                ));
+                continue;
+            }
             // Istio skips a VirtualService with no HTTP route for the host.
             if routes.is_empty() {
                 continue;
