@@ -79,10 +79,11 @@ impl LocalReply {
 
 /// Decides what happens to a request for `target`. Stages, in order:
 ///
-/// 1. Route selection on the target service's table. Everything later is route
+/// 1. Route selection on the target service's table for the client's namespace
+///    (its consumer routes, else the producer's). Everything later is route
 ///    policy, so nothing can run before it; no route is Envoy's 404 `NR` (empty
-///    body, as Envoy sends). Translation gives a service without routes a default
-///    route, so an empty table also means "no route".
+///    body, as Envoy sends). Translation gives every port no route binds a
+///    default route, so an empty table also means "no route".
 /// 2. Redirect and direct response: they answer without a backend, so they come
 ///    before the split and never consume a random draw.
 /// 3. Pinned endpoint (workload-addressed traffic): the client chose the backend,

@@ -6,7 +6,8 @@
 //! API, in the order a request meets it:
 //! - [`RequestView::new`]: a borrowed view of the request head.
 //! - [`decide`] (in [`chain`]): route selection, redirect/direct response, weighted
-//!   split, in that fixed order; returns a `#[must_use]` [`Decision`].
+//!   split, in that fixed order; returns a `#[must_use]` [`Decision`], whose
+//!   forward names the picked backend ([`backend_filters`] finds its own edits).
 //! - [`headers::apply`], [`headers::rewrite_path`], [`headers::redirect_location`]:
 //!   edits the adapter applies to a forwarded request (or [`decide`] uses itself).
 //! - [`endpoints`]: the addresses of a (service, subset, port), for load balancers.
