@@ -2,11 +2,9 @@
 
 mod gateway;
 mod http_route;
-mod reference_grant;
 
 pub use gateway::{GatewayDoc, WAYPOINT_CLASS};
 pub use http_route::{
     BackendRefSpec, HeaderModifierSpec, HttpRouteDoc, MatchSpec, PathModifierSpec, RouteFilter,
     Rule,
 };
-pub use reference_grant::ReferenceGrantDoc;

@@ -1,7 +1,7 @@
 //! YAML/JSON documents → typed resources, each remembering its file and identity.
 
 use crate::envoy_gateway::BackendTrafficPolicyDoc;
-use crate::gateway_api::{GatewayDoc, HttpRouteDoc, ReferenceGrantDoc};
+use crate::gateway_api::{GatewayDoc, HttpRouteDoc};
 use crate::istio::{DestinationRuleDoc, ServiceEntryDoc, VirtualServiceDoc, WorkloadEntryDoc};
 use crate::kube::{EndpointSliceDoc, PodDoc, ServiceDoc};
 use crate::{Diagnostic, Source};
@@ -43,7 +43,6 @@ pub struct Resources {
     pub destination_rules: Vec<Obj<DestinationRuleDoc>>,
     pub http_routes: Vec<Obj<HttpRouteDoc>>,
     pub gateways: Vec<Obj<GatewayDoc>>,
-    pub reference_grants: Vec<Obj<ReferenceGrantDoc>>,
     pub traffic_policies: Vec<Obj<BackendTrafficPolicyDoc>>,
 }
 
@@ -107,9 +106,6 @@ fn kind_of(api_version: &str, kind: &str) -> Option<ResourceKind> {
         ("networking.istio.io", "WorkloadEntry") => (ResourceKind::WorkloadEntry, ISTIO),
         ("gateway.networking.k8s.io", "HTTPRoute") => (ResourceKind::HTTPRoute, GATEWAY_API),
         ("gateway.networking.k8s.io", "Gateway") => (ResourceKind::Gateway, GATEWAY_API),
-        ("gateway.networking.k8s.io", "ReferenceGrant") => {
-            (ResourceKind::ReferenceGrant, GATEWAY_API)
-        }
         ("gateway.envoyproxy.io", "BackendTrafficPolicy") => {
             (ResourceKind::BackendTrafficPolicy, &["v1alpha1"])
         }
@@ -202,7 +198,6 @@ fn one(
         ResourceKind::DestinationRule => push!(destination_rules),
         ResourceKind::HTTPRoute => push!(http_routes),
         ResourceKind::Gateway => push!(gateways),
-        ResourceKind::ReferenceGrant => push!(reference_grants),
         ResourceKind::BackendTrafficPolicy => push!(traffic_policies),
         ResourceKind::Namespace => out.namespaces.push(Obj {
             file: file.to_string(),

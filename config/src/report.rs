@@ -47,7 +47,10 @@ fn service(out: &mut String, s: &Snapshot, svc: &Service) {
     );
     let source = match &svc.route_source {
         RouteSource::Default => "none attached: default route to all endpoints".to_string(),
-        RouteSource::VirtualService { routes } => list(routes),
+        RouteSource::VirtualService { routes } if routes.len() == 1 => list(routes),
+        RouteSource::VirtualService { routes } => {
+            format!("{} (merged in this order, oldest first)", list(routes))
+        }
         RouteSource::HttpRoute { routes, shadowed } if shadowed.is_empty() => list(routes),
         RouteSource::HttpRoute { routes, shadowed } => {
             format!(
@@ -58,8 +61,22 @@ fn service(out: &mut String, s: &Snapshot, svc: &Service) {
         }
     };
     let _ = writeln!(out, "  routes from {source}");
-    for (i, r) in svc.routes.iter().enumerate() {
-        route(out, s, i, r);
+    table(out, s, svc, 0..svc.producer_routes().len());
+    for c in &svc.consumers {
+        let scope = match &c.ports {
+            None => "instead of the routes above".to_string(),
+            Some(p) => {
+                let p: Vec<String> = p.iter().map(|p| p.to_string()).collect();
+                format!("on port {}; on others the routes above", p.join(", "))
+            }
+        };
+        let _ = writeln!(
+            out,
+            "  routes for clients in namespace {} ({scope}): consumer routes from {}",
+            c.namespace,
+            list(&c.from)
+        );
+        table(out, s, svc, c.start..c.end);
     }
     if svc.traffic != waypoint_ir::TrafficPolicy::default() {
         let _ = writeln!(out, "  traffic policy: {}", traffic(&svc.traffic));
@@ -130,6 +147,23 @@ fn list(refs: &[waypoint_ir::ResourceRef]) -> String {
         .join(", ")
 }
 
+/// One route table, saying which routes a route before them makes unreachable
+/// (merged VirtualServices do not resolve conflicts; the first match wins).
+fn table(out: &mut String, s: &Snapshot, svc: &Service, routes: std::ops::Range<usize>) {
+    let mut takes_all = None;
+    for i in routes {
+        let r = &svc.routes[i];
+        route(out, s, i, r);
+        match takes_all {
+            Some(k) => {
+                let _ = writeln!(out, "      never reached: [{k}] matches every request");
+            }
+            None if crate::translate::matches_everything(r) => takes_all = Some(i),
+            None => {}
+        }
+    }
+}
+
 fn route(out: &mut String, s: &Snapshot, i: usize, r: &Route) {
     let port = r.port.map(|p| format!(" port {p}")).unwrap_or_default();
     let when = if r.matches.is_empty() {
@@ -147,6 +181,13 @@ fn route(out: &mut String, s: &Snapshot, i: usize, r: &Route) {
     modifier(out, "response headers", &r.filters.response_headers);
     if let Some(w) = &r.filters.rewrite {
         let _ = writeln!(out, "      rewrite host={:?} path={:?}", w.hostname, w.path);
+    }
+    if let RouteAction::Forward(backends) = &r.action {
+        for (k, b) in backends.iter().enumerate() {
+            if let Some(f) = &b.filters {
+                backend_filters(out, k, f);
+            }
+        }
     }
     policy(out, &r.policy);
 }
@@ -208,6 +249,27 @@ fn policy(out: &mut String, p: &waypoint_ir::RoutePolicy) {
         if let Some((s, pct)) = f.abort {
             let _ = writeln!(out, "      fault abort {s} for {}%", pct.value());
         }
+    }
+}
+
+/// A backend's own filters, applied only when the split picks it.
+fn backend_filters(out: &mut String, k: usize, f: &waypoint_ir::BackendFilters) {
+    let _ = writeln!(out, "      backend [{k}] only:");
+    modifier(out, "  request headers", &f.request_headers);
+    modifier(out, "  response headers", &f.response_headers);
+    if let Some(w) = &f.rewrite {
+        let _ = writeln!(
+            out,
+            "        rewrite host={:?} path={:?}",
+            w.hostname, w.path
+        );
+    }
+    if let Some(r) = &f.redirect {
+        let _ = writeln!(
+            out,
+            "        redirect {} to scheme={:?} host={:?} port={:?} path={:?}",
+            r.status, r.scheme, r.hostname, r.port, r.path
+        );
     }
 }
 

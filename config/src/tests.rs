@@ -125,7 +125,7 @@ fn httproute_matches_sort_by_gateway_api_precedence() {
 }
 
 #[test]
-fn httproute_shadows_virtual_service_and_oldest_virtual_service_wins() {
+fn httproute_shadows_virtual_service_and_virtual_services_merge_oldest_first() {
     let loaded = load_case("httproute_and_virtualservice").unwrap();
     let s = &loaded.snapshot;
     let ratings = s.services.iter().find(|x| x.name == "ratings").unwrap();
@@ -138,7 +138,16 @@ fn httproute_shadows_virtual_service_and_oldest_virtual_service_wins() {
         RouteAction::DirectResponse { status: 500, .. }
     ));
     let details = s.services.iter().find(|x| x.name == "details").unwrap();
-    assert!(details.routes[0].name.contains("details-old"));
+    let names: Vec<&str> = details.routes.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "VirtualService default/details-old http[0]",
+            "VirtualService default/details-old http[1]",
+            "VirtualService default/details-old http[2]",
+            "VirtualService default/details-new http[0]",
+        ]
+    );
     let w = |needle: &str| {
         loaded
             .warnings
@@ -150,6 +159,107 @@ fn httproute_shadows_virtual_service_and_oldest_virtual_service_wins() {
     ));
     assert!(w("spec.http[2].route[0].destination.subset"));
     assert!(w("spec.http[2].route[1].destination.host"));
+}
+
+#[test]
+fn virtual_services_for_one_host_merge_by_age_then_name() {
+    let s = snapshot("virtual_service_merge");
+    let names: Vec<&str> = s.services[0]
+        .routes
+        .iter()
+        .map(|r| r.name.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "VirtualService default/vs-oldest http[0]",
+            "VirtualService default/vs-route-a http[0]",
+            "VirtualService default/vs-route-b http[0]",
+            "VirtualService mesh/from-the-waypoint http[0]",
+        ]
+    );
+}
+
+#[test]
+fn consumer_routes_serve_their_namespace_and_unbound_ports_get_the_default() {
+    let s = snapshot("gamma_consumer_routes");
+    let echo = s.services.iter().find(|x| x.name == "echo-v1").unwrap();
+    let first = |ns: Option<&str>, port: u16| {
+        let (_, table) = echo.route_table(ns, port);
+        table
+            .iter()
+            .find(|r| r.port.is_none_or(|p| p == port))
+            .map(|r| r.name.as_str())
+    };
+    let producer = Some("HTTPRoute a/producer rules[0].matches[0]");
+    assert_eq!(
+        first(Some("b"), 80),
+        Some("HTTPRoute b/consumer rules[0].matches[0]")
+    );
+    assert_eq!(
+        first(Some("b"), 8080),
+        Some("HTTPRoute b/consumer rules[0].matches[0]")
+    );
+    // c's route binds 8080 only; on 80 its clients get the producer's routes.
+    assert_eq!(first(Some("c"), 80), producer);
+    assert_eq!(
+        first(Some("c"), 8080),
+        Some("HTTPRoute c/consumer rules[0].matches[0]")
+    );
+    assert_eq!(first(Some("a"), 80), producer);
+    // No source identity (plaintext): the producer's routes.
+    assert_eq!(first(None, 80), producer);
+    assert_eq!(first(None, 8080), Some("default"));
+    let RouteAction::Forward(b) = &echo.route_table(Some("b"), 80).1[0].action else {
+        panic!()
+    };
+    assert!(
+        matches!(b[0].target, BackendTarget::Service { .. }),
+        "no grant needed"
+    );
+}
+
+#[test]
+fn a_host_that_is_an_address_resolves_like_a_connect_to_it() {
+    let s = snapshot("seed");
+    let vip = s.resolve_target("10.96.0.10:9080".parse().unwrap());
+    assert!(vip.is_some());
+    assert_eq!(s.resolve_host("10.96.0.10:9080"), vip);
+    assert_eq!(s.resolve_host("10.96.0.10:9081"), None);
+    // No port: HTTP's default, 80, which this service does not have.
+    assert_eq!(s.resolve_host("10.96.0.10"), None);
+    let pod = s.services[0].endpoints[0].address;
+    let target = s.services[0].endpoints[0].target_port(9080).unwrap();
+    let host = std::net::SocketAddr::new(pod, target).to_string();
+    assert!(matches!(
+        s.resolve_host(&host),
+        Some(waypoint_ir::Target::Workload { .. })
+    ));
+}
+
+#[test]
+fn backend_filters_apply_to_their_backend_and_unsupported_ones_answer_500() {
+    let s = snapshot("backend_filters");
+    let RouteAction::Forward(b) = &s.services[0].routes[0].action else {
+        panic!()
+    };
+    let f = b[0].filters.as_ref().unwrap();
+    assert_eq!(f.request_headers.remove, ["x-drop"]);
+    assert!(f.rewrite.is_some());
+    assert_eq!(
+        b[1].filters
+            .as_ref()
+            .unwrap()
+            .redirect
+            .as_ref()
+            .unwrap()
+            .status,
+        307
+    );
+    assert!(matches!(
+        &b[2].target,
+        BackendTarget::Invalid { status: 500, reason } if reason.contains("RequestMirror")
+    ));
 }
 
 #[test]
@@ -259,12 +369,17 @@ fn routing_rules_the_api_server_would_reject_are_errors_at_their_field() {
     let f = "errors_routing.in.yaml";
     let want = [
         format!("Error: {f}: HTTPRoute shop/ratings-typed: spec.rules[0].backendRefs[0].port: invalid type: string \"http\", expected u16"),
-        format!("Error: {f}: document 5: not valid YAML: did not find expected ',' or '}}' at line 52 column 9, while parsing a flow mapping at line 51 column 11"),
+        format!("Error: {f}: document 5: not valid YAML: did not find expected ',' or '}}' at line 66 column 9, while parsing a flow mapping at line 65 column 11"),
         format!("Error: {f}: VirtualService shop/ratings: spec.http[0].route: total destination weight = 0: give at least one destination a weight"),
         format!("Error: {f}: HTTPRoute shop/ratings: spec.rules[0].filters[0].type: unknown filter type \"Teleport\""),
         format!("Error: {f}: HTTPRoute shop/ratings: spec.rules[1].backendRefs: RequestRedirect filter must not be used together with backendRefs"),
         format!("Error: {f}: HTTPRoute shop/ratings: spec.rules[2].filters[0].urlRewrite.path: When using URLRewrite filter with path.replacePrefixMatch, exactly one PathPrefix match must be specified"),
         format!("Error: {f}: HTTPRoute shop/ratings: spec.rules[3].filters[1].type: RequestHeaderModifier filter cannot be repeated"),
+        format!("Error: {f}: HTTPRoute shop/ratings: spec.rules[4].backendRefs[0].filters[1].type: ResponseHeaderModifier filter cannot be repeated"),
+        format!("Error: {f}: HTTPRoute shop/ratings: spec.rules[4].backendRefs[0].filters: may specify either RequestRedirect or URLRewrite, but not both"),
+        format!("Error: {f}: HTTPRoute shop/ratings: spec.rules[4].backendRefs[0].filters[3].urlRewrite.path: Within backendRefs, when using URLRewrite filter with path.replacePrefixMatch, exactly one PathPrefix match must be specified"),
+        format!("Error: {f}: HTTPRoute shop/ratings: spec.rules[5].backendRefs[0].filters[0].requestHeaderModifier: required when type is RequestHeaderModifier"),
+        format!("Error: {f}: HTTPRoute shop/ratings: spec.rules[5].backendRefs[1].filters[0].type: unknown filter type \"Teleport\""),
     ];
     assert_eq!(got, want);
 }

@@ -16,8 +16,8 @@ use crate::parse::Resources;
 use crate::{Diagnostic, Options};
 use std::collections::BTreeMap;
 use waypoint_ir::{
-    BackendRef, BackendTarget, Route, RouteAction, RouteFilters, RouteOrigin, RouteSource,
-    ServiceIdx, Snapshot,
+    BackendRef, BackendTarget, ConsumerRoutes, PathMatch, RequestMatch, Route, RouteAction,
+    RouteFilters, RouteOrigin, RouteSource, Service, ServiceIdx, Snapshot,
 };
 
 /// What every translation step shares.
@@ -55,9 +55,11 @@ pub fn translate(res: &Resources, opts: &Options, diags: &mut Vec<Diagnostic>) -
     let index = hosts::HostIndex::build(&snapshot.services);
     subsets::apply(&mut cx, &index, &mut snapshot.services);
 
+    let waypoint = waypoint_gateway(&cx);
     let world = World {
         index: &index,
         services: &snapshot.services,
+        waypoint_namespace: waypoint.as_ref().map(|w| w.source.namespace.as_str()),
     };
     let vs = virtual_service::routes(&mut cx, &world);
     let hr = http_route::routes(&mut cx, &world);
@@ -65,7 +67,7 @@ pub fn translate(res: &Resources, opts: &Options, diags: &mut Vec<Diagnostic>) -
     traffic_policy::apply(&mut cx, &index, &mut snapshot.services);
 
     hosts::index(&mut cx, &mut snapshot);
-    snapshot.waypoint = waypoint_gateway(&cx);
+    snapshot.waypoint = waypoint;
     snapshot
 }
 
@@ -73,6 +75,8 @@ pub fn translate(res: &Resources, opts: &Options, diags: &mut Vec<Diagnostic>) -
 pub struct World<'a> {
     pub index: &'a hosts::HostIndex,
     pub services: &'a [waypoint_ir::Service],
+    /// The namespace of the `istio-waypoint` Gateway, when one is declared.
+    pub waypoint_namespace: Option<&'a str>,
 }
 
 /// Routes found for one service, with the resources that supplied them.
@@ -82,22 +86,24 @@ pub struct Attached {
     pub file: String,
 }
 
-/// A service with both HTTPRoutes and VirtualServices. Istio documents no
-/// precedence here: "Mixing VirtualService and HTTPRoute for the same workload is
-/// not supported and leads to undefined behavior" (istio.io, ambient "Migrate
-/// policies"; VirtualService on waypoints is Alpha). We pick the HTTPRoute, the
-/// API Istio recommends for waypoints, ignore the VirtualService for that service,
-/// and say so.
+/// Each service's route tables: the producer table, then its consumer tables.
+///
+/// A service with both (producer) HTTPRoutes and VirtualServices: Istio
+/// documents no precedence here: "Mixing VirtualService and HTTPRoute for the
+/// same workload is not supported and leads to undefined behavior" (istio.io,
+/// ambient "Migrate policies"; VirtualService on waypoints is Alpha). We pick the
+/// HTTPRoute, the API Istio recommends for waypoints, ignore the VirtualService
+/// for that service, and say so.
 fn attach(
     cx: &mut Cx<'_>,
     snapshot: &mut Snapshot,
     mut vs: BTreeMap<ServiceIdx, Attached>,
-    mut hr: BTreeMap<ServiceIdx, Attached>,
+    mut hr: http_route::HttpRoutes,
 ) {
     for (i, svc) in snapshot.services.iter_mut().enumerate() {
         let idx = ServiceIdx(i);
         let vs = vs.remove(&idx);
-        match (hr.remove(&idx), vs) {
+        match (hr.producer.remove(&idx), vs) {
             (Some(h), shadowed) => {
                 let shadowed = shadowed.map(|v| v.from).unwrap_or_default();
                 for s in &shadowed {
@@ -119,32 +125,102 @@ fn attach(
                 svc.route_source = RouteSource::VirtualService { routes: v.from };
             }
             (None, None) => {
-                svc.routes = vec![default_route(idx)];
+                svc.routes = Vec::new();
                 svc.route_source = RouteSource::Default;
+            }
+        }
+        add_default_routes(svc, idx);
+        for (namespace, table) in hr.consumers.remove(&idx).unwrap_or_default() {
+            let start = svc.routes.len();
+            let ports = bound_ports(&table.routes, svc);
+            svc.routes.extend(table.routes);
+            svc.consumers.push(ConsumerRoutes {
+                namespace,
+                start,
+                end: svc.routes.len(),
+                ports,
+                from: table.from,
+            });
+        }
+    }
+}
+
+/// Gives every port no producer route binds the Service's default route.
+/// GEP-1294 makes route presence a matter of Service and port (`parentRef.port`
+/// attaches to that port only), and Istio's waypoint builds each port's routes
+/// from those that apply on it, falling back to the default when none does
+/// (`buildWaypointInboundHTTPRouteConfig`).
+fn add_default_routes(svc: &mut Service, idx: ServiceIdx) {
+    match bound_ports(&svc.routes, svc) {
+        _ if svc.routes.is_empty() => svc.routes.push(default_route(idx, None)),
+        None => {}
+        Some(bound) => {
+            let unbound: Vec<u16> = svc
+                .ports
+                .iter()
+                .map(|p| p.port)
+                .filter(|p| !bound.contains(p))
+                .collect();
+            for port in unbound {
+                svc.routes.push(default_route(idx, Some(port)));
             }
         }
     }
 }
 
-/// A service nobody routes: every request to any of its endpoints.
-fn default_route(idx: ServiceIdx) -> Route {
+/// The service ports some route applies on; `None`: every port.
+fn bound_ports(routes: &[Route], svc: &Service) -> Option<Vec<u16>> {
+    let binds = |r: &Route, port: Option<u16>| {
+        let fits = |p: Option<u16>| p.is_none() || p == port;
+        fits(r.port) && (r.matches.is_empty() || r.matches.iter().any(|m| fits(m.port)))
+    };
+    if routes.iter().any(|r| binds(r, None)) {
+        return None;
+    }
+    let ports = svc.ports.iter().map(|p| p.port);
+    Some(
+        ports
+            .filter(|&p| routes.iter().any(|r| binds(r, Some(p))))
+            .collect(),
+    )
+}
+
+/// Whether a route takes every request (on every port): nothing after it in
+/// its table is ever reached.
+pub fn matches_everything(r: &Route) -> bool {
+    let any_path = |p: &Option<PathMatch>| match p {
+        None => true,
+        Some(PathMatch::Prefix(p)) => p.is_empty() || p == "/",
+        Some(PathMatch::SegmentPrefix(p)) => p.is_empty(),
+        Some(PathMatch::Exact(_)) | Some(PathMatch::Regex(_)) => false,
+    };
+    let always = |m: &RequestMatch| {
+        any_path(&m.path)
+            && m.headers.is_empty()
+            && m.query.is_empty()
+            && m.method.is_none()
+            && m.port.is_none()
+    };
+    r.port.is_none() && (r.matches.is_empty() || r.matches.iter().any(always))
+}
+
+/// Every request to the service's endpoints, on `port` or on any.
+fn default_route(idx: ServiceIdx, port: Option<u16>) -> Route {
+    let target = BackendTarget::Service {
+        service: idx,
+        port: None,
+        subset: None,
+    };
     Route {
         name: "default".into(),
         origin: RouteOrigin {
             resource: None,
             field: String::new(),
         },
-        port: None,
+        port,
         matches: Vec::new(),
         filters: RouteFilters::default(),
-        action: RouteAction::Forward(vec![BackendRef {
-            target: BackendTarget::Service {
-                service: idx,
-                port: None,
-                subset: None,
-            },
-            weight: 1,
-        }]),
+        action: RouteAction::Forward(vec![BackendRef::new(target, 1)]),
         policy: Default::default(),
     }
 }

@@ -4,7 +4,10 @@
 
 use crate::{headers, route, split, RequestView, ResponseFlag};
 use rand::Rng;
-use waypoint_ir::{BackendTarget, EndpointIdx, Route, RouteAction, ServiceIdx, Snapshot, Target};
+use waypoint_ir::{
+    BackendFilters, BackendTarget, EndpointIdx, Redirect, Route, RouteAction, ServiceIdx, Snapshot,
+    Target,
+};
 
 /// What to do with a request.
 #[must_use = "a decision is only useful if the adapter acts on it"]
@@ -14,12 +17,15 @@ pub enum Decision<'a> {
     Reply(LocalReply),
 }
 
-/// Proxy the request. The adapter applies `route.filters` (request headers, URL
-/// rewrite using `matched`), then picks an endpoint of (`service`, `subset`,
-/// `port`), or uses `pinned`.
+/// Proxy the request. The adapter applies the picked backend's filters and then
+/// `route.filters` (request headers, URL rewrite using `matched`), then picks an
+/// endpoint of (`service`, `subset`, `port`), or uses `pinned`.
 #[derive(Debug, Clone)]
 pub struct ForwardDecision<'a> {
     pub route: &'a Route,
+    /// Index of the picked backend in the route's `Forward` list (`None`: a
+    /// pinned workload, for which the split is skipped).
+    pub backend: Option<usize>,
     /// The service whose route table `route` belongs to (the target's service).
     pub route_owner: ServiceIdx,
     /// Index into `route.matches` of the match that applied (`None`: the route
@@ -34,6 +40,21 @@ pub struct ForwardDecision<'a> {
     /// For workload-addressed traffic: the endpoint the client asked for, on
     /// `service`/`port`. The route's filters still apply; its split does not.
     pub pinned: Option<EndpointIdx>,
+}
+
+impl<'a> ForwardDecision<'a> {
+    /// The picked backend's own filters (Gateway API `backendRefs[].filters`).
+    pub fn backend_filters(&self) -> Option<&'a BackendFilters> {
+        backend_filters(self.route, self.backend)
+    }
+}
+
+/// The filters of backend `index` of `route`, if it has any.
+pub fn backend_filters(route: &Route, index: Option<usize>) -> Option<&BackendFilters> {
+    match &route.action {
+        RouteAction::Forward(backends) => backends.get(index?)?.filters.as_deref(),
+        _ => None,
+    }
 }
 
 /// Answer the request locally, without contacting anything.
@@ -58,17 +79,19 @@ impl LocalReply {
 
 /// Decides what happens to a request for `target`. Stages, in order:
 ///
-/// 1. Route selection on the target service's table. Everything later is route
+/// 1. Route selection on the target service's table for the client's namespace
+///    (its consumer routes, else the producer's). Everything later is route
 ///    policy, so nothing can run before it; no route is Envoy's 404 `NR` (empty
-///    body, as Envoy sends). Translation gives a service without routes a default
-///    route, so an empty table also means "no route".
+///    body, as Envoy sends). Translation gives every port no route binds a
+///    default route, so an empty table also means "no route".
 /// 2. Redirect and direct response: they answer without a backend, so they come
 ///    before the split and never consume a random draw.
 /// 3. Pinned endpoint (workload-addressed traffic): the client chose the backend,
 ///    so the split is skipped.
 /// 4. Weighted split. No weight above zero, or an unresolved backend, answers
 ///    locally (500, or the backend's own status) with flag `NC`: the route has
-///    no cluster to send to, and no endpoint is contacted.
+///    no cluster to send to, and no endpoint is contacted. A backend's own
+///    redirect answers here too: it applies only once that backend is picked.
 ///
 /// Later issues insert fault injection and rate limiting between 1 and 2 (they
 /// need the route, and must run before any backend is chosen).
@@ -88,22 +111,24 @@ pub fn decide<'a>(
         return Decision::Reply(LocalReply::new(404, ResponseFlag::NoRouteFound, ""));
     };
     let matched_path = sel.matched.and_then(|i| sel.route.matches[i].path.as_ref());
+    let redirect = |r: &Redirect| {
+        let mut reply = LocalReply::new(r.status, ResponseFlag::None, "");
+        let location = headers::redirect_location(r, req, matched_path);
+        reply.headers.push(("location".into(), location));
+        Decision::Reply(reply)
+    };
     let backends = match &sel.route.action {
-        RouteAction::Redirect(r) => {
-            let mut reply = LocalReply::new(r.status, ResponseFlag::None, "");
-            let location = headers::redirect_location(r, req, matched_path);
-            reply.headers.push(("location".into(), location));
-            return Decision::Reply(reply);
-        }
+        RouteAction::Redirect(r) => return redirect(r),
         RouteAction::DirectResponse { status, body } => {
             let body = body.clone().unwrap_or_default();
             return Decision::Reply(LocalReply::new(*status, ResponseFlag::None, body));
         }
         RouteAction::Forward(backends) => backends,
     };
-    let forward = |service, port, subset, pinned| {
+    let forward = |backend, service, port, subset, pinned| {
         Decision::Forward(ForwardDecision {
             route: sel.route,
+            backend,
             route_owner: owner,
             matched: sel.matched,
             service,
@@ -113,9 +138,9 @@ pub fn decide<'a>(
         })
     };
     if pinned.is_some() {
-        return forward(owner, req.port, None, pinned);
+        return forward(None, owner, req.port, None, pinned);
     }
-    let Some(backend) = split::pick(backends, rng) else {
+    let Some(picked) = split::pick(backends, rng) else {
         return Decision::Reply(LocalReply::new(
             500,
             ResponseFlag::NoClusterFound,
@@ -125,12 +150,22 @@ pub fn decide<'a>(
             ),
         ));
     };
+    let backend = &backends[picked];
+    if let Some(r) = backend.filters.as_ref().and_then(|f| f.redirect.as_ref()) {
+        return redirect(r);
+    }
     match &backend.target {
         BackendTarget::Service {
             service,
             port,
             subset,
-        } => forward(*service, port.unwrap_or(req.port), *subset, None),
+        } => forward(
+            Some(picked),
+            *service,
+            port.unwrap_or(req.port),
+            *subset,
+            None,
+        ),
         BackendTarget::Invalid { status, reason } => Decision::Reply(LocalReply::new(
             *status,
             ResponseFlag::NoClusterFound,

@@ -6,7 +6,8 @@
 //! API, in the order a request meets it:
 //! - [`RequestView::new`]: a borrowed view of the request head.
 //! - [`decide`] (in [`chain`]): route selection, redirect/direct response, weighted
-//!   split, in that fixed order; returns a `#[must_use]` [`Decision`].
+//!   split, in that fixed order; returns a `#[must_use]` [`Decision`], whose
+//!   forward names the picked backend ([`backend_filters`] finds its own edits).
 //! - [`headers::apply`], [`headers::rewrite_path`], [`headers::redirect_location`]:
 //!   edits the adapter applies to a forwarded request (or [`decide`] uses itself).
 //! - [`endpoints`]: the addresses of a (service, subset, port), for load balancers.
@@ -25,7 +26,7 @@ pub mod route;
 pub mod split;
 pub mod testing;
 
-pub use chain::{decide, Decision, ForwardDecision, LocalReply};
+pub use chain::{backend_filters, decide, Decision, ForwardDecision, LocalReply};
 pub use flags::ResponseFlag;
 
 use std::net::SocketAddr;
@@ -48,6 +49,9 @@ pub struct RequestView<'a> {
     pub scheme: &'a str,
     /// The `Host` header, else the URI authority; may carry a port.
     pub host: Option<&'a str>,
+    /// The client's namespace, from the HBONE peer's SPIFFE id; `None` without
+    /// one (the plaintext listener). Picks a service's consumer routes.
+    pub source_namespace: Option<&'a str>,
 }
 
 impl<'a> RequestView<'a> {
@@ -71,7 +75,13 @@ impl<'a> RequestView<'a> {
             port,
             scheme: uri.scheme_str().unwrap_or("http"),
             host,
+            source_namespace: None,
         }
+    }
+
+    pub fn with_source_namespace(mut self, namespace: Option<&'a str>) -> Self {
+        self.source_namespace = namespace;
+        self
     }
 }
 

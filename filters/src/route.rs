@@ -2,7 +2,8 @@
 //!
 //! Translation already sorted each table into precedence order (VirtualService
 //! order, or Gateway API precedence for HTTPRoute), so selection here is a linear
-//! first-match, with no comparisons between routes.
+//! first-match, with no comparisons between routes. The table is the producer's,
+//! or the consumer routes of the client's namespace (GEP-1294).
 
 mod header;
 mod method;
@@ -16,20 +17,22 @@ use waypoint_ir::{RequestMatch, Route, Service, StringMatch};
 #[derive(Debug, Clone, Copy)]
 pub struct Selected<'a> {
     pub route: &'a Route,
-    /// Position of `route` in the service's table.
+    /// Position of `route` in the service's `routes` (all tables).
     pub index: usize,
     /// Which of the route's `matches` matched; `None` when it has none (matches
     /// every request). Prefix rewrites need the path match that applied.
     pub matched: Option<usize>,
 }
 
-/// The first route whose `port` (if set) is the request's port and any of whose
-/// matches matches. `None`: no route applies (the caller answers 404 `NR`).
+/// The first route of the request's table whose `port` (if set) is the
+/// request's port and any of whose matches matches. `None`: no route applies
+/// (the caller answers 404 `NR`).
 pub fn select<'s>(service: &'s Service, req: &RequestView<'_>) -> Option<Selected<'s>> {
-    service
-        .routes
+    let (offset, table) = service.route_table(req.source_namespace, req.port);
+    table
         .iter()
         .enumerate()
+        .map(|(i, r)| (offset + i, r))
         .filter(|(_, r)| r.port.is_none_or(|p| p == req.port))
         .find_map(|(index, route)| {
             if route.matches.is_empty() {

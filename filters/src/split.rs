@@ -6,27 +6,29 @@
 use rand::Rng;
 use waypoint_ir::BackendRef;
 
-/// Picks a backend with probability `weight / sum(weights)`. `None` when the list
-/// is empty or every weight is 0 (the route answers 500, per Gateway API).
-pub fn pick<'b>(backends: &'b [BackendRef], rng: &mut impl Rng) -> Option<&'b BackendRef> {
+/// Picks a backend's index with probability `weight / sum(weights)`. `None`
+/// when the list is empty or every weight is 0 (the route answers 500, per
+/// Gateway API).
+pub fn pick(backends: &[BackendRef], rng: &mut impl Rng) -> Option<usize> {
     // u64: 2^32 backends at u32::MAX each would still not overflow.
     let total: u64 = backends.iter().map(|b| u64::from(b.weight)).sum();
     if total == 0 {
         return None;
     }
-    let mut live = backends.iter().filter(|b| b.weight > 0);
+    let mut live = backends.iter().enumerate().filter(|(_, b)| b.weight > 0);
     if backends.len() == 1 {
         // The overwhelmingly common single-destination route: no draw needed.
-        return live.next();
+        return Some(0);
     }
     let mut point = rng.random_range(0..total);
-    live.find(|b| match point.checked_sub(u64::from(b.weight)) {
+    live.find(|(_, b)| match point.checked_sub(u64::from(b.weight)) {
         Some(rest) => {
             point = rest;
             false
         }
         None => true,
     })
+    .map(|(i, _)| i)
 }
 
 #[cfg(test)]
@@ -37,14 +39,12 @@ mod tests {
     use waypoint_ir::{BackendTarget, ServiceIdx};
 
     fn backend(service: usize, weight: u32) -> BackendRef {
-        BackendRef {
-            target: BackendTarget::Service {
-                service: ServiceIdx(service),
-                port: None,
-                subset: None,
-            },
-            weight,
-        }
+        let target = BackendTarget::Service {
+            service: ServiceIdx(service),
+            port: None,
+            subset: None,
+        };
+        BackendRef::new(target, weight)
     }
 
     fn service_of(b: &BackendRef) -> usize {
@@ -58,7 +58,7 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(seed);
         let mut n = vec![0; backends.len()];
         for _ in 0..draws {
-            n[service_of(pick(backends, &mut rng).unwrap())] += 1;
+            n[service_of(&backends[pick(backends, &mut rng).unwrap()])] += 1;
         }
         n
     }
@@ -100,7 +100,7 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(5);
         let b = [backend(0, 1), backend(1, 1)];
         let seq: Vec<usize> = (0..200)
-            .map(|_| service_of(pick(&b, &mut rng).unwrap()))
+            .map(|_| service_of(&b[pick(&b, &mut rng).unwrap()]))
             .collect();
         assert!(seq.windows(2).any(|w| w[0] == w[1]), "{seq:?}");
     }

@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use waypoint_ir::{
-    BackendRef, BackendTarget, Endpoint, EndpointIdx, HeaderMatch, PathMatch, RequestMatch,
-    ResourceKind, ResourceRef, Route, RouteAction, RouteFilters, RouteOrigin, Service, ServiceIdx,
-    ServicePort, Snapshot, StringMatch, Subset,
+    BackendRef, BackendTarget, ConsumerRoutes, Endpoint, EndpointIdx, HeaderMatch, PathMatch,
+    RequestMatch, ResourceKind, ResourceRef, Route, RouteAction, RouteFilters, RouteOrigin,
+    Service, ServiceIdx, ServicePort, Snapshot, StringMatch, Subset,
 };
 
 /// Builds a [`Snapshot`] and keeps its lookup maps consistent with its services.
@@ -42,6 +42,7 @@ impl SnapshotBuilder {
             subsets: Vec::new(),
             routes: Vec::new(),
             route_source: Default::default(),
+            consumers: Vec::new(),
             traffic: Default::default(),
             port_traffic: Default::default(),
         });
@@ -106,9 +107,26 @@ impl SnapshotBuilder {
         svc.subsets.len() - 1
     }
 
-    /// Appends `route` to the service's (already ordered) table.
+    /// Appends `route` to the service's (already ordered) producer table. Add
+    /// consumer tables after every producer route.
     pub fn route(&mut self, service: ServiceIdx, route: Route) {
-        self.snapshot.services[service.0].routes.push(route);
+        let svc = &mut self.snapshot.services[service.0];
+        assert!(svc.consumers.is_empty(), "producer routes come first");
+        svc.routes.push(route);
+    }
+
+    /// A consumer table: `routes` for clients in `namespace`, on every port.
+    pub fn consumer(&mut self, service: ServiceIdx, namespace: &str, routes: Vec<Route>) {
+        let svc = &mut self.snapshot.services[service.0];
+        let start = svc.routes.len();
+        svc.routes.extend(routes);
+        svc.consumers.push(ConsumerRoutes {
+            namespace: namespace.into(),
+            start,
+            end: svc.routes.len(),
+            ports: None,
+            from: Vec::new(),
+        });
     }
 
     pub fn build(self) -> Snapshot {
@@ -141,14 +159,12 @@ pub fn route(name: &str, matches: Vec<RequestMatch>, action: RouteAction) -> Rou
 
 /// A weighted backend on the request's port.
 pub fn to(service: ServiceIdx, subset: Option<usize>, weight: u32) -> BackendRef {
-    BackendRef {
-        target: BackendTarget::Service {
-            service,
-            port: None,
-            subset,
-        },
-        weight,
-    }
+    let target = BackendTarget::Service {
+        service,
+        port: None,
+        subset,
+    };
+    BackendRef::new(target, weight)
 }
 
 /// A Gateway API `PathPrefix` match.

@@ -39,7 +39,22 @@ fn demo_shows_the_seed_split() {
     let header = stdout.split("with header").nth(1).unwrap();
     assert!(header.contains("v2     100  100.0%"), "{stdout}");
     assert!(stdout.contains("waypoint client --hbone"), "{stdout}");
+    // The screen ends with the commands to try, not with the access log, which
+    // the demo writes to a file it names.
+    let log = dir.path().join("access.log");
+    assert!(
+        stdout.contains(&format!("access log {}", log.display())),
+        "{stdout}"
+    );
+    assert!(!stdout.lines().any(|l| l.starts_with('{')), "{stdout}");
+    let last = stdout.lines().last().unwrap_or("");
+    assert!(
+        last.contains(&format!("tail -f {}", log.display())),
+        "{stdout}"
+    );
     // Every request's access-log line made it out before the process ended.
-    let logged = stdout.lines().filter(|l| l.starts_with('{')).count();
+    let lines = std::fs::read_to_string(&log).unwrap();
+    let logged = lines.lines().filter(|l| l.starts_with('{')).count();
     assert_eq!(logged, 2100);
+    assert!(lines.contains(r#""route_name":"VirtualService default/productpage-routing"#));
 }

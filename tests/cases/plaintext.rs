@@ -36,6 +36,29 @@ async fn host_names_select_the_service() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_host_routes_as_a_connect_to_it_would() {
+    let world = World::productpage().await;
+    let certs = Certs::new();
+    let wp = WaypointProc::start(world.dir(), &certs.waypoint_dir).await;
+    // The Service VIP: its routes, as for a CONNECT to 10.96.0.10:9080.
+    let (status, resp) = get(wp.http, "10.96.0.10:9080", "version: v2\r\n").await;
+    assert_eq!(status, "HTTP/1.1 200 OK", "{resp}");
+    assert!(resp.contains("x-pod: productpage-v2"), "{resp}");
+    // A pod's address and target port: that pod, under its service's routes.
+    let pod = world.backends["productpage-v1-b"].addr;
+    for _ in 0..5 {
+        let (status, resp) = get(wp.http, &pod.to_string(), "").await;
+        assert_eq!(status, "HTTP/1.1 200 OK", "{resp}");
+        assert!(resp.contains("x-pod: productpage-v1-b"), "{resp}");
+    }
+    // An address nothing has, or a VIP on a port it lacks: 404, as for a CONNECT.
+    for host in ["10.96.0.99:9080", "10.96.0.10:80", "10.96.0.10"] {
+        let (status, _) = get(wp.http, host, "").await;
+        assert_eq!(status, "HTTP/1.1 404 Not Found", "{host}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_reports_ready_and_dumps_the_config() {
     let world = World::productpage().await;
     let certs = Certs::new();

@@ -33,6 +33,14 @@ impl Certs {
         load_cert_dir(&self.client_dir).unwrap()
     }
 
+    /// A client from the mesh CA whose SPIFFE id is in `namespace`.
+    pub fn client_in(&self, namespace: &str) -> CertBundle {
+        let dir = tempfile::tempdir().unwrap();
+        let id = SpiffeId::new("cluster.local", namespace, "sleep");
+        self.ca.write_cert_dir(dir.path(), &id).unwrap();
+        load_cert_dir(dir.path()).unwrap()
+    }
+
     /// A client certificate from the same CA without any SPIFFE URI SAN.
     pub fn client_without_spiffe(&self) -> CertBundle {
         let dir = tempfile::tempdir().unwrap();

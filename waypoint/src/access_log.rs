@@ -1,6 +1,6 @@
-//! The access log: one JSON object per request on stdout, with the fields of
-//! Istio's default JSON access log plus the source and destination identities.
-//! On by default; `--access-log=false` turns it off.
+//! The access log: one JSON object per request on stdout (or, for the demo, in
+//! a file), with the fields of Istio's default JSON access log plus the source
+//! and destination identities. On by default; `--access-log=false` turns it off.
 //!
 //! A request serializes its line into a shared buffer, a copy under a mutex;
 //! a writer thread writes the buffer out every 100 ms in one `write` (Envoy
@@ -82,6 +82,16 @@ impl AccessLog {
     /// Writes to stdout, with its flushing thread.
     pub fn start(dropped: IntCounter) -> std::io::Result<AccessLog> {
         Self::with_output(Box::new(std::io::stdout()), dropped, FLUSH_INTERVAL)
+    }
+
+    /// Appends to the file at `path` (created if missing) instead of stdout.
+    pub fn to_file(path: &std::path::Path, dropped: IntCounter) -> std::io::Result<AccessLog> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        Self::with_output(Box::new(file), dropped, FLUSH_INTERVAL)
     }
 
     fn with_output(

@@ -39,6 +39,8 @@ pub struct Listeners {
     pub xfcc: bool,
     /// One JSON line per request on stdout.
     pub access_log: bool,
+    /// Appends the access log to this file instead of stdout.
+    pub access_log_file: Option<std::path::PathBuf>,
     /// Istio's per-request metrics.
     pub request_metrics: bool,
     /// Where `/stats/prometheus` is served besides the admin listener.
@@ -63,6 +65,7 @@ impl Listeners {
             limits: Default::default(),
             xfcc: false,
             access_log: true,
+            access_log_file: None,
             request_metrics: true,
             metrics: Vec::new(),
             tracing: None,
@@ -151,13 +154,16 @@ impl Waypoint {
             state.clone(),
             hbone.as_ref().map(|h| h.pool.clone()),
         ));
-        let access_log = match listeners.access_log {
-            true => Some(Arc::new(
-                AccessLog::start(metrics.access_log_dropped.clone())
-                    .map_err(StartError::AccessLog)?,
-            )),
-            false => None,
+        let dropped = metrics.access_log_dropped.clone();
+        let access_log = match (listeners.access_log, &listeners.access_log_file) {
+            (true, None) => Some(AccessLog::start(dropped)),
+            (true, Some(path)) => Some(AccessLog::to_file(path, dropped)),
+            (false, _) => None,
         };
+        let access_log = access_log
+            .transpose()
+            .map_err(StartError::AccessLog)?
+            .map(Arc::new);
         let app = WaypointProxy::new(state.clone(), hbone)
             .with_metrics(metrics.clone())
             .with_xfcc(xfcc)

@@ -262,7 +262,9 @@ impl ProxyHttp for WaypointProxy {
             let port = match target {
                 Target::Service { port, .. } | Target::Workload { port, .. } => port,
             };
-            let view = RequestView::new(&req.method, &req.uri, &req.headers, port);
+            let source_ns = ctx.source.as_ref().map(|s| s.namespace.as_str());
+            let view = RequestView::new(&req.method, &req.uri, &req.headers, port)
+                .with_source_namespace(source_ns);
             waypoint_filters::decide(&rt.snapshot, target, &view, &mut rand::rng())
         };
         match decision {
@@ -499,10 +501,7 @@ impl ProxyHttp for WaypointProxy {
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if let Some(route) = ctx.route() {
-            ctx::apply_response_edits(&route.filters.response_headers, resp)?;
-        }
-        Ok(())
+        ctx.apply_response_edits(resp)
     }
 
     async fn fail_to_proxy(

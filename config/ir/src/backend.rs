@@ -25,11 +25,18 @@ pub struct Service {
     pub endpoints: Vec<Endpoint>,
     /// DestinationRule subsets, each with the endpoints whose labels it selects.
     pub subsets: Vec<Subset>,
-    /// Ordered: the first route that matches a request wins. Gateway API precedence
-    /// is resolved at translation time by sorting, so the data path never compares.
+    /// Every route table of the service, one after another: the producer table
+    /// first, then each of `consumers`' (which name their ranges). Within a table
+    /// the first route that matches wins; Gateway API precedence is resolved at
+    /// translation time by sorting, so the data path never compares. One vector,
+    /// so a route is named by its index whichever table holds it.
     pub routes: Vec<Route>,
-    /// Where `routes` came from, and any source that lost to it (for `check`).
+    /// Where the producer table came from, and any source that lost to it.
     pub route_source: RouteSource,
+    /// GEP-1294 consumer routes: HTTPRoutes in another namespace whose parent is
+    /// this service. Empty for almost every service, so the data path pays one
+    /// length check.
+    pub consumers: Vec<ConsumerRoutes>,
     /// DestinationRule `trafficPolicy` (top level), and per port with
     /// `portLevelSettings` merged over it.
     pub traffic: TrafficPolicy,
@@ -47,12 +54,58 @@ pub enum RouteSource {
         /// VirtualServices that also target this service and were ignored.
         shadowed: Vec<ResourceRef>,
     },
-    VirtualService {
-        routes: Vec<ResourceRef>,
-    },
+    /// Istio's waypoint merges every VirtualService for the host, oldest first
+    /// (istio/istio#59484): `routes` in that order.
+    VirtualService { routes: Vec<ResourceRef> },
+}
+
+/// The routes HTTPRoutes in `namespace` attach to a service of another
+/// namespace. GEP-1294: requests from `namespace` use them instead of the
+/// producer table (not before it), and nobody else does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConsumerRoutes {
+    pub namespace: String,
+    /// `Service::routes[start..end]`.
+    pub start: usize,
+    pub end: usize,
+    /// The service ports some route of the table binds (`parentRefs[].port`);
+    /// `None`: every port. On other ports the namespace's requests get the
+    /// producer table, as no route of theirs is present there.
+    pub ports: Option<Vec<u16>>,
+    pub from: Vec<ResourceRef>,
+}
+
+impl ConsumerRoutes {
+    pub fn binds(&self, port: u16) -> bool {
+        self.ports.as_ref().is_none_or(|p| p.contains(&port))
+    }
 }
 
 impl Service {
+    /// The route table for a request from `source_namespace` (the peer's SPIFFE
+    /// namespace; `None` without one) to `port`, and its offset in `routes`.
+    pub fn route_table(&self, source_namespace: Option<&str>, port: u16) -> (usize, &[Route]) {
+        if let Some(ns) = source_namespace.filter(|_| !self.consumers.is_empty()) {
+            if let Some(c) = self
+                .consumers
+                .iter()
+                .find(|c| c.namespace == ns && c.binds(port))
+            {
+                return (c.start, &self.routes[c.start..c.end]);
+            }
+        }
+        (0, self.producer_routes())
+    }
+
+    /// The producer table: every route before the first consumer table.
+    pub fn producer_routes(&self) -> &[Route] {
+        let end = self
+            .consumers
+            .first()
+            .map_or(self.routes.len(), |c| c.start);
+        &self.routes[..end]
+    }
+
     pub fn port(&self, port: u16) -> Option<&ServicePort> {
         self.ports.iter().find(|p| p.port == port)
     }

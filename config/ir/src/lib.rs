@@ -11,16 +11,18 @@ mod names;
 mod policy;
 mod route;
 
-pub use backend::{Endpoint, EndpointIdx, RouteSource, Service, ServiceIdx, ServicePort, Subset};
+pub use backend::{
+    ConsumerRoutes, Endpoint, EndpointIdx, RouteSource, Service, ServiceIdx, ServicePort, Subset,
+};
 pub use names::{ResourceKind, ResourceRef};
 pub use policy::{
     ClientSelector, ConnectionPool, Fault, LbPolicy, OutlierDetection, Percent, RateLimit, RetryOn,
     RetryPolicy, RoutePolicy, TrafficPolicy,
 };
 pub use route::{
-    BackendRef, BackendTarget, HeaderMatch, HeaderModifier, Method, PathMatch, PathModifier,
-    Pattern, QueryMatch, Redirect, RequestMatch, Route, RouteAction, RouteFilters, RouteOrigin,
-    StringMatch, UrlRewrite,
+    BackendFilters, BackendRef, BackendTarget, HeaderMatch, HeaderModifier, Method, PathMatch,
+    PathModifier, Pattern, QueryMatch, Redirect, RequestMatch, Route, RouteAction, RouteFilters,
+    RouteOrigin, StringMatch, UrlRewrite,
 };
 
 use serde::Serialize;
@@ -96,9 +98,14 @@ impl Snapshot {
     }
 
     /// Resolves a plaintext `Host` header (`name[:port]`). Without a port the
-    /// service's first port is used.
+    /// service's first port is used. An IP literal (`10.96.0.10:9080`, a pod's
+    /// `ip:targetPort`) resolves as an HBONE `CONNECT` to that address would;
+    /// without a port it means HTTP's default, 80 (RFC 9110 §7.2).
     pub fn resolve_host(&self, host: &str) -> Option<Target> {
         let (name, port) = split_host_port(host);
+        if let Ok(ip) = name.parse::<IpAddr>() {
+            return self.resolve_target(SocketAddr::new(ip, port.unwrap_or(80)));
+        }
         let service = *self.by_host.get(&name.to_ascii_lowercase())?;
         let svc = self.service(service);
         let port = match port {

@@ -17,7 +17,6 @@ pub enum ResourceKind {
     DestinationRule,
     Gateway,
     BackendTrafficPolicy,
-    ReferenceGrant,
 }
 
 impl ResourceKind {
@@ -34,7 +33,6 @@ impl ResourceKind {
             ResourceKind::DestinationRule => "DestinationRule",
             ResourceKind::Gateway => "Gateway",
             ResourceKind::BackendTrafficPolicy => "BackendTrafficPolicy",
-            ResourceKind::ReferenceGrant => "ReferenceGrant",
         }
     }
 }

@@ -179,6 +179,32 @@ pub enum RouteAction {
 pub struct BackendRef {
     pub target: BackendTarget,
     pub weight: u32,
+    /// Gateway API `backendRefs[].filters`: edits for requests sent to this
+    /// backend only. Boxed and usually `None`, so a backend stays two words and
+    /// the common case costs one null check.
+    pub filters: Option<Box<BackendFilters>>,
+}
+
+impl BackendRef {
+    pub fn new(target: BackendTarget, weight: u32) -> Self {
+        BackendRef {
+            target,
+            weight,
+            filters: None,
+        }
+    }
+}
+
+/// A backend's own filters. The adapter applies the backend's header edits
+/// before the rule's, Envoy's order for weighted-cluster and route headers (so
+/// the rule wins where both `set` one name); a backend's rewrite replaces the
+/// rule's; a backend's redirect answers once the split picked it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct BackendFilters {
+    pub request_headers: HeaderModifier,
+    pub response_headers: HeaderModifier,
+    pub rewrite: Option<UrlRewrite>,
+    pub redirect: Option<Redirect>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -134,4 +134,6 @@ pub struct BackendRefSpec {
     pub namespace: Option<String>,
     pub port: Option<u16>,
     pub weight: Option<u32>,
+    #[serde(default)]
+    pub filters: Vec<RouteFilter>,
 }

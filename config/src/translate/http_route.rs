@@ -1,8 +1,18 @@
 //! HTTPRoutes with a `Service` parent (GAMMA) → routes in Gateway API precedence.
 //!
-//! Each (rule, match) becomes its own route, and all routes attached to a service
-//! are sorted once here by the spec's precedence, so the data path takes the first
+//! Each (rule, match) becomes its own route, and the routes of one table are
+//! sorted once here by the spec's precedence, so the data path takes the first
 //! match. Regex paths rank below every exact and prefix path, as Istio ranks them.
+//!
+//! GEP-1294 ("Namespace boundaries", "Multiple routes for a Service"): a parent
+//! in the route's own namespace makes a producer route, for every client; a
+//! parent in another namespace makes a consumer route, for clients in the
+//! route's namespace only, which use their consumer routes instead of the
+//! producer's. Routes merge only within one such group. Istio's own waypoint
+//! does not implement consumer routes (it reads routes from the Service's and
+//! the waypoint's namespaces only, and its ambient conformance run drops
+//! `MeshConsumerRoute`); this waypoint does, as the HBONE peer's SPIFFE id names
+//! the client's namespace.
 
 mod filters;
 
@@ -10,7 +20,7 @@ use super::matchers::{regex, At};
 use super::{Attached, Cx, World};
 use crate::gateway_api::{BackendRefSpec, HttpRouteDoc, MatchSpec};
 use crate::parse::Obj;
-use filters::{rule_filters, rule_is_valid};
+use filters::{backend_filters, rule_filters, rule_is_valid};
 use std::cmp::Reverse;
 use std::collections::BTreeMap;
 use waypoint_ir::{
@@ -30,9 +40,20 @@ type Precedence = (
     usize,
 );
 
-pub fn routes(cx: &mut Cx<'_>, world: &World<'_>) -> BTreeMap<ServiceIdx, Attached> {
-    let mut entries: BTreeMap<ServiceIdx, Vec<(Precedence, Route)>> = BTreeMap::new();
-    let mut from: BTreeMap<ServiceIdx, (Vec<waypoint_ir::ResourceRef>, String)> = BTreeMap::new();
+/// The HTTPRoute tables of each service.
+#[derive(Default)]
+pub struct HttpRoutes {
+    pub producer: BTreeMap<ServiceIdx, Attached>,
+    /// One table per consumer namespace, in namespace order.
+    pub consumers: BTreeMap<ServiceIdx, Vec<(String, Attached)>>,
+}
+
+/// A table: the service, and the consumer namespace (`None`: producer routes).
+type Table = (ServiceIdx, Option<String>);
+
+pub fn routes(cx: &mut Cx<'_>, world: &World<'_>) -> HttpRoutes {
+    let mut entries: BTreeMap<Table, Vec<(Precedence, Route)>> = BTreeMap::new();
+    let mut from: BTreeMap<Table, (Vec<waypoint_ir::ResourceRef>, String)> = BTreeMap::new();
     for hr in &cx.res.http_routes {
         let at = At {
             file: &hr.file,
@@ -42,8 +63,10 @@ pub fn routes(cx: &mut Cx<'_>, world: &World<'_>) -> BTreeMap<ServiceIdx, Attach
         let translated = translate_rules(cx, &at, world, hr);
         let parents = parents(cx, &at, world, hr);
         for (idx, port) in parents {
+            let consumer = world.services[idx.0].namespace != hr.ns();
+            let table = (idx, consumer.then(|| hr.ns().to_string()));
             let e = from
-                .entry(idx)
+                .entry(table.clone())
                 .or_insert_with(|| (Vec::new(), hr.file.clone()));
             if !e.0.contains(&hr.id) {
                 e.0.push(hr.id.clone());
@@ -51,25 +74,30 @@ pub fn routes(cx: &mut Cx<'_>, world: &World<'_>) -> BTreeMap<ServiceIdx, Attach
             for (key, route) in &translated {
                 let mut route = route.clone();
                 route.port = port;
-                entries.entry(idx).or_default().push((key.clone(), route));
+                entries
+                    .entry(table.clone())
+                    .or_default()
+                    .push((key.clone(), route));
             }
         }
     }
-    entries
-        .into_iter()
-        .map(|(idx, mut list)| {
-            list.sort_by(|a, b| a.0.cmp(&b.0));
-            let (from, file) = from.remove(&idx).unwrap_or_default();
-            (
-                idx,
-                Attached {
-                    routes: list.into_iter().map(|(_, r)| r).collect(),
-                    from,
-                    file,
-                },
-            )
-        })
-        .collect()
+    let mut out = HttpRoutes::default();
+    for (table, mut list) in entries {
+        list.sort_by(|a, b| a.0.cmp(&b.0));
+        let (from, file) = from.remove(&table).unwrap_or_default();
+        let attached = Attached {
+            routes: list.into_iter().map(|(_, r)| r).collect(),
+            from,
+            file,
+        };
+        match table {
+            (idx, None) => {
+                out.producer.insert(idx, attached);
+            }
+            (idx, Some(ns)) => out.consumers.entry(idx).or_default().push((ns, attached)),
+        }
+    }
+    out
 }
 
 /// The services (and ports) this route attaches to; other parents are ignored.
@@ -93,7 +121,18 @@ fn parents(
         }
         let ns = p.namespace.as_deref().unwrap_or(hr.ns());
         match world.index.service(ns, &p.name) {
-            Some(idx) => out.push((idx, p.port)),
+            Some(idx) => match p.port {
+                Some(port) if world.services[idx.0].port(port).is_none() => {
+                    cx.diags.push(at.warning(
+                        format!("spec.parentRefs[{i}].port"),
+                        format!(
+                            "Service {ns}/{} has no port {port}; the route does not attach there",
+                            p.name
+                        ),
+                    ))
+                }
+                _ => out.push((idx, p.port)),
+            },
             None => cx.diags.push(at.warning(
                 format!("spec.parentRefs[{i}]"),
                 format!("no Service {ns}/{} is known", p.name),
@@ -129,22 +168,15 @@ fn translate_rules(
         } else if let Some(redirect) = redirect {
             RouteAction::Redirect(redirect)
         } else {
-            RouteAction::Forward(
-                rule.backend_refs
-                    .iter()
-                    .enumerate()
-                    .map(|(b, br)| {
-                        backend(
-                            cx,
-                            at,
-                            world,
-                            hr.ns(),
-                            &format!("{field}.backendRefs[{b}]"),
-                            br,
-                        )
-                    })
-                    .collect(),
-            )
+            let mut backends = Vec::new();
+            for (b, br) in rule.backend_refs.iter().enumerate() {
+                let f = format!("{field}.backendRefs[{b}]");
+                backends.extend(backend(cx, at, world, hr.ns(), &f, br));
+            }
+            if backends.len() < rule.backend_refs.len() {
+                continue;
+            }
+            RouteAction::Forward(backends)
         };
         let policy = super::policy::http_route(at, &field, rule, cx.diags);
         let matches: &[MatchSpec] = if rule.matches.is_empty() {
@@ -277,6 +309,7 @@ fn value_match(
     }
 }
 
+/// `None` when the backendRef's filters are malformed (an error was recorded).
 fn backend(
     cx: &mut Cx<'_>,
     at: &At<'_>,
@@ -284,64 +317,61 @@ fn backend(
     ns: &str,
     field: &str,
     b: &BackendRefSpec,
-) -> BackendRef {
+) -> Option<BackendRef> {
     let weight = b.weight.unwrap_or(1);
-    // The spec: requests to a backend that cannot be resolved get 500.
-    let mut invalid = |sub: &str, reason: String| {
-        cx.diags.push(at.warning(
-            format!("{field}{sub}"),
-            format!("{reason}; requests sent here get 500"),
-        ));
-        BackendRef {
-            target: BackendTarget::Invalid {
+    let invalid = |reason: String| {
+        BackendRef::new(
+            BackendTarget::Invalid {
                 status: 500,
                 reason,
             },
             weight,
-        }
+        )
+    };
+    let filters = match backend_filters(cx, at, field, &b.filters)? {
+        Ok(filters) => filters,
+        // The spec: a filter must not be skipped; the requests it would have
+        // processed get an error (the warning is already recorded).
+        Err(kind) => return Some(invalid(format!("filter {kind} is not supported"))),
+    };
+    // The spec: requests to a backend that cannot be resolved get 500.
+    let mut unresolved = |sub: &str, reason: String| {
+        cx.diags.push(at.warning(
+            format!("{field}{sub}"),
+            format!("{reason}; requests sent here get 500"),
+        ));
+        Some(invalid(reason))
     };
     let kind = b.kind.as_deref().unwrap_or("Service");
     if kind != "Service" || !matches!(b.group.as_deref(), None | Some("") | Some("core")) {
-        return invalid(".kind", format!("backend kind {kind} is not supported"));
+        return unresolved(".kind", format!("backend kind {kind} is not supported"));
     }
-    let route_ns = ns;
+    // Mesh routes may use a Service in any namespace without a ReferenceGrant:
+    // GEP-1294 ("routes augment existing Services"), and Istio enforces grants
+    // for Gateway parents only (route_collections.go: convertHTTPRoute(.., !mesh)).
     let ns = b.namespace.as_deref().unwrap_or(ns);
-    // The spec: a reference to another namespace needs a ReferenceGrant there.
-    let granted = ns == route_ns
-        || cx
-            .res
-            .reference_grants
-            .iter()
-            .any(|g| g.ns() == ns && g.doc.allows_route_to_service(route_ns, &b.name));
-    if !granted {
-        return invalid(
-            ".namespace",
-            format!(
-                "no ReferenceGrant in namespace {ns} lets HTTPRoutes from {route_ns} use Service {}",
-                b.name
-            ),
-        );
-    }
     let Some(service) = world.index.service(ns, &b.name) else {
-        return invalid(".name", format!("no Service {ns}/{} is known", b.name));
+        return unresolved(".name", format!("no Service {ns}/{} is known", b.name));
     };
     let Some(port) = b.port else {
-        return invalid(".port", "port is required for a Service backend".into());
+        return unresolved(".port", "port is required for a Service backend".into());
     };
     if world.services[service.0].port(port).is_none() {
-        return invalid(
+        return unresolved(
             ".port",
             format!("Service {ns}/{} has no port {port}", b.name),
         );
     }
-    BackendRef {
-        target: BackendTarget::Service {
-            service,
-            port: Some(port),
-            subset: None,
-        },
+    let target = BackendTarget::Service {
+        service,
+        port: Some(port),
+        subset: None,
+    };
+    Some(BackendRef {
+        target,
         weight,
-    }
+        filters,
+    })
 }
 
 #[cfg(test)]

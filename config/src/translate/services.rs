@@ -117,6 +117,7 @@ fn kube_service(cx: &mut Cx<'_>, obj: &Obj<crate::kube::ServiceDoc>) -> Service 
         subsets: Vec::new(),
         routes: Vec::new(),
         route_source: Default::default(),
+        consumers: Vec::new(),
         traffic: Default::default(),
         port_traffic: Default::default(),
     }
@@ -353,6 +354,7 @@ fn service_entry(cx: &mut Cx<'_>, se: &Obj<crate::istio::ServiceEntryDoc>) -> Ve
             subsets: Vec::new(),
             routes: Vec::new(),
             route_source: Default::default(),
+            consumers: Vec::new(),
             traffic: Default::default(),
             port_traffic: Default::default(),
         })

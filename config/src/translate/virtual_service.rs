@@ -1,4 +1,11 @@
 //! VirtualService `http[]` → routes, in order (the first match wins).
+//!
+//! Several VirtualServices for one host are merged as Istio's waypoint merges
+//! them (istio/istio#59484, `buildWaypointInboundHTTPRouteConfig`): each one's
+//! routes are appended in Istio's config order, oldest `creationTimestamp`
+//! first, then name, then namespace (`configCompareByCreationTime`). Nothing
+//! resolves conflicts: the first route to match wins, so routes after one that
+//! matches every request are never reached, and `check` says which.
 
 use super::matchers::{istio_string, At};
 use super::{Attached, Cx, World};
@@ -13,8 +20,7 @@ use waypoint_ir::{
 
 pub fn routes(cx: &mut Cx<'_>, world: &World<'_>) -> BTreeMap<ServiceIdx, Attached> {
     let mut all: Vec<&Obj<VirtualServiceDoc>> = cx.res.virtual_services.iter().collect();
-    // For one host, Istio's mesh routing uses the oldest VirtualService.
-    all.sort_by(|a, b| (&a.created, &a.id).cmp(&(&b.created, &b.id)));
+    all.sort_by(|a, b| (&a.created, a.name(), a.ns()).cmp(&(&b.created, b.name(), b.ns())));
     let mut out: BTreeMap<ServiceIdx, Attached> = BTreeMap::new();
     for vs in all {
         let spec = &vs.doc.spec;
@@ -41,24 +47,46 @@ pub fn routes(cx: &mut Cx<'_>, world: &World<'_>) -> BTreeMap<ServiceIdx, Attach
                 ));
                 continue;
             };
-            if let Some(existing) = out.get(&idx) {
+            let svc = &world.services[idx.0];
+            // Istio's waypoint reads VirtualServices from the service's namespace
+            // and its own only (getVirtualServiceForWaypoint).
+            if vs.ns() != svc.namespace && Some(vs.ns()) != world.waypoint_namespace {
+                let own = world
+                    .waypoint_namespace
+                    .map(|n| format!(" or the waypoint's ({n})"))
+                    .unwrap_or_default();
                 cx.diags.push(at.warning(
                     format!("spec.hosts[{h}]"),
                     format!(
-                        "{} (older) already routes {}; ignored for it",
-                        existing.from[0], world.services[idx.0].hostname
+                        "{} is in namespace {}: Istio's waypoint applies VirtualServices from the service's namespace{own} only, so this one is ignored for it",
+                        svc.hostname, svc.namespace
                     ),
                 ));
                 continue;
             }
-            out.insert(
-                idx,
-                Attached {
-                    routes: routes.clone(),
-                    from: vec![vs.id.clone()],
-                    file: vs.file.clone(),
-                },
-            );
+            // Istio skips a VirtualService with no HTTP route for the host.
+            if routes.is_empty() {
+                continue;
+            }
+            let merged = out.entry(idx).or_insert_with(|| Attached {
+                routes: Vec::new(),
+                from: Vec::new(),
+                file: vs.file.clone(),
+            });
+            if merged.from.contains(&vs.id) {
+                continue;
+            }
+            if let Some(all) = merged.routes.iter().find(|r| super::matches_everything(r)) {
+                cx.diags.push(at.warning(
+                    format!("spec.hosts[{h}]"),
+                    format!(
+                        "merged for {} after {}, which matches every request: the routes of this VirtualService are never reached there",
+                        world.services[idx.0].hostname, all.name
+                    ),
+                ));
+            }
+            merged.routes.extend(routes.iter().cloned());
+            merged.from.push(vs.id.clone());
         }
     }
     out
@@ -276,7 +304,7 @@ fn backends(
             let f = format!("{field}.route[{k}].destination");
             let weight = if lone { 100 } else { d.weight.unwrap_or(0) };
             let target = destination(cx, at, world, ns, &f, d);
-            BackendRef { target, weight }
+            BackendRef::new(target, weight)
         })
         .collect()
 }

@@ -15,6 +15,11 @@ fn ip(last: u8) -> IpAddr {
 /// 3 `/bad` → invalid backend, 4 `/ratings` on port 9081 only, 5 header
 /// `x-canary: true` or `/v2` → subset v2 on port 8000, 6 catch-all 90/10 v1/v2.
 fn world() -> (Snapshot, ServiceIdx, ServiceIdx) {
+    let (b, reviews, ratings) = world_builder();
+    (b.build(), reviews, ratings)
+}
+
+fn world_builder() -> (SnapshotBuilder, ServiceIdx, ServiceIdx) {
     let mut b = SnapshotBuilder::new();
     let reviews = b.service("reviews", ip(100), 9080);
     let ratings = b.service("ratings", ip(101), 9080);
@@ -56,13 +61,13 @@ fn world() -> (Snapshot, ServiceIdx, ServiceIdx) {
             RouteAction::Forward(vec![to(reviews, None, 0)]),
         ),
     );
-    let invalid = BackendRef {
-        target: BackendTarget::Invalid {
+    let invalid = BackendRef::new(
+        BackendTarget::Invalid {
             status: 500,
             reason: "service default/nope not found".into(),
         },
-        weight: 1,
-    };
+        1,
+    );
     b.route(
         reviews,
         route(
@@ -111,7 +116,7 @@ fn world() -> (Snapshot, ServiceIdx, ServiceIdx) {
             RouteAction::Forward(vec![to(ratings, None, 1)]),
         ),
     );
-    (b.build(), reviews, ratings)
+    (b, reviews, ratings)
 }
 
 struct Req {
@@ -281,4 +286,90 @@ fn workload_target_pins_the_endpoint_under_the_service_routes() {
     // Routes still apply: a redirect route still redirects.
     let r = reply(run(&snap, target, &req("/redirect", &[])));
     assert_eq!(r.status, 301);
+}
+
+#[test]
+fn consumer_routes_serve_only_their_namespace() {
+    let (mut b, reviews, ratings) = world_builder();
+    let mine = route(
+        "mine",
+        vec![path_prefix("/mine")],
+        RouteAction::Forward(vec![to(ratings, None, 1)]),
+    );
+    b.consumer(reviews, "consumer", vec![mine]);
+    let snap = b.build();
+    let decide_as = |path: &str, ns: Option<&str>| {
+        let r = req(path, &[]);
+        let view = RequestView::new(&r.method, &r.uri, &r.headers, 9080).with_source_namespace(ns);
+        let d = decide(&snap, vip(&snap, 100), &view, &mut StdRng::seed_from_u64(1));
+        match d {
+            Decision::Forward(f) => (f.route.name.clone(), f.service),
+            Decision::Reply(r) => (r.status.to_string(), ServiceIdx(usize::MAX)),
+        }
+    };
+    assert_eq!(
+        decide_as("/mine", Some("consumer")),
+        ("mine".into(), ratings)
+    );
+    // The consumer's table replaces the producer's: its 404 does not fall through.
+    assert_eq!(decide_as("/", Some("consumer")).0, "404");
+    for other in [None, Some("default"), Some("elsewhere")] {
+        assert_eq!(
+            decide_as("/mine", other),
+            ("split".into(), reviews),
+            "{other:?}"
+        );
+    }
+}
+
+#[test]
+fn backend_filters_come_with_the_picked_backend() {
+    let mut b = SnapshotBuilder::new();
+    let reviews = b.service("reviews", ip(100), 9080);
+    let mut edited = to(reviews, None, 1);
+    edited.filters = Some(Box::new(waypoint_ir::BackendFilters {
+        request_headers: waypoint_ir::HeaderModifier {
+            set: vec![("x-backend".into(), "a".into())],
+            ..Default::default()
+        },
+        ..Default::default()
+    }));
+    let mut redirecting = to(reviews, None, 1);
+    redirecting.filters = Some(Box::new(waypoint_ir::BackendFilters {
+        redirect: Some(Redirect {
+            scheme: None,
+            hostname: Some("elsewhere".into()),
+            path: None,
+            port: None,
+            status: 307,
+        }),
+        ..Default::default()
+    }));
+    let split = RouteAction::Forward(vec![to(reviews, None, 1), edited, redirecting]);
+    b.route(reviews, route("split", vec![], split));
+    let snap = b.build();
+    let r = req("/x", &[]);
+    let view = RequestView::new(&r.method, &r.uri, &r.headers, 9080);
+    let mut rng = StdRng::seed_from_u64(3);
+    let mut seen = [0usize; 3];
+    for _ in 0..300 {
+        match decide(&snap, vip(&snap, 100), &view, &mut rng) {
+            Decision::Forward(f) if f.backend == Some(0) => {
+                assert!(f.backend_filters().is_none());
+                seen[0] += 1;
+            }
+            Decision::Forward(f) => {
+                assert_eq!(f.backend, Some(1));
+                let set = &f.backend_filters().unwrap().request_headers.set;
+                assert_eq!(set[0].0, "x-backend");
+                seen[1] += 1;
+            }
+            Decision::Reply(r) => {
+                assert_eq!(r.status, 307);
+                assert_eq!(r.headers[0].1, "http://elsewhere/x");
+                seen[2] += 1;
+            }
+        }
+    }
+    assert!(seen.iter().all(|&n| n > 50), "{seen:?}");
 }

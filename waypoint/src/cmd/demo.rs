@@ -1,7 +1,9 @@
 //! `waypoint demo`: the bundled productpage example, end to end on loopback. It
 //! writes the example manifests and a dev CA's certificates to a directory, starts
 //! echo backends at the example's pod IPs, runs the waypoint, sends a burst through
-//! HBONE with the built-in client and prints the split it observed.
+//! HBONE with the built-in client and prints the split it observed. The access
+//! log goes to a file in that directory, so the split and the commands to try
+//! stay the last thing on the screen.
 
 use super::CmdResult;
 use crate::app::{Listeners, Waypoint};
@@ -81,6 +83,9 @@ pub fn demo(args: DemoArgs) -> CmdResult {
         &SpiffeId::new(td, "default", "productpage-waypoint"),
     )?;
     ca.write_cert_dir(&client_dir, &SpiffeId::new(td, "default", "sleep"))?;
+    let access_log = dir.join("access.log");
+    // This run's lines only.
+    std::fs::write(&access_log, "")?;
     let identity = Arc::new(crate::identity::IdentityStore::load(waypoint_dir.clone())?);
     let waypoint_id = identity.bundle().id.clone();
     let client_certs = load_cert_dir(&client_dir)?;
@@ -95,6 +100,7 @@ pub fn demo(args: DemoArgs) -> CmdResult {
             // The echo pods have no ztunnel in front of them: plaintext upstream.
             Listeners {
                 hbone_upstream_port: None,
+                access_log_file: Some(access_log.clone()),
                 ..Listeners::new(Some(args.hbone_addr), Some(args.http_addr), Some(args.admin_addr))
             },
             Some(identity),
@@ -108,6 +114,7 @@ pub fn demo(args: DemoArgs) -> CmdResult {
             println!("  backend    {:<18} {:<16} version={}", b.name, b.addr, versions.get(&b.name).map(String::as_str).unwrap_or("-"));
         }
         println!("  waypoint   hbone {}  http {}  admin {}", args.hbone_addr, args.http_addr, args.admin_addr);
+        println!("  access log {} (one JSON line per request)", access_log.display());
         println!();
 
         let tls = crate::hbone::tls::client_config(&client_certs, None)?;
@@ -128,6 +135,7 @@ pub fn demo(args: DemoArgs) -> CmdResult {
         println!("  curl -s -H 'host: {host}' http://{}/productpage", args.http_addr);
         println!("  waypoint check --config-dir {}", config_dir.display());
         println!("  curl -s http://{}/config_dump", args.admin_addr);
+        println!("  tail -f {}", access_log.display());
         if !args.once {
             println!("Ctrl-C to stop.");
             super::run::wait_for_signal().await;

@@ -23,6 +23,8 @@ pub struct Forward {
     /// The service whose route table matched, and the route's index in it.
     pub route_owner: ServiceIdx,
     pub route: usize,
+    /// The picked backend's index in the route's list, for its own filters.
+    pub backend: Option<usize>,
     /// The backend.
     pub service: ServiceIdx,
     pub port: u16,
@@ -41,6 +43,7 @@ impl Forward {
         Forward {
             route_owner: fwd.route_owner,
             route,
+            backend: fwd.backend,
             service: fwd.service,
             port: fwd.port,
             subset: fwd.subset,
@@ -186,6 +189,19 @@ impl RequestCtx {
             subset,
             host: &svc.hostname,
         })
+    }
+
+    /// Response header edits: the picked backend's, then the route's (Envoy
+    /// applies weighted-cluster headers before route headers).
+    pub fn apply_response_edits(&self, resp: &mut ResponseHeader) -> Result<()> {
+        let Some(route) = self.route() else {
+            return Ok(());
+        };
+        let backend = self.forward.as_ref().and_then(|f| f.backend);
+        if let Some(f) = waypoint_filters::backend_filters(route, backend) {
+            apply(&f.response_headers, &mut PingoraHeaders(&mut *resp))?;
+        }
+        apply(&route.filters.response_headers, &mut PingoraHeaders(resp))
     }
 
     pub fn route_name(&self) -> Option<&str> {
@@ -390,16 +406,20 @@ fn apply(m: &HeaderModifier, h: &mut impl HeaderEdit) -> Result<()> {
         .map_err(|e| Error::because(InternalError, "applying a route's header edits", e))
 }
 
-pub fn apply_response_edits(m: &HeaderModifier, resp: &mut ResponseHeader) -> Result<()> {
-    apply(m, &mut PingoraHeaders(resp))
-}
-
-/// Header modifiers and URL rewrites of the chosen route, before the request leaves.
+/// Header modifiers and URL rewrites of the chosen route and backend, before
+/// the request leaves. The backend's headers go first, then the route's (Envoy's
+/// order for weighted-cluster and route headers); a backend's rewrite replaces
+/// the route's.
 pub fn apply_request_edits(session: &mut Session, fwd: &ForwardDecision<'_>) -> Result<()> {
     let filters = &fwd.route.filters;
+    let backend = fwd.backend_filters();
     let req = session.req_header_mut();
+    if let Some(b) = backend {
+        apply(&b.request_headers, &mut PingoraHeaders(&mut *req))?;
+    }
     apply(&filters.request_headers, &mut PingoraHeaders(&mut *req))?;
-    let Some(rewrite) = &filters.rewrite else {
+    let rewrite = backend.and_then(|b| b.rewrite.as_ref());
+    let Some(rewrite) = rewrite.or(filters.rewrite.as_ref()) else {
         return Ok(());
     };
     if let Some(host) = &rewrite.hostname {

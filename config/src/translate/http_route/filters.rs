@@ -1,17 +1,44 @@
-//! HTTPRoute rule filters (header modifiers, redirect, rewrite) and the rule
-//! checks the Gateway API CRDs make in CEL, which a manifest directory skips.
+//! HTTPRoute filters (header modifiers, redirect, rewrite), of a rule and of a
+//! backendRef, and the checks the Gateway API CRDs make in CEL, which a manifest
+//! directory skips.
 
 use super::super::matchers::At;
 use super::super::Cx;
-use crate::gateway_api::{HeaderModifierSpec, PathModifierSpec, RouteFilter, Rule};
-use waypoint_ir::{HeaderModifier, PathModifier, Redirect, RouteFilters, UrlRewrite};
+use crate::gateway_api::{HeaderModifierSpec, MatchSpec, PathModifierSpec, RouteFilter, Rule};
+use waypoint_ir::{
+    BackendFilters, HeaderModifier, PathModifier, Redirect, RouteFilters, UrlRewrite,
+};
 
 /// The HTTPRouteRule CEL validations of the Gateway API CRDs, which the API
-/// server enforces and a directory of manifests does not.
+/// server enforces and a directory of manifests does not. A backendRef's
+/// filters obey the same rules as the rule's.
 pub fn rule_is_valid(cx: &mut Cx<'_>, at: &At<'_>, field: &str, rule: &Rule) -> bool {
     let before = cx.diags.len();
+    let kinds = list_is_valid(cx, at, field, &rule.filters, &rule.matches, false);
+    if kinds.contains(&"RequestRedirect") && !rule.backend_refs.is_empty() {
+        cx.diags.push(at.error(
+            format!("{field}.backendRefs"),
+            "RequestRedirect filter must not be used together with backendRefs",
+        ));
+    }
+    for (b, br) in rule.backend_refs.iter().enumerate() {
+        let f = format!("{field}.backendRefs[{b}]");
+        list_is_valid(cx, at, &f, &br.filters, &rule.matches, true);
+    }
+    cx.diags.len() == before
+}
+
+/// Checks the `filters` of `field` (a rule or a backendRef); returns their types.
+fn list_is_valid<'f>(
+    cx: &mut Cx<'_>,
+    at: &At<'_>,
+    field: &str,
+    filters: &'f [RouteFilter],
+    matches: &[MatchSpec],
+    of_backend_ref: bool,
+) -> Vec<&'f str> {
     let mut seen: Vec<&str> = Vec::new();
-    for (i, f) in rule.filters.iter().enumerate() {
+    for (i, f) in filters.iter().enumerate() {
         let repeatable = matches!(f.kind.as_str(), "RequestMirror" | "ExtensionRef");
         if !repeatable && seen.contains(&f.kind.as_str()) {
             cx.diags.push(at.error(
@@ -27,33 +54,29 @@ pub fn rule_is_valid(cx: &mut Cx<'_>, at: &At<'_>, field: &str, rule: &Rule) -> 
             "may specify either RequestRedirect or URLRewrite, but not both",
         ));
     }
-    if seen.contains(&"RequestRedirect") && !rule.backend_refs.is_empty() {
-        cx.diags.push(at.error(
-            format!("{field}.backendRefs"),
-            "RequestRedirect filter must not be used together with backendRefs",
-        ));
-    }
-    for (i, f) in rule.filters.iter().enumerate() {
+    for (i, f) in filters.iter().enumerate() {
         let (name, path) = match (&f.request_redirect, &f.url_rewrite) {
             (Some(r), _) if f.kind == "RequestRedirect" => ("requestRedirect", r.path.as_ref()),
             (_, Some(r)) if f.kind == "URLRewrite" => ("urlRewrite", r.path.as_ref()),
             _ => continue,
         };
         // After the CRD's defaulting: no matches, or no path, is PathPrefix "/".
-        let one_prefix = rule.matches.len() <= 1
-            && rule
-                .matches
+        let one_prefix = matches.len() <= 1
+            && matches
                 .first()
                 .and_then(|m| m.path.as_ref())
                 .is_none_or(|p| p.kind.as_deref().unwrap_or("PathPrefix") == "PathPrefix");
         if path.is_some_and(|p| p.kind == "ReplacePrefixMatch") && !one_prefix {
-            cx.diags.push(at.error(
-                format!("{field}.filters[{i}].{name}.path"),
-                format!("When using {} filter with path.replacePrefixMatch, exactly one PathPrefix match must be specified", f.kind),
-            ));
+            let rule = format!("{} filter with path.replacePrefixMatch, exactly one PathPrefix match must be specified", f.kind);
+            let msg = match of_backend_ref {
+                true => format!("Within backendRefs, when using {rule}"),
+                false => format!("When using {rule}"),
+            };
+            cx.diags
+                .push(at.error(format!("{field}.filters[{i}].{name}.path"), msg));
         }
     }
-    cx.diags.len() == before
+    seen
 }
 
 fn header_modifier(h: &HeaderModifierSpec) -> HeaderModifier {
@@ -104,12 +127,52 @@ fn path_modifier(
 
 pub type RuleFilters = (RouteFilters, Option<Redirect>, Option<String>);
 
+/// A backendRef's filters, or the first filter type this waypoint does not
+/// implement; `None` when one is malformed (an error was recorded).
+pub fn backend_filters(
+    cx: &mut Cx<'_>,
+    at: &At<'_>,
+    field: &str,
+    filters: &[RouteFilter],
+) -> Option<Result<Option<Box<BackendFilters>>, String>> {
+    if filters.is_empty() {
+        return Some(Ok(None));
+    }
+    let consequence = "requests sent to this backend get 500";
+    let (edits, redirect, unsupported) = parsed(cx, at, field, filters, consequence)?;
+    if let Some(kind) = unsupported {
+        return Some(Err(kind));
+    }
+    Some(Ok(Some(Box::new(BackendFilters {
+        request_headers: edits.request_headers,
+        response_headers: edits.response_headers,
+        rewrite: edits.rewrite,
+        redirect,
+    }))))
+}
+
 /// The rule's filters; `None` when one is malformed (an error was recorded).
 pub fn rule_filters(
     cx: &mut Cx<'_>,
     at: &At<'_>,
     field: &str,
     filters: &[RouteFilter],
+) -> Option<RuleFilters> {
+    parsed(
+        cx,
+        at,
+        field,
+        filters,
+        "requests matching this rule get 500",
+    )
+}
+
+fn parsed(
+    cx: &mut Cx<'_>,
+    at: &At<'_>,
+    field: &str,
+    filters: &[RouteFilter],
+    consequence: &str,
 ) -> Option<RuleFilters> {
     let mut out = RouteFilters::default();
     let mut redirect = None;
@@ -178,7 +241,7 @@ pub fn rule_filters(
             other @ ("RequestMirror" | "ExtensionRef" | "CORS" | "ExternalAuth") => {
                 cx.diags.push(at.warning(
                     format!("{ff}.type"),
-                    format!("filter {other} is not supported; requests matching this rule get 500"),
+                    format!("filter {other} is not supported; {consequence}"),
                 ));
                 unsupported = Some(other.to_string());
             }
