@@ -2,10 +2,12 @@
 //! on port 15008.
 
 pub mod client;
+pub mod idle;
 pub mod pool;
 pub mod server;
 mod stream;
 pub mod tls;
+mod tunnel;
 
 pub use stream::{H2Stream, TunnelBytes};
 
