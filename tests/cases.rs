@@ -2,6 +2,7 @@ mod breaker;
 mod check;
 mod demo;
 mod envoy_peer;
+mod hbone_reuse;
 mod httproute;
 mod live;
 mod mtls;

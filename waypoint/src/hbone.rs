@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod idle;
+pub mod lease;
 pub mod pool;
 pub mod server;
 mod stream;

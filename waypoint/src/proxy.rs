@@ -412,9 +412,11 @@ impl ProxyHttp for WaypointProxy {
         if let Some(trace) = &ctx.trace {
             trace.inject(req);
         }
-        if ctx.close_upstream {
+        if ctx.close_upstream && ctx.tunnel.is_none() {
             // The connection's last request (maxRequestsPerConnection): asking the
-            // upstream to close it keeps pingora from pooling it again.
+            // upstream to close it keeps pingora from pooling it again. A tunnel's
+            // last is not marked: the app closing first makes the destination reset
+            // the tunnel (Envoy does), so the waypoint ends it after the response.
             req.insert_header("connection", "close")?;
         }
         Ok(())

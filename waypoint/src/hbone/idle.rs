@@ -1,17 +1,7 @@
-//! Keep-alive for upstream HBONE tunnels: idle tunnels parked per
-//! [`TunnelKey`], and the [`Lease`] that decides whether a tunnel may be parked.
+//! Idle upstream HBONE tunnels, parked per [`TunnelKey`] until a request to the
+//! same place takes one (see `lease` for how a tunnel gets here).
 //!
-//! Pingora cannot pool a tunnel itself: its pool checks a reused stream's fd, a
-//! virtual stream's is -1, so it drops every one it takes back. We let it: a
-//! tunnel Pingora released after a complete exchange sits in Pingora's pool until
-//! Pingora drops it (the next request to the same peer, its idle timeout, LRU
-//! eviction), and the drop parks it here, where `HboneConnect` takes it.
-//!
-//! Whether Pingora released the stream or dropped it as unusable is decided before
-//! the proxy's `logging` hook runs, and only a released stream is still alive then.
-//! So `logging` settles the try's lease: a tunnel still alive and clean then is
-//! idle and may be parked when dropped; one dropped before that was not released
-//! (or is in doubt) and is closed. Invariants:
+//! Invariants:
 //! - a parked tunnel carried only complete exchanges and nothing arrived on it
 //!   since; it is checked again, without waiting, when taken;
 //! - it is reused only for the same hop, expected identity, CONNECT target and
@@ -22,18 +12,26 @@
 //!   connection is full;
 //! - at most `capacity` are parked (the oldest is closed first), each until its
 //!   idle timeout, measured from the end of its last exchange; every tunnel that
-//!   leaves is closed cleanly (`Tunnel::retire`).
+//!   leaves is closed cleanly (`Tunnel::retire`);
+//! - a tunnel settled clean but not parked yet is "coming": Pingora drops it
+//!   from its pool a moment after `logging`, so a request that finds none parked
+//!   waits for a coming one (briefly) rather than open a new tunnel. Without
+//!   this, back-to-back requests on one connection sometimes overtake their own
+//!   tunnel.
 
 use super::tunnel::Tunnel;
 use crate::identity::SpiffeId;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
+use tokio::sync::Notify;
 
 /// How often parked tunnels are checked for expiry and for a peer that ended them.
 const SWEEP: Duration = Duration::from_millis(250);
+/// How long a request waits for a coming tunnel (normally microseconds).
+const COMING_WAIT: Duration = Duration::from_millis(20);
 
 /// What a tunnel is interchangeable for.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -51,7 +49,7 @@ pub struct TunnelKey {
 /// Tunnel counts for the metrics.
 #[derive(Debug, Default)]
 pub struct TunnelStats {
-    /// Idle: after a clean exchange, in Pingora's pool or parked here.
+    /// Idle: settled clean and not taken or closed since.
     pub idle: AtomicUsize,
     pub opened: AtomicU64,
     pub reused: AtomicU64,
@@ -67,12 +65,15 @@ struct Parked {
 struct Parking {
     tunnels: HashMap<TunnelKey, Vec<Parked>>,
     count: usize,
+    coming: HashMap<TunnelKey, usize>,
     sweeping: bool,
     closed: bool,
 }
 
 pub struct IdleTunnels {
     parking: Mutex<Parking>,
+    /// Notified when a coming tunnel arrives.
+    arrived: Notify,
     capacity: usize,
     pub stats: TunnelStats,
 }
@@ -81,6 +82,7 @@ impl IdleTunnels {
     pub fn new(capacity: usize) -> Self {
         IdleTunnels {
             parking: Mutex::default(),
+            arrived: Notify::new(),
             capacity,
             stats: TunnelStats::default(),
         }
@@ -90,16 +92,27 @@ impl IdleTunnels {
         self.parking.lock().expect("idle tunnels lock")
     }
 
-    /// Tunnels parked here (a subset of `stats.idle`).
-    pub fn parked(&self) -> usize {
-        self.lock().count
+    /// The most recently parked live tunnel for `key`, waiting briefly for one
+    /// that is coming; dead ones found on the way are closed.
+    pub async fn take(&self, key: &TunnelKey) -> Option<Tunnel> {
+        let deadline = tokio::time::Instant::now() + COMING_WAIT;
+        loop {
+            let arrived = self.arrived.notified();
+            tokio::pin!(arrived);
+            arrived.as_mut().enable();
+            let (found, coming) = self.try_take(key);
+            if found.is_some() || !coming {
+                return found;
+            }
+            if tokio::time::timeout_at(deadline, arrived).await.is_err() {
+                return None;
+            }
+        }
     }
 
-    /// The most recently parked live tunnel for `key`; dead ones found on the way
-    /// are closed.
-    pub fn take(&self, key: &TunnelKey) -> Option<Tunnel> {
+    fn try_take(&self, key: &TunnelKey) -> (Option<Tunnel>, bool) {
         let mut dead = Vec::new();
-        let found = {
+        let (found, coming) = {
             let mut p = self.lock();
             let mut found = None;
             if let Some(list) = p.tunnels.get_mut(key) {
@@ -115,13 +128,62 @@ impl IdleTunnels {
                 }
             }
             p.count -= dead.len() + usize::from(found.is_some());
-            found
+            (found, p.coming.contains_key(key))
         };
         if found.is_some() {
             self.stats.idle.fetch_sub(1, Ordering::AcqRel);
         }
         self.retire_all(dead);
-        found
+        (found, coming)
+    }
+
+    /// A tunnel for `key` settled clean and will arrive when Pingora drops it.
+    pub(super) fn coming(&self, key: &TunnelKey) {
+        self.stats.idle.fetch_add(1, Ordering::AcqRel);
+        *self.lock().coming.entry(key.clone()).or_default() += 1;
+    }
+
+    /// A coming tunnel arrived: parked if `reusable`, unless the pool is closed
+    /// or its deadline has passed; closed otherwise.
+    pub(super) fn arrive(
+        self: &Arc<Self>,
+        key: &TunnelKey,
+        tunnel: Tunnel,
+        reusable: bool,
+        deadline: Option<Instant>,
+    ) {
+        let now = Instant::now();
+        let mut out = Vec::new();
+        {
+            let mut p = self.lock();
+            if let Some(n) = p.coming.get_mut(key) {
+                *n -= 1;
+                if *n == 0 {
+                    p.coming.remove(key);
+                }
+            }
+            if !reusable || p.closed || deadline.is_some_and(|d| d <= now) {
+                out.push(tunnel);
+            } else {
+                if p.count >= self.capacity {
+                    out.extend(p.remove_oldest());
+                }
+                p.tunnels.entry(key.clone()).or_default().push(Parked {
+                    tunnel,
+                    deadline,
+                    since: now,
+                });
+                p.count += 1;
+                if !p.sweeping {
+                    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                        p.sweeping = true;
+                        rt.spawn(sweep(Arc::downgrade(self)));
+                    }
+                }
+            }
+        }
+        self.arrived.notify_waiters();
+        self.retire_all(out);
     }
 
     /// Closes the oldest parked tunnel with this hop and identity, to free its
@@ -142,38 +204,8 @@ impl IdleTunnels {
         found
     }
 
-    /// Parks a tunnel whose lease settled clean, unless the pool is closed or
-    /// the deadline has passed.
-    fn park(self: &Arc<Self>, key: &TunnelKey, tunnel: Tunnel, deadline: Option<Instant>) {
-        let now = Instant::now();
-        let mut out = Vec::new();
-        {
-            let mut p = self.lock();
-            if p.closed || deadline.is_some_and(|d| d <= now) {
-                out.push(tunnel);
-            } else {
-                if p.count >= self.capacity {
-                    out.extend(p.remove_oldest());
-                }
-                p.tunnels.entry(key.clone()).or_default().push(Parked {
-                    tunnel,
-                    deadline,
-                    since: now,
-                });
-                p.count += 1;
-                if !p.sweeping {
-                    if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                        p.sweeping = true;
-                        rt.spawn(sweep(Arc::downgrade(self)));
-                    }
-                }
-            }
-        }
-        self.retire_all(out);
-    }
-
-    /// Closes every parked tunnel, and each one parked later: the waypoint is
-    /// shutting down.
+    /// Closes every parked tunnel, and each one that arrives later: the waypoint
+    /// is shutting down.
     pub fn close(&self) {
         let all: Vec<Tunnel> = {
             let mut p = self.lock();
@@ -188,6 +220,7 @@ impl IdleTunnels {
         self.retire_all(all);
     }
 
+    /// Closes tunnels that were idle.
     fn retire_all(&self, tunnels: impl IntoIterator<Item = Tunnel>) {
         for t in tunnels {
             self.stats.idle.fetch_sub(1, Ordering::AcqRel);
@@ -252,110 +285,5 @@ async fn sweep(idle: Weak<IdleTunnels>) {
             Some(idle) if idle.sweep_once() => {}
             _ => return,
         }
-    }
-}
-
-// A lease's life: UNUSED until a tunnel is attached, BUSY during the exchange,
-// then CLEAN or DIRTY when `logging` settles it, and GONE once the tunnel has
-// been dropped (parked or closed). Settling and dropping race only through these
-// atomic transitions.
-const UNUSED: u8 = 0;
-const BUSY: u8 = 1;
-const CLEAN: u8 = 2;
-const DIRTY: u8 = 3;
-const GONE: u8 = 4;
-
-/// One try's claim on a tunnel, shared by the request's context and the tunnel
-/// Pingora holds. See the module comment.
-#[derive(Clone)]
-pub struct Lease(Arc<LeaseInner>);
-
-struct LeaseInner {
-    idle: Arc<IdleTunnels>,
-    key: TunnelKey,
-    idle_timeout: Option<Duration>,
-    state: AtomicU8,
-    /// The tunnel's request count, this try's included.
-    requests: std::sync::atomic::AtomicU32,
-    /// When the exchange settled clean: the idle timeout counts from here.
-    settled: std::sync::OnceLock<Instant>,
-}
-
-impl std::fmt::Debug for Lease {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Lease")
-            .field("key", &self.0.key)
-            .field("state", &self.0.state.load(Ordering::Relaxed))
-            .finish()
-    }
-}
-
-impl Lease {
-    pub fn new(idle: Arc<IdleTunnels>, key: TunnelKey, idle_timeout: Option<Duration>) -> Self {
-        Lease(Arc::new(LeaseInner {
-            idle,
-            key,
-            idle_timeout,
-            state: AtomicU8::new(UNUSED),
-            requests: Default::default(),
-            settled: Default::default(),
-        }))
-    }
-
-    pub fn key(&self) -> &TunnelKey {
-        &self.0.key
-    }
-
-    /// Requests the try's tunnel has carried, this one included; 0 before it
-    /// has a tunnel.
-    pub fn requests(&self) -> u32 {
-        self.0.requests.load(Ordering::Acquire)
-    }
-
-    /// The try got `tunnel`; its exchange starts.
-    pub(super) fn attach(&self, tunnel: &Tunnel) {
-        self.0.requests.store(tunnel.requests, Ordering::Release);
-        self.0.state.store(BUSY, Ordering::Release);
-    }
-
-    /// Called when the request is over: `clean` when the exchange completed and
-    /// the tunnel may carry another. A tunnel Pingora dropped already is unaffected.
-    pub fn settle(&self, clean: bool) {
-        let to = if clean { CLEAN } else { DIRTY };
-        if clean {
-            let _ = self.0.settled.set(Instant::now());
-        }
-        let settled = self
-            .0
-            .state
-            .compare_exchange(BUSY, to, Ordering::AcqRel, Ordering::Acquire);
-        if settled.is_ok() && clean {
-            self.0.idle.stats.idle.fetch_add(1, Ordering::AcqRel);
-        }
-    }
-
-    /// Whether the exchange is over (settled either way).
-    pub(super) fn settled(&self) -> bool {
-        matches!(self.0.state.load(Ordering::Acquire), CLEAN | DIRTY)
-    }
-
-    /// The tunnel's byte stream was dropped: park the tunnel if the lease settled
-    /// clean and the stream saw nothing unexpected (`reusable`), else close it.
-    pub(super) fn release(&self, tunnel: Tunnel, reusable: bool) {
-        let idle = &self.0.idle;
-        if self.0.state.swap(GONE, Ordering::AcqRel) != CLEAN {
-            tunnel.retire();
-            return;
-        }
-        if !reusable {
-            idle.retire_all([tunnel]);
-            return;
-        }
-        let deadline = self
-            .0
-            .idle_timeout
-            .zip(self.0.settled.get())
-            .map(|(timeout, since)| *since + timeout);
-        idle.park(&self.0.key, tunnel, deadline);
     }
 }

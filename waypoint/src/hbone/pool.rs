@@ -12,7 +12,8 @@
 //! of each racing to open its own.
 
 use super::client::{ClientError, HboneClient};
-use super::idle::{IdleTunnels, Lease, TunnelKey, TunnelStats};
+use super::idle::{IdleTunnels, TunnelKey, TunnelStats};
+use super::lease::Lease;
 use super::tunnel::{Slot, Tunnel};
 use super::H2Stream;
 use crate::identity::{IdentityStore, SpiffeId};
@@ -168,12 +169,14 @@ impl HbonePool {
         headers: &[(&str, String)],
     ) -> Result<Tunnel, ClientError> {
         let stats = self.tunnel_stats();
-        if let Some(mut tunnel) = self.idle.take(key) {
+        if let Some(mut tunnel) = self.idle.take(key).await {
             tunnel.requests += 1;
             stats.reused.fetch_add(1, Ordering::Relaxed);
             return Ok(tunnel);
         }
-        let mut tunnel = self.connect(key.hop, &key.expected, key.target, headers).await?;
+        let mut tunnel = self
+            .connect(key.hop, &key.expected, key.target, headers)
+            .await?;
         tunnel.requests = 1;
         stats.opened.fetch_add(1, Ordering::Relaxed);
         Ok(tunnel)
@@ -269,18 +272,18 @@ impl L4Connect for HboneConnect {
             .into_iter()
             .collect();
         let tunnel = self.pool.open(key, &headers).await.map_err(|e| {
-                let why = format!("HBONE to {} via {}: {e}", key.target, key.hop);
-                log::warn!("{why}");
-                let etype = match e {
-                    ClientError::Refused { status, .. }
-                        if status == StatusCode::SERVICE_UNAVAILABLE =>
-                    {
-                        pingora::ErrorType::ConnectRefused
-                    }
-                    _ => pingora::ErrorType::ConnectError,
-                };
-                pingora::Error::explain(etype, why)
-            })?;
+            let why = format!("HBONE to {} via {}: {e}", key.target, key.hop);
+            log::warn!("{why}");
+            let etype = match e {
+                ClientError::Refused { status, .. }
+                    if status == StatusCode::SERVICE_UNAVAILABLE =>
+                {
+                    pingora::ErrorType::ConnectRefused
+                }
+                _ => pingora::ErrorType::ConnectError,
+            };
+            pingora::Error::explain(etype, why)
+        })?;
         let stream = H2Stream::from_tunnel(tunnel).leased(self.lease.clone());
         Ok(Stream::from(VirtualSocketStream::new(Box::new(stream))))
     }

@@ -1,6 +1,6 @@
 //! One HBONE tunnel (an HTTP/2 CONNECT stream) as a byte stream.
 
-use super::idle::Lease;
+use super::lease::Lease;
 use super::tunnel::Tunnel;
 use bytes::{Buf, Bytes};
 use h2::{RecvStream, SendStream};
@@ -18,13 +18,13 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// reserve send capacity and write at most what the peer's window allows.
 ///
 /// Dropped, it closes the tunnel cleanly (`Tunnel::retire`), or, for an upstream
-/// tunnel whose lease settled clean, parks it for the next request (`idle`).
+/// tunnel whose lease settled clean, parks it for the next request (`idle`). A
+/// leased stream reads as ended once its lease is settled.
 pub struct H2Stream {
     /// Always `Some` until dropped.
     tunnel: Option<Tunnel>,
     pending: Bytes,
-    /// The peer ended or reset the stream, or sent bytes after the exchange was
-    /// over: the tunnel cannot carry another request.
+    /// The peer ended or reset the stream: the tunnel cannot carry another request.
     spent: bool,
     lease: Option<Lease>,
     /// Bytes read and written, for the tunnel's TCP metrics.
@@ -102,16 +102,21 @@ impl AsyncRead for H2Stream {
                 if let Some(b) = &self.bytes {
                     b.received.fetch_add(n as u64, Ordering::Relaxed);
                 }
-                // Bytes after the exchange was settled belong to no request.
-                if self.lease.as_ref().is_some_and(|l| l.settled()) {
-                    self.spent = true;
-                }
+                return Poll::Ready(Ok(()));
+            }
+            // Settled, the exchange is over: reading end-of-stream, Pingora drops
+            // the stream from its pool, and the drop parks or closes the tunnel.
+            if self.lease.as_ref().is_some_and(|l| l.settled(cx.waker())) {
                 return Poll::Ready(Ok(()));
             }
             let polled = ready!(self.tunnel().recv.poll_data(cx));
             match polled {
                 Some(Ok(data)) => {
-                    let _ = self.tunnel().recv.flow_control().release_capacity(data.len());
+                    let _ = self
+                        .tunnel()
+                        .recv
+                        .flow_control()
+                        .release_capacity(data.len());
                     self.pending = data;
                 }
                 // A peer that resets with NO_ERROR has simply finished.
@@ -142,7 +147,11 @@ impl AsyncWrite for H2Stream {
             return Poll::Ready(Ok(0));
         }
         let this = self.get_mut();
-        let send = &mut this.tunnel.as_mut().expect("tunnel present until drop").send;
+        let send = &mut this
+            .tunnel
+            .as_mut()
+            .expect("tunnel present until drop")
+            .send;
         send.reserve_capacity(buf.len());
         loop {
             match ready!(send.poll_capacity(cx)) {
