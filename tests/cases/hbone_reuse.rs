@@ -165,3 +165,27 @@ async fn an_idle_tunnel_closes_cleanly_after_the_idle_timeout() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(seen(&m).await.tunnels, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_idle_tunnels_cleanly() {
+    let mut m = Mesh::start_with(85, "ratings", None, "", &[]).await;
+    let mut t = tunnel(&m.wp, &m.certs, &m.vip(85)).await;
+    for _ in 0..3 {
+        let r = t.get("http://ratings:9080/", &[]).await.unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    drop(t);
+    assert_eq!(seen(&m).await.active, 1, "the idle tunnel is kept open");
+    m.wp.signal_term();
+    assert!(m.wp.wait_exit(Duration::from_secs(10)).success());
+    let s = all_closed(&m).await;
+    assert_eq!(
+        s,
+        Seen {
+            tunnels: 1,
+            active: 0,
+            resets: 0
+        },
+        "the drain ends the idle tunnel before the process exits"
+    );
+}

@@ -141,6 +141,7 @@ impl Waypoint {
                     listeners.hbone_streams_per_connection,
                     listeners.h2,
                     conf.upstream_keepalive_pool_size,
+                    active.clone(),
                 )),
                 port,
             });

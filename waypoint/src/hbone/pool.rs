@@ -49,6 +49,8 @@ pub struct HbonePool {
     /// connection is being set up wait for it instead of dialling their own.
     dialing: Mutex<HashMap<Key, Arc<tokio::sync::Mutex<()>>>>,
     idle: Arc<IdleTunnels>,
+    /// Open tunnels are counted here until closed, so a drain waits for them.
+    active: Arc<AtomicUsize>,
 }
 
 impl HbonePool {
@@ -59,6 +61,7 @@ impl HbonePool {
         max_streams: usize,
         h2: super::H2Settings,
         idle_tunnels: usize,
+        active: Arc<AtomicUsize>,
     ) -> Self {
         HbonePool {
             identity,
@@ -69,6 +72,7 @@ impl HbonePool {
             dialled: AtomicUsize::new(0),
             dialing: Mutex::default(),
             idle: Arc::new(IdleTunnels::new(idle_tunnels)),
+            active,
         }
     }
 
@@ -193,7 +197,10 @@ impl HbonePool {
     ) -> Result<Tunnel, ClientError> {
         let key = (hop, expected.clone());
         let authority = target.to_string();
-        let opened = |conn: &Conn, t: Tunnel| t.with_slot(Slot::reserved(conn.open.clone()));
+        let opened = |conn: &Conn, t: Tunnel| {
+            t.with_slot(Slot::reserved(conn.open.clone()))
+                .holding(crate::app::Active::hold(&self.active))
+        };
         if let Some(conn) = self.reserve_or_free(&key) {
             match conn.client.open_tunnel(&authority, headers).await {
                 Ok(t) => return Ok(opened(&conn, t)),

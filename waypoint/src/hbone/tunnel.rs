@@ -46,6 +46,8 @@ pub struct Tunnel {
     /// We have sent END_STREAM.
     pub(super) ended: bool,
     slot: Option<Slot>,
+    /// Counts the tunnel as open until it has closed, so a drain waits for it.
+    hold: Option<crate::app::Active>,
     /// Requests this tunnel has carried, counting the current one.
     pub(super) requests: u32,
 }
@@ -66,12 +68,18 @@ impl Tunnel {
             recv,
             ended: false,
             slot: None,
+            hold: None,
             requests: 0,
         }
     }
 
     pub fn with_slot(mut self, slot: Slot) -> Self {
         self.slot = Some(slot);
+        self
+    }
+
+    pub fn holding(mut self, open: crate::app::Active) -> Self {
+        self.hold = Some(open);
         self
     }
 
@@ -109,24 +117,27 @@ impl Tunnel {
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        rt.spawn(async move {
-            let mut drained = 0usize;
-            let drain = async {
-                while let Some(Ok(data)) = self.recv.data().await {
-                    drained += data.len();
-                    let _ = self.recv.flow_control().release_capacity(data.len());
-                    if drained > DRAIN_LIMIT {
-                        break;
-                    }
+        // The whole tunnel goes into the task: its hold keeps a drain waiting.
+        rt.spawn(self.drain());
+    }
+
+    async fn drain(mut self) {
+        let mut drained = 0usize;
+        let drain = async {
+            while let Some(Ok(data)) = self.recv.data().await {
+                drained += data.len();
+                let _ = self.recv.flow_control().release_capacity(data.len());
+                if drained > DRAIN_LIMIT {
+                    break;
                 }
-            };
-            let _ = tokio::time::timeout(DRAIN_TIMEOUT, drain).await;
-            if !self.recv.is_end_stream() {
-                log::debug!(
-                    "hbone: stream {} did not end within {DRAIN_TIMEOUT:?} of ours; resetting it",
-                    self.send.stream_id().as_u32()
-                );
             }
-        });
+        };
+        let _ = tokio::time::timeout(DRAIN_TIMEOUT, drain).await;
+        if !self.recv.is_end_stream() {
+            log::debug!(
+                "hbone: stream {} did not end within {DRAIN_TIMEOUT:?} of ours; resetting it",
+                self.send.stream_id().as_u32()
+            );
+        }
     }
 }
