@@ -287,3 +287,6 @@ async fn sweep(idle: Weak<IdleTunnels>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
