@@ -312,6 +312,8 @@ impl ProxyHttp for WaypointProxy {
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
         ctx.tries += 1;
+        // The last try's tunnel, if any, is Pingora's to drop, never ours to settle.
+        ctx.tunnel = None;
         if ctx.tries > 1 {
             self.metrics
                 .retries
@@ -364,7 +366,6 @@ impl ProxyHttp for WaypointProxy {
             (a, b) => a.or(b),
         };
         let pool = &cluster.policy.pool;
-        ctx.tunnel = None;
         if let Some(hbone) = self.hbone_transport(ctx, endpoint, addr, pool.idle_timeout) {
             // Mesh endpoints are reached through their node's HBONE server; the
             // group key keeps pingora from ever mixing these with plaintext peers.

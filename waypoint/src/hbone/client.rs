@@ -1,5 +1,6 @@
 //! The client side of HBONE: one mTLS HTTP/2 connection, many CONNECT tunnels.
-//! `waypoint client`, the demo and the tests use it; HBONE upstreams will too.
+//! `waypoint client`, the demo and the tests use it, and so does `pool` for
+//! HBONE upstreams.
 
 use super::tunnel::Tunnel;
 use super::H2Stream;
