@@ -8,8 +8,8 @@ use std::net::SocketAddr;
 use waypoint::echo::Echo;
 
 /// A mesh namespace with one service whose pod sits at `pod_ip` behind an HBONE
-/// server (Envoy) on `hbone_port`.
-fn mesh_world(pod_ip: &str, vip: &str) -> tempfile::TempDir {
+/// server (Envoy) on `hbone_port`, and `extra` manifests.
+fn mesh_world(pod_ip: &str, vip: &str, extra: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("mesh.yaml"),
@@ -32,7 +32,7 @@ kind: Pod
 metadata: {{name: ratings-1, namespace: default, labels: {{app: ratings}}}}
 spec: {{serviceAccountName: ratings}}
 status: {{podIP: {pod_ip}}}
-"#
+{extra}"#
         ),
     )
     .unwrap();
@@ -71,12 +71,12 @@ async fn destination_signed_by(
 
 /// One mesh workload behind an Envoy destination at 127.0.0.`octet`, the service
 /// VIP 10.96.0.`octet`, and a waypoint that reaches it over HBONE.
-struct Mesh {
-    certs: Certs,
-    workload: Echo,
-    envoy: Envoy,
+pub(super) struct Mesh {
+    pub(super) certs: Certs,
+    pub(super) workload: Echo,
+    pub(super) envoy: Envoy,
     port: u16,
-    wp: WaypointProc,
+    pub(super) wp: WaypointProc,
     _dirs: (tempfile::TempDir, tempfile::TempDir),
 }
 
@@ -87,6 +87,17 @@ impl Mesh {
         ca: Option<&waypoint::identity::DevCa>,
         extra: &[&str],
     ) -> Mesh {
+        Self::start_with(octet, server_sa, ca, "", extra).await
+    }
+
+    /// As `start`, with more manifests (a DestinationRule for `ratings`).
+    pub(super) async fn start_with(
+        octet: u8,
+        server_sa: &str,
+        ca: Option<&waypoint::identity::DevCa>,
+        manifests: &str,
+        extra: &[&str],
+    ) -> Mesh {
         let certs = Certs::new();
         let workload = Echo::start("127.0.0.1:0".parse().unwrap(), "ratings-1")
             .await
@@ -94,7 +105,7 @@ impl Mesh {
         let ip = format!("127.0.0.{octet}");
         let (envoy, port, cert_dir) =
             destination_signed_by(ca.unwrap_or(&certs.ca), &ip, server_sa, &workload).await;
-        let config = mesh_world(&ip, &format!("10.96.0.{octet}"));
+        let config = mesh_world(&ip, &format!("10.96.0.{octet}"), manifests);
         let port_flag = port.to_string();
         let mut flags = vec!["--hbone-upstream-port", port_flag.as_str()];
         flags.extend_from_slice(extra);
@@ -109,7 +120,7 @@ impl Mesh {
         }
     }
 
-    fn vip(&self, octet: u8) -> String {
+    pub(super) fn vip(&self, octet: u8) -> String {
         format!("10.96.0.{octet}:9080")
     }
 
@@ -141,7 +152,8 @@ async fn upstream_hbone_through_envoy_pools_connections() {
         }
     }
     assert_eq!(m.workload.requests(), 50);
-    // 50 requests, each its own CONNECT tunnel, over one pooled mTLS connection.
+    // 50 requests from one client, one after another: one tunnel, kept alive,
+    // over one pooled mTLS connection.
     assert_eq!(
         m.hbone_connections(71).await - before,
         1,
@@ -149,7 +161,7 @@ async fn upstream_hbone_through_envoy_pools_connections() {
     );
     assert_eq!(
         m.envoy.stat("cluster.workload.upstream_cx_total").await,
-        50,
+        1,
         "tunnels"
     );
     let scrape = super::telemetry::scrape(m.wp.metrics).await;

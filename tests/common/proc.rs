@@ -151,10 +151,6 @@ impl WaypointProc {
         }
     }
 
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
     /// The process's resident memory, in KiB.
     pub fn rss_kib(&self) -> i64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();

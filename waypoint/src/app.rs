@@ -100,6 +100,7 @@ pub struct Waypoint {
     proxy: Arc<HttpProxy<WaypointProxy>>,
     pub metrics: Arc<crate::metrics::Metrics>,
     access_log: Option<Arc<AccessLog>>,
+    hbone_pool: Option<Arc<crate::hbone::pool::HbonePool>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -145,14 +146,17 @@ impl Waypoint {
                     c,
                     listeners.hbone_streams_per_connection,
                     listeners.h2,
+                    conf.upstream_keepalive_pool_size,
+                    active.clone(),
                 )),
                 port,
             });
+        let hbone_pool = hbone.as_ref().map(|h| h.pool.clone());
         let xfcc = identity.clone().filter(|_| listeners.xfcc);
         let metrics = Arc::new(crate::metrics::Metrics::new());
         metrics.register(crate::upstream::stats::UpstreamGauges::new(
             state.clone(),
-            hbone.as_ref().map(|h| h.pool.clone()),
+            hbone_pool.clone(),
         ));
         let dropped = metrics.access_log_dropped.clone();
         let access_log = match (listeners.access_log, &listeners.access_log_file) {
@@ -248,12 +252,17 @@ impl Waypoint {
             proxy,
             metrics,
             access_log,
+            hbone_pool,
         })
     }
 
     /// Stops accepting and tells in-flight sessions to finish.
     pub fn shutdown(&self) {
         let _ = self.shutdown.send(true);
+        // Idle upstream tunnels end cleanly now, not when the process goes.
+        if let Some(pool) = &self.hbone_pool {
+            pool.close_idle();
+        }
         self.flush_access_log();
     }
 

@@ -3,11 +3,14 @@
 
 pub mod client;
 mod guard;
+pub mod idle;
 pub mod keepalive;
+pub mod lease;
 pub mod pool;
 pub mod server;
 mod stream;
 pub mod tls;
+mod tunnel;
 
 pub use keepalive::Keepalive;
 pub use stream::{H2Stream, TunnelBytes};

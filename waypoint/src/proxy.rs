@@ -26,6 +26,7 @@ mod reply;
 
 pub use ctx::{ClusterName, RequestCtx};
 
+use crate::hbone::idle::TunnelKey;
 use crate::hbone::pool::{HboneConnect, HbonePool};
 use crate::hbone::HboneMeta;
 use crate::identity::SpiffeId;
@@ -115,12 +116,14 @@ impl WaypointProxy {
         self
     }
 
-    /// The HBONE connector for a mesh endpoint; `None`: plaintext.
+    /// The HBONE connector for a mesh endpoint; `None`: plaintext. Idle tunnels
+    /// it leaves expire after `idle_timeout`.
     fn hbone_transport(
         &self,
         ctx: &RequestCtx,
         idx: EndpointIdx,
         target: SocketAddr,
+        idle_timeout: Option<Duration>,
     ) -> Option<HboneConnect> {
         let hbone = self.hbone.as_ref()?;
         let ep = ctx.endpoint(idx)?;
@@ -138,12 +141,15 @@ impl WaypointProxy {
             );
             return None;
         };
-        Some(HboneConnect {
-            pool: hbone.pool.clone(),
+        let key = TunnelKey {
             hop: SocketAddr::new(target.ip(), hbone.port),
             expected,
             target,
             client: ctx.client_ip,
+        };
+        Some(HboneConnect {
+            pool: hbone.pool.clone(),
+            lease: hbone.pool.lease(key, idle_timeout),
         })
     }
 }
@@ -186,10 +192,12 @@ impl WaypointProxy {
     }
 }
 
-fn hbone_group_key(c: &HboneConnect) -> u64 {
+/// Pingora's pool key for a tunnel: the same tunnel key as our idle tunnels, so
+/// a stream Pingora takes back (and drops) is one the request can use.
+fn hbone_group_key(key: &TunnelKey) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    ("hbone", c.hop, &c.expected).hash(&mut h);
+    ("hbone", key).hash(&mut h);
     h.finish()
 }
 
@@ -327,6 +335,8 @@ impl ProxyHttp for WaypointProxy {
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
         ctx.tries += 1;
+        // The last try's tunnel, if any, is Pingora's to drop, never ours to settle.
+        ctx.tunnel = None;
         if ctx.tries > 1 {
             self.metrics
                 .retries
@@ -378,13 +388,14 @@ impl ProxyHttp for WaypointProxy {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        if let Some(hbone) = self.hbone_transport(ctx, endpoint, addr) {
+        let pool = &cluster.policy.pool;
+        if let Some(hbone) = self.hbone_transport(ctx, endpoint, addr, pool.idle_timeout) {
             // Mesh endpoints are reached through their node's HBONE server; the
             // group key keeps pingora from ever mixing these with plaintext peers.
-            peer.group_key = hbone_group_key(&hbone);
+            peer.group_key = hbone_group_key(hbone.lease.key());
+            ctx.tunnel = Some(hbone.lease.clone());
             peer.options.custom_l4 = Some(Arc::new(hbone));
         }
-        let pool = &cluster.policy.pool;
         peer.options.connection_timeout = Some(pool.connect_timeout.unwrap_or(CONNECT_TIMEOUT));
         peer.options.idle_timeout = pool.idle_timeout;
         Ok(Box::new(peer))
@@ -399,9 +410,12 @@ impl ProxyHttp for WaypointProxy {
         _digest: Option<&pingora::protocols::Digest>,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        ctx.close_upstream = ctx
-            .cluster()
-            .is_some_and(|c| c.last_on_connection(fd, reused));
+        // A tunnel counts its own requests: its fd is -1, and Pingora sees every
+        // tunnel as a new connection.
+        ctx.close_upstream = ctx.cluster().is_some_and(|c| match &ctx.tunnel {
+            Some(lease) => c.last_on_tunnel(lease.requests()),
+            None => c.last_on_connection(fd, reused),
+        });
         Ok(())
     }
 
@@ -422,9 +436,11 @@ impl ProxyHttp for WaypointProxy {
         if let Some(trace) = &ctx.trace {
             trace.inject(req);
         }
-        if ctx.close_upstream {
+        if ctx.close_upstream && ctx.tunnel.is_none() {
             // The connection's last request (maxRequestsPerConnection): asking the
-            // upstream to close it keeps pingora from pooling it again.
+            // upstream to close it keeps pingora from pooling it again. A tunnel's
+            // last is not marked: the app closing first makes the destination reset
+            // the tunnel (Envoy does), so the waypoint ends it after the response.
             req.insert_header("connection", "close")?;
         }
         Ok(())
@@ -533,6 +549,11 @@ impl ProxyHttp for WaypointProxy {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        // First: Pingora has just released or dropped the upstream stream, and a
+        // concurrent request may take it from Pingora's pool at any moment.
+        if let Some(lease) = ctx.tunnel.take() {
+            lease.settle(e.is_none() && !ctx.close_upstream);
+        }
         let status = session
             .response_written()
             .map(|r| r.status.as_u16())

@@ -85,6 +85,15 @@ impl Cluster {
         }
     }
 
+    /// As `last_on_connection`, for an HBONE tunnel that has carried `requests`,
+    /// this one included.
+    pub fn last_on_tunnel(&self, requests: u32) -> bool {
+        self.policy
+            .pool
+            .max_requests_per_connection
+            .is_some_and(|max| requests >= max)
+    }
+
     /// Picks an endpoint for the next try: not ejected (unless too few are
     /// healthy), and, for a retry, preferably one not tried yet (Istio's
     /// `previous_hosts` retry predicate).

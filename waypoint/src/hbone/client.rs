@@ -1,6 +1,8 @@
 //! The client side of HBONE: one mTLS HTTP/2 connection, many CONNECT tunnels.
-//! `waypoint client`, the demo and the tests use it; HBONE upstreams will too.
+//! `waypoint client`, the demo and the tests use it, and so does `pool` for
+//! HBONE upstreams.
 
+use super::tunnel::Tunnel;
 use super::H2Stream;
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
@@ -108,6 +110,15 @@ impl HboneClient {
         authority: &str,
         headers: &[(&str, String)],
     ) -> Result<H2Stream, ClientError> {
+        let tunnel = self.open_tunnel(authority, headers).await?;
+        Ok(H2Stream::from_tunnel(tunnel))
+    }
+
+    pub(super) async fn open_tunnel(
+        &self,
+        authority: &str,
+        headers: &[(&str, String)],
+    ) -> Result<Tunnel, ClientError> {
         let mut req = Request::builder().method(Method::CONNECT).uri(authority);
         for (k, v) in headers {
             req = req.header(*k, v.as_str());
@@ -124,6 +135,6 @@ impl HboneClient {
                 status: response.status(),
             });
         }
-        Ok(H2Stream::new(stream, response.into_body()))
+        Ok(Tunnel::new(stream, response.into_body()))
     }
 }

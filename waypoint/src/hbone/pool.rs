@@ -1,14 +1,20 @@
 //! Upstream HBONE: HTTP/2 connections to destinations' `:15008`, pooled per (hop
-//! address, expected SPIFFE identity), each carrying many CONNECT tunnels.
+//! address, expected SPIFFE identity), each carrying many CONNECT tunnels, and
+//! idle tunnels kept for the next request (`idle`).
 //!
 //! Invariants: a pooled connection was verified against exactly the identity in
 //! its key, so a tunnel never reaches a peer with another identity; a connection
-//! carries at most `max_streams` tunnels at once; a connection that fails to open
-//! a tunnel leaves the pool and the tunnel is tried once on a fresh one; one key's
-//! connections are dialled one at a time, so a burst of requests shares a new
-//! connection instead of each racing to open its own.
+//! carries at most `max_streams` tunnels at once, idle ones included (the peer
+//! counts them too), and an idle tunnel is closed to make room before a new
+//! connection is dialled; a connection that fails to open a tunnel leaves the
+//! pool and the tunnel is tried once on a fresh one; one key's connections are
+//! dialled one at a time, so a burst of requests shares a new connection instead
+//! of each racing to open its own.
 
 use super::client::{ClientError, HboneClient};
+use super::idle::{IdleTunnels, TunnelKey, TunnelStats};
+use super::lease::Lease;
+use super::tunnel::{Slot, Tunnel};
 use super::H2Stream;
 use crate::identity::{IdentityStore, SpiffeId};
 use http::StatusCode;
@@ -20,6 +26,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 type Key = (SocketAddr, SpiffeId);
 
@@ -41,10 +48,21 @@ pub struct HbonePool {
     /// One dial at a time per key: requests that find no room while a
     /// connection is being set up wait for it instead of dialling their own.
     dialing: Mutex<HashMap<Key, Arc<tokio::sync::Mutex<()>>>>,
+    idle: Arc<IdleTunnels>,
+    /// Open tunnels are counted here until closed, so a drain waits for them.
+    active: Arc<AtomicUsize>,
 }
 
 impl HbonePool {
-    pub fn new(identity: Arc<IdentityStore>, max_streams: usize, h2: super::H2Settings) -> Self {
+    /// At most `idle_tunnels` idle tunnels are kept, as Pingora keeps at most
+    /// that many idle plaintext connections.
+    pub fn new(
+        identity: Arc<IdentityStore>,
+        max_streams: usize,
+        h2: super::H2Settings,
+        idle_tunnels: usize,
+        active: Arc<AtomicUsize>,
+    ) -> Self {
         HbonePool {
             identity,
             h2,
@@ -53,7 +71,24 @@ impl HbonePool {
             tls: Mutex::default(),
             dialled: AtomicUsize::new(0),
             dialing: Mutex::default(),
+            idle: Arc::new(IdleTunnels::new(idle_tunnels)),
+            active,
         }
+    }
+
+    /// A try's claim on a tunnel for `key`; idle tunnels expire after `idle_timeout`.
+    pub fn lease(&self, key: TunnelKey, idle_timeout: Option<Duration>) -> Lease {
+        Lease::new(self.idle.clone(), key, idle_timeout)
+    }
+
+    /// Tunnels idle, opened and reused, for the metrics.
+    pub fn tunnel_stats(&self) -> &TunnelStats {
+        &self.idle.stats
+    }
+
+    /// Closes idle tunnels, now and from now on: the waypoint is stopping.
+    pub fn close_idle(&self) {
+        self.idle.close();
     }
 
     pub fn dialled(&self) -> usize {
@@ -96,6 +131,17 @@ impl HbonePool {
         })
     }
 
+    /// As `reserve`; when every connection is full, an idle tunnel of this key
+    /// is closed to make room rather than dialling another connection.
+    fn reserve_or_free(&self, key: &Key) -> Option<Arc<Conn>> {
+        self.reserve(key).or_else(|| {
+            self.idle
+                .close_one(key.0, &key.1)
+                .then(|| self.reserve(key))
+                .flatten()
+        })
+    }
+
     fn forget(&self, key: &Key, conn: &Arc<Conn>) {
         let mut conns = self.conns.lock().expect("pool lock");
         if let Some(list) = conns.get_mut(key) {
@@ -119,20 +165,45 @@ impl HbonePool {
         Ok(conn)
     }
 
-    /// Opens a tunnel to `target` through the HBONE server at `hop`, which must
-    /// present `expected`.
+    /// A tunnel for `key`: an idle one when there is one, else a new CONNECT
+    /// with `headers`.
     pub async fn open(
+        &self,
+        key: &TunnelKey,
+        headers: &[(&str, String)],
+    ) -> Result<Tunnel, ClientError> {
+        let stats = self.tunnel_stats();
+        if let Some(mut tunnel) = self.idle.take(key).await {
+            tunnel.requests += 1;
+            stats.reused.fetch_add(1, Ordering::Relaxed);
+            return Ok(tunnel);
+        }
+        let mut tunnel = self
+            .connect(key.hop, &key.expected, key.target, headers)
+            .await?;
+        tunnel.requests = 1;
+        stats.opened.fetch_add(1, Ordering::Relaxed);
+        Ok(tunnel)
+    }
+
+    /// Opens a new tunnel to `target` through the HBONE server at `hop`, which
+    /// must present `expected`.
+    async fn connect(
         &self,
         hop: SocketAddr,
         expected: &SpiffeId,
         target: SocketAddr,
         headers: &[(&str, String)],
-    ) -> Result<H2Stream, ClientError> {
+    ) -> Result<Tunnel, ClientError> {
         let key = (hop, expected.clone());
         let authority = target.to_string();
-        if let Some(conn) = self.reserve(&key) {
-            match conn.client.open_with(&authority, headers).await {
-                Ok(s) => return Ok(s.counted(conn.open.clone())),
+        let opened = |conn: &Conn, t: Tunnel| {
+            t.with_slot(Slot::reserved(conn.open.clone()))
+                .holding(crate::app::Active::hold(&self.active))
+        };
+        if let Some(conn) = self.reserve_or_free(&key) {
+            match conn.client.open_tunnel(&authority, headers).await {
+                Ok(t) => return Ok(opened(&conn, t)),
                 // The peer answered: the connection is fine, the tunnel is not.
                 Err(e @ ClientError::Refused { .. }) => {
                     conn.open.fetch_sub(1, Ordering::AcqRel);
@@ -155,13 +226,13 @@ impl HbonePool {
                 .clone();
             let _dialing = gate.lock().await;
             // Another request may have dialled while this one waited.
-            match self.reserve(&key) {
+            match self.reserve_or_free(&key) {
                 Some(conn) => conn,
                 None => self.dial(&key).await?,
             }
         };
-        match conn.client.open_with(&authority, headers).await {
-            Ok(s) => Ok(s.counted(conn.open.clone())),
+        match conn.client.open_tunnel(&authority, headers).await {
+            Ok(t) => Ok(opened(&conn, t)),
             Err(e) => {
                 conn.open.fetch_sub(1, Ordering::AcqRel);
                 if !matches!(e, ClientError::Refused { .. }) {
@@ -177,11 +248,9 @@ impl HbonePool {
 #[derive(Debug)]
 pub struct HboneConnect {
     pub pool: Arc<HbonePool>,
-    pub hop: SocketAddr,
-    pub expected: SpiffeId,
-    pub target: SocketAddr,
-    /// The original client's address, sent as `forwarded: for=...` as Istio does.
-    pub client: Option<std::net::IpAddr>,
+    /// Where the tunnel goes, and the try's claim on it; the key's `client` is
+    /// sent as `forwarded: for=...`, as Istio does.
+    pub lease: Lease,
 }
 
 /// RFC 7239 `for=`: IPv6 addresses are quoted and bracketed.
@@ -203,29 +272,27 @@ impl std::fmt::Debug for HbonePool {
 #[async_trait::async_trait]
 impl L4Connect for HboneConnect {
     async fn connect(&self, _addr: &PingoraAddr) -> pingora::Result<Stream> {
-        let headers: Vec<(&str, String)> = self
+        let key = self.lease.key();
+        let headers: Vec<(&str, String)> = key
             .client
             .map(|ip| ("forwarded", forwarded_for(ip)))
             .into_iter()
             .collect();
-        let tunnel = self
-            .pool
-            .open(self.hop, &self.expected, self.target, &headers)
-            .await
-            .map_err(|e| {
-                let why = format!("HBONE to {} via {}: {e}", self.target, self.hop);
-                log::warn!("{why}");
-                let etype = match e {
-                    ClientError::Refused { status, .. }
-                        if status == StatusCode::SERVICE_UNAVAILABLE =>
-                    {
-                        pingora::ErrorType::ConnectRefused
-                    }
-                    _ => pingora::ErrorType::ConnectError,
-                };
-                pingora::Error::explain(etype, why)
-            })?;
-        Ok(Stream::from(VirtualSocketStream::new(Box::new(tunnel))))
+        let tunnel = self.pool.open(key, &headers).await.map_err(|e| {
+            let why = format!("HBONE to {} via {}: {e}", key.target, key.hop);
+            log::warn!("{why}");
+            let etype = match e {
+                ClientError::Refused { status, .. }
+                    if status == StatusCode::SERVICE_UNAVAILABLE =>
+                {
+                    pingora::ErrorType::ConnectRefused
+                }
+                _ => pingora::ErrorType::ConnectError,
+            };
+            pingora::Error::explain(etype, why)
+        })?;
+        let stream = H2Stream::from_tunnel(tunnel).leased(self.lease.clone());
+        Ok(Stream::from(VirtualSocketStream::new(Box::new(stream))))
     }
 }
 

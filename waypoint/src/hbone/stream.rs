@@ -1,10 +1,13 @@
 //! One HBONE tunnel (an HTTP/2 CONNECT stream) as a byte stream.
 
+use super::lease::Lease;
+use super::tunnel::Tunnel;
 use bytes::{Buf, Bytes};
 use h2::{RecvStream, SendStream};
 use pingora::protocols::l4::virt::{VirtualSockOpt, VirtualSocket};
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::task::{ready, Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -13,13 +16,17 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// Flow control: received bytes are released to the peer as soon as they are
 /// buffered here, so the peer's window tracks what the reader consumes; writes
 /// reserve send capacity and write at most what the peer's window allows.
+///
+/// Dropped, it closes the tunnel cleanly (`Tunnel::retire`), or, for an upstream
+/// tunnel whose lease settled clean, parks it for the next request (`idle`). A
+/// leased stream reads as ended once its lease is settled.
 pub struct H2Stream {
-    send: SendStream<Bytes>,
-    recv: RecvStream,
+    /// Always `Some` until dropped.
+    tunnel: Option<Tunnel>,
     pending: Bytes,
-    shut_down: bool,
-    /// Streams open on the pooled connection this one rides (see `pool`).
-    open_streams: Option<std::sync::Arc<std::sync::atomic::AtomicUsize>>,
+    /// The peer ended or reset the stream: the tunnel cannot carry another request.
+    spent: bool,
+    lease: Option<Lease>,
     /// Bytes read and written, for the tunnel's TCP metrics.
     bytes: Option<std::sync::Arc<TunnelBytes>>,
 }
@@ -33,12 +40,15 @@ pub struct TunnelBytes {
 
 impl H2Stream {
     pub fn new(send: SendStream<Bytes>, recv: RecvStream) -> Self {
+        Self::from_tunnel(Tunnel::new(send, recv))
+    }
+
+    pub fn from_tunnel(tunnel: Tunnel) -> Self {
         H2Stream {
-            send,
-            recv,
+            tunnel: Some(tunnel),
             pending: Bytes::new(),
-            shut_down: false,
-            open_streams: None,
+            spent: false,
+            lease: None,
             bytes: None,
         }
     }
@@ -49,17 +59,24 @@ impl H2Stream {
         self
     }
 
-    /// Counts this stream against its connection until dropped.
-    pub fn counted(mut self, open: std::sync::Arc<std::sync::atomic::AtomicUsize>) -> Self {
-        self.open_streams = Some(open);
+    /// Ties the tunnel to a try's lease, which decides whether it is kept.
+    pub fn leased(mut self, lease: Lease) -> Self {
+        if let Some(t) = &self.tunnel {
+            lease.attach(t);
+        }
+        self.lease = Some(lease);
         self
+    }
+
+    fn tunnel(&mut self) -> &mut Tunnel {
+        self.tunnel.as_mut().expect("tunnel present until drop")
     }
 }
 
 impl std::fmt::Debug for H2Stream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("H2Stream")
-            .field("stream_id", &self.send.stream_id())
+            .field("tunnel", &self.tunnel)
             .finish()
     }
 }
@@ -83,22 +100,38 @@ impl AsyncRead for H2Stream {
                 buf.put_slice(&self.pending[..n]);
                 self.pending.advance(n);
                 if let Some(b) = &self.bytes {
-                    b.received
-                        .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                    b.received.fetch_add(n as u64, Ordering::Relaxed);
                 }
                 return Poll::Ready(Ok(()));
             }
-            match ready!(self.recv.poll_data(cx)) {
+            // Settled, the exchange is over: reading end-of-stream, Pingora drops
+            // the stream from its pool, and the drop parks or closes the tunnel.
+            if self.lease.as_ref().is_some_and(|l| l.settled(cx.waker())) {
+                return Poll::Ready(Ok(()));
+            }
+            let polled = ready!(self.tunnel().recv.poll_data(cx));
+            match polled {
                 Some(Ok(data)) => {
-                    let _ = self.recv.flow_control().release_capacity(data.len());
+                    let _ = self
+                        .tunnel()
+                        .recv
+                        .flow_control()
+                        .release_capacity(data.len());
                     self.pending = data;
                 }
                 // A peer that resets with NO_ERROR has simply finished.
                 Some(Err(e)) if e.reason() == Some(h2::Reason::NO_ERROR) => {
-                    return Poll::Ready(Ok(()))
+                    self.spent = true;
+                    return Poll::Ready(Ok(()));
                 }
-                Some(Err(e)) => return Poll::Ready(Err(h2_to_io(e))),
-                None => return Poll::Ready(Ok(())),
+                Some(Err(e)) => {
+                    self.spent = true;
+                    return Poll::Ready(Err(h2_to_io(e)));
+                }
+                None => {
+                    self.spent = true;
+                    return Poll::Ready(Ok(()));
+                }
             }
         }
     }
@@ -106,25 +139,29 @@ impl AsyncRead for H2Stream {
 
 impl AsyncWrite for H2Stream {
     fn poll_write(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        self.send.reserve_capacity(buf.len());
+        let this = self.get_mut();
+        let send = &mut this
+            .tunnel
+            .as_mut()
+            .expect("tunnel present until drop")
+            .send;
+        send.reserve_capacity(buf.len());
         loop {
-            match ready!(self.send.poll_capacity(cx)) {
+            match ready!(send.poll_capacity(cx)) {
                 Some(Ok(0)) => continue,
                 Some(Ok(n)) => {
                     let n = n.min(buf.len());
-                    self.send
-                        .send_data(Bytes::copy_from_slice(&buf[..n]), false)
+                    send.send_data(Bytes::copy_from_slice(&buf[..n]), false)
                         .map_err(h2_to_io)?;
-                    if let Some(b) = &self.bytes {
-                        b.sent
-                            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                    if let Some(b) = &this.bytes {
+                        b.sent.fetch_add(n as u64, Ordering::Relaxed);
                     }
                     return Poll::Ready(Ok(n));
                 }
@@ -140,26 +177,23 @@ impl AsyncWrite for H2Stream {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if !self.shut_down {
-            self.shut_down = true;
-            // An error here means the stream is already gone: nothing left to close.
-            let _ = self.send.send_data(Bytes::new(), true);
-        }
+        self.tunnel().end();
         Poll::Ready(Ok(()))
     }
 }
 
 impl Drop for H2Stream {
-    // Dropping an h2 stream that is still open resets it (CANCEL), and a reset
-    // discards DATA frames still queued: a final response written just before the
-    // proxy lets go of the stream would be lost. End the stream cleanly instead;
-    // HTTP/1.1 framing still tells the client if a body was cut short.
+    // Dropping h2's handles while the stream is open resets it, which discards a
+    // final response still queued and makes the peer count a failed connection;
+    // the tunnel is closed cleanly or kept instead.
     fn drop(&mut self) {
-        if !self.shut_down {
-            let _ = self.send.send_data(Bytes::new(), true);
-        }
-        if let Some(open) = &self.open_streams {
-            open.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        let Some(tunnel) = self.tunnel.take() else {
+            return;
+        };
+        let reusable = !self.spent && !tunnel.ended && self.pending.is_empty();
+        match &self.lease {
+            Some(lease) => lease.release(tunnel, reusable),
+            None => tunnel.retire(),
         }
     }
 }

@@ -1,12 +1,14 @@
 //! Gauges of the upstream side, read from the live state when Prometheus scrapes
 //! (so the data path pays nothing for them): per cluster, the endpoints outlier
-//! detection has ejected and the requests in flight; the HBONE pool's size.
+//! detection has ejected and the requests in flight; the HBONE pool's size, and
+//! its tunnels opened and reused.
 
 use crate::hbone::pool::HbonePool;
 use crate::state::State;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
-use prometheus::{IntGauge, IntGaugeVec, Opts};
+use prometheus::{IntCounter, IntGauge, IntGaugeVec, Opts};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 pub struct UpstreamGauges {
@@ -16,6 +18,9 @@ pub struct UpstreamGauges {
     active: IntGaugeVec,
     connections: IntGauge,
     tunnels: IntGauge,
+    idle_tunnels: IntGauge,
+    opened: IntCounter,
+    reused: IntCounter,
     /// One scrape at a time: each rebuilds the per-cluster series from scratch.
     scraping: Mutex<()>,
 }
@@ -26,6 +31,7 @@ impl UpstreamGauges {
             IntGaugeVec::new(Opts::new(name, help), &["cluster_name"]).expect("static metric")
         };
         let gauge = |name: &str, help: &str| IntGauge::new(name, help).expect("static metric");
+        let counter = |name: &str, help: &str| IntCounter::new(name, help).expect("static metric");
         UpstreamGauges {
             state,
             hbone,
@@ -43,7 +49,19 @@ impl UpstreamGauges {
             ),
             tunnels: gauge(
                 "waypoint_hbone_upstream_tunnels",
-                "CONNECT tunnels open on pooled HBONE connections.",
+                "CONNECT tunnels open on pooled HBONE connections, in use or idle.",
+            ),
+            idle_tunnels: gauge(
+                "waypoint_hbone_upstream_idle_tunnels",
+                "Upstream CONNECT tunnels kept open, idle, for the next request.",
+            ),
+            opened: counter(
+                "waypoint_hbone_upstream_tunnels_opened_total",
+                "Upstream CONNECT tunnels opened.",
+            ),
+            reused: counter(
+                "waypoint_hbone_upstream_tunnels_reused_total",
+                "Requests sent on an idle upstream tunnel instead of a new one.",
             ),
             scraping: Mutex::new(()),
         }
@@ -57,6 +75,9 @@ impl Collector for UpstreamGauges {
             self.active.desc(),
             self.connections.desc(),
             self.tunnels.desc(),
+            self.idle_tunnels.desc(),
+            self.opened.desc(),
+            self.reused.desc(),
         ]
         .concat()
     }
@@ -81,12 +102,22 @@ impl Collector for UpstreamGauges {
             let (connections, tunnels) = pool.size();
             self.connections.set(connections as i64);
             self.tunnels.set(tunnels as i64);
+            let stats = pool.tunnel_stats();
+            self.idle_tunnels
+                .set(stats.idle.load(Ordering::Acquire) as i64);
+            // Counters live in the pool; catch the exported ones up.
+            for (counter, now) in [(&self.opened, &stats.opened), (&self.reused, &stats.reused)] {
+                counter.inc_by(now.load(Ordering::Relaxed).saturating_sub(counter.get()));
+            }
         }
         [
             self.ejected.collect(),
             self.active.collect(),
             self.connections.collect(),
             self.tunnels.collect(),
+            self.idle_tunnels.collect(),
+            self.opened.collect(),
+            self.reused.collect(),
         ]
         .concat()
     }
