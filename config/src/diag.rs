@@ -52,9 +52,14 @@ impl Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file)?;
+        // Objects from the Kubernetes API have no file: their resource names them.
+        let mut sep = "";
+        if !self.file.is_empty() {
+            write!(f, "{}", self.file)?;
+            sep = ": ";
+        }
         if let Some(r) = &self.resource {
-            write!(f, ": {r}")?;
+            write!(f, "{sep}{r}")?;
         }
         if !self.field.is_empty() {
             write!(f, ": {}", self.field)?;

@@ -1,6 +1,7 @@
 //! Kubernetes, Istio and Gateway API manifests → the waypoint IR.
 //!
-//! [`load_dir`] reads a directory, [`load_sources`] in-memory files; both parse
+//! [`load_dir`] reads a directory, [`load_sources`] in-memory files, and
+//! [`load_objects`] objects from the Kubernetes API; all parse
 //! every document, translate the resources once into a validated
 //! [`waypoint_ir::Snapshot`], and report problems as [`Diagnostic`]s that name the
 //! file, the resource (`Kind namespace/name`) and the field. Any error fails the
@@ -67,6 +68,54 @@ pub fn load_sources(sources: &[Source], opts: &Options) -> Result<Loaded, Vec<Di
         snapshot,
         warnings: diags,
     })
+}
+
+/// What loading objects from the Kubernetes API gave: a snapshot of everything
+/// valid, and the resources left out, each with its errors.
+#[derive(Debug)]
+pub struct Partial {
+    pub snapshot: waypoint_ir::Snapshot,
+    /// Errors of the resources left out (each names its `Kind namespace/name`).
+    pub rejected: Vec<Diagnostic>,
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Loads objects read from the Kubernetes API. Unlike a directory, which loads
+/// whole or not at all, a resource with an error is rejected alone and the rest
+/// loads without it: one team's broken VirtualService must never take down
+/// another team's routes. Leaving a resource out can break another that used
+/// it, which is then rejected in the next round, until a round is clean.
+pub fn load_objects(objects: &[serde_json::Value], opts: &Options) -> Partial {
+    let mut left_out = std::collections::BTreeSet::new();
+    let mut rejected = Vec::new();
+    loop {
+        let mut diags = Vec::new();
+        let kept = objects
+            .iter()
+            .filter(|o| parse::identity(o).is_none_or(|id| !left_out.contains(&id)))
+            .map(|o| ("", o.clone()));
+        let resources = parse::parse_values(kept, &mut diags);
+        let snapshot = translate::translate(&resources, opts, &mut diags);
+        let (errors, warnings): (Vec<_>, Vec<_>) = diags
+            .into_iter()
+            .partition(|d| d.severity == Severity::Error);
+        let mut progress = false;
+        for e in &errors {
+            if let Some(id) = &e.resource {
+                progress |= left_out.insert(id.clone());
+            }
+        }
+        rejected.extend(errors);
+        // An error that names no resource cannot be isolated; it is reported
+        // with the rest rather than looping.
+        if !progress {
+            return Partial {
+                snapshot,
+                rejected,
+                warnings,
+            };
+        }
+    }
 }
 
 #[cfg(test)]

@@ -89,6 +89,37 @@ pub fn parse_all(sources: &[Source], diags: &mut Vec<Diagnostic>) -> Resources {
     out
 }
 
+/// Objects already decoded (read from the Kubernetes API), each named by
+/// `origin` in diagnostics.
+pub fn parse_values<'a>(
+    objects: impl IntoIterator<Item = (&'a str, serde_json::Value)>,
+    diags: &mut Vec<Diagnostic>,
+) -> Resources {
+    let mut out = Resources::default();
+    let mut seen = BTreeMap::new();
+    for (origin, value) in objects {
+        one(origin, value, &mut out, &mut seen, diags);
+    }
+    out
+}
+
+/// The `Kind namespace/name` of an object of a kind we read, without parsing
+/// the rest of it.
+pub fn identity(value: &serde_json::Value) -> Option<ResourceRef> {
+    let api_version = value.get("apiVersion")?.as_str()?;
+    let kind = kind_of(api_version, value.get("kind")?.as_str()?)?;
+    let meta = value.get("metadata")?;
+    let name = meta.get("name")?.as_str()?;
+    let namespace = match kind {
+        ResourceKind::Namespace => "",
+        _ => meta
+            .get("namespace")
+            .and_then(|n| n.as_str())
+            .unwrap_or("default"),
+    };
+    Some(ResourceRef::new(kind, namespace, name))
+}
+
 /// The kinds read, at the API versions their projects serve; anything else is
 /// skipped (with a debug log), as `kubectl` would not apply it either.
 fn kind_of(api_version: &str, kind: &str) -> Option<ResourceKind> {

@@ -509,3 +509,48 @@ fn a_yaml_syntax_error_names_the_file_and_line_and_does_not_hang() {
     );
     assert!(msg.contains("line 4"), "{msg}");
 }
+
+/// Objects from the Kubernetes API: a broken resource is rejected alone, with
+/// its located error, and everything else loads.
+#[test]
+fn objects_with_errors_are_rejected_alone() {
+    let yaml = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: a, namespace: team-a}
+spec: {clusterIP: 10.96.0.1, ports: [{name: http, port: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: b, namespace: team-b}
+spec: {clusterIP: 10.96.0.2, ports: [{name: http, port: 80}]}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: broken, namespace: team-a}
+spec:
+  hosts: [a]
+  http: [{route: [{destination: {host: a}, weight: "lots"}]}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: fine, namespace: team-b}
+spec:
+  hosts: [b]
+  http: [{match: [{uri: {prefix: /b}}], route: [{destination: {host: b}}]}]
+"#;
+    let objects: Vec<serde_json::Value> = serde_yaml_ng::Deserializer::from_str(yaml)
+        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+        .collect();
+    let loaded = crate::load_objects(&objects, &Options::default());
+    let rejected: Vec<String> = loaded.rejected.iter().map(|d| d.to_string()).collect();
+    assert_eq!(rejected.len(), 1, "{rejected:?}");
+    assert!(
+        rejected[0].starts_with("VirtualService team-a/broken: spec.http[0].route[0].weight: "),
+        "{rejected:?}"
+    );
+    let table = routing_table(&loaded.snapshot);
+    assert!(table.contains("VirtualService team-b/fine"), "{table}");
+    assert!(!table.contains("team-a/broken"), "{table}");
+    assert_eq!(loaded.snapshot.services.len(), 2);
+}
