@@ -14,6 +14,7 @@ pub mod echo;
 pub mod error;
 pub mod hbone;
 pub mod identity;
+pub mod kube;
 pub mod limits;
 pub mod logging;
 pub mod metrics;

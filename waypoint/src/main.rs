@@ -19,7 +19,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the waypoint.
-    Run(cmd::run::RunArgs),
+    Run(Box<cmd::run::RunArgs>),
     /// Validate manifests and print the routing table per service.
     Check {
         #[arg(long, env = "WAYPOINT_CONFIG_DIR")]
@@ -37,7 +37,7 @@ fn main() -> ExitCode {
     waypoint::logging::init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run(args) => cmd::run::run(args),
+        Command::Run(args) => cmd::run::run(*args),
         Command::Check {
             config_dir,
             domains,

@@ -79,6 +79,11 @@ pub struct Metrics {
     pub ejections: IntCounterVec,
     pub config_reloads: IntCounterVec,
     pub config_generation: IntGauge,
+    /// 1 while the config source (the Kubernetes API) answers.
+    pub config_source_up: IntGauge,
+    /// Objects the Kubernetes source holds, and resources it rejected.
+    pub config_objects: IntGauge,
+    pub config_rejected: IntGauge,
     /// Access-log lines dropped because the writer fell behind.
     pub access_log_dropped: IntCounter,
     /// Downstream requests, streams and connections refused, by reason.
@@ -235,6 +240,26 @@ impl Metrics {
         registry
             .register(Box::new(access_log_dropped.clone()))
             .expect("unique metric");
+        let gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help).expect("static metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
+            g
+        };
+        let config_source_up = gauge(
+            "waypoint_config_source_up",
+            "1 while the config source answers (the Kubernetes API; always 1 for a directory).",
+        );
+        config_source_up.set(1);
+        let config_objects = gauge(
+            "waypoint_config_objects",
+            "Objects the Kubernetes source holds in memory.",
+        );
+        let config_rejected = gauge(
+            "waypoint_config_rejected_resources",
+            "Resources left out of the config because they failed validation.",
+        );
         let (rejected, rejected_vec) = Rejections::new();
         registry
             .register(Box::new(rejected_vec))
@@ -258,6 +283,9 @@ impl Metrics {
             ejections,
             config_reloads,
             config_generation,
+            config_source_up,
+            config_objects,
+            config_rejected,
             access_log_dropped,
             rejected,
         }

@@ -31,8 +31,11 @@ impl Runtime {
 
 pub struct State {
     current: RwLock<Arc<Runtime>>,
-    /// Config and certificates loaded, listeners up, not draining.
+    /// Certificates loaded, listeners up, not draining.
     ready: std::sync::atomic::AtomicBool,
+    /// The config source has delivered a whole config (a directory at once;
+    /// the Kubernetes API once every watch has listed).
+    synced: std::sync::atomic::AtomicBool,
 }
 
 impl State {
@@ -40,7 +43,20 @@ impl State {
         State {
             current: RwLock::new(Arc::new(Runtime::new(snapshot, 1))),
             ready: std::sync::atomic::AtomicBool::new(false),
+            synced: std::sync::atomic::AtomicBool::new(true),
         }
+    }
+
+    /// An empty world that is not ready until the source syncs.
+    pub fn awaiting_sync() -> Self {
+        let state = State::new(Snapshot::default());
+        state.set_synced(false);
+        state
+    }
+
+    pub fn set_synced(&self, synced: bool) {
+        self.synced
+            .store(synced, std::sync::atomic::Ordering::Release);
     }
 
     pub fn set_ready(&self, ready: bool) {
@@ -50,6 +66,7 @@ impl State {
 
     pub fn is_ready(&self) -> bool {
         self.ready.load(std::sync::atomic::Ordering::Acquire)
+            && self.synced.load(std::sync::atomic::Ordering::Acquire)
     }
 
     pub fn current(&self) -> Arc<Runtime> {

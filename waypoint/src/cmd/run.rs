@@ -13,9 +13,12 @@ const CONFIG_POLL: std::time::Duration = std::time::Duration::from_secs(1);
 
 #[derive(clap::Args)]
 pub struct RunArgs {
-    /// Directory of Kubernetes manifests (*.yaml, *.yml, *.json, recursively).
+    /// Directory of Kubernetes manifests (*.yaml, *.yml, *.json, recursively),
+    /// for `--config-source dir`.
     #[arg(long, env = "WAYPOINT_CONFIG_DIR")]
-    pub config_dir: PathBuf,
+    pub config_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub source: crate::kube::SourceArgs,
     /// HBONE (mTLS HTTP/2 CONNECT) listener.
     #[arg(long, env = "WAYPOINT_HBONE_ADDR", default_value = "0.0.0.0:15008")]
     pub hbone_addr: SocketAddr,
@@ -80,26 +83,52 @@ pub struct RunArgs {
     pub limits: crate::limits::LimitArgs,
 }
 
+/// Where config comes from, resolved before anything starts.
+enum Source {
+    Dir(PathBuf),
+    Kubernetes(crate::kube::GatewayRef),
+}
+
 pub fn run(args: RunArgs) -> CmdResult {
-    let loaded = match waypoint_config::load_dir(&args.config_dir, &args.domains.options()) {
-        Ok(l) => l,
-        Err(diags) => {
-            for d in &diags {
-                eprintln!("{d}");
+    let source = match args.source.source() {
+        crate::kube::ConfigSource::Dir => {
+            match &args.config_dir {
+                Some(dir) => Source::Dir(dir.clone()),
+                None => {
+                    eprintln!("--config-dir is required with --config-source dir (the default outside a pod)");
+                    return Ok(ExitCode::FAILURE);
+                }
             }
-            eprintln!(
-                "refusing to start: invalid config in {}",
-                args.config_dir.display()
-            );
-            return Ok(ExitCode::FAILURE);
         }
+        crate::kube::ConfigSource::Kubernetes => match args.source.gateway() {
+            Ok(g) => Source::Kubernetes(g),
+            Err(why) => {
+                eprintln!("{why}");
+                return Ok(ExitCode::FAILURE);
+            }
+        },
     };
-    for w in &loaded.warnings {
-        log::warn!("{w}");
-    }
+    let state = match &source {
+        Source::Dir(dir) => match waypoint_config::load_dir(dir, &args.domains.options()) {
+            Ok(loaded) => {
+                for w in &loaded.warnings {
+                    log::warn!("{w}");
+                }
+                Arc::new(State::new(loaded.snapshot))
+            }
+            Err(diags) => {
+                for d in &diags {
+                    eprintln!("{d}");
+                }
+                eprintln!("refusing to start: invalid config in {}", dir.display());
+                return Ok(ExitCode::FAILURE);
+            }
+        },
+        // Not ready until the first full sync.
+        Source::Kubernetes(_) => Arc::new(State::awaiting_sync()),
+    };
     let identity = Arc::new(crate::identity::IdentityStore::load(args.cert_dir.clone())?);
     log::info!("identity {}", identity.bundle().id);
-    let state = Arc::new(State::new(loaded.snapshot));
     let rt = super::runtime(args.workers)?;
     let tracing = {
         let id = identity.bundle().id.clone();
@@ -132,14 +161,30 @@ pub fn run(args: RunArgs) -> CmdResult {
             state,
         )
         .await?;
-        let watcher = Arc::new(crate::reload::ConfigWatcher {
-            dir: args.config_dir.clone(),
-            options: args.domains.options(),
-            state: waypoint.state.clone(),
-            metrics: waypoint.metrics.clone(),
-        });
         let (stop_watch, watch_rx) = tokio::sync::watch::channel(false);
-        tokio::spawn(watcher.watch(CONFIG_POLL, watch_rx));
+        match source {
+            Source::Dir(dir) => {
+                let watcher = Arc::new(crate::reload::ConfigWatcher {
+                    dir,
+                    options: args.domains.options(),
+                    state: waypoint.state.clone(),
+                    metrics: waypoint.metrics.clone(),
+                });
+                tokio::spawn(watcher.watch(CONFIG_POLL, watch_rx));
+            }
+            Source::Kubernetes(gateway) => {
+                log::info!("config from the Kubernetes API for gateway {gateway}");
+                let kube = crate::kube::source::KubeSource {
+                    client: args.source.client().await?,
+                    gateway,
+                    options: args.domains.options(),
+                    state: waypoint.state.clone(),
+                    metrics: waypoint.metrics.clone(),
+                    debounce: args.source.debounce(),
+                };
+                tokio::spawn(kube.run(watch_rx));
+            }
+        }
         wait_for_signal().await;
         log::info!(
             "draining for up to {:?}",

@@ -1,0 +1,13 @@
+//! The Kubernetes API as the config source: watches feed a store of trimmed
+//! objects ([`scope`]), the part this waypoint serves is translated by the same
+//! code as a directory of manifests (`waypoint_config::load_objects`), and the
+//! snapshot is swapped in as a directory reload swaps it ([`source`]).
+
+mod args;
+pub mod kinds;
+pub mod scope;
+pub mod source;
+mod watch;
+
+pub use args::{ConfigSource, SourceArgs};
+pub use scope::GatewayRef;

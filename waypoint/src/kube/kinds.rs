@@ -1,0 +1,185 @@
+//! The kinds the waypoint reads from the Kubernetes API, where the API serves
+//! them, and what of each object it keeps.
+
+use kube::core::{ApiResource, GroupVersionKind};
+use serde_json::{Map, Value};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    Namespace,
+    Service,
+    Pod,
+    EndpointSlice,
+    ServiceEntry,
+    WorkloadEntry,
+    VirtualService,
+    DestinationRule,
+    HttpRoute,
+    Gateway,
+    BackendTrafficPolicy,
+}
+
+impl Kind {
+    /// (group, version, kind, plural) as served: Istio's `v1` (1.22 and later),
+    /// Gateway API's `v1`, Envoy Gateway's `v1alpha1`.
+    fn gvkp(self) -> (&'static str, &'static str, &'static str, &'static str) {
+        match self {
+            Kind::Namespace => ("", "v1", "Namespace", "namespaces"),
+            Kind::Service => ("", "v1", "Service", "services"),
+            Kind::Pod => ("", "v1", "Pod", "pods"),
+            Kind::EndpointSlice => ("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices"),
+            Kind::ServiceEntry => (
+                "networking.istio.io",
+                "v1",
+                "ServiceEntry",
+                "serviceentries",
+            ),
+            Kind::WorkloadEntry => (
+                "networking.istio.io",
+                "v1",
+                "WorkloadEntry",
+                "workloadentries",
+            ),
+            Kind::VirtualService => (
+                "networking.istio.io",
+                "v1",
+                "VirtualService",
+                "virtualservices",
+            ),
+            Kind::DestinationRule => (
+                "networking.istio.io",
+                "v1",
+                "DestinationRule",
+                "destinationrules",
+            ),
+            Kind::HttpRoute => ("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes"),
+            Kind::Gateway => ("gateway.networking.k8s.io", "v1", "Gateway", "gateways"),
+            Kind::BackendTrafficPolicy => (
+                "gateway.envoyproxy.io",
+                "v1alpha1",
+                "BackendTrafficPolicy",
+                "backendtrafficpolicies",
+            ),
+        }
+    }
+
+    pub fn api_resource(self) -> ApiResource {
+        let (group, version, kind, plural) = self.gvkp();
+        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
+    }
+
+    pub fn name(self) -> &'static str {
+        self.gvkp().2
+    }
+
+    /// Kinds that come from CustomResourceDefinitions, which may not be installed.
+    pub fn is_custom(self) -> bool {
+        !matches!(
+            self,
+            Kind::Namespace | Kind::Service | Kind::Pod | Kind::EndpointSlice
+        )
+    }
+
+    /// Keeps what the translation reads: identity and labels, `spec` (or an
+    /// EndpointSlice's top-level fields), a Pod's IPs, ports, service account and
+    /// phase. Status, annotations and managed fields are dropped, so memory
+    /// follows what is served, not what the API server stores.
+    pub fn trim(self, object: &Value) -> Value {
+        let mut out = Map::new();
+        let (group, version, kind, _) = self.gvkp();
+        let api_version = if group.is_empty() {
+            version.to_string()
+        } else {
+            format!("{group}/{version}")
+        };
+        out.insert("apiVersion".into(), Value::String(api_version));
+        out.insert("kind".into(), Value::String(kind.into()));
+        out.insert("metadata".into(), trim_metadata(object.get("metadata")));
+        match self {
+            Kind::Namespace => {}
+            Kind::EndpointSlice => {
+                for field in ["addressType", "endpoints", "ports"] {
+                    copy(object, &mut out, field);
+                }
+            }
+            Kind::Pod => {
+                let spec = object.get("spec");
+                let containers: Vec<Value> = spec
+                    .and_then(|s| s.get("containers"))
+                    .and_then(Value::as_array)
+                    .map(|cs| {
+                        cs.iter()
+                            .map(|c| serde_json::json!({"ports": c.get("ports").cloned().unwrap_or(Value::Array(vec![]))}))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let mut s = Map::new();
+                if let Some(sa) = spec.and_then(|s| s.get("serviceAccountName")) {
+                    s.insert("serviceAccountName".into(), sa.clone());
+                }
+                s.insert("containers".into(), Value::Array(containers));
+                out.insert("spec".into(), Value::Object(s));
+                let mut st = Map::new();
+                if let Some(status) = object.get("status") {
+                    for field in ["podIP", "podIPs", "phase"] {
+                        copy(status, &mut st, field);
+                    }
+                }
+                out.insert("status".into(), Value::Object(st));
+            }
+            _ => copy(object, &mut out, "spec"),
+        }
+        Value::Object(out)
+    }
+}
+
+fn copy(from: &Value, to: &mut Map<String, Value>, field: &str) {
+    if let Some(v) = from.get(field) {
+        to.insert(field.into(), v.clone());
+    }
+}
+
+fn trim_metadata(meta: Option<&Value>) -> Value {
+    let mut out = Map::new();
+    if let Some(meta) = meta {
+        for field in [
+            "name",
+            "namespace",
+            "labels",
+            "creationTimestamp",
+            "generation",
+            "uid",
+        ] {
+            copy(meta, &mut out, field);
+        }
+    }
+    Value::Object(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pods_keep_only_what_the_model_uses() {
+        let pod = serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "p", "namespace": "n", "labels": {"app": "a"},
+                "annotations": {"big": "x"}, "managedFields": [{"manager": "kubectl"}]},
+            "spec": {"serviceAccountName": "sa", "nodeName": "node-1",
+                "containers": [{"name": "c", "image": "img", "env": [{"name": "E"}],
+                    "ports": [{"name": "http", "containerPort": 8080}]}]},
+            "status": {"podIP": "10.0.0.1", "phase": "Running", "conditions": [{"type": "Ready"}]}
+        });
+        assert_eq!(
+            Kind::Pod.trim(&pod),
+            serde_json::json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "p", "namespace": "n", "labels": {"app": "a"}},
+                "spec": {"serviceAccountName": "sa",
+                    "containers": [{"ports": [{"name": "http", "containerPort": 8080}]}]},
+                "status": {"podIP": "10.0.0.1", "phase": "Running"}
+            })
+        );
+    }
+}

@@ -1,0 +1,343 @@
+//! What this waypoint holds of the cluster: the objects each watch has
+//! delivered, and from them the part it serves. A Service is served when it, or
+//! else its Namespace, names this waypoint's Gateway in `istio.io/use-waypoint`
+//! (and `istio.io/use-waypoint-namespace` when the Gateway is in another
+//! namespace; `none` opts a Service out of its Namespace's waypoint), as Istio
+//! binds services to waypoints. With them come the endpoints and pods behind
+//! them, the ServiceEntries bound the same way, and the routes and policies
+//! that can apply to them. Everything here is plain data: tested by applying
+//! objects to it.
+
+use super::kinds::Kind;
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+const USE_WAYPOINT: &str = "istio.io/use-waypoint";
+const USE_WAYPOINT_NAMESPACE: &str = "istio.io/use-waypoint-namespace";
+const SERVICE_NAME: &str = "kubernetes.io/service-name";
+/// Istio's mesh-wide config namespace: its DestinationRules apply everywhere.
+const ROOT_NAMESPACE: &str = "istio-system";
+
+/// The waypoint's own Gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayRef {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl std::str::FromStr for GatewayRef {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.split_once('/') {
+            Some((ns, name)) if !ns.is_empty() && !name.is_empty() => Ok(GatewayRef {
+                namespace: ns.into(),
+                name: name.into(),
+            }),
+            _ => Err(format!("{s:?} is not NAMESPACE/NAME")),
+        }
+    }
+}
+
+impl std::fmt::Display for GatewayRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// One watch: a kind, cluster-wide (`namespace: None`) or in one namespace. The
+/// same object may come through two (a labelled Service is seen cluster-wide
+/// and in its bound namespace), so each keeps its own objects.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct WatchId {
+    pub kind: Kind,
+    pub namespace: Option<String>,
+}
+
+type Key = (String, String);
+
+#[derive(Default)]
+struct Watched {
+    objects: BTreeMap<Key, Value>,
+    /// Objects of a (re)list in progress, swapped in whole when it completes.
+    listing: Option<BTreeMap<Key, Value>>,
+    synced: bool,
+}
+
+#[derive(Default)]
+pub struct Store {
+    watches: HashMap<WatchId, Watched>,
+}
+
+fn key(object: &Value) -> Key {
+    let meta = object.get("metadata");
+    let field = |f: &str| {
+        meta.and_then(|m| m.get(f))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    (field("namespace"), field("name"))
+}
+
+impl Store {
+    /// An object added or changed (already trimmed).
+    pub fn apply(&mut self, watch: &WatchId, object: Value) {
+        let w = self.watches.entry(watch.clone()).or_default();
+        w.objects.insert(key(&object), object);
+    }
+
+    pub fn delete(&mut self, watch: &WatchId, object: &Value) {
+        if let Some(w) = self.watches.get_mut(watch) {
+            w.objects.remove(&key(object));
+        }
+    }
+
+    /// A (re)list begins: its objects replace the watch's when it is done.
+    pub fn listing(&mut self, watch: &WatchId) {
+        self.watches.entry(watch.clone()).or_default().listing = Some(BTreeMap::new());
+    }
+
+    pub fn listed(&mut self, watch: &WatchId, object: Value) {
+        let w = self.watches.entry(watch.clone()).or_default();
+        w.listing
+            .get_or_insert_with(BTreeMap::new)
+            .insert(key(&object), object);
+    }
+
+    pub fn list_done(&mut self, watch: &WatchId) {
+        let w = self.watches.entry(watch.clone()).or_default();
+        w.objects = w.listing.take().unwrap_or_default();
+        w.synced = true;
+    }
+
+    /// A kind that cannot be listed (its CRD is not installed) counts as listed
+    /// and empty, so it does not hold up readiness.
+    pub fn absent(&mut self, watch: &WatchId) {
+        let w = self.watches.entry(watch.clone()).or_default();
+        w.objects.clear();
+        w.listing = None;
+        w.synced = true;
+    }
+
+    /// The watch was stopped: what it delivered is no longer held.
+    pub fn forget(&mut self, watch: &WatchId) {
+        self.watches.remove(watch);
+    }
+
+    pub fn synced(&self, watch: &WatchId) -> bool {
+        self.watches.get(watch).is_some_and(|w| w.synced)
+    }
+
+    /// Objects held, for the metric and the memory test.
+    pub fn len(&self) -> usize {
+        self.watches.values().map(|w| w.objects.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every object of `kind`, once each, whichever watches delivered it.
+    fn of(&self, kind: Kind) -> BTreeMap<&Key, &Value> {
+        let mut out = BTreeMap::new();
+        for (id, w) in &self.watches {
+            if id.kind == kind {
+                out.extend(w.objects.iter());
+            }
+        }
+        out
+    }
+}
+
+fn labels(object: &Value) -> BTreeMap<&str, &str> {
+    object
+        .pointer("/metadata/labels")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.as_str(), v.as_str()?)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// What an object's labels say about waypoints.
+enum Binding<'a> {
+    Unset,
+    OptOut,
+    Named { name: &'a str, namespace: &'a str },
+}
+
+fn binding<'a>(labels: &BTreeMap<&'a str, &'a str>, own_namespace: &'a str) -> Binding<'a> {
+    match labels.get(USE_WAYPOINT) {
+        None => Binding::Unset,
+        Some(&"none") => Binding::OptOut,
+        Some(name) => Binding::Named {
+            name,
+            namespace: labels
+                .get(USE_WAYPOINT_NAMESPACE)
+                .copied()
+                .unwrap_or(own_namespace),
+        },
+    }
+}
+
+fn is_ours(b: &Binding<'_>, gw: &GatewayRef) -> bool {
+    matches!(b, Binding::Named { name, namespace } if *name == gw.name && *namespace == gw.namespace)
+}
+
+/// What of the store this waypoint serves.
+#[derive(Debug, Default)]
+pub struct Scope {
+    /// The objects to translate, in a stable order.
+    pub objects: Vec<Value>,
+    /// Namespaces bound as a whole: every Service there is watched.
+    pub service_namespaces: BTreeSet<String>,
+    /// Namespaces with a served Service: their Pods and EndpointSlices are watched.
+    pub endpoint_namespaces: BTreeSet<String>,
+}
+
+pub fn scope(store: &Store, gw: &GatewayRef) -> Scope {
+    let namespaces = store.of(Kind::Namespace);
+    let ns_binding = |ns: &str| -> bool {
+        namespaces
+            .get(&(String::new(), ns.to_string()))
+            .is_some_and(|n| is_ours(&binding(&labels(n), ns), gw))
+    };
+    let service_namespaces: BTreeSet<String> = namespaces
+        .keys()
+        .filter(|(_, name)| ns_binding(name))
+        .map(|(_, name)| name.clone())
+        .collect();
+    // A Service's own label wins over its Namespace's.
+    let bound = |(ns, _): &&Key, object: &&Value| match binding(&labels(object), ns) {
+        Binding::Unset => service_namespaces.contains(ns),
+        b => is_ours(&b, gw),
+    };
+    let services: Vec<(&Key, &Value)> = store
+        .of(Kind::Service)
+        .into_iter()
+        .filter(|(k, o)| bound(k, o))
+        .collect();
+    let entries: Vec<(&Key, &Value)> = store
+        .of(Kind::ServiceEntry)
+        .into_iter()
+        .filter(|(k, o)| bound(k, o))
+        .collect();
+    let endpoint_namespaces: BTreeSet<String> =
+        services.iter().map(|((ns, _), _)| ns.clone()).collect();
+    let entry_namespaces: BTreeSet<&str> = entries.iter().map(|((ns, _), _)| ns.as_str()).collect();
+    let served: BTreeSet<(&str, &str)> = services
+        .iter()
+        .map(|((ns, name), _)| (ns.as_str(), name.as_str()))
+        .collect();
+    // Where routes and policies for them may live: their namespaces and the
+    // waypoint's, as Istio's waypoint reads them.
+    let mut config_namespaces: BTreeSet<&str> =
+        endpoint_namespaces.iter().map(String::as_str).collect();
+    config_namespaces.extend(entry_namespaces.iter().copied());
+    config_namespaces.insert(gw.namespace.as_str());
+
+    let mut objects: Vec<Value> = Vec::new();
+    let mut wanted_ns: BTreeSet<&str> = config_namespaces.clone();
+    wanted_ns.extend(service_namespaces.iter().map(String::as_str));
+    objects.extend(
+        namespaces
+            .iter()
+            .filter(|((_, name), _)| wanted_ns.contains(name.as_str()))
+            .map(|(_, o)| (*o).clone()),
+    );
+    objects.extend(services.iter().map(|(_, o)| (*o).clone()));
+    objects.extend(entries.iter().map(|(_, o)| (*o).clone()));
+    let selectors: Vec<(&str, BTreeMap<&str, &str>)> = services
+        .iter()
+        .filter_map(|((ns, _), o)| {
+            let sel = o.pointer("/spec/selector")?.as_object()?;
+            let sel = sel
+                .iter()
+                .filter_map(|(k, v)| Some((k.as_str(), v.as_str()?)))
+                .collect::<BTreeMap<_, _>>();
+            (!sel.is_empty()).then_some((ns.as_str(), sel))
+        })
+        .collect();
+    objects.extend(
+        store
+            .of(Kind::Pod)
+            .into_iter()
+            .filter(|((ns, _), pod)| {
+                let l = labels(pod);
+                selectors
+                    .iter()
+                    .any(|(sns, sel)| sns == ns && sel.iter().all(|(k, v)| l.get(k) == Some(v)))
+            })
+            .map(|(_, o)| o.clone()),
+    );
+    objects.extend(
+        store
+            .of(Kind::EndpointSlice)
+            .into_iter()
+            .filter(|((ns, _), s)| {
+                labels(s)
+                    .get(SERVICE_NAME)
+                    .is_some_and(|svc| served.contains(&(ns.as_str(), *svc)))
+            })
+            .map(|(_, o)| o.clone()),
+    );
+    let in_namespaces = |kind: Kind, extra: Option<&str>| -> Vec<Value> {
+        store
+            .of(kind)
+            .into_iter()
+            .filter(|((ns, _), _)| {
+                config_namespaces.contains(ns.as_str()) || Some(ns.as_str()) == extra
+            })
+            .map(|(_, o)| o.clone())
+            .collect()
+    };
+    objects.extend(
+        store
+            .of(Kind::WorkloadEntry)
+            .into_iter()
+            .filter(|((ns, _), _)| entry_namespaces.contains(ns.as_str()))
+            .map(|(_, o)| o.clone()),
+    );
+    objects.extend(in_namespaces(Kind::VirtualService, None));
+    objects.extend(in_namespaces(Kind::DestinationRule, Some(ROOT_NAMESPACE)));
+    objects.extend(in_namespaces(Kind::BackendTrafficPolicy, None));
+    objects.extend(
+        store
+            .of(Kind::HttpRoute)
+            .into_iter()
+            .filter(|((ns, _), route)| parents_served(route, ns, &served))
+            .map(|(_, o)| o.clone()),
+    );
+    objects.extend(
+        store
+            .of(Kind::Gateway)
+            .into_iter()
+            .filter(|((ns, name), _)| *ns == gw.namespace && *name == gw.name)
+            .map(|(_, o)| o.clone()),
+    );
+    Scope {
+        objects,
+        service_namespaces,
+        endpoint_namespaces,
+    }
+}
+
+/// Whether an HTTPRoute names a served Service among its parents (a mesh
+/// route; the parentRef's namespace defaults to the route's).
+fn parents_served(route: &Value, route_ns: &str, served: &BTreeSet<(&str, &str)>) -> bool {
+    let Some(parents) = route.pointer("/spec/parentRefs").and_then(Value::as_array) else {
+        return false;
+    };
+    parents.iter().any(|p| {
+        let s = |f: &str| p.get(f).and_then(Value::as_str);
+        s("kind") == Some("Service")
+            && s("group").unwrap_or("").is_empty()
+            && s("name")
+                .is_some_and(|name| served.contains(&(s("namespace").unwrap_or(route_ns), name)))
+    })
+}
+
+#[cfg(test)]
+mod tests;

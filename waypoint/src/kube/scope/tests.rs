@@ -1,0 +1,228 @@
+use super::*;
+
+fn gw() -> GatewayRef {
+    "waypoints/wp".parse().unwrap()
+}
+
+/// A store holding `yaml`'s objects as cluster-wide watches would deliver them.
+fn store(yaml: &str) -> Store {
+    let mut s = Store::default();
+    for doc in serde_yaml_ng::Deserializer::from_str(yaml) {
+        let v: Value = serde::Deserialize::deserialize(doc).unwrap();
+        let kind = match v["kind"].as_str().unwrap() {
+            "Namespace" => Kind::Namespace,
+            "Service" => Kind::Service,
+            "Pod" => Kind::Pod,
+            "EndpointSlice" => Kind::EndpointSlice,
+            "ServiceEntry" => Kind::ServiceEntry,
+            "VirtualService" => Kind::VirtualService,
+            "DestinationRule" => Kind::DestinationRule,
+            "HTTPRoute" => Kind::HttpRoute,
+            "Gateway" => Kind::Gateway,
+            other => panic!("{other}"),
+        };
+        let id = WatchId {
+            kind,
+            namespace: None,
+        };
+        s.apply(&id, kind.trim(&v));
+    }
+    s
+}
+
+fn names(scope: &Scope) -> Vec<String> {
+    scope
+        .objects
+        .iter()
+        .map(|o| {
+            let ns = o["metadata"]["namespace"].as_str().unwrap_or("");
+            format!(
+                "{} {ns}/{}",
+                o["kind"].as_str().unwrap(),
+                o["metadata"]["name"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+const WORLD: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop, labels: {istio.io/use-waypoint: wp, istio.io/use-waypoint-namespace: waypoints}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: other}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: waypoints}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: cart, namespace: shop}
+spec: {selector: {app: cart}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: legacy, namespace: shop, labels: {istio.io/use-waypoint: none}}
+spec: {selector: {app: legacy}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: api, namespace: other, labels: {istio.io/use-waypoint: wp, istio.io/use-waypoint-namespace: waypoints}}
+spec: {selector: {app: api}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: elsewhere, namespace: other, labels: {istio.io/use-waypoint: another}}
+spec: {selector: {app: elsewhere}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: plain, namespace: other}
+spec: {selector: {app: plain}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: cart-1, namespace: shop, labels: {app: cart}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: legacy-1, namespace: shop, labels: {app: legacy}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: api-1, namespace: other, labels: {app: api, extra: x}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: plain-1, namespace: other, labels: {app: plain}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: cart-abc, namespace: shop, labels: {kubernetes.io/service-name: cart}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: plain-abc, namespace: other, labels: {kubernetes.io/service-name: plain}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: consumer, namespace: team-b}
+spec: {parentRefs: [{kind: Service, group: "", name: cart, namespace: shop}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: to-plain, namespace: other}
+spec: {parentRefs: [{kind: Service, group: "", name: plain}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: ingress, namespace: shop}
+spec: {parentRefs: [{name: cart}]}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: cart, namespace: shop}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: unrelated, namespace: team-c}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: mesh-wide, namespace: istio-system}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: wp, namespace: waypoints}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: another, namespace: waypoints}
+"#;
+
+#[test]
+fn serves_what_names_its_gateway_and_what_comes_with_it() {
+    let s = scope(&store(WORLD), &gw());
+    assert_eq!(
+        names(&s),
+        [
+            "Namespace /other",
+            "Namespace /shop",
+            "Namespace /waypoints",
+            "Service other/api",
+            "Service shop/cart",
+            "Pod other/api-1",
+            "Pod shop/cart-1",
+            "EndpointSlice shop/cart-abc",
+            "VirtualService shop/cart",
+            "DestinationRule istio-system/mesh-wide",
+            "HTTPRoute team-b/consumer",
+            "Gateway waypoints/wp",
+        ]
+    );
+    assert_eq!(s.service_namespaces, BTreeSet::from(["shop".to_string()]));
+    assert_eq!(
+        s.endpoint_namespaces,
+        BTreeSet::from(["other".to_string(), "shop".to_string()])
+    );
+}
+
+#[test]
+fn a_gateway_in_the_services_namespace_needs_no_namespace_label() {
+    let yaml = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: local, namespace: waypoints, labels: {istio.io/use-waypoint: wp}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: remote, namespace: other, labels: {istio.io/use-waypoint: wp}}
+"#;
+    let s = scope(&store(yaml), &gw());
+    assert_eq!(names(&s), ["Service waypoints/local"]);
+}
+
+#[test]
+fn a_relist_replaces_what_a_watch_held() {
+    let mut st = store(WORLD);
+    let id = WatchId {
+        kind: Kind::Pod,
+        namespace: None,
+    };
+    st.listing(&id);
+    st.listed(
+        &id,
+        serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "cart-2", "namespace": "shop", "labels": {"app": "cart"}}}),
+    );
+    // Until the list is done, the old objects stay.
+    assert!(names(&scope(&st, &gw())).contains(&"Pod shop/cart-1".to_string()));
+    st.list_done(&id);
+    let after = names(&scope(&st, &gw()));
+    assert!(after.contains(&"Pod shop/cart-2".to_string()));
+    assert!(!after.contains(&"Pod shop/cart-1".to_string()));
+    assert!(!after.contains(&"Pod other/api-1".to_string()));
+}
+
+#[test]
+fn the_same_object_from_two_watches_is_served_once_and_outlives_either() {
+    let mut st = Store::default();
+    let svc = serde_json::json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "x", "namespace": "waypoints", "labels": {"istio.io/use-waypoint": "wp"}}});
+    let cluster = WatchId {
+        kind: Kind::Service,
+        namespace: None,
+    };
+    let local = WatchId {
+        kind: Kind::Service,
+        namespace: Some("waypoints".into()),
+    };
+    st.apply(&cluster, svc.clone());
+    st.apply(&local, svc);
+    assert_eq!(names(&scope(&st, &gw())), ["Service waypoints/x"]);
+    st.forget(&local);
+    assert_eq!(names(&scope(&st, &gw())), ["Service waypoints/x"]);
+}

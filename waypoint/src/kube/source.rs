@@ -1,0 +1,242 @@
+//! The Kubernetes source's loop: applies what the watches deliver to the store,
+//! waits a moment for more (changes come in bursts: a rollout, `kubectl apply`
+//! of a directory), starts and stops the namespaced watches the new scope needs,
+//! and once every watch has listed, translates what is served and swaps the
+//! snapshot in. A resource that fails validation is rejected alone and
+//! reported; the rest goes live.
+
+use super::kinds::Kind;
+use super::scope::{scope, GatewayRef, Store, WatchId};
+use super::watch::{Update, Watches};
+use crate::state::State;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// Services labelled for some waypoint, cluster-wide: the API server filters,
+/// so unlabelled Services elsewhere never reach the waypoint.
+const LABELLED: &str = "istio.io/use-waypoint";
+/// How long a new namespaced watch may take to list before the snapshot is
+/// published without it (an API server that answers some calls and not others).
+const LIST_PATIENCE: Duration = Duration::from_secs(10);
+
+pub struct KubeSource {
+    pub client: kube::Client,
+    pub gateway: GatewayRef,
+    pub options: waypoint_config::Options,
+    pub state: Arc<State>,
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// How long to wait for more changes before rebuilding.
+    pub debounce: Duration,
+}
+
+/// Kinds read cluster-wide: few objects each, whoever they serve.
+const CLUSTER_WIDE: [Kind; 7] = [
+    Kind::Namespace,
+    Kind::ServiceEntry,
+    Kind::WorkloadEntry,
+    Kind::VirtualService,
+    Kind::DestinationRule,
+    Kind::HttpRoute,
+    Kind::BackendTrafficPolicy,
+];
+
+fn cluster(kind: Kind) -> WatchId {
+    WatchId {
+        kind,
+        namespace: None,
+    }
+}
+
+fn namespaced(kind: Kind, ns: &str) -> WatchId {
+    WatchId {
+        kind,
+        namespace: Some(ns.to_string()),
+    }
+}
+
+impl KubeSource {
+    pub async fn run(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut watches = Watches::new(self.client.clone(), tx);
+        for kind in CLUSTER_WIDE {
+            watches.ensure(cluster(kind), None);
+        }
+        watches.ensure(cluster(Kind::Service), Some(LABELLED));
+        watches.ensure(namespaced(Kind::Gateway, &self.gateway.namespace), None);
+        let mut store = Store::default();
+        let mut up = true;
+        let mut published = false;
+        // Changes not yet published (held back while a new watch lists).
+        let mut dirty = false;
+        let mut waiting_since: Option<Instant> = None;
+        let mut impatient = false;
+        let mut last_rejected: Vec<String> = Vec::new();
+        loop {
+            let first = tokio::select! {
+                u = rx.recv() => u,
+                _ = shutdown.changed() => return,
+                _ = sleep_until(waiting_since.map(|t| t + LIST_PATIENCE)) => None,
+            };
+            if let Some(u) = first {
+                dirty |= self.apply(&mut store, u, &mut up);
+                let quiet = Instant::now() + self.debounce;
+                loop {
+                    tokio::select! {
+                        u = rx.recv() => match u {
+                            Some(u) => dirty |= self.apply(&mut store, u, &mut up),
+                            None => return,
+                        },
+                        _ = tokio::time::sleep_until(quiet) => break,
+                    }
+                }
+            }
+            let served = scope(&store, &self.gateway);
+            dirty |= self.rewatch(&mut watches, &mut store, &served);
+            let listing = watches.ids().any(|id| !store.synced(id));
+            if !listing {
+                waiting_since = None;
+                impatient = false;
+            } else if !impatient {
+                // The first snapshot waits for every watch (readiness means a
+                // full sync); later ones wait a while for a new namespace's.
+                if !published {
+                    continue;
+                }
+                let since = *waiting_since.get_or_insert_with(Instant::now);
+                if since.elapsed() < LIST_PATIENCE {
+                    continue;
+                }
+                impatient = true;
+                waiting_since = None;
+            }
+            if !dirty {
+                continue;
+            }
+            dirty = false;
+            let served = scope(&store, &self.gateway);
+            self.publish(&served.objects, &mut last_rejected, store.len());
+            if !published {
+                published = true;
+                self.state.set_synced(true);
+                log::info!(
+                    "kubernetes: first sync done for gateway {}: {} objects served",
+                    self.gateway,
+                    served.objects.len()
+                );
+            }
+        }
+    }
+
+    /// Translates what is served and swaps it in; logs rejections when they change.
+    fn publish(&self, objects: &[serde_json::Value], last_rejected: &mut Vec<String>, held: usize) {
+        self.metrics.config_objects.set(held as i64);
+        let loaded = waypoint_config::load_objects(objects, &self.options);
+        let rejected: Vec<String> = loaded.rejected.iter().map(|d| d.to_string()).collect();
+        if rejected != *last_rejected {
+            for r in &rejected {
+                log::error!("config rejected: {r}");
+            }
+            *last_rejected = rejected;
+        }
+        self.metrics.config_rejected.set(last_rejected.len() as i64);
+        let generation = self.state.replace(loaded.snapshot);
+        self.metrics.config_reloads.with_label_values(&["ok"]).inc();
+        self.metrics.config_generation.set(generation as i64);
+        log::debug!("kubernetes: generation {generation}");
+    }
+
+    /// Applies one update; true if the store changed.
+    fn apply(&self, store: &mut Store, update: Update, up: &mut bool) -> bool {
+        let healthy = !matches!(update, Update::Failed(..));
+        if healthy && !*up {
+            *up = true;
+            self.metrics.config_source_up.set(1);
+            log::info!("kubernetes: the API server answers again");
+        }
+        match update {
+            Update::Listing(id) => {
+                store.listing(&id);
+                false
+            }
+            Update::Listed(id, o) => {
+                store.listed(&id, o);
+                false
+            }
+            Update::ListDone(id) => {
+                store.list_done(&id);
+                true
+            }
+            Update::Applied(id, o) => {
+                store.apply(&id, o);
+                true
+            }
+            Update::Deleted(id, o) => {
+                store.delete(&id, &o);
+                true
+            }
+            Update::Absent(id) => {
+                let was = store.synced(&id);
+                store.absent(&id);
+                !was
+            }
+            Update::Failed(id, why) => {
+                if *up {
+                    *up = false;
+                    self.metrics.config_source_up.set(0);
+                    log::warn!(
+                        "kubernetes: watching {} failed ({why}); serving generation {} until the API server answers",
+                        id.kind.name(),
+                        self.state.current().generation
+                    );
+                }
+                false
+            }
+        }
+    }
+
+    /// Starts the namespaced watches the scope needs and stops the others,
+    /// forgetting what they held; true if any started or stopped.
+    fn rewatch(
+        &self,
+        watches: &mut Watches,
+        store: &mut Store,
+        served: &super::scope::Scope,
+    ) -> bool {
+        let mut wanted: BTreeSet<WatchId> = BTreeSet::new();
+        for ns in &served.service_namespaces {
+            wanted.insert(namespaced(Kind::Service, ns));
+        }
+        for ns in &served.endpoint_namespaces {
+            wanted.insert(namespaced(Kind::Pod, ns));
+            wanted.insert(namespaced(Kind::EndpointSlice, ns));
+        }
+        let dynamic = |id: &WatchId| {
+            id.namespace.is_some()
+                && matches!(id.kind, Kind::Service | Kind::Pod | Kind::EndpointSlice)
+        };
+        let stale: Vec<WatchId> = watches
+            .ids()
+            .filter(|id| dynamic(id) && !wanted.contains(id))
+            .cloned()
+            .collect();
+        let mut changed = false;
+        for id in stale {
+            changed |= watches.stop(&id);
+            store.forget(&id);
+        }
+        for id in wanted {
+            changed |= watches.ensure(id, None);
+        }
+        changed
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,165 @@
+//! One task per watch: kube-runtime's watcher (list, then watch from the list's
+//! resourceVersion, re-list on 410 Gone) over `Api<DynamicObject>`, its objects
+//! trimmed and sent to the source loop. The store applies them there, on one
+//! task, so no lock is held while objects arrive.
+
+use super::kinds::Kind;
+use super::scope::WatchId;
+use futures::StreamExt;
+use kube::api::{Api, DynamicObject};
+use kube::runtime::utils::Backoff;
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::task::JoinHandle;
+
+/// What a watch saw, in its order.
+#[derive(Debug)]
+pub enum Update {
+    Listing(WatchId),
+    Listed(WatchId, Value),
+    ListDone(WatchId),
+    Applied(WatchId, Value),
+    Deleted(WatchId, Value),
+    /// The kind is not served (its CRD is not installed); tried again later.
+    Absent(WatchId),
+    /// The API server could not be reached or refused the watch; retried.
+    Failed(WatchId, String),
+}
+
+/// Retries after a failure: soon at first, then at most every 5 s, so a
+/// restarted API server is seen again quickly (kube's default waits up to 30 s).
+struct Retry(Duration);
+
+impl Iterator for Retry {
+    type Item = Duration;
+    fn next(&mut self) -> Option<Duration> {
+        let now = self.0;
+        self.0 = (self.0 * 2).min(Duration::from_secs(5));
+        Some(now)
+    }
+}
+
+impl Backoff for Retry {
+    fn reset(&mut self) {
+        self.0 = Duration::from_millis(200);
+    }
+}
+
+/// The running watches, started and stopped as the scope changes.
+pub struct Watches {
+    client: kube::Client,
+    tx: UnboundedSender<Update>,
+    running: HashMap<WatchId, JoinHandle<()>>,
+}
+
+impl Watches {
+    pub fn new(client: kube::Client, tx: UnboundedSender<Update>) -> Self {
+        Watches {
+            client,
+            tx,
+            running: HashMap::new(),
+        }
+    }
+
+    /// Starts `id` unless it runs; `labels` is a label selector for the API server.
+    pub fn ensure(&mut self, id: WatchId, labels: Option<&'static str>) -> bool {
+        if self.running.contains_key(&id) {
+            return false;
+        }
+        let task = tokio::spawn(run(
+            self.client.clone(),
+            id.clone(),
+            labels,
+            self.tx.clone(),
+        ));
+        self.running.insert(id, task);
+        true
+    }
+
+    /// Stops `id`; true if it ran.
+    pub fn stop(&mut self, id: &WatchId) -> bool {
+        match self.running.remove(id) {
+            Some(task) => {
+                task.abort();
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn ids(&self) -> impl Iterator<Item = &WatchId> {
+        self.running.keys()
+    }
+}
+
+impl Drop for Watches {
+    fn drop(&mut self) {
+        for task in self.running.values() {
+            task.abort();
+        }
+    }
+}
+
+fn not_served(e: &watcher::Error) -> bool {
+    let api = match e {
+        watcher::Error::InitialListFailed(kube::Error::Api(s))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(s)) => s,
+        _ => return false,
+    };
+    api.code == 404
+}
+
+async fn run(
+    client: kube::Client,
+    id: WatchId,
+    labels: Option<&'static str>,
+    tx: UnboundedSender<Update>,
+) {
+    let resource = id.kind.api_resource();
+    let api: Api<DynamicObject> = match &id.namespace {
+        Some(ns) => Api::namespaced_with(client, ns, &resource),
+        None => Api::all_with(client, &resource),
+    };
+    let mut config = watcher::Config::default();
+    if let Some(l) = labels {
+        config = config.labels(l);
+    }
+    let kind: Kind = id.kind;
+    let trimmed = |o: DynamicObject| kind.trim(&serde_json::to_value(o).unwrap_or_default());
+    let mut events =
+        std::pin::pin!(watcher::watcher(api, config).backoff(Retry(Duration::from_millis(200))));
+    let mut absent = false;
+    while let Some(event) = events.next().await {
+        let update = match event {
+            Ok(Event::Init) => Update::Listing(id.clone()),
+            Ok(Event::InitApply(o)) => Update::Listed(id.clone(), trimmed(o)),
+            Ok(Event::InitDone) => {
+                if absent {
+                    log::info!("{}: now served; reading it", kind.name());
+                    absent = false;
+                }
+                Update::ListDone(id.clone())
+            }
+            Ok(Event::Apply(o)) => Update::Applied(id.clone(), trimmed(o)),
+            Ok(Event::Delete(o)) => Update::Deleted(id.clone(), trimmed(o)),
+            Err(e) if kind.is_custom() && not_served(&e) => {
+                if !absent {
+                    log::info!(
+                        "{}: not served by the API server (CRD not installed); skipped until it is",
+                        kind.name()
+                    );
+                    absent = true;
+                }
+                Update::Absent(id.clone())
+            }
+            Err(e) => Update::Failed(id.clone(), e.to_string()),
+        };
+        if tx.send(update).is_err() {
+            return;
+        }
+    }
+}
