@@ -7,6 +7,7 @@ mod args;
 pub mod kinds;
 pub mod scope;
 pub mod source;
+pub mod status;
 mod watch;
 
 pub use args::{ConfigSource, SourceArgs};

@@ -174,13 +174,22 @@ pub fn run(args: RunArgs) -> CmdResult {
             }
             Source::Kubernetes(gateway) => {
                 log::info!("config from the Kubernetes API for gateway {gateway}");
+                let client = args.source.client().await?;
+                let (status, desired) = tokio::sync::watch::channel(Default::default());
+                let writer = crate::kube::status::writer::StatusWriter {
+                    client: client.clone(),
+                    gateway: gateway.clone(),
+                    identity: args.source.identity(),
+                };
+                tokio::spawn(writer.run(desired, watch_rx.clone()));
                 let kube = crate::kube::source::KubeSource {
-                    client: args.source.client().await?,
+                    client,
                     gateway,
                     options: args.domains.options(),
                     state: waypoint.state.clone(),
                     metrics: waypoint.metrics.clone(),
                     debounce: args.source.debounce(),
+                    status,
                 };
                 tokio::spawn(kube.run(watch_rx));
             }

@@ -61,6 +61,14 @@ impl SourceArgs {
         }
     }
 
+    /// This replica's name for leader election: the pod's name (HOSTNAME in a
+    /// pod), else the host's with the process id.
+    pub fn identity(&self) -> String {
+        std::env::var("POD_NAME")
+            .or_else(|_| std::env::var("HOSTNAME"))
+            .unwrap_or_else(|_| format!("waypoint-{}", std::process::id()))
+    }
+
     pub fn debounce(&self) -> Duration {
         Duration::from_millis(self.config_debounce_ms)
     }

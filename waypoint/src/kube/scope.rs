@@ -195,6 +195,8 @@ pub struct Scope {
     pub service_namespaces: BTreeSet<String>,
     /// Namespaces with a served Service: their Pods and EndpointSlices are watched.
     pub endpoint_namespaces: BTreeSet<String>,
+    /// The served Services, (namespace, name).
+    pub services: BTreeSet<(String, String)>,
 }
 
 pub fn scope(store: &Store, gw: &GatewayRef) -> Scope {
@@ -318,6 +320,10 @@ pub fn scope(store: &Store, gw: &GatewayRef) -> Scope {
             .map(|(_, o)| o.clone()),
     );
     Scope {
+        services: served
+            .iter()
+            .map(|(ns, name)| (ns.to_string(), name.to_string()))
+            .collect(),
         objects,
         service_namespaces,
         endpoint_namespaces,

@@ -30,6 +30,8 @@ pub struct KubeSource {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// How long to wait for more changes before rebuilding.
     pub debounce: Duration,
+    /// Where each rebuild's status goes, for the status writer.
+    pub status: tokio::sync::watch::Sender<super::status::Desired>,
 }
 
 /// Kinds read cluster-wide: few objects each, whoever they serve.
@@ -117,7 +119,7 @@ impl KubeSource {
             }
             dirty = false;
             let served = scope(&store, &self.gateway);
-            self.publish(&served.objects, &mut last_rejected, store.len());
+            self.publish(&served, &mut last_rejected, store.len());
             if !published {
                 published = true;
                 self.state.set_synced(true);
@@ -131,9 +133,21 @@ impl KubeSource {
     }
 
     /// Translates what is served and swaps it in; logs rejections when they change.
-    fn publish(&self, objects: &[serde_json::Value], last_rejected: &mut Vec<String>, held: usize) {
+    fn publish(&self, served: &super::scope::Scope, last_rejected: &mut Vec<String>, held: usize) {
         self.metrics.config_objects.set(held as i64);
-        let loaded = waypoint_config::load_objects(objects, &self.options);
+        let loaded = waypoint_config::load_objects(&served.objects, &self.options);
+        let desired = super::status::desired(
+            &served.objects,
+            &loaded.rejected,
+            &loaded.warnings,
+            &served.services,
+            &self.gateway,
+        );
+        self.status.send_if_modified(|d| {
+            let changed = *d != desired;
+            *d = desired;
+            changed
+        });
         let rejected: Vec<String> = loaded.rejected.iter().map(|d| d.to_string()).collect();
         if rejected != *last_rejected {
             for r in &rejected {

@@ -1,0 +1,330 @@
+//! Writes [`Desired`](super::Desired) status, from the one replica that holds
+//! the Gateway's Lease. `status.parents` is an atomic list shared with other
+//! controllers, so each write reads the route, keeps the entries of other
+//! controllers, replaces ours, and sends the list back under the route's
+//! resourceVersion (a conflict is retried on the next round). A route whose
+//! entries already say what ours would is not written, so an unchanged route is
+//! written once, however often the config is rebuilt.
+
+use super::{Condition, Desired, ParentStatus, RouteStatus, CONTROLLER_NAME};
+use crate::kube::scope::GatewayRef;
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
+use kube::core::GroupVersionKind;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// How long a Lease holds without renewal, and how often the holder renews.
+const LEASE_SECONDS: i64 = 15;
+const RENEW: Duration = Duration::from_secs(5);
+
+fn resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
+}
+
+pub struct StatusWriter {
+    pub client: kube::Client,
+    pub gateway: GatewayRef,
+    /// This replica, as the Lease's holderIdentity (the pod's name).
+    pub identity: String,
+}
+
+fn now() -> String {
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string()
+}
+
+impl StatusWriter {
+    fn lease_name(&self) -> String {
+        format!("{}-status-writer", self.gateway.name)
+    }
+
+    /// Takes or renews the Lease; true while this replica holds it.
+    async fn lead(&self) -> Result<bool, kube::Error> {
+        let api: Api<DynamicObject> = Api::namespaced_with(
+            self.client.clone(),
+            &self.gateway.namespace,
+            &resource("coordination.k8s.io", "v1", "Lease", "leases"),
+        );
+        let name = self.lease_name();
+        let spec = json!({
+            "holderIdentity": self.identity,
+            "leaseDurationSeconds": LEASE_SECONDS,
+            "renewTime": now(),
+        });
+        let Some(mut lease) = api.get_opt(&name).await? else {
+            let mut obj = DynamicObject::new(
+                &name,
+                &resource("coordination.k8s.io", "v1", "Lease", "leases"),
+            );
+            obj.metadata.namespace = Some(self.gateway.namespace.clone());
+            let mut spec = spec;
+            spec["acquireTime"] = json!(now());
+            obj.data = json!({ "spec": spec });
+            return match api.create(&PostParams::default(), &obj).await {
+                Ok(_) => Ok(true),
+                Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+                Err(e) => Err(e),
+            };
+        };
+        let held = lease.data["spec"]["holderIdentity"].as_str() == Some(self.identity.as_str());
+        let expired = lease.data["spec"]["renewTime"]
+            .as_str()
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+            .is_none_or(|t| {
+                let duration = lease.data["spec"]["leaseDurationSeconds"]
+                    .as_i64()
+                    .unwrap_or(LEASE_SECONDS);
+                jiff::Timestamp::now().as_second() > t.as_second() + duration
+            });
+        if !held && !expired {
+            return Ok(false);
+        }
+        if !held {
+            lease.data["spec"]["acquireTime"] = json!(now());
+        }
+        for (k, v) in spec.as_object().expect("object") {
+            lease.data["spec"][k] = v.clone();
+        }
+        // The resourceVersion read above makes this a compare-and-swap.
+        match api.replace(&name, &PostParams::default(), &lease).await {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Writes the newest desired status whenever it changes, while leading.
+    pub async fn run(
+        self,
+        mut desired: watch::Receiver<Desired>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut written: BTreeMap<(String, String), RouteStatus> = BTreeMap::new();
+        let mut reported: BTreeSet<super::Rejection> = BTreeSet::new();
+        let mut leading = false;
+        loop {
+            match self.lead().await {
+                Ok(now_leading) => {
+                    if now_leading != leading {
+                        log::info!(
+                            "status writer for {}: {}",
+                            self.gateway,
+                            if now_leading {
+                                "this replica leads"
+                            } else {
+                                "another replica leads"
+                            }
+                        );
+                        // A new leader checks every route again.
+                        written.clear();
+                    }
+                    leading = now_leading;
+                }
+                Err(e) => log::warn!("status writer: lease {}: {e}", self.lease_name()),
+            }
+            if leading {
+                let want = desired.borrow_and_update().clone();
+                self.write_routes(&want, &mut written).await;
+                self.raise_events(&want, &mut reported).await;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(RENEW) => {}
+                r = desired.changed() => if r.is_err() { return },
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    async fn write_routes(
+        &self,
+        want: &Desired,
+        written: &mut BTreeMap<(String, String), RouteStatus>,
+    ) {
+        let ar = resource("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes");
+        // Routes we wrote that no longer name a served Service lose our entries.
+        let gone: Vec<(String, String)> = written
+            .keys()
+            .filter(|k| !want.routes.contains_key(*k))
+            .cloned()
+            .collect();
+        for key in gone {
+            let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &key.0, &ar);
+            if self.put(&api, &key.1, None).await {
+                written.remove(&key);
+            }
+        }
+        for (key, status) in &want.routes {
+            if written.get(key) == Some(status) {
+                continue;
+            }
+            let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &key.0, &ar);
+            if self.put(&api, &key.1, Some(status)).await {
+                written.insert(key.clone(), status.clone());
+            }
+        }
+    }
+
+    /// Replaces our entries in one route's `status.parents`; true when the
+    /// route says what we want (written now, or already).
+    async fn put(
+        &self,
+        api: &Api<DynamicObject>,
+        name: &str,
+        status: Option<&RouteStatus>,
+    ) -> bool {
+        let route = match api.get_status(name).await {
+            Ok(r) => r,
+            Err(kube::Error::Api(e)) if e.code == 404 => return true,
+            Err(e) => {
+                log::warn!("status writer: reading HTTPRoute {name}: {e}");
+                return false;
+            }
+        };
+        let current: Vec<Value> = route.data["status"]["parents"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let ours_now: Vec<&Value> = current
+            .iter()
+            .filter(|p| p["controllerName"] == CONTROLLER_NAME)
+            .collect();
+        let mut parents: Vec<Value> = current
+            .iter()
+            .filter(|p| p["controllerName"] != CONTROLLER_NAME)
+            .cloned()
+            .collect();
+        if let Some(status) = status {
+            parents.extend(
+                status
+                    .parents
+                    .iter()
+                    .map(|p| entry(p, status.generation, &ours_now)),
+            );
+        }
+        if parents == current {
+            return true;
+        }
+        let patch = json!({
+            "metadata": {"resourceVersion": route.metadata.resource_version},
+            "status": {"parents": parents},
+        });
+        match api
+            .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => {
+                log::info!(
+                    "status: HTTPRoute {}/{name} updated",
+                    route.metadata.namespace.as_deref().unwrap_or("")
+                );
+                true
+            }
+            Err(e) => {
+                log::debug!("status writer: writing HTTPRoute {name}: {e}; retrying");
+                false
+            }
+        }
+    }
+
+    async fn raise_events(&self, want: &Desired, reported: &mut BTreeSet<super::Rejection>) {
+        let ar = resource("events.k8s.io", "v1", "Event", "events");
+        for r in &want.events {
+            if reported.contains(r) {
+                continue;
+            }
+            let ns = if r.resource.namespace.is_empty() {
+                "default"
+            } else {
+                r.resource.namespace.as_str()
+            };
+            let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), ns, &ar);
+            let mut event = DynamicObject::new("", &ar);
+            event.metadata.generate_name = Some(format!("{}.", r.resource.name));
+            event.metadata.namespace = Some(ns.to_string());
+            event.data = json!({
+                "eventTime": now(),
+                "type": "Warning",
+                "reason": "Rejected",
+                "action": "Validate",
+                "note": format!("rejected by waypoint {}: {}", self.gateway, r.message),
+                "reportingController": CONTROLLER_NAME,
+                "reportingInstance": self.identity,
+                "regarding": {
+                    "apiVersion": api_version(r.resource.kind),
+                    "kind": r.resource.kind.as_str(),
+                    "namespace": r.resource.namespace,
+                    "name": r.resource.name,
+                },
+            });
+            match api.create(&PostParams::default(), &event).await {
+                Ok(_) => {
+                    reported.insert(r.clone());
+                }
+                Err(e) => log::warn!("status writer: an Event for {}: {e}", r.resource),
+            }
+        }
+    }
+}
+
+fn api_version(kind: waypoint_ir::ResourceKind) -> &'static str {
+    use waypoint_ir::ResourceKind as K;
+    match kind {
+        K::Service | K::Pod | K::Namespace => "v1",
+        K::EndpointSlice => "discovery.k8s.io/v1",
+        K::ServiceEntry | K::WorkloadEntry | K::VirtualService | K::DestinationRule => {
+            "networking.istio.io/v1"
+        }
+        K::HTTPRoute | K::Gateway => "gateway.networking.k8s.io/v1",
+        K::BackendTrafficPolicy => "gateway.envoyproxy.io/v1alpha1",
+    }
+}
+
+/// One `status.parents[]` entry; a condition keeps its lastTransitionTime while
+/// its status stays the same, as the API's conventions ask.
+fn entry(p: &ParentStatus, generation: i64, previous: &[&Value]) -> Value {
+    let before = previous.iter().find(|e| e["parentRef"] == p.parent_ref);
+    let conditions: Vec<Value> = p
+        .conditions
+        .iter()
+        .map(|c: &Condition| {
+            let status = if c.ok { "True" } else { "False" };
+            let old = before.and_then(|b| {
+                b["conditions"]
+                    .as_array()?
+                    .iter()
+                    .find(|o| o["type"] == c.kind)
+                    .cloned()
+            });
+            let since = old
+                .filter(|o| o["status"] == status)
+                .and_then(|o| o["lastTransitionTime"].as_str().map(String::from))
+                .unwrap_or_else(|| {
+                    jiff::Timestamp::now()
+                        .strftime("%Y-%m-%dT%H:%M:%SZ")
+                        .to_string()
+                });
+            json!({
+                "type": c.kind,
+                "status": status,
+                "reason": c.reason,
+                "message": c.message,
+                "observedGeneration": generation,
+                "lastTransitionTime": since,
+            })
+        })
+        .collect();
+    json!({"parentRef": p.parent_ref, "controllerName": CONTROLLER_NAME, "conditions": conditions})
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn renew_times_are_rfc3339_with_microseconds() {
+        let t = super::now();
+        assert_eq!(t.len(), "2026-12-06T14:10:00.123456Z".len(), "{t}");
+        assert!(t.parse::<jiff::Timestamp>().is_ok(), "{t}");
+    }
+}
