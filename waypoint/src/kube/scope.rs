@@ -86,10 +86,11 @@ impl Store {
         w.objects.insert(key(&object), object);
     }
 
-    pub fn delete(&mut self, watch: &WatchId, object: &Value) {
-        if let Some(w) = self.watches.get_mut(watch) {
-            w.objects.remove(&key(object));
-        }
+    /// Removes an object; true if it was held.
+    pub fn delete(&mut self, watch: &WatchId, object: &Value) -> bool {
+        self.watches
+            .get_mut(watch)
+            .is_some_and(|w| w.objects.remove(&key(object)).is_some())
     }
 
     /// A (re)list begins: its objects replace the watch's when it is done.
@@ -186,6 +187,32 @@ fn is_ours(b: &Binding<'_>, gw: &GatewayRef) -> bool {
     matches!(b, Binding::Named { name, namespace } if *name == gw.name && *namespace == gw.namespace)
 }
 
+/// Which Pods and EndpointSlices of one namespace are worth holding: those
+/// behind a served Service. The watches of a namespace hold nothing else, so
+/// memory follows the served Services, not the namespace's size; when the
+/// filter changes, the namespace's watches start again and list anew.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    selectors: Vec<BTreeMap<String, String>>,
+    services: BTreeSet<String>,
+}
+
+impl Filter {
+    pub fn keeps(&self, kind: Kind, object: &Value) -> bool {
+        let l = labels(object);
+        match kind {
+            Kind::Pod => self.selectors.iter().any(|sel| {
+                sel.iter()
+                    .all(|(k, v)| l.get(k.as_str()) == Some(&v.as_str()))
+            }),
+            Kind::EndpointSlice => l
+                .get(SERVICE_NAME)
+                .is_some_and(|svc| self.services.contains(*svc)),
+            _ => true,
+        }
+    }
+}
+
 /// What of the store this waypoint serves.
 #[derive(Debug, Default)]
 pub struct Scope {
@@ -193,8 +220,9 @@ pub struct Scope {
     pub objects: Vec<Value>,
     /// Namespaces bound as a whole: every Service there is watched.
     pub service_namespaces: BTreeSet<String>,
-    /// Namespaces with a served Service: their Pods and EndpointSlices are watched.
-    pub endpoint_namespaces: BTreeSet<String>,
+    /// Namespaces with a served Service: their Pods and EndpointSlices are
+    /// watched, and held as far as the filter keeps them.
+    pub endpoint_namespaces: BTreeMap<String, Filter>,
     /// The served Services, (namespace, name).
     pub services: BTreeSet<(String, String)>,
 }
@@ -226,8 +254,25 @@ pub fn scope(store: &Store, gw: &GatewayRef) -> Scope {
         .into_iter()
         .filter(|(k, o)| bound(k, o))
         .collect();
-    let endpoint_namespaces: BTreeSet<String> =
-        services.iter().map(|((ns, _), _)| ns.clone()).collect();
+    let mut endpoint_namespaces: BTreeMap<String, Filter> = BTreeMap::new();
+    for ((ns, name), svc) in &services {
+        let f = endpoint_namespaces.entry(ns.clone()).or_default();
+        f.services.insert(name.clone());
+        let selector: BTreeMap<String, String> = svc
+            .pointer("/spec/selector")
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        // A Service without a selector has no Pods of its own (its
+        // EndpointSlices are written by hand).
+        if !selector.is_empty() && !f.selectors.contains(&selector) {
+            f.selectors.push(selector);
+        }
+    }
     let entry_namespaces: BTreeSet<&str> = entries.iter().map(|((ns, _), _)| ns.as_str()).collect();
     let served: BTreeSet<(&str, &str)> = services
         .iter()
@@ -236,7 +281,7 @@ pub fn scope(store: &Store, gw: &GatewayRef) -> Scope {
     // Where routes and policies for them may live: their namespaces and the
     // waypoint's, as Istio's waypoint reads them.
     let mut config_namespaces: BTreeSet<&str> =
-        endpoint_namespaces.iter().map(String::as_str).collect();
+        endpoint_namespaces.keys().map(String::as_str).collect();
     config_namespaces.extend(entry_namespaces.iter().copied());
     config_namespaces.insert(gw.namespace.as_str());
 
@@ -251,40 +296,20 @@ pub fn scope(store: &Store, gw: &GatewayRef) -> Scope {
     );
     objects.extend(services.iter().map(|(_, o)| (*o).clone()));
     objects.extend(entries.iter().map(|(_, o)| (*o).clone()));
-    let selectors: Vec<(&str, BTreeMap<&str, &str>)> = services
-        .iter()
-        .filter_map(|((ns, _), o)| {
-            let sel = o.pointer("/spec/selector")?.as_object()?;
-            let sel = sel
-                .iter()
-                .filter_map(|(k, v)| Some((k.as_str(), v.as_str()?)))
-                .collect::<BTreeMap<_, _>>();
-            (!sel.is_empty()).then_some((ns.as_str(), sel))
-        })
-        .collect();
-    objects.extend(
+    let held = |kind: Kind| -> Vec<Value> {
         store
-            .of(Kind::Pod)
+            .of(kind)
             .into_iter()
-            .filter(|((ns, _), pod)| {
-                let l = labels(pod);
-                selectors
-                    .iter()
-                    .any(|(sns, sel)| sns == ns && sel.iter().all(|(k, v)| l.get(k) == Some(v)))
+            .filter(|((ns, _), o)| {
+                endpoint_namespaces
+                    .get(ns)
+                    .is_some_and(|f| f.keeps(kind, o))
             })
-            .map(|(_, o)| o.clone()),
-    );
-    objects.extend(
-        store
-            .of(Kind::EndpointSlice)
-            .into_iter()
-            .filter(|((ns, _), s)| {
-                labels(s)
-                    .get(SERVICE_NAME)
-                    .is_some_and(|svc| served.contains(&(ns.as_str(), *svc)))
-            })
-            .map(|(_, o)| o.clone()),
-    );
+            .map(|(_, o)| o.clone())
+            .collect()
+    };
+    objects.extend(held(Kind::Pod));
+    objects.extend(held(Kind::EndpointSlice));
     let in_namespaces = |kind: Kind, extra: Option<&str>| -> Vec<Value> {
         store
             .of(kind)

@@ -6,9 +6,10 @@
 //! reported; the rest goes live.
 
 use super::kinds::Kind;
-use super::scope::{scope, GatewayRef, Store, WatchId};
+use super::scope::{scope, Filter, GatewayRef, Store, WatchId};
 use super::watch::{Update, Watches};
 use crate::state::State;
+use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -69,6 +70,7 @@ impl KubeSource {
         watches.ensure(cluster(Kind::Service), Some(LABELLED));
         watches.ensure(namespaced(Kind::Gateway, &self.gateway.namespace), None);
         let mut store = Store::default();
+        let mut filters: BTreeMap<String, Filter> = BTreeMap::new();
         let mut up = true;
         let mut published = false;
         // Changes not yet published (held back while a new watch lists).
@@ -82,13 +84,17 @@ impl KubeSource {
                 _ = shutdown.changed() => return,
                 _ = sleep_until(waiting_since.map(|t| t + LIST_PATIENCE)) => None,
             };
-            if let Some(u) = first {
-                dirty |= self.apply(&mut store, u, &mut up);
+            if let Some((run, u)) = first {
+                if watches.current(run, u.watch()) {
+                    dirty |= self.apply(&mut store, &filters, u, &mut up);
+                }
                 let quiet = Instant::now() + self.debounce;
                 loop {
                     tokio::select! {
                         u = rx.recv() => match u {
-                            Some(u) => dirty |= self.apply(&mut store, u, &mut up),
+                            Some((run, u)) => if watches.current(run, u.watch()) {
+                                dirty |= self.apply(&mut store, &filters, u, &mut up);
+                            },
                             None => return,
                         },
                         _ = tokio::time::sleep_until(quiet) => break,
@@ -96,7 +102,7 @@ impl KubeSource {
                 }
             }
             let served = scope(&store, &self.gateway);
-            dirty |= self.rewatch(&mut watches, &mut store, &served);
+            dirty |= self.rewatch(&mut watches, &mut store, &mut filters, &served);
             let listing = watches.ids().any(|id| !store.synced(id));
             if !listing {
                 waiting_since = None;
@@ -162,8 +168,22 @@ impl KubeSource {
         log::debug!("kubernetes: generation {generation}");
     }
 
-    /// Applies one update; true if the store changed.
-    fn apply(&self, store: &mut Store, update: Update, up: &mut bool) -> bool {
+    /// Applies one update; true if the store changed. Pods and EndpointSlices
+    /// no served Service needs are not held (one that stops being needed is
+    /// dropped).
+    fn apply(
+        &self,
+        store: &mut Store,
+        filters: &BTreeMap<String, Filter>,
+        update: Update,
+        up: &mut bool,
+    ) -> bool {
+        let keeps = |id: &WatchId, o: &serde_json::Value| match &id.namespace {
+            Some(ns) if matches!(id.kind, Kind::Pod | Kind::EndpointSlice) => {
+                filters.get(ns).is_some_and(|f| f.keeps(id.kind, o))
+            }
+            _ => true,
+        };
         let healthy = !matches!(update, Update::Failed(..));
         if healthy && !*up {
             *up = true;
@@ -176,17 +196,20 @@ impl KubeSource {
                 false
             }
             Update::Listed(id, o) => {
-                store.listed(&id, o);
+                if keeps(&id, &o) {
+                    store.listed(&id, o);
+                }
                 false
             }
             Update::ListDone(id) => {
                 store.list_done(&id);
                 true
             }
-            Update::Applied(id, o) => {
+            Update::Applied(id, o) if keeps(&id, &o) => {
                 store.apply(&id, o);
                 true
             }
+            Update::Applied(id, o) => store.delete(&id, &o),
             Update::Deleted(id, o) => {
                 store.delete(&id, &o);
                 true
@@ -212,31 +235,52 @@ impl KubeSource {
     }
 
     /// Starts the namespaced watches the scope needs and stops the others,
-    /// forgetting what they held; true if any started or stopped.
+    /// forgetting what they held; a namespace whose filter changed has its
+    /// Pod and EndpointSlice watches started again, to list what the old
+    /// filter dropped. True if any watch started or stopped.
     fn rewatch(
         &self,
         watches: &mut Watches,
         store: &mut Store,
+        filters: &mut BTreeMap<String, Filter>,
         served: &super::scope::Scope,
     ) -> bool {
+        let mut changed = false;
+        let mut restart = |watches: &mut Watches, store: &mut Store, ns: &str| {
+            for kind in [Kind::Pod, Kind::EndpointSlice] {
+                let id = namespaced(kind, ns);
+                changed |= watches.stop(&id);
+                store.forget(&id);
+            }
+        };
+        for (ns, filter) in &served.endpoint_namespaces {
+            if filters.get(ns) != Some(filter) {
+                restart(watches, store, ns);
+                filters.insert(ns.clone(), filter.clone());
+            }
+        }
+        let gone: Vec<String> = filters
+            .keys()
+            .filter(|ns| !served.endpoint_namespaces.contains_key(*ns))
+            .cloned()
+            .collect();
+        for ns in gone {
+            restart(watches, store, &ns);
+            filters.remove(&ns);
+        }
         let mut wanted: BTreeSet<WatchId> = BTreeSet::new();
         for ns in &served.service_namespaces {
             wanted.insert(namespaced(Kind::Service, ns));
         }
-        for ns in &served.endpoint_namespaces {
+        for ns in filters.keys() {
             wanted.insert(namespaced(Kind::Pod, ns));
             wanted.insert(namespaced(Kind::EndpointSlice, ns));
         }
-        let dynamic = |id: &WatchId| {
-            id.namespace.is_some()
-                && matches!(id.kind, Kind::Service | Kind::Pod | Kind::EndpointSlice)
-        };
         let stale: Vec<WatchId> = watches
             .ids()
-            .filter(|id| dynamic(id) && !wanted.contains(id))
+            .filter(|id| id.kind == Kind::Service && id.namespace.is_some() && !wanted.contains(id))
             .cloned()
             .collect();
-        let mut changed = false;
         for id in stale {
             changed |= watches.stop(&id);
             store.forget(&id);

@@ -30,6 +30,20 @@ pub enum Update {
     Failed(WatchId, String),
 }
 
+impl Update {
+    pub fn watch(&self) -> &WatchId {
+        match self {
+            Update::Listing(id)
+            | Update::Listed(id, _)
+            | Update::ListDone(id)
+            | Update::Applied(id, _)
+            | Update::Deleted(id, _)
+            | Update::Absent(id)
+            | Update::Failed(id, _) => id,
+        }
+    }
+}
+
 /// Retries after a failure: soon at first, then at most every 5 s, so a
 /// restarted API server is seen again quickly (kube's default waits up to 30 s).
 struct Retry(Duration);
@@ -49,20 +63,32 @@ impl Backoff for Retry {
     }
 }
 
+/// An update with the run of the watch that sent it: a watch stopped and
+/// started again may still have updates of its old run queued, which must not
+/// mix with the new run's list.
+pub type Tagged = (u64, Update);
+
 /// The running watches, started and stopped as the scope changes.
 pub struct Watches {
     client: kube::Client,
-    tx: UnboundedSender<Update>,
-    running: HashMap<WatchId, JoinHandle<()>>,
+    tx: UnboundedSender<Tagged>,
+    running: HashMap<WatchId, (u64, JoinHandle<()>)>,
+    runs: u64,
 }
 
 impl Watches {
-    pub fn new(client: kube::Client, tx: UnboundedSender<Update>) -> Self {
+    pub fn new(client: kube::Client, tx: UnboundedSender<Tagged>) -> Self {
         Watches {
             client,
             tx,
             running: HashMap::new(),
+            runs: 0,
         }
+    }
+
+    /// Whether an update comes from the current run of its watch.
+    pub fn current(&self, run: u64, id: &WatchId) -> bool {
+        self.running.get(id).is_some_and(|(r, _)| *r == run)
     }
 
     /// Starts `id` unless it runs; `labels` is a label selector for the API server.
@@ -70,20 +96,21 @@ impl Watches {
         if self.running.contains_key(&id) {
             return false;
         }
+        self.runs += 1;
         let task = tokio::spawn(run(
             self.client.clone(),
             id.clone(),
             labels,
-            self.tx.clone(),
+            (self.runs, self.tx.clone()),
         ));
-        self.running.insert(id, task);
+        self.running.insert(id, (self.runs, task));
         true
     }
 
     /// Stops `id`; true if it ran.
     pub fn stop(&mut self, id: &WatchId) -> bool {
         match self.running.remove(id) {
-            Some(task) => {
+            Some((_, task)) => {
                 task.abort();
                 true
             }
@@ -98,7 +125,7 @@ impl Watches {
 
 impl Drop for Watches {
     fn drop(&mut self) {
-        for task in self.running.values() {
+        for (_, task) in self.running.values() {
             task.abort();
         }
     }
@@ -117,7 +144,7 @@ async fn run(
     client: kube::Client,
     id: WatchId,
     labels: Option<&'static str>,
-    tx: UnboundedSender<Update>,
+    (run, tx): (u64, UnboundedSender<Tagged>),
 ) {
     let resource = id.kind.api_resource();
     let api: Api<DynamicObject> = match &id.namespace {
@@ -158,7 +185,7 @@ async fn run(
             }
             Err(e) => Update::Failed(id.clone(), e.to_string()),
         };
-        if tx.send(update).is_err() {
+        if tx.send((run, update)).is_err() {
             return;
         }
     }

@@ -165,9 +165,16 @@ fn serves_what_names_its_gateway_and_what_comes_with_it() {
     );
     assert_eq!(s.service_namespaces, BTreeSet::from(["shop".to_string()]));
     assert_eq!(
-        s.endpoint_namespaces,
-        BTreeSet::from(["other".to_string(), "shop".to_string()])
+        s.endpoint_namespaces.keys().collect::<Vec<_>>(),
+        ["other", "shop"]
     );
+    let shop = &s.endpoint_namespaces["shop"];
+    let pod = |app: &str| serde_json::json!({"metadata": {"labels": {"app": app}}});
+    assert!(shop.keeps(Kind::Pod, &pod("cart")));
+    assert!(!shop.keeps(Kind::Pod, &pod("legacy")), "opted out");
+    let slice = |svc: &str| serde_json::json!({"metadata": {"labels": {"kubernetes.io/service-name": svc}}});
+    assert!(shop.keeps(Kind::EndpointSlice, &slice("cart")));
+    assert!(!shop.keeps(Kind::EndpointSlice, &slice("legacy")));
 }
 
 #[test]
