@@ -225,6 +225,16 @@ pub struct Scope {
     pub endpoint_namespaces: BTreeMap<String, Filter>,
     /// The served Services, (namespace, name).
     pub services: BTreeSet<(String, String)>,
+    /// Namespaces whose labels matter: the served Services' and the Gateway's.
+    /// Others are held only while they name this waypoint.
+    pub namespaces: BTreeSet<String>,
+}
+
+/// Whether a Namespace is worth holding: it names this waypoint, or it is one
+/// of `wanted`.
+pub fn keeps_namespace(object: &Value, gw: &GatewayRef, wanted: &BTreeSet<String>) -> bool {
+    let (_, name) = key(object);
+    wanted.contains(&name) || is_ours(&binding(&labels(object), &name), gw)
 }
 
 pub fn scope(store: &Store, gw: &GatewayRef) -> Scope {
@@ -344,7 +354,9 @@ pub fn scope(store: &Store, gw: &GatewayRef) -> Scope {
             .filter(|((ns, name), _)| *ns == gw.namespace && *name == gw.name)
             .map(|(_, o)| o.clone()),
     );
+    let namespaces = wanted_ns.iter().map(|n| n.to_string()).collect();
     Scope {
+        namespaces,
         services: served
             .iter()
             .map(|(ns, name)| (ns.to_string(), name.to_string()))

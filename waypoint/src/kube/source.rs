@@ -6,7 +6,7 @@
 //! reported; the rest goes live.
 
 use super::kinds::Kind;
-use super::scope::{scope, Filter, GatewayRef, Store, WatchId};
+use super::scope::{keeps_namespace, scope, Filter, GatewayRef, Store, WatchId};
 use super::watch::{Update, Watches};
 use crate::state::State;
 use std::collections::BTreeMap;
@@ -71,6 +71,7 @@ impl KubeSource {
         watches.ensure(namespaced(Kind::Gateway, &self.gateway.namespace), None);
         let mut store = Store::default();
         let mut filters: BTreeMap<String, Filter> = BTreeMap::new();
+        let mut namespaces: BTreeSet<String> = BTreeSet::new();
         let mut up = true;
         let mut published = false;
         // Changes not yet published (held back while a new watch lists).
@@ -86,14 +87,14 @@ impl KubeSource {
             };
             if let Some((run, u)) = first {
                 if watches.current(run, u.watch()) {
-                    dirty |= self.apply(&mut store, &filters, u, &mut up);
+                    dirty |= self.apply(&mut store, (&filters, &namespaces), u, &mut up);
                 }
                 let quiet = Instant::now() + self.debounce;
                 loop {
                     tokio::select! {
                         u = rx.recv() => match u {
                             Some((run, u)) => if watches.current(run, u.watch()) {
-                                dirty |= self.apply(&mut store, &filters, u, &mut up);
+                                dirty |= self.apply(&mut store, (&filters, &namespaces), u, &mut up);
                             },
                             None => return,
                         },
@@ -103,6 +104,14 @@ impl KubeSource {
             }
             let served = scope(&store, &self.gateway);
             dirty |= self.rewatch(&mut watches, &mut store, &mut filters, &served);
+            if served.namespaces != namespaces {
+                // Namespaces dropped as unwanted must be listed again now;
+                // what is held stays until the new list replaces it.
+                namespaces = served.namespaces.clone();
+                let id = cluster(Kind::Namespace);
+                watches.stop(&id);
+                watches.ensure(id, None);
+            }
             let listing = watches.ids().any(|id| !store.synced(id));
             if !listing {
                 waiting_since = None;
@@ -174,14 +183,15 @@ impl KubeSource {
     fn apply(
         &self,
         store: &mut Store,
-        filters: &BTreeMap<String, Filter>,
+        (filters, namespaces): (&BTreeMap<String, Filter>, &BTreeSet<String>),
         update: Update,
         up: &mut bool,
     ) -> bool {
-        let keeps = |id: &WatchId, o: &serde_json::Value| match &id.namespace {
-            Some(ns) if matches!(id.kind, Kind::Pod | Kind::EndpointSlice) => {
+        let keeps = |id: &WatchId, o: &serde_json::Value| match (&id.namespace, id.kind) {
+            (Some(ns), Kind::Pod | Kind::EndpointSlice) => {
                 filters.get(ns).is_some_and(|f| f.keeps(id.kind, o))
             }
+            (None, Kind::Namespace) => keeps_namespace(o, &self.gateway, namespaces),
             _ => true,
         };
         let healthy = !matches!(update, Update::Failed(..));
@@ -246,16 +256,13 @@ impl KubeSource {
         served: &super::scope::Scope,
     ) -> bool {
         let mut changed = false;
-        let mut restart = |watches: &mut Watches, store: &mut Store, ns: &str| {
-            for kind in [Kind::Pod, Kind::EndpointSlice] {
-                let id = namespaced(kind, ns);
-                changed |= watches.stop(&id);
-                store.forget(&id);
-            }
-        };
+        // What a restarted watch held stays until its new list replaces it, so
+        // a changed filter never leaves a Service without endpoints meanwhile.
         for (ns, filter) in &served.endpoint_namespaces {
             if filters.get(ns) != Some(filter) {
-                restart(watches, store, ns);
+                for kind in [Kind::Pod, Kind::EndpointSlice] {
+                    changed |= watches.stop(&namespaced(kind, ns));
+                }
                 filters.insert(ns.clone(), filter.clone());
             }
         }
@@ -265,7 +272,11 @@ impl KubeSource {
             .cloned()
             .collect();
         for ns in gone {
-            restart(watches, store, &ns);
+            for kind in [Kind::Pod, Kind::EndpointSlice] {
+                let id = namespaced(kind, &ns);
+                changed |= watches.stop(&id);
+                store.forget(&id);
+            }
             filters.remove(&ns);
         }
         let mut wanted: BTreeSet<WatchId> = BTreeSet::new();
