@@ -143,10 +143,12 @@ impl KubeApi {
         path
     }
 
-    /// Creates or replaces an object, as the test's own unchecked write: `status`
-    /// included, no preconditions. It gets a new resourceVersion, and watchers an
-    /// ADDED or MODIFIED event, unless nothing changed. A namespaced object without
-    /// a namespace goes to `default`. Returns the stored object.
+    /// Creates or replaces an object, as the test's own unchecked write: no
+    /// preconditions, `status` written as given (left out, the stored status stays,
+    /// as with `kubectl apply` next to a controller; `null` removes it). It gets a
+    /// new resourceVersion, and watchers an ADDED or MODIFIED event, unless nothing
+    /// changed. A namespaced object without a namespace goes to `default`. Returns
+    /// the stored object.
     ///
     /// # Panics
     /// If the object has no `metadata.name`, or its `apiVersion`/`kind` is not a

@@ -96,7 +96,8 @@ pub(crate) struct Resource {
 /// Which part of an object a write may change.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Part {
-    /// The test's own writes: everything as given.
+    /// The test's own writes: everything as given, except that leaving `status`
+    /// out keeps the stored one.
     All,
     /// Writes to the object: `status` stays as stored (kinds with a status subresource).
     Main,
@@ -271,6 +272,15 @@ impl Store {
                 _ => {}
             }
         }
+        if write.part == Part::All {
+            // Like `kubectl apply` beside a controller writing status: a test that
+            // leaves `status` out keeps the stored one; `null` removes it.
+            match (new.get("status"), &old_value) {
+                (None, Some(old)) => set_field(&mut new, "status", old.get("status").cloned()),
+                (Some(Value::Null), _) => set_field(&mut new, "status", None),
+                _ => {}
+            }
+        }
         let generation = match &old_value {
             None => 1,
             Some(stored) => {
@@ -424,7 +434,8 @@ fn set_name(
             );
             return Err(ApiError::bad_request(message));
         }
-        _ => meta.insert("name".into(), name.into()),
+        Some(_) => None,
+        None => meta.insert("name".into(), name.into()),
     };
     if !ty.namespaced {
         meta.remove("namespace");
@@ -435,6 +446,7 @@ fn set_name(
             let message = "the namespace of the provided object does not match the namespace sent on the request";
             Err(ApiError::bad_request(message))
         }
+        Some(given) if given == namespace => Ok(()),
         _ => {
             meta.insert("namespace".into(), namespace.into());
             Ok(())
@@ -505,12 +517,10 @@ fn record_manager(meta: &mut Map<String, Value>, manager: &str, api_version: &st
 
 pub(crate) fn metadata(value: &mut Value) -> &mut Map<String, Value> {
     let object = value.as_object_mut().expect("checked to be an object");
-    let meta = object
-        .entry("metadata")
-        .or_insert_with(|| Value::Object(Map::new()));
-    if !meta.is_object() {
-        *meta = Value::Object(Map::new());
+    if !object.get("metadata").is_some_and(Value::is_object) {
+        object.insert("metadata".into(), Value::Object(Map::new()));
     }
+    let meta = object.get_mut("metadata").expect("inserted above");
     meta.as_object_mut().expect("made an object above")
 }
 
