@@ -398,6 +398,6 @@ fn apply_one(store: &mut Store, object: Value) -> (ResId, Arc<Obj>) {
 
 /// The object as a client of the kind's first version sees it.
 fn present(ty: &ResourceType, obj: &Obj) -> Value {
-    let bytes = body::object(&body::type_prefix(ty, &ty.versions[0]), &obj.body);
+    let bytes = body::View::new(ty, &ty.versions[0], None).object(obj);
     serde_json::from_slice(&bytes).expect("stored objects are JSON")
 }

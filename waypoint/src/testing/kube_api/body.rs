@@ -16,15 +16,86 @@ use tokio::sync::mpsc;
 /// never one buffer.
 const CHUNK: usize = 64 * 1024;
 
-/// `{"apiVersion":"…","kind":"…"`: what every object served at `version` starts with.
-pub(crate) fn type_prefix(ty: &ResourceType, version: &str) -> Bytes {
-    let api_version = serde_json::to_string(&ty.api_version(version)).expect("a string serializes");
-    let kind = serde_json::to_string(&ty.kind).expect("a string serializes");
-    Bytes::from(format!("{{\"apiVersion\":{api_version},\"kind\":{kind}"))
+/// How objects of one kind are rendered for one request: at the requested version,
+/// or as `PartialObjectMetadata` when the client asked for metadata only
+/// (`Accept: application/json;as=PartialObjectMetadata…`, what kube sends for
+/// `Api<PartialObjectMeta<K>>` and `metadata_watcher`).
+#[derive(Clone)]
+pub(crate) struct View {
+    /// `{"apiVersion":"…","kind":"…"`: what every object starts with.
+    prefix: Bytes,
+    api_version: String,
+    kind: String,
+    metadata_only: bool,
+}
+
+impl View {
+    pub(crate) fn new(ty: &ResourceType, version: &str, accept: Option<&str>) -> View {
+        let metadata_only = accept.is_some_and(|a| a.contains("as=PartialObjectMetadata"));
+        let (api_version, kind) = match metadata_only {
+            true => (
+                "meta.k8s.io/v1".to_string(),
+                "PartialObjectMetadata".to_string(),
+            ),
+            false => (ty.api_version(version), ty.kind.clone()),
+        };
+        let prefix = format!(
+            "{{\"apiVersion\":{},\"kind\":{}",
+            serde_json::Value::from(api_version.as_str()),
+            serde_json::Value::from(kind.as_str())
+        );
+        View {
+            prefix: prefix.into(),
+            api_version,
+            kind,
+            metadata_only,
+        }
+    }
+
+    /// The list's `apiVersion` and `kind`.
+    pub(crate) fn list_type(&self) -> (&str, String) {
+        (&self.api_version, format!("{}List", self.kind))
+    }
+
+    fn put(&self, buf: &mut BytesMut, obj: &Obj) {
+        if self.metadata_only {
+            put_object(buf, &self.prefix, &obj.metadata_body());
+        } else {
+            put_object(buf, &self.prefix, &obj.body);
+        }
+    }
+
+    pub(crate) fn object(&self, obj: &Obj) -> Bytes {
+        let mut buf = BytesMut::with_capacity(self.prefix.len() + obj.body.len() + 1);
+        self.put(&mut buf, obj);
+        buf.freeze()
+    }
+
+    /// One watch event line: `{"type":"ADDED","object":{…}}\n`.
+    pub(crate) fn put_event(&self, buf: &mut BytesMut, kind: &str, obj: &Obj) {
+        put_event_head(buf, kind);
+        self.put(buf, obj);
+        buf.put_slice(b"}\n");
+    }
+
+    /// A BOOKMARK carries only a resourceVersion; the one that ends a streaming
+    /// list's initial events says so in an annotation.
+    pub(crate) fn bookmark(&self, rv: u64, initial_events_end: bool) -> Bytes {
+        let annotations = match initial_events_end {
+            true => ",\"annotations\":{\"k8s.io/initial-events-end\":\"true\"}",
+            false => "",
+        };
+        let body = format!("{{\"metadata\":{{\"resourceVersion\":\"{rv}\"{annotations}}}}}");
+        let mut buf = BytesMut::new();
+        put_event_head(&mut buf, "BOOKMARK");
+        put_object(&mut buf, &self.prefix, body.as_bytes());
+        buf.put_slice(b"}\n");
+        buf.freeze()
+    }
 }
 
 /// A stored body (a JSON object without `apiVersion`/`kind`) behind a type prefix.
-pub(crate) fn put_object(buf: &mut BytesMut, prefix: &[u8], body: &[u8]) {
+fn put_object(buf: &mut BytesMut, prefix: &[u8], body: &[u8]) {
     buf.put_slice(prefix);
     if body.len() > 2 {
         buf.put_u8(b',');
@@ -34,33 +105,10 @@ pub(crate) fn put_object(buf: &mut BytesMut, prefix: &[u8], body: &[u8]) {
     }
 }
 
-pub(crate) fn object(prefix: &[u8], body: &[u8]) -> Bytes {
-    let mut buf = BytesMut::with_capacity(prefix.len() + body.len() + 1);
-    put_object(&mut buf, prefix, body);
-    buf.freeze()
-}
-
-/// One watch event line: `{"type":"ADDED","object":{…}}\n`.
-pub(crate) fn put_event(buf: &mut BytesMut, kind: &str, prefix: &[u8], body: &[u8]) {
+fn put_event_head(buf: &mut BytesMut, kind: &str) {
     buf.put_slice(b"{\"type\":\"");
     buf.put_slice(kind.as_bytes());
     buf.put_slice(b"\",\"object\":");
-    put_object(buf, prefix, body);
-    buf.put_slice(b"}\n");
-}
-
-/// A BOOKMARK carries only a resourceVersion; the one that ends a streaming list's
-/// initial events says so in an annotation.
-pub(crate) fn bookmark(prefix: &[u8], rv: u64, initial_events_end: bool) -> Bytes {
-    let annotations = if initial_events_end {
-        ",\"annotations\":{\"k8s.io/initial-events-end\":\"true\"}"
-    } else {
-        ""
-    };
-    let body = format!("{{\"metadata\":{{\"resourceVersion\":\"{rv}\"{annotations}}}}}");
-    let mut buf = BytesMut::new();
-    put_event(&mut buf, "BOOKMARK", prefix, body.as_bytes());
-    buf.freeze()
 }
 
 pub(crate) fn error_event(error: &ApiError) -> Bytes {
@@ -86,29 +134,24 @@ impl Body {
 /// takes them.
 pub(crate) struct ListBody {
     head: Option<Bytes>,
-    prefix: Bytes,
+    view: View,
     items: std::vec::IntoIter<Arc<Obj>>,
     first: bool,
     done: bool,
 }
 
 impl ListBody {
-    /// `list_kind` and `metadata` (a JSON object) open the list; `items` follow.
-    pub(crate) fn new(
-        prefix: Bytes,
-        api_version: &str,
-        list_kind: &str,
-        metadata: &str,
-        items: Vec<Arc<Obj>>,
-    ) -> ListBody {
+    /// `metadata` (a JSON object) opens the list; `items` follow.
+    pub(crate) fn new(view: View, metadata: &str, items: Vec<Arc<Obj>>) -> ListBody {
+        let (api_version, kind) = view.list_type();
         let head = format!(
             "{{\"apiVersion\":{},\"kind\":{},\"metadata\":{metadata},\"items\":[",
             serde_json::Value::from(api_version),
-            serde_json::Value::from(list_kind)
+            serde_json::Value::from(kind)
         );
         ListBody {
             head: Some(head.into()),
-            prefix,
+            view,
             items: items.into_iter(),
             first: true,
             done: false,
@@ -132,7 +175,7 @@ impl ListBody {
             if !std::mem::take(&mut self.first) {
                 buf.put_u8(b',');
             }
-            put_object(&mut buf, &self.prefix, &obj.body);
+            self.view.put(&mut buf, &obj);
         }
         Some(buf.freeze())
     }

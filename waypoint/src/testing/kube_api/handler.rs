@@ -1,7 +1,7 @@
 //! One request: the path and method become an API verb on a kind, answered as the
 //! API server answers it, and logged.
 
-use super::body::{self, Body, ListBody};
+use super::body::{Body, ListBody, View};
 use super::discovery;
 use super::patch::{merge, PatchType};
 use super::requests::{Request, Verb};
@@ -13,7 +13,7 @@ use super::store::{Mode, Obj, Part, Preconditions, ResId, Write};
 use super::watch::{self, Start, WatchRequest};
 use super::Shared;
 use bytes::Bytes;
-use http::header::CONTENT_TYPE;
+use http::header::{ACCEPT, CONTENT_TYPE};
 use http::{Method, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -60,7 +60,16 @@ pub(crate) async fn handle(
     };
     let answer = match route::target(parts.uri.path()) {
         Target::Resource(target) => {
-            on_resource(&shared, &parts.method, &target, &query, &body, &mut log)
+            let accept = parts.headers.get(ACCEPT).and_then(|v| v.to_str().ok());
+            on_resource(
+                &shared,
+                &parts.method,
+                &target,
+                &query,
+                accept,
+                &body,
+                &mut log,
+            )
         }
         Target::Discovery(d) => {
             log.verb = Verb::Discovery;
@@ -88,7 +97,7 @@ struct Op<'a> {
     id: ResId,
     ty: ResourceType,
     version: &'a str,
-    prefix: Bytes,
+    view: View,
     namespace: Option<&'a str>,
     query: &'a Query,
 }
@@ -98,6 +107,7 @@ fn on_resource(
     method: &Method,
     t: &ResourcePath<'_>,
     query: &Query,
+    accept: Option<&str>,
     body: &Bytes,
     log: &mut Request,
 ) -> Answer {
@@ -129,13 +139,13 @@ fn on_resource(
     } else {
         Part::Main
     };
-    let prefix = body::type_prefix(&ty, t.version);
+    let view = View::new(&ty, t.version, accept);
     let op = Op {
         shared,
         id,
         ty,
         version: t.version,
-        prefix,
+        view,
         namespace: t.namespace,
         query,
     };
@@ -198,7 +208,7 @@ impl Op<'_> {
     }
 
     fn object(&self, code: u16, obj: &Obj) -> Answer {
-        Ok(json_response(code, body::object(&self.prefix, &obj.body)))
+        Ok(json_response(code, self.view.object(obj)))
     }
 
     fn reject_dry_run(&self) -> Result<(), ApiError> {
@@ -250,15 +260,7 @@ impl Op<'_> {
             let last = items.last().expect("limit is positive");
             meta["continue"] = format!("{list_rv}/{}/{}", last.namespace, last.name).into();
         }
-        let api_version = self.ty.api_version(self.version);
-        let list_kind = format!("{}List", self.ty.kind);
-        let list = ListBody::new(
-            self.prefix.clone(),
-            &api_version,
-            &list_kind,
-            &meta.to_string(),
-            items,
-        );
+        let list = ListBody::new(self.view.clone(), &meta.to_string(), items);
         let response = Response::builder()
             .header(CONTENT_TYPE, "application/json")
             .body(Body::List(list));
@@ -297,7 +299,7 @@ impl Op<'_> {
             .map(Duration::from_secs);
         let req = WatchRequest {
             res: self.id,
-            prefix: self.prefix.clone(),
+            view: self.view.clone(),
             filter: self.filter()?,
             start,
             bookmarks: self.query.flag("allowWatchBookmarks"),
@@ -452,14 +454,7 @@ impl Op<'_> {
         let meta = json!({"resourceVersion": st.store.rv().to_string()}).to_string();
         drop(st);
         self.shared.notify();
-        let api_version = self.ty.api_version(self.version);
-        let list = ListBody::new(
-            self.prefix.clone(),
-            &api_version,
-            &format!("{}List", self.ty.kind),
-            &meta,
-            deleted,
-        );
+        let list = ListBody::new(self.view.clone(), &meta, deleted);
         let response = Response::builder()
             .header(CONTENT_TYPE, "application/json")
             .body(Body::List(list));

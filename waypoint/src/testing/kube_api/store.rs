@@ -54,6 +54,18 @@ impl Obj {
             .map(|(_, v)| v.as_str())
     }
 
+    /// `{"metadata":{…}}`, for clients that asked for metadata only.
+    pub(crate) fn metadata_body(&self) -> Bytes {
+        let mut value = self.value();
+        let meta = value
+            .get_mut("metadata")
+            .map(Value::take)
+            .unwrap_or_default();
+        serde_json::to_vec(&serde_json::json!({ "metadata": meta }))
+            .expect("JSON serializes")
+            .into()
+    }
+
     /// The stored object without `apiVersion` and `kind`.
     pub(crate) fn value(&self) -> Value {
         serde_json::from_slice(&self.body).expect("stored bodies are JSON")

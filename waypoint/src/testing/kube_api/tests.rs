@@ -9,6 +9,7 @@ use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch,
     PatchParams, PostParams, WatchEvent, WatchParams,
 };
+use kube::core::PartialObjectMeta;
 use kube::runtime::{reflector, watcher};
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};

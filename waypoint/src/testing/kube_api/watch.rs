@@ -9,7 +9,7 @@
 //! is compacted (an ERROR event with a 410 Expired Status, as the API server sends
 //! when a watch falls out of its window).
 
-use super::body::{self, Body};
+use super::body::{self, Body, View};
 use super::selector::Filter;
 use super::status::ApiError;
 use super::store::{Change, Entry, Obj, ResId};
@@ -90,7 +90,7 @@ pub(crate) enum Start {
 
 pub(crate) struct WatchRequest {
     pub(crate) res: ResId,
-    pub(crate) prefix: Bytes,
+    pub(crate) view: View,
     pub(crate) filter: Filter,
     pub(crate) start: Start,
     pub(crate) bookmarks: bool,
@@ -163,16 +163,12 @@ async fn run(reg: Registered, req: WatchRequest, tx: mpsc::Sender<Bytes>) {
     }
     for batch in initial.chunks(BATCH) {
         let batch = batch.iter().map(|o| ("ADDED", o.clone())).collect();
-        if tx.send(render(&req.prefix, batch)).await.is_err() {
+        if tx.send(render(&req.view, batch)).await.is_err() {
             return;
         }
     }
     if let Start::Current { mark_end: true, .. } = req.start {
-        if tx
-            .send(body::bookmark(&req.prefix, cursor, true))
-            .await
-            .is_err()
-        {
+        if tx.send(req.view.bookmark(cursor, true)).await.is_err() {
             return;
         }
     }
@@ -182,11 +178,11 @@ async fn run(reg: Registered, req: WatchRequest, tx: mpsc::Sender<Bytes>) {
         let step = step(&mut shared.lock(), reg.id, &req, &mut cursor, bookmark_due);
         let (chunk, last) = match step {
             Step::Events(batch) if batch.is_empty() => continue,
-            Step::Events(batch) => (render(&req.prefix, batch), false),
+            Step::Events(batch) => (render(&req.view, batch), false),
             Step::Bookmark(rv) => {
                 bookmark_due = false;
                 next_bookmark = Instant::now() + shared.lock().bookmark_interval;
-                (body::bookmark(&req.prefix, rv, false), false)
+                (req.view.bookmark(rv, false), false)
             }
             Step::End(End::Closed) => return,
             Step::End(End::Expired) => {
@@ -258,14 +254,11 @@ fn seen_as(entry: &Entry, filter: &Filter) -> Option<&'static str> {
     }
 }
 
-fn render(prefix: &[u8], batch: Vec<(&'static str, Arc<Obj>)>) -> Bytes {
-    let size = batch
-        .iter()
-        .map(|(_, o)| o.body.len() + prefix.len() + 32)
-        .sum();
+fn render(view: &View, batch: Vec<(&'static str, Arc<Obj>)>) -> Bytes {
+    let size = batch.iter().map(|(_, o)| o.body.len() + 96).sum();
     let mut buf = BytesMut::with_capacity(size);
     for (kind, obj) in batch {
-        body::put_event(&mut buf, kind, prefix, &obj.body);
+        view.put_event(&mut buf, kind, &obj);
     }
     buf.freeze()
 }

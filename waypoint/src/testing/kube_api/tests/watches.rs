@@ -284,3 +284,23 @@ async fn watchers_see_a_bulk_load_as_events() {
     eventually("5000 pods", || mirror.store.len() == 5_000).await;
     assert!(mirror.errors().is_empty());
 }
+
+#[tokio::test]
+async fn metadata_only_clients_get_partial_object_metadata() {
+    let api = KubeApi::start().await;
+    api.apply(pod("default", "p", "10.0.0.1"));
+    let pods: Api<Pod> = Api::default_namespaced(api.client());
+    let listed = pods.list_metadata(&ListParams::default()).await.unwrap();
+    assert_eq!(listed.types.kind, "PartialObjectMetadataList");
+    let item = &listed.items[0];
+    assert_eq!(item.types.as_ref().unwrap().kind, "PartialObjectMetadata");
+    assert_eq!(item.metadata.labels.as_ref().unwrap()["app"], "a");
+
+    let meta: Api<PartialObjectMeta<Pod>> = Api::all(api.client());
+    let mirror = Mirror::start(meta, watcher::Config::default());
+    mirror.converges_to(&["p"]).await;
+    api.apply(pod("default", "q", "10.0.0.2"));
+    mirror.converges_to(&["p", "q"]).await;
+    let watch = &api.requests_to(Verb::Watch, "pods")[0];
+    assert_eq!(watch.code, 200);
+}
