@@ -246,6 +246,24 @@ async fn raw_watches_carry_bookmarks_and_streaming_lists_work() {
         matches!(next(&mut events).await.unwrap(), WatchEvent::Added(s) if s.metadata.name.as_deref() == Some("b"))
     );
 
+    // Bookmarks also come unasked, and `timeoutSeconds` ends the stream cleanly.
+    api.set_bookmark_interval(Duration::from_millis(50));
+    let wp = WatchParams::default().timeout(1);
+    let mut short = services
+        .watch(&wp, &api.resource_version().to_string())
+        .await
+        .unwrap()
+        .boxed();
+    assert!(matches!(
+        next(&mut short).await.unwrap(),
+        WatchEvent::Bookmark(_)
+    ));
+    let started = Instant::now();
+    while let Some(event) = tokio::time::timeout(TIMEOUT, short.next()).await.unwrap() {
+        assert!(matches!(event.unwrap(), WatchEvent::Bookmark(_)));
+    }
+    assert!(started.elapsed() < Duration::from_secs(2));
+
     // Resuming from before a compaction: a 200 whose stream is one 410 ERROR event.
     api.compact();
     let mut stale = services
