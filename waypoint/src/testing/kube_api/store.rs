@@ -233,9 +233,11 @@ impl Store {
         namespace: Option<&'a str>,
         after: Option<Key>,
     ) -> impl Iterator<Item = &'a Arc<Obj>> + 'a {
-        let start = match (after, namespace) {
+        let first = namespace.map(|ns| (ns.to_string(), String::new()));
+        let start = match (after, first) {
+            (Some(after), Some(first)) if after < first => Bound::Included(first),
             (Some(after), _) => Bound::Excluded(after),
-            (None, Some(ns)) => Bound::Included((ns.to_string(), String::new())),
+            (None, Some(first)) => Bound::Included(first),
             (None, None) => Bound::Unbounded,
         };
         self.resources[id]
