@@ -1,6 +1,9 @@
 //! Worlds for the tests, the load benchmark and anyone trying the waypoint locally:
 //! the seed productpage manifests around pods that listen wherever the caller's
-//! backends do (a named `targetPort`, so each pod may use its own port).
+//! backends do (a named `targetPort`, so each pod may use its own port); and
+//! [`kube_api`], a fake Kubernetes API server to run the Kubernetes source against.
+
+pub mod kube_api;
 
 use std::fmt::Write;
 
