@@ -6,6 +6,7 @@ mod gamma;
 mod hbone_reuse;
 mod hostile;
 mod httproute;
+mod kube_source;
 mod live;
 mod mtls;
 mod plaintext;

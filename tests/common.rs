@@ -2,6 +2,7 @@
 
 pub mod certs;
 pub mod envoy;
+pub mod kube;
 pub mod otlp;
 pub mod proc;
 pub mod world;

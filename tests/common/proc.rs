@@ -59,13 +59,50 @@ impl WaypointProc {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> WaypointProc {
+        let dir = config_dir.display().to_string();
+        let mut args = vec!["--config-dir", dir.as_str()];
+        args.extend_from_slice(extra);
+        let mut p = Self::spawn(cert_dir, &args, env);
+        p.wait_ready().await;
+        p
+    }
+
+    /// Reading its config from a (fake) Kubernetes API server through
+    /// `kubeconfig`, as the waypoint of Gateway `gateway` (NAMESPACE/NAME); returns
+    /// once `/healthz/ready` says the first sync is done.
+    pub async fn start_kube(
+        kubeconfig: &Path,
+        gateway: &str,
+        cert_dir: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> WaypointProc {
+        let kc = kubeconfig.display().to_string();
+        let mut args = vec![
+            "--config-source",
+            "kubernetes",
+            "--kubeconfig",
+            kc.as_str(),
+            "--gateway",
+            gateway,
+        ];
+        args.extend_from_slice(extra);
+        let mut p = Self::spawn(cert_dir, &args, env);
+        p.wait_ready().await;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !p.ready().await {
+            assert!(Instant::now() < deadline, "never ready:\n{}", p.logs());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        p
+    }
+
+    fn spawn(cert_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> WaypointProc {
         let (hbone, http, admin, metrics) = (free_addr(), free_addr(), free_addr(), free_addr());
         let log = tempfile::NamedTempFile::new().unwrap();
         let out = tempfile::NamedTempFile::new().unwrap();
         let child = Command::new(bin())
             .arg("run")
-            .arg("--config-dir")
-            .arg(config_dir)
             .arg("--cert-dir")
             .arg(cert_dir)
             .args(["--hbone-addr", &hbone.to_string()])
@@ -73,14 +110,18 @@ impl WaypointProc {
             .args(["--admin-addr", &admin.to_string()])
             .args(["--metrics-addr", &metrics.to_string()])
             .args(["--workers", "2"])
-            .args(extra)
+            .args(args)
             .env("RUST_LOG", "info,access=debug")
+            // kube's client is built without proxy support and refuses to start
+            // when one is set; the API server here is on loopback anyway.
+            .env_remove("HTTPS_PROXY")
+            .env_remove("https_proxy")
             .envs(env.iter().copied())
             .stdout(out.reopen().unwrap())
             .stderr(log.reopen().unwrap())
             .spawn()
             .unwrap();
-        let mut p = WaypointProc {
+        WaypointProc {
             child,
             hbone,
             http,
@@ -88,9 +129,22 @@ impl WaypointProc {
             metrics,
             log,
             out,
+        }
+    }
+
+    /// Whether `/healthz/ready` answers 200.
+    pub async fn ready(&self) -> bool {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let Ok(mut s) = tokio::net::TcpStream::connect(self.admin).await else {
+            return false;
         };
-        p.wait_ready().await;
-        p
+        let req = b"GET /healthz/ready HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n";
+        if s.write_all(req).await.is_err() {
+            return false;
+        }
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out).await;
+        out.starts_with("HTTP/1.1 200")
     }
 
     async fn wait_ready(&mut self) {
