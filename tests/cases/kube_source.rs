@@ -284,7 +284,7 @@ spec:
         "{broken}"
     );
     eventually("an Event names the DestinationRule", || {
-        c.api.list("events").iter().any(|e| {
+        c.api.list("events.events.k8s.io").iter().any(|e| {
             e["regarding"]["name"] == "broken-dr"
                 && e["note"]
                     .as_str()

@@ -242,6 +242,7 @@ impl StatusWriter {
             };
             let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), ns, &ar);
             let mut event = DynamicObject::new("", &ar);
+            event.metadata.name = None;
             event.metadata.generate_name = Some(format!("{}.", r.resource.name));
             event.metadata.namespace = Some(ns.to_string());
             event.data = json!({
