@@ -84,6 +84,8 @@ pub struct Metrics {
     /// Objects the Kubernetes source holds, and resources it rejected.
     pub config_objects: IntGauge,
     pub config_rejected: IntGauge,
+    /// Seconds to scope, translate and swap in one Kubernetes snapshot.
+    pub config_build: Histogram,
     /// Access-log lines dropped because the writer fell behind.
     pub access_log_dropped: IntCounter,
     /// Downstream requests, streams and connections refused, by reason.
@@ -260,6 +262,17 @@ impl Metrics {
             "waypoint_config_rejected_resources",
             "Resources left out of the config because they failed validation.",
         );
+        let config_build = Histogram::with_opts(
+            HistogramOpts::new(
+                "waypoint_config_build_seconds",
+                "Time to scope, translate and swap in a config from the Kubernetes API.",
+            )
+            .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0]),
+        )
+        .expect("static metric");
+        registry
+            .register(Box::new(config_build.clone()))
+            .expect("unique metric");
         let (rejected, rejected_vec) = Rejections::new();
         registry
             .register(Box::new(rejected_vec))
@@ -286,6 +299,7 @@ impl Metrics {
             config_source_up,
             config_objects,
             config_rejected,
+            config_build,
             access_log_dropped,
             rejected,
         }

@@ -133,8 +133,12 @@ impl KubeSource {
                 continue;
             }
             dirty = false;
+            let started = std::time::Instant::now();
             let served = scope(&store, &self.gateway);
             self.publish(&served, &mut last_rejected, store.len());
+            self.metrics
+                .config_build
+                .observe(started.elapsed().as_secs_f64());
             if !published {
                 published = true;
                 self.state.set_synced(true);
