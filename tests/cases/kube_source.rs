@@ -338,10 +338,45 @@ async fn the_api_server_going_away_loses_nothing() {
     })
     .await;
     assert_eq!(c.requests("pp-v1"), v1);
+    // History compacted away (410 Gone): the watches list again and go on.
+    c.api.compact();
+    c.api.delete("httproutes", "shop", "canary");
+    let v1 = c.requests("pp-v1");
+    eventually("the route's removal after compaction takes effect", || {
+        c.requests("pp-v1") > v1 + 20
+    })
+    .await;
     let (ok, failed) = load.stop().await;
     assert!(failed.is_empty(), "{failed:?}");
     assert!(ok > 50);
     assert!(wp.log_contains("serving generation").await, "{}", wp.logs());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_waits_for_the_first_sync() {
+    let mut c = Cluster::new().await;
+    c.add_pod("pp-1", "v1", true).await;
+    c.api.pause();
+    let certs = Certs::new();
+    let wp =
+        WaypointProc::start_kube_unready(&c.kubeconfig, GATEWAY, &certs.waypoint_dir, &[], &[])
+            .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!wp.ready().await, "ready before any sync");
+    c.api.resume();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !wp.ready().await {
+        assert!(Instant::now() < deadline, "never ready:\n{}", wp.logs());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut t = crate::common::tunnel(&wp, &certs, VIP).await;
+    assert_eq!(
+        t.get("http://productpage.shop:9080/", &[])
+            .await
+            .unwrap()
+            .status,
+        200
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -77,6 +77,23 @@ impl WaypointProc {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> WaypointProc {
+        let p = Self::start_kube_unready(kubeconfig, gateway, cert_dir, extra, env).await;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !p.ready().await {
+            assert!(Instant::now() < deadline, "never ready:\n{}", p.logs());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        p
+    }
+
+    /// As [`start_kube`](Self::start_kube), returning once the listeners are up.
+    pub async fn start_kube_unready(
+        kubeconfig: &Path,
+        gateway: &str,
+        cert_dir: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> WaypointProc {
         let kc = kubeconfig.display().to_string();
         let mut args = vec![
             "--config-source",
@@ -89,11 +106,6 @@ impl WaypointProc {
         args.extend_from_slice(extra);
         let mut p = Self::spawn(cert_dir, &args, env);
         p.wait_ready().await;
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !p.ready().await {
-            assert!(Instant::now() < deadline, "never ready:\n{}", p.logs());
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
         p
     }
 

@@ -267,7 +267,9 @@ impl Metrics {
                 "waypoint_config_build_seconds",
                 "Time to scope, translate and swap in a config from the Kubernetes API.",
             )
-            .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0]),
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+            ]),
         )
         .expect("static metric");
         registry
