@@ -76,6 +76,23 @@ async fn start(c: &Cluster, certs: &Certs) -> WaypointProc {
     WaypointProc::start_kube(&c.kubeconfig, GATEWAY, &certs.waypoint_dir, &[], &[]).await
 }
 
+/// Pods `pp-v1` and `pp-v2` of versions v1 and v2.
+async fn two_versions() -> Cluster {
+    let mut c = Cluster::new().await;
+    c.add_pod("pp-v1", "v1", true).await;
+    c.add_pod("pp-v2", "v2", true).await;
+    c
+}
+
+/// Waits until a metric reads `want`.
+async fn until_metric(wp: &WaypointProc, name: &str, want: f64) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while metric(wp, name).await != want {
+        assert!(Instant::now() < deadline, "{name} never became {want}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn endpoints_follow_pod_churn_with_no_failed_request() {
     let mut c = Cluster::new().await;
@@ -141,9 +158,7 @@ spec:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_route_applied_mid_load_takes_effect_and_gets_its_status_once() {
-    let mut c = Cluster::new().await;
-    c.add_pod("pp-v1", "v1", true).await;
-    c.add_pod("pp-v2", "v2", true).await;
+    let mut c = two_versions().await;
     let certs = Certs::new();
     let wp = start(&c, &certs).await;
     let load = Load::start(&wp, &certs, &[("x-canary", "1")]).await;
@@ -303,34 +318,18 @@ spec:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_server_going_away_loses_nothing() {
-    let mut c = Cluster::new().await;
-    c.add_pod("pp-v1", "v1", true).await;
-    c.add_pod("pp-v2", "v2", true).await;
+    let c = two_versions().await;
     let certs = Certs::new();
     let wp = start(&c, &certs).await;
     let load = Load::start(&wp, &certs, &[("x-canary", "1")]).await;
 
     c.api.pause();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while metric(&wp, "waypoint_config_source_up").await != 0.0 {
-        assert!(
-            Instant::now() < deadline,
-            "never noticed the API server went away"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until_metric(&wp, "waypoint_config_source_up", 0.0).await;
     // Changed while it was away: seen once it is back.
     c.api.apply_yaml(CANARY);
     tokio::time::sleep(Duration::from_millis(500)).await;
     c.api.resume();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while metric(&wp, "waypoint_config_source_up").await != 1.0 {
-        assert!(
-            Instant::now() < deadline,
-            "never noticed the API server came back"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until_metric(&wp, "waypoint_config_source_up", 1.0).await;
     let v1 = settled(|| c.requests("pp-v1")).await;
     let v2 = c.requests("pp-v2");
     eventually("the route applied while away takes effect", || {
@@ -364,11 +363,7 @@ async fn readiness_waits_for_the_first_sync() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(!wp.ready().await, "ready before any sync");
     c.api.resume();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !wp.ready().await {
-        assert!(Instant::now() < deadline, "never ready:\n{}", wp.logs());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wp.until_ready().await;
     let mut t = crate::common::tunnel(&wp, &certs, VIP).await;
     assert_eq!(
         t.get("http://productpage.shop:9080/", &[])
@@ -434,9 +429,7 @@ async fn unrelated_namespaces_are_not_held() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kind_whose_crd_is_missing_is_picked_up_when_it_appears() {
-    let mut c = Cluster::new().await;
-    c.add_pod("pp-v1", "v1", true).await;
-    c.add_pod("pp-v2", "v2", true).await;
+    let c = two_versions().await;
     c.api.remove_crd("virtualservices.networking.istio.io");
     let certs = Certs::new();
     let wp = start(&c, &certs).await;
@@ -475,9 +468,7 @@ spec:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_elected_replica_writes_status_within_its_rbac() {
-    let mut c = Cluster::new().await;
-    c.add_pod("pp-v1", "v1", true).await;
-    c.add_pod("pp-v2", "v2", true).await;
+    let c = two_versions().await;
     let certs = Certs::new();
     let a = WaypointProc::start_kube(
         &c.kubeconfig,

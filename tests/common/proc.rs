@@ -78,12 +78,17 @@ impl WaypointProc {
         env: &[(&str, &str)],
     ) -> WaypointProc {
         let p = Self::start_kube_unready(kubeconfig, gateway, cert_dir, extra, env).await;
+        p.until_ready().await;
+        p
+    }
+
+    /// Waits (up to 20 s) for `/healthz/ready` to answer 200.
+    pub async fn until_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !p.ready().await {
-            assert!(Instant::now() < deadline, "never ready:\n{}", p.logs());
+        while !self.ready().await {
+            assert!(Instant::now() < deadline, "never ready:\n{}", self.logs());
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        p
     }
 
     /// As [`start_kube`](Self::start_kube), returning once the listeners are up.
