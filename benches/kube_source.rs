@@ -7,7 +7,11 @@
 //! Prints the figures beside the issue's targets; asserts nothing.
 //!
 //! `cargo bench -p waypoint --bench kube_source` (also run by `./dev bench`).
-//! Env: KUBE_BENCH_CHANGES (changes of each kind per pass, default 20).
+//! Env: KUBE_BENCH_CHANGES (changes of each kind per pass, default 20);
+//! KUBE_BENCH_PROFILE=SECONDS instead starts one waypoint (debounce 0) on the
+//! cluster, prints its pid, waits 3 s and makes an endpoint change every 100 ms
+//! for that long, for `perf record -g -p PID` to watch. KUBE_BENCH_WRAP="heaptrack"
+//! (or any command prefix) runs each waypoint under it.
 
 mod kube_source {
     pub mod change;
@@ -21,7 +25,7 @@ use kube_source::waypoint::{proc, Waypoint};
 use std::path::Path;
 use std::time::{Duration, Instant};
 use waypoint::identity::{DevCa, SpiffeId};
-use waypoint::testing::kube_api::KubeApi;
+use waypoint::testing::kube_api::{KubeApi, Verb};
 
 /// How long a waypoint may take to become ready or take a world in.
 const LIMIT: Duration = Duration::from_secs(30);
@@ -33,13 +37,40 @@ struct Start {
     hwm_mib: f64,
     rss_mib: f64,
     held: f64,
+    /// Requests until ready: lists of Pods, of EndpointSlices, of Namespaces, of
+    /// anything; and watches opened.
+    lists: [usize; 4],
+    watches: usize,
+    /// Objects the first build translated, from the waypoint's log.
+    served: String,
 }
 
 /// Starts a waypoint on `kubeconfig`, waits for `/healthz/ready` and for it to
 /// settle, and reads its memory.
-async fn start(kubeconfig: &Path, certs: &Path, debounce: Option<u64>) -> (Waypoint, Start) {
+async fn start(
+    api: &KubeApi,
+    kubeconfig: &Path,
+    certs: &Path,
+    debounce: Option<u64>,
+) -> (Waypoint, Start) {
+    api.clear_requests();
     let mut wp = Waypoint::spawn(kubeconfig, certs, debounce);
     let ready = wp.wait_ready(LIMIT).await;
+    let requests = api.requests();
+    let lists = |resource: Option<&str>| {
+        requests
+            .iter()
+            .filter(|r| r.verb == Verb::List)
+            .filter(|r| resource.is_none() || r.resource.as_deref() == resource)
+            .count()
+    };
+    let lists = [
+        lists(Some("pods")),
+        lists(Some("endpointslices.discovery.k8s.io")),
+        lists(Some("namespaces")),
+        lists(None),
+    ];
+    let watches = requests.iter().filter(|r| r.verb == Verb::Watch).count();
     let (sum, count) = wp.builds().await;
     wp.settle(Duration::from_millis(300), Duration::from_secs(5))
         .await;
@@ -49,6 +80,23 @@ async fn start(kubeconfig: &Path, certs: &Path, debounce: Option<u64>) -> (Waypo
         hwm_mib: proc::hwm_mib(wp.pid()),
         rss_mib: proc::rss_mib(wp.pid()),
         held: wp.metric("waypoint_config_objects").await,
+        lists,
+        watches,
+        served: wp
+            .logs()
+            .lines()
+            .find_map(|l| {
+                Some(
+                    l.split("first sync done")
+                        .nth(1)?
+                        .split(": ")
+                        .nth(1)?
+                        .split(' ')
+                        .next()?
+                        .to_string(),
+                )
+            })
+            .unwrap_or_else(|| "?".into()),
     };
     (wp, start)
 }
@@ -93,7 +141,43 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(run(each));
+    match std::env::var("KUBE_BENCH_PROFILE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        Some(secs) => rt.block_on(profile(Duration::from_secs(secs))),
+        None => rt.block_on(run(each)),
+    }
+}
+
+/// Endpoint changes for a profiler to watch: no measurement.
+async fn profile(churn: Duration) {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = DevCa::new("bench CA").unwrap();
+    let certs = dir.path().join("wp");
+    ca.write_cert_dir(
+        &certs,
+        &SpiffeId::new("cluster.local", "ns-000", "waypoint"),
+    )
+    .unwrap();
+    let api = KubeApi::start().await;
+    let kubeconfig = api.kubeconfig(dir.path());
+    let mut changes = Changes::new(load(&api, 0..200).served);
+    let (wp, _) = start(&api, &kubeconfig, &certs, Some(0)).await;
+    eprintln!(
+        "kube_source: waypoint pid {}; changes start in 3 s, for {churn:?}",
+        wp.pid()
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let t = Instant::now();
+    let mut n = 0;
+    while t.elapsed() < churn {
+        let kind = [change::Kind::Unready, change::Kind::NewPod][n % 2];
+        changes.write(&api, kind);
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("kube_source: {n} changes written");
 }
 
 async fn run(each: usize) {
@@ -101,8 +185,11 @@ async fn run(each: usize) {
     let dir = tempfile::tempdir().unwrap();
     let ca = DevCa::new("bench CA").unwrap();
     let certs = dir.path().join("wp");
-    ca.write_cert_dir(&certs, &SpiffeId::new("cluster.local", "ns-000", "waypoint"))
-        .unwrap();
+    ca.write_cert_dir(
+        &certs,
+        &SpiffeId::new("cluster.local", "ns-000", "waypoint"),
+    )
+    .unwrap();
 
     let api = KubeApi::start().await;
     let kubeconfig = api.kubeconfig(dir.path());
@@ -117,13 +204,17 @@ async fn run(each: usize) {
     );
 
     // 1. Cold start with the default debounce, then changes on it.
-    let (wp, cold) = start(&kubeconfig, &certs, None).await;
-    eprintln!("kube_source: cold start ready in {:?}; endpoint changes, default debounce", cold.ready);
-    let debounced = change::measure(&api, &wp, &mut changes, each, Duration::from_millis(100)).await;
+    let (wp, cold) = start(&api, &kubeconfig, &certs, None).await;
+    eprintln!(
+        "kube_source: cold start ready in {:?}; endpoint changes, default debounce",
+        cold.ready
+    );
+    let debounced =
+        change::measure(&api, &wp, &mut changes, each, Duration::from_millis(100)).await;
     drop(wp);
 
     // 2. The same with --config-debounce-ms 0.
-    let (wp, cold0) = start(&kubeconfig, &certs, Some(0)).await;
+    let (wp, cold0) = start(&api, &kubeconfig, &certs, Some(0)).await;
     eprintln!("kube_source: endpoint changes, debounce 0");
     let undebounced = change::measure(&api, &wp, &mut changes, each, Duration::ZERO).await;
     drop(wp);
@@ -135,7 +226,7 @@ async fn run(each: usize) {
         std::fs::create_dir_all(&d).unwrap();
         empty.kubeconfig(&d)
     };
-    let (wp, idle) = start(&empty_kc, &certs, None).await;
+    let (wp, idle) = start(&empty, &empty_kc, &certs, None).await;
     eprintln!("kube_source: streaming the world in");
     let objects = cluster::build(0..200).objects;
     let t = Instant::now();
@@ -162,7 +253,7 @@ async fn run(each: usize) {
     // 4. The unrelated part doubled: 200 more namespaces, none served.
     eprintln!("kube_source: doubling the unrelated part");
     let more = load(&api, 200..400);
-    let (wp, doubled) = start(&kubeconfig, &certs, None).await;
+    let (wp, doubled) = start(&api, &kubeconfig, &certs, None).await;
     drop(wp);
 
     println!(
@@ -188,28 +279,76 @@ async fn run(each: usize) {
         println!("{what:<58} {value:>22}   {target}");
     };
     println!("{:<58} {:>22}   target", "", "measured");
-    row("first ready snapshot, cold start (spawn → /healthz/ready)", ms(cold.ready), "< 2 s");
+    row(
+        "first ready snapshot, cold start (spawn → /healthz/ready)",
+        ms(cold.ready),
+        "< 2 s",
+    );
     row("  same, --config-debounce-ms 0", ms(cold0.ready), "< 2 s");
     row("  same, doubled cluster", ms(doubled.ready), "< 2 s");
-    row("  first build (scope + translate + swap)", format!("{:.1} ms", cold.first_build_ms), "");
     row(
-        "world streamed in while watching (write → all served live)",
+        "  first build (scope + translate + swap)",
+        format!("{:.1} ms", cold.first_build_ms),
+        "",
+    );
+    row(
+        "  objects translated per build (all that is served)",
+        cold.served.to_string(),
+        "",
+    );
+    let [pods, slices, namespaces, all] = cold.lists;
+    row(
+        "  API calls until ready: lists (Pods, EndpointSlices, Namespaces)",
+        format!("{all} ({pods}, {slices}, {namespaces})"),
+        "",
+    );
+    row(
+        "  API calls until ready: watches",
+        cold.watches.to_string(),
+        "",
+    );
+    row(
+        "world streamed in while watching: write → all served live",
         streamed.map(ms).unwrap_or_else(|| "timed out".into()),
         "",
     );
-    row("  (the fake API server took to store it)", ms(written), "");
+    row(
+        "  of which the fake API server storing it (one lock)",
+        ms(written),
+        "",
+    );
+    row(
+        "  after the write returned",
+        streamed
+            .map(|s| ms(s.saturating_sub(written)))
+            .unwrap_or_else(|| "-".into()),
+        "",
+    );
     row("objects held after sync", format!("{:.0}", cold.held), "");
     row("  doubled cluster", format!("{:.0}", doubled.held), "");
-    row("peak RSS (VmHWM), cold start", mib(cold.hwm_mib), "< 100 MB");
+    row(
+        "peak RSS (VmHWM), cold start",
+        mib(cold.hwm_mib),
+        "< 100 MB",
+    );
     row("RSS after sync", mib(cold.rss_mib), "< 100 MB");
     row("peak RSS, doubled cluster", mib(doubled.hwm_mib), "flat");
-    row("RSS after sync, doubled cluster", mib(doubled.rss_mib), "flat");
+    row(
+        "RSS after sync, doubled cluster",
+        mib(doubled.rss_mib),
+        "flat",
+    );
     row("peak RSS, world streamed in", mib(streamed_hwm), "< 100 MB");
     row("RSS after sync, streamed", mib(streamed_rss), "");
     row("RSS, empty cluster (for reference)", mib(idle.rss_mib), "");
-    for (name, m) in [("default debounce (100 ms)", &debounced), ("--config-debounce-ms 0", &undebounced)] {
-        println!("\nendpoint change, {name}: {each} of each kind timed, then {each} of each costed");
-        changes_rows(m, &row);
+    for (name, m) in [
+        ("default debounce (100 ms)", &debounced),
+        ("--config-debounce-ms 0", &undebounced),
+    ] {
+        println!(
+            "\nendpoint change, {name}: {each} of each kind timed, then {each} of each costed"
+        );
+        changes_rows(m, &cold.served, &row);
     }
     println!(
         "\nCPU from each thread's /proc schedstat, less the waypoint's idle rate; /proc/PID/stat's \
@@ -218,7 +357,8 @@ async fn run(each: usize) {
     );
 }
 
-fn changes_rows(m: &Measured, row: &impl Fn(&str, String, &str)) {
+/// `translated`: how many objects each build translates (all served ones).
+fn changes_rows(m: &Measured, translated: &str, row: &impl Fn(&str, String, &str)) {
     let lat = |v: &[f64]| {
         format!(
             "{:.1} / {:.1} / {:.1} ms",
@@ -227,11 +367,22 @@ fn changes_rows(m: &Measured, row: &impl Fn(&str, String, &str)) {
             percentile(v, 1.0)
         )
     };
-    row("  pod unready → gone from /clusters (p50 / p90 / max)", lat(&m.unready_ms), "< 10 ms");
-    row("  new pod → in /clusters (p50 / p90 / max)", lat(&m.new_pod_ms), "< 10 ms");
     row(
-        "  rebuilds per change; mean build (scope+translate+swap)",
-        format!("{:.2}; {:.2} ms", m.rebuilds_per_change, m.build_ms),
+        "  pod unready → gone from /clusters (p50 / p90 / max)",
+        lat(&m.unready_ms),
+        "< 10 ms",
+    );
+    row(
+        "  new pod → in /clusters (p50 / p90 / max)",
+        lat(&m.new_pod_ms),
+        "< 10 ms",
+    );
+    row(
+        "  rebuilds per change; mean build, objects translated",
+        format!(
+            "{:.2}; {:.1} ms, {translated}",
+            m.rebuilds_per_change, m.build_ms
+        ),
         "no re-translation of others",
     );
     row(
@@ -239,8 +390,16 @@ fn changes_rows(m: &Measured, row: &impl Fn(&str, String, &str)) {
         format!("{:.2} ms ({:.1} ms)", median(&m.cpu_ms), m.stat_cpu_ms),
         "",
     );
-    row("  idle CPU (subtracted)", format!("{:.2} ms/s", m.idle_cpu_ms_per_s), "");
+    row(
+        "  idle CPU (subtracted)",
+        format!("{:.2} ms/s", m.idle_cpu_ms_per_s),
+        "",
+    );
     if m.missed > 0 {
-        row("  changes not live within the limit", m.missed.to_string(), "");
+        row(
+            "  changes not live within the limit",
+            m.missed.to_string(),
+            "",
+        );
     }
 }

@@ -53,6 +53,11 @@ impl Changes {
             .collect()
     }
 
+    /// Writes the next change of `kind` and returns without waiting.
+    pub fn write(&mut self, api: &KubeApi, kind: Kind) {
+        api.apply_all(self.next(kind).objects);
+    }
+
     fn next(&mut self, kind: Kind) -> Change {
         match kind {
             Kind::Unready => {
@@ -88,7 +93,10 @@ impl Changes {
                     ready: true,
                 });
                 Change {
-                    objects: vec![pod, cluster::slice(&svc.namespace, &svc.name, &svc.endpoints)],
+                    objects: vec![
+                        pod,
+                        cluster::slice(&svc.namespace, &svc.name, &svc.endpoints),
+                    ],
                     needle: needle(&ip),
                     listed: true,
                 }

@@ -87,7 +87,8 @@ pub fn build(range: Range<usize>) -> Cluster {
         if n == 0 || own_waypoint {
             labels["istio.io/use-waypoint"] = json!("waypoint");
         }
-        c.objects.push(json!({"apiVersion": "v1", "kind": "Namespace",
+        c.objects
+            .push(json!({"apiVersion": "v1", "kind": "Namespace",
             "metadata": {"name": ns, "uid": uid("ns", n), "labels": labels,
                 "creationTimestamp": "2024-05-01T10:00:00Z"},
             "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}}));
@@ -115,7 +116,11 @@ pub fn build(range: Range<usize>) -> Cluster {
                 let g = i * PODS_PER_SERVICE + p;
                 let pod_name = format!("{name}-7d9f8b6c5-{p:05}");
                 let ip = pod_ip(g);
-                let version = if p == PODS_PER_SERVICE - 1 { "v2" } else { "v1" };
+                let version = if p == PODS_PER_SERVICE - 1 {
+                    "v2"
+                } else {
+                    "v1"
+                };
                 c.objects
                     .push(pod(&ns, &name, &pod_name, &ip, version, &uid("pod", g)));
                 c.pods += 1;
@@ -203,7 +208,11 @@ fn service(ns: &str, name: &str, i: usize, binding: Binding) -> Value {
 
 pub fn pod(ns: &str, app: &str, name: &str, ip: &str, version: &str, uid: &str) -> Value {
     // Spread over 20 nodes, by the address's last octet.
-    let octet: u32 = ip.rsplit('.').next().and_then(|o| o.parse().ok()).unwrap_or(0);
+    let octet: u32 = ip
+        .rsplit('.')
+        .next()
+        .and_then(|o| o.parse().ok())
+        .unwrap_or(0);
     let node = format!("node-{}", octet % 20);
     json!({"apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": name, "generateName": format!("{app}-7d9f8b6c5-"), "namespace": ns,

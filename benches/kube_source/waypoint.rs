@@ -10,6 +10,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub struct Waypoint {
     child: Child,
+    /// Run under a profiler, which must be interrupted to write its data.
+    wrapped: bool,
     pub started: Instant,
     admin: SocketAddr,
     metrics: SocketAddr,
@@ -29,9 +31,26 @@ impl Waypoint {
     pub fn spawn(kubeconfig: &Path, cert_dir: &Path, debounce_ms: Option<u64>) -> Waypoint {
         let (admin, metrics) = (free_addr(), free_addr());
         let log = tempfile::NamedTempFile::new().unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_waypoint"));
+        // A profiler to run the waypoint under (`heaptrack`, `perf record -g --`);
+        // the pid read from /proc is then the profiler's.
+        let wrap = std::env::var("KUBE_BENCH_WRAP").unwrap_or_default();
+        let wrapped = !wrap.trim().is_empty();
+        let mut wrap = wrap.split_whitespace();
+        let mut cmd = match wrap.next() {
+            Some(program) => {
+                let mut cmd = Command::new(program);
+                cmd.args(wrap).arg(env!("CARGO_BIN_EXE_waypoint"));
+                cmd
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_waypoint")),
+        };
         cmd.arg("run")
-            .args(["--config-source", "kubernetes", "--gateway", super::cluster::GATEWAY])
+            .args([
+                "--config-source",
+                "kubernetes",
+                "--gateway",
+                super::cluster::GATEWAY,
+            ])
             .arg("--kubeconfig")
             .arg(kubeconfig)
             .arg("--cert-dir")
@@ -46,7 +65,14 @@ impl Waypoint {
         }
         // kube's client refuses to start with a proxy set; the API server is on
         // loopback anyway.
-        for var in ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"] {
+        for var in [
+            "HTTPS_PROXY",
+            "https_proxy",
+            "HTTP_PROXY",
+            "http_proxy",
+            "ALL_PROXY",
+            "all_proxy",
+        ] {
             cmd.env_remove(var);
         }
         let started = Instant::now();
@@ -58,6 +84,7 @@ impl Waypoint {
             .unwrap();
         Waypoint {
             child,
+            wrapped,
             started,
             admin,
             metrics,
@@ -92,7 +119,10 @@ impl Waypoint {
     }
 
     pub async fn clusters(&self) -> String {
-        get(self.admin, "/clusters").await.map(|(_, b)| b).unwrap_or_default()
+        get(self.admin, "/clusters")
+            .await
+            .map(|(_, b)| b)
+            .unwrap_or_default()
     }
 
     /// An unlabelled sample of `name` (0 when missing).
@@ -139,6 +169,15 @@ impl Waypoint {
 
 impl Drop for Waypoint {
     fn drop(&mut self) {
+        if self.wrapped {
+            // The profiler stops its child and writes its data on SIGINT.
+            let pid = self.child.id().to_string();
+            let _ = Command::new("kill").args(["-INT", &pid]).status();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -189,7 +228,12 @@ pub mod proc {
             .rsplit_once(')')
             .map(|(_, rest)| rest.split_whitespace().collect())
             .unwrap_or_default();
-        let tick = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(f64::NAN);
+        let tick = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<f64>().ok())
+                .unwrap_or(f64::NAN)
+        };
         (tick(11) + tick(12)) * 10.0
     }
 
