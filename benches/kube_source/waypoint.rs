@@ -40,6 +40,9 @@ impl Waypoint {
             Some(program) => {
                 let mut cmd = Command::new(program);
                 cmd.args(wrap).arg(env!("CARGO_BIN_EXE_waypoint"));
+                // Its own process group, so the waypoint under it can be signalled
+                // with it.
+                std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
                 cmd
             }
             None => Command::new(env!("CARGO_BIN_EXE_waypoint")),
@@ -170,13 +173,15 @@ impl Waypoint {
 impl Drop for Waypoint {
     fn drop(&mut self) {
         if self.wrapped {
-            // The profiler stops its child and writes its data on SIGINT.
-            let pid = self.child.id().to_string();
-            let _ = Command::new("kill").args(["-INT", &pid]).status();
+            // SIGINT to the group: the waypoint exits, then the profiler writes
+            // its data; whatever is left of the group goes after 20 s.
+            let group = format!("-{}", self.child.id());
+            let _ = Command::new("kill").args(["-INT", "--", &group]).status();
             let deadline = Instant::now() + Duration::from_secs(20);
             while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
                 std::thread::sleep(Duration::from_millis(50));
             }
+            let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
