@@ -82,23 +82,20 @@ async fn start(
         held: wp.metric("waypoint_config_objects").await,
         lists,
         watches,
-        served: wp
-            .logs()
-            .lines()
-            .find_map(|l| {
-                Some(
-                    l.split("first sync done")
-                        .nth(1)?
-                        .split(": ")
-                        .nth(1)?
-                        .split(' ')
-                        .next()?
-                        .to_string(),
-                )
-            })
-            .unwrap_or_else(|| "?".into()),
+        served: served_in_log(&wp.logs()),
     };
     (wp, start)
+}
+
+/// N from the waypoint's "first sync done for gateway G: N objects served".
+fn served_in_log(log: &str) -> String {
+    log.lines()
+        .find_map(|l| {
+            let (_, rest) = l.split_once("first sync done for gateway ")?;
+            let (_, rest) = rest.split_once(": ")?;
+            rest.split_whitespace().next().map(str::to_string)
+        })
+        .unwrap_or_else(|| "?".into())
 }
 
 /// Loads namespaces `range` into `api` a few at a time, so the bench never
