@@ -8,6 +8,7 @@
 //!
 //! `cargo bench -p waypoint --bench kube_source` (also run by `./dev bench`).
 //! Env: KUBE_BENCH_CHANGES (changes of each kind per pass, default 20);
+//! KUBE_BENCH_STARTS (cold starts per cluster size, default 3);
 //! KUBE_BENCH_PROFILE=SECONDS instead starts one waypoint (debounce 0) on the
 //! cluster, prints its pid, waits 3 s and makes an endpoint change every 100 ms
 //! for that long, for `perf record -g -p PID` to watch. KUBE_BENCH_WRAP="heaptrack"
@@ -87,6 +88,47 @@ async fn start(
     (wp, start)
 }
 
+/// `n` cold starts in a row, as one sample is at the mercy of the shared
+/// cores; the last waypoint is left running.
+async fn starts(
+    api: &KubeApi,
+    kubeconfig: &Path,
+    certs: &Path,
+    debounce: Option<u64>,
+    n: usize,
+) -> (Waypoint, Vec<Start>) {
+    let mut all = Vec::new();
+    loop {
+        let (wp, s) = start(api, kubeconfig, certs, debounce).await;
+        all.push(s);
+        if all.len() >= n {
+            return (wp, all);
+        }
+    }
+}
+
+/// Time to ready over several starts: "median ms (min–max)".
+fn ready_spread(starts: &[Start]) -> String {
+    let ms: Vec<f64> = starts
+        .iter()
+        .map(|s| s.ready.as_secs_f64() * 1000.0)
+        .collect();
+    match ms.len() {
+        1 => format!("{:.0} ms", ms[0]),
+        _ => format!(
+            "{:.0} ms ({:.0}–{:.0})",
+            median(&ms),
+            percentile(&ms, 0.0),
+            percentile(&ms, 1.0)
+        ),
+    }
+}
+
+/// The highest of a memory figure over several starts.
+fn most(starts: &[Start], f: impl Fn(&Start) -> f64) -> f64 {
+    starts.iter().map(f).fold(f64::NAN, f64::max)
+}
+
 /// N from the waypoint's "first sync done for gateway G: N objects served".
 fn served_in_log(log: &str) -> String {
     log.lines()
@@ -133,6 +175,11 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20);
+    let n_starts: usize = std::env::var("KUBE_BENCH_STARTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3)
+        .max(1);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -143,7 +190,7 @@ fn main() {
         .and_then(|v| v.parse().ok())
     {
         Some(secs) => rt.block_on(profile(Duration::from_secs(secs))),
-        None => rt.block_on(run(each)),
+        None => rt.block_on(run(each, n_starts)),
     }
 }
 
@@ -177,7 +224,7 @@ async fn profile(churn: Duration) {
     eprintln!("kube_source: {n} changes written");
 }
 
-async fn run(each: usize) {
+async fn run(each: usize, n_starts: usize) {
     let bench_started = Instant::now();
     let dir = tempfile::tempdir().unwrap();
     let ca = DevCa::new("bench CA").unwrap();
@@ -201,10 +248,11 @@ async fn run(each: usize) {
     );
 
     // 1. Cold start with the default debounce, then changes on it.
-    let (wp, cold) = start(&api, &kubeconfig, &certs, None).await;
+    let (wp, colds) = starts(&api, &kubeconfig, &certs, None, n_starts).await;
+    let cold = &colds[0];
     eprintln!(
-        "kube_source: cold start ready in {:?}; endpoint changes, default debounce",
-        cold.ready
+        "kube_source: cold start ready in {}; endpoint changes, default debounce",
+        ready_spread(&colds)
     );
     let debounced =
         change::measure(&api, &wp, &mut changes, each, Duration::from_millis(100)).await;
@@ -250,7 +298,8 @@ async fn run(each: usize) {
     // 4. The unrelated part doubled: 200 more namespaces, none served.
     eprintln!("kube_source: doubling the unrelated part");
     let more = load(&api, 200..400);
-    let (wp, doubled) = start(&api, &kubeconfig, &certs, None).await;
+    let (wp, doubleds) = starts(&api, &kubeconfig, &certs, None, n_starts).await;
+    let doubled = &doubleds[0];
     drop(wp);
 
     println!(
@@ -277,12 +326,16 @@ async fn run(each: usize) {
     };
     println!("{:<58} {:>22}   target", "", "measured");
     row(
-        "first ready snapshot, cold start (spawn → /healthz/ready)",
-        ms(cold.ready),
+        &format!("first ready snapshot, {n_starts} cold starts: spawn → ready"),
+        ready_spread(&colds),
         "< 2 s",
     );
-    row("  same, --config-debounce-ms 0", ms(cold0.ready), "< 2 s");
-    row("  same, doubled cluster", ms(doubled.ready), "< 2 s");
+    row(
+        "  same, --config-debounce-ms 0 (one start)",
+        ms(cold0.ready),
+        "< 2 s",
+    );
+    row("  same, doubled cluster", ready_spread(&doubleds), "< 2 s");
     row(
         "  first build (scope + translate + swap)",
         format!("{:.1} ms", cold.first_build_ms),
@@ -324,15 +377,23 @@ async fn run(each: usize) {
     row("objects held after sync", format!("{:.0}", cold.held), "");
     row("  doubled cluster", format!("{:.0}", doubled.held), "");
     row(
-        "peak RSS (VmHWM), cold start",
-        mib(cold.hwm_mib),
+        "peak RSS (VmHWM), cold start (highest of the starts)",
+        mib(most(&colds, |s| s.hwm_mib)),
         "< 100 MB",
     );
-    row("RSS after sync", mib(cold.rss_mib), "< 100 MB");
-    row("peak RSS, doubled cluster", mib(doubled.hwm_mib), "flat");
+    row(
+        "RSS after sync",
+        mib(most(&colds, |s| s.rss_mib)),
+        "< 100 MB",
+    );
+    row(
+        "peak RSS, doubled cluster",
+        mib(most(&doubleds, |s| s.hwm_mib)),
+        "flat",
+    );
     row(
         "RSS after sync, doubled cluster",
-        mib(doubled.rss_mib),
+        mib(most(&doubleds, |s| s.rss_mib)),
         "flat",
     );
     row("peak RSS, world streamed in", mib(streamed_hwm), "< 100 MB");
