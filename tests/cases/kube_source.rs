@@ -382,7 +382,7 @@ async fn unrelated_namespaces_are_not_held() {
     let wp = start(&c, &certs).await;
     let held = metric(&wp, "waypoint_config_objects").await;
     // 20 namespaces of 10 services and 50 pods each, none using this waypoint,
-    // and unselected pods in the bound namespace.
+    // their routes, and unselected pods in the bound namespace.
     let mut objects = Vec::new();
     for n in 0..20 {
         let ns = format!("team-{n}");
@@ -397,6 +397,22 @@ async fn unrelated_namespaces_are_not_held() {
                     "status": {"podIP": format!("10.1.{n}.{}", s * 5 + p)}}));
             }
         }
+    }
+    // Config and Services of other teams and other waypoints.
+    for n in 0..20 {
+        let ns = format!("team-{n}");
+        objects.push(
+            json!({"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+            "metadata": {"name": "vs", "namespace": ns}, "spec": {"hosts": ["svc-0"]}}),
+        );
+        objects.push(
+            json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+            "metadata": {"name": "route", "namespace": ns},
+            "spec": {"parentRefs": [{"kind": "Service", "group": "", "name": "svc-1"}]}}),
+        );
+        objects.push(json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "other-waypoint", "namespace": ns, "labels": {"istio.io/use-waypoint": "another"}},
+            "spec": {"clusterIP": format!("10.98.0.{n}"), "ports": [{"port": 80}]}}));
     }
     for p in 0..100 {
         objects.push(json!({"apiVersion": "v1", "kind": "Pod",

@@ -125,6 +125,14 @@ impl Store {
         self.watches.remove(watch);
     }
 
+    /// The watch starts again: until its new list is done it counts as
+    /// listing, though what it held stays meanwhile.
+    pub fn relisting(&mut self, watch: &WatchId) {
+        if let Some(w) = self.watches.get_mut(watch) {
+            w.synced = false;
+        }
+    }
+
     pub fn synced(&self, watch: &WatchId) -> bool {
         self.watches.get(watch).is_some_and(|w| w.synced)
     }
@@ -230,11 +238,31 @@ pub struct Scope {
     pub namespaces: BTreeSet<String>,
 }
 
-/// Whether a Namespace is worth holding: it names this waypoint, or it is one
-/// of `wanted`.
-pub fn keeps_namespace(object: &Value, gw: &GatewayRef, wanted: &BTreeSet<String>) -> bool {
-    let (_, name) = key(object);
-    wanted.contains(&name) || is_ours(&binding(&labels(object), &name), gw)
+/// Whether an object from a cluster-wide watch is worth holding, given the
+/// namespaces that matter (`wanted`): anything that names this waypoint, and
+/// config in (or, for routes, about Services in) those namespaces. The rest of
+/// the cluster is dropped on arrival; when `wanted` changes, those watches
+/// list again.
+pub fn keeps(kind: Kind, object: &Value, gw: &GatewayRef, wanted: &BTreeSet<String>) -> bool {
+    let (ns, name) = key(object);
+    let names_us = |own: &str| is_ours(&binding(&labels(object), own), gw);
+    match kind {
+        Kind::Namespace => wanted.contains(&name) || names_us(&name),
+        Kind::Service => names_us(&ns),
+        Kind::ServiceEntry => names_us(&ns) || wanted.contains(&ns),
+        Kind::DestinationRule => wanted.contains(&ns) || ns == ROOT_NAMESPACE,
+        Kind::HttpRoute => object
+            .pointer("/spec/parentRefs")
+            .and_then(Value::as_array)
+            .is_some_and(|parents| {
+                parents.iter().any(|p| {
+                    p.get("kind").and_then(Value::as_str) == Some("Service")
+                        && wanted
+                            .contains(p.get("namespace").and_then(Value::as_str).unwrap_or(&ns))
+                })
+            }),
+        _ => wanted.contains(&ns),
+    }
 }
 
 pub fn scope(store: &Store, gw: &GatewayRef) -> Scope {

@@ -6,7 +6,7 @@
 //! reported; the rest goes live.
 
 use super::kinds::Kind;
-use super::scope::{keeps_namespace, scope, Filter, GatewayRef, Store, WatchId};
+use super::scope::{keeps, scope, Filter, GatewayRef, Store, WatchId};
 use super::watch::{Update, Watches};
 use crate::state::State;
 use std::collections::BTreeMap;
@@ -102,16 +102,22 @@ impl KubeSource {
                     }
                 }
             }
-            let served = scope(&store, &self.gateway);
-            dirty |= self.rewatch(&mut watches, &mut store, &mut filters, &served);
+            let started = std::time::Instant::now();
+            let mut served = scope(&store, &self.gateway);
+            let mut rewatched = self.rewatch(&mut watches, &mut store, &mut filters, &served);
             if served.namespaces != namespaces {
-                // Namespaces dropped as unwanted must be listed again now;
-                // what is held stays until the new list replaces it.
+                // What was dropped as unwanted must be listed again now; what
+                // is held stays until the new lists replace it.
                 namespaces = served.namespaces.clone();
-                let id = cluster(Kind::Namespace);
-                watches.stop(&id);
-                watches.ensure(id, None);
+                for kind in CLUSTER_WIDE {
+                    let id = cluster(kind);
+                    watches.stop(&id);
+                    watches.ensure(id, None);
+                    store.relisting(&cluster(kind));
+                }
+                rewatched = true;
             }
+            dirty |= rewatched;
             let listing = watches.ids().any(|id| !store.synced(id));
             if !listing {
                 waiting_since = None;
@@ -133,8 +139,9 @@ impl KubeSource {
                 continue;
             }
             dirty = false;
-            let started = std::time::Instant::now();
-            let served = scope(&store, &self.gateway);
+            if rewatched {
+                served = scope(&store, &self.gateway);
+            }
             self.publish(&served, &mut last_rejected, store.len());
             self.metrics
                 .config_build
@@ -195,7 +202,7 @@ impl KubeSource {
             (Some(ns), Kind::Pod | Kind::EndpointSlice) => {
                 filters.get(ns).is_some_and(|f| f.keeps(id.kind, o))
             }
-            (None, Kind::Namespace) => keeps_namespace(o, &self.gateway, namespaces),
+            (None, kind) => keeps(kind, o, &self.gateway, namespaces),
             _ => true,
         };
         let healthy = !matches!(update, Update::Failed(..));
@@ -266,6 +273,7 @@ impl KubeSource {
             if filters.get(ns) != Some(filter) {
                 for kind in [Kind::Pod, Kind::EndpointSlice] {
                     changed |= watches.stop(&namespaced(kind, ns));
+                    store.relisting(&namespaced(kind, ns));
                 }
                 filters.insert(ns.clone(), filter.clone());
             }

@@ -233,3 +233,35 @@ fn the_same_object_from_two_watches_is_served_once_and_outlives_either() {
     st.forget(&local);
     assert_eq!(names(&scope(&st, &gw())), ["Service waypoints/x"]);
 }
+
+#[test]
+fn cluster_wide_watches_keep_only_what_can_concern_this_waypoint() {
+    let wanted = BTreeSet::from(["shop".to_string(), "waypoints".to_string()]);
+    let keeps = |kind, yaml: &str| {
+        let v: Value = serde_yaml_ng::from_str(yaml).unwrap();
+        super::keeps(kind, &v, &gw(), &wanted)
+    };
+    let svc = "metadata: {name: s, namespace: other, labels: {istio.io/use-waypoint: wp, istio.io/use-waypoint-namespace: waypoints}}";
+    assert!(keeps(Kind::Service, svc));
+    let theirs = "metadata: {name: s, namespace: other, labels: {istio.io/use-waypoint: another}}";
+    assert!(!keeps(Kind::Service, theirs));
+    assert!(keeps(
+        Kind::VirtualService,
+        "metadata: {name: v, namespace: shop}"
+    ));
+    assert!(!keeps(
+        Kind::VirtualService,
+        "metadata: {name: v, namespace: team-c}"
+    ));
+    assert!(keeps(
+        Kind::DestinationRule,
+        "metadata: {name: d, namespace: istio-system}"
+    ));
+    let consumer = "metadata: {name: r, namespace: team-b}\nspec: {parentRefs: [{kind: Service, name: cart, namespace: shop}]}";
+    assert!(keeps(Kind::HttpRoute, consumer));
+    let elsewhere =
+        "metadata: {name: r, namespace: team-b}\nspec: {parentRefs: [{kind: Service, name: x}]}";
+    assert!(!keeps(Kind::HttpRoute, elsewhere));
+    assert!(keeps(Kind::Namespace, "metadata: {name: shop}"));
+    assert!(!keeps(Kind::Namespace, "metadata: {name: team-c}"));
+}
