@@ -8,12 +8,8 @@ use crate::common::world::PRODUCTPAGE_VIP;
 use crate::common::{h, tunnel, Certs, WaypointProc, World};
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
-use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use waypoint::hbone::client::ClientError;
 
@@ -36,51 +32,15 @@ async fn raw_tls(wp: &WaypointProc, certs: &Certs) -> tokio_rustls::client::TlsS
         .unwrap()
 }
 
-/// An HTTP/2 client connection to the HBONE listener, driven in the background,
-/// and the bytes it has written so far.
-async fn h2_client(
-    wp: &WaypointProc,
-    certs: &Certs,
-) -> (h2::client::SendRequest<Bytes>, Arc<AtomicUsize>) {
-    let written = Arc::new(AtomicUsize::new(0));
-    let io = Counted(raw_tls(wp, certs).await, written.clone());
-    let (send, conn) = h2::client::handshake(io).await.unwrap();
+/// An HTTP/2 client connection to the HBONE listener, driven in the background.
+async fn h2_client(wp: &WaypointProc, certs: &Certs) -> h2::client::SendRequest<Bytes> {
+    let (send, conn) = h2::client::handshake(raw_tls(wp, certs).await)
+        .await
+        .unwrap();
     tokio::spawn(async move {
         let _ = conn.await;
     });
-    (send, written)
-}
-
-struct Counted<IO>(IO, Arc<AtomicUsize>);
-
-impl<IO: AsyncRead + Unpin> AsyncRead for Counted<IO> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_read(cx, buf)
-    }
-}
-
-impl<IO: AsyncWrite + Unpin> AsyncWrite for Counted<IO> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        let n = std::task::ready!(Pin::new(&mut self.0).poll_write(cx, buf))?;
-        self.1.fetch_add(n, Ordering::Relaxed);
-        Poll::Ready(Ok(n))
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
-    }
+    send
 }
 
 fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
@@ -366,7 +326,7 @@ async fn paced_rapid_reset_gets_goaway() {
     let world = World::productpage().await;
     let certs = Certs::new();
     let wp = WaypointProc::start(world.dir(), &certs.waypoint_dir).await;
-    let (mut send, _) = h2_client(&wp, &certs).await;
+    let mut send = h2_client(&wp, &certs).await;
     let started = Instant::now();
     let mut opened = 0;
     let closed = 'rounds: loop {

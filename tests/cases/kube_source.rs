@@ -84,6 +84,15 @@ async fn two_versions() -> Cluster {
     c
 }
 
+/// Waits until a metric reads more than `than`.
+async fn until_metric_above(wp: &WaypointProc, name: &str, than: f64) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while metric(wp, name).await <= than {
+        assert!(Instant::now() < deadline, "{name} never rose above {than}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Waits until a metric reads `want`.
 async fn until_metric(wp: &WaypointProc, name: &str, want: f64) {
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -223,10 +232,14 @@ async fn a_route_applied_mid_load_takes_effect_and_gets_its_status_once() {
             )
         ]
     );
-    // More rebuilds (pods come and go) write nothing more.
+    // More rebuilds (pods come and go) write nothing more: once they are live,
+    // a write would already have been sent (the writer wakes on each change).
+    let generation = metric(&wp, "waypoint_config_generation").await;
     c.add_pod("pp-v1-b", "v1", true).await;
+    until_metric_above(&wp, "waypoint_config_generation", generation).await;
+    let generation = metric(&wp, "waypoint_config_generation").await;
     c.set_ready("pp-v1-b", false);
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    until_metric_above(&wp, "waypoint_config_generation", generation).await;
     assert_eq!(c.api.requests_to(Verb::Patch, "httproutes/status").len(), 1);
 }
 

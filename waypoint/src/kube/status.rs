@@ -84,14 +84,17 @@ pub fn desired(
         let id = ResourceRef::new(ResourceKind::HTTPRoute, ns, name);
         let errors: Vec<String> = about(rejected, &id).map(text).collect();
         let warned: Vec<&Diagnostic> = about(warnings, &id).collect();
-        let refs = |suffix: &str| -> Vec<String> {
+        let backend_warnings = |suffix: &str| -> Vec<String> {
             warned
                 .iter()
                 .filter(|d| d.field.contains(".backendRefs[") && d.field.ends_with(suffix))
                 .map(|d| text(d))
                 .collect()
         };
-        let (invalid_kind, not_found) = (refs(".kind"), [refs(".name"), refs(".port")].concat());
+        let (invalid_kind, not_found) = (
+            backend_warnings(".kind"),
+            [backend_warnings(".name"), backend_warnings(".port")].concat(),
+        );
         let resolved = if !invalid_kind.is_empty() {
             Condition {
                 kind: "ResolvedRefs",
@@ -115,10 +118,10 @@ pub fn desired(
             }
         };
         let mut parents = Vec::new();
-        let Some(refs) = route.pointer("/spec/parentRefs").and_then(Value::as_array) else {
+        let Some(parent_refs) = route.pointer("/spec/parentRefs").and_then(Value::as_array) else {
             continue;
         };
-        for (i, p) in refs.iter().enumerate() {
+        for (i, p) in parent_refs.iter().enumerate() {
             let s = |f: &str| p.get(f).and_then(Value::as_str);
             let pns = s("namespace").unwrap_or(ns);
             let Some(pname) = s("name") else { continue };
