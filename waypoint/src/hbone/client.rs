@@ -71,16 +71,7 @@ impl HboneClient {
             .await?;
         let ping_pong = conn.ping_pong();
         tokio::spawn(async move {
-            let expired = async {
-                if let Some(pp) = ping_pong {
-                    if super::keepalive::run(pp, h2.keepalive).await
-                        == super::keepalive::Ended::Expired
-                    {
-                        return;
-                    }
-                }
-                std::future::pending::<()>().await
-            };
+            let expired = super::keepalive::expired(ping_pong, h2.keepalive);
             tokio::select! {
                 ended = conn => if let Err(e) = ended {
                     log::debug!("hbone client connection to {addr} ended: {e}");

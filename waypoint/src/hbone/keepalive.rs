@@ -32,24 +32,21 @@ pub static UPSTREAM_TIMEOUTS: LazyLock<prometheus::IntCounter> = LazyLock::new(|
     .expect("static metric")
 });
 
-/// Why keepalive stopped.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Ended {
-    /// A PING went unanswered for the timeout: close the connection.
-    Expired,
-    /// The connection is closing anyway.
-    Closed,
-}
-
-/// PINGs the peer until it fails to answer one; the connection must be polled
-/// meanwhile, since that is what reads the PONG.
-pub async fn run(mut ping_pong: h2::PingPong, keepalive: Keepalive) -> Ended {
-    loop {
-        tokio::time::sleep(keepalive.interval).await;
-        match tokio::time::timeout(keepalive.timeout, ping_pong.ping(h2::Ping::opaque())).await {
-            Ok(Ok(_pong)) => {}
-            Ok(Err(_)) => return Ended::Closed,
-            Err(_) => return Ended::Expired,
+/// PINGs the peer, and completes only when it fails to answer one in time:
+/// then the caller closes the connection. The connection must be polled
+/// meanwhile, since that is what reads the PONG; once it is closing (or gave no
+/// `PingPong`), this never completes.
+pub async fn expired(ping_pong: Option<h2::PingPong>, keepalive: Keepalive) {
+    if let Some(mut ping_pong) = ping_pong {
+        loop {
+            tokio::time::sleep(keepalive.interval).await;
+            let pong = ping_pong.ping(h2::Ping::opaque());
+            match tokio::time::timeout(keepalive.timeout, pong).await {
+                Ok(Ok(_pong)) => {}
+                Ok(Err(_)) => break,
+                Err(_) => return,
+            }
         }
     }
+    std::future::pending().await
 }

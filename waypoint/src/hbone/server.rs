@@ -136,14 +136,7 @@ impl<A: ServerApp + Send + Sync + 'static> HboneServer<A> {
         })??;
         let _open = crate::app::Active::hold(&self.active);
         let keepalive = self.h2.keepalive;
-        let ping_pong = conn.ping_pong();
-        let mut pinging = std::pin::pin!(async move {
-            match ping_pong {
-                Some(pp) => super::keepalive::run(pp, keepalive).await,
-                None => std::future::pending().await,
-            }
-        });
-        let mut pinging_done = false;
+        let mut silent = std::pin::pin!(super::keepalive::expired(conn.ping_pong(), keepalive));
         let mut draining = shutdown.clone();
         let mut goaway_sent = *draining.borrow();
         if goaway_sent {
@@ -166,13 +159,9 @@ impl<A: ServerApp + Send + Sync + 'static> HboneServer<A> {
                     conn.abrupt_shutdown(h2::Reason::ENHANCE_YOUR_CALM);
                     continue;
                 }
-                ended = &mut pinging, if !pinging_done => {
-                    pinging_done = true;
-                    if ended == super::keepalive::Ended::Expired {
-                        rejected.inc(Rejected::KeepaliveTimeout);
-                        return Err(ConnError::KeepaliveTimeout(keepalive.timeout));
-                    }
-                    continue;
+                () = &mut silent => {
+                    rejected.inc(Rejected::KeepaliveTimeout);
+                    return Err(ConnError::KeepaliveTimeout(keepalive.timeout));
                 }
             };
             let Some(next) = next else { break };
