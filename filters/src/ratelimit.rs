@@ -10,8 +10,12 @@ use governor::{Quota, RateLimiter};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::time::Duration;
 use waypoint_ir::{ClientSelector, RateLimit, ServiceIdx, Snapshot};
+
+/// A rule's buckets, with the rule they enforce.
+type Bucket<C> = (RateLimit, Arc<Limiter<C>>);
 
 type Limiter<C> = RateLimiter<String, DashMapStateStore<String>, C, StateInformationMiddleware>;
 
@@ -50,13 +54,21 @@ impl Limited {
 type RuleKey = (ServiceIdx, usize, usize);
 
 pub struct RateLimiters<C: Clock = DefaultClock> {
-    limiters: HashMap<RuleKey, Limiter<C>>,
+    /// Each with the rule it enforces, to tell whether the next generation's
+    /// rule of the same name is the same rule.
+    limiters: HashMap<RuleKey, Bucket<C>>,
     clock: C,
 }
 
 impl RateLimiters<DefaultClock> {
     pub fn build(snapshot: &Snapshot) -> Self {
-        Self::with_clock(snapshot, DefaultClock::default())
+        Self::with_clock(snapshot, DefaultClock::default(), None)
+    }
+
+    /// As `build`, keeping the buckets of `previous`'s rules that are still
+    /// there unchanged (see `with_clock`).
+    pub fn next(snapshot: &Snapshot, previous: (&Snapshot, &Self)) -> Self {
+        Self::with_clock(snapshot, DefaultClock::default(), Some(previous))
     }
 }
 
@@ -69,14 +81,35 @@ fn quota(rule: &RateLimit) -> Quota {
 }
 
 impl<C: Clock + Clone> RateLimiters<C> {
-    pub fn with_clock(snapshot: &Snapshot, clock: C) -> Self {
+    /// The buckets of `snapshot`'s rules. A rule that `previous` had too
+    /// (same service host, route name, position and limits) keeps its bucket:
+    /// a new config generation, which the Kubernetes source makes whenever a
+    /// pod comes or goes, must not hand every client a full bucket again.
+    pub fn with_clock(snapshot: &Snapshot, clock: C, previous: Option<(&Snapshot, &Self)>) -> Self {
+        let kept: HashMap<(&str, &str, usize), &Bucket<C>> = previous
+            .map(|(snap, rl)| {
+                rl.limiters
+                    .iter()
+                    .map(|(&(s, r, i), l)| {
+                        let svc = snap.service(s);
+                        ((svc.hostname.as_str(), svc.routes[r].name.as_str(), i), l)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         let mut limiters = HashMap::new();
         for (s, svc) in snapshot.services.iter().enumerate() {
             for (r, route) in svc.routes.iter().enumerate() {
                 for (i, rule) in route.policy.rate_limits.iter().enumerate() {
-                    let limiter =
-                        Limiter::<C>::new(quota(rule), DashMapStateStore::default(), clock.clone());
-                    limiters.insert((ServiceIdx(s), r, i), limiter);
+                    let limiter = match kept.get(&(svc.hostname.as_str(), route.name.as_str(), i)) {
+                        Some((was, l)) if was == rule => l.clone(),
+                        _ => Arc::new(Limiter::<C>::new(
+                            quota(rule),
+                            DashMapStateStore::default(),
+                            clock.clone(),
+                        )),
+                    };
+                    limiters.insert((ServiceIdx(s), r, i), (rule.clone(), limiter));
                 }
             }
         }
@@ -97,7 +130,7 @@ impl<C: Clock + Clone> RateLimiters<C> {
             let Some(key) = client_key(&rule.selectors, headers, client) else {
                 continue;
             };
-            let Some(limiter) = self.limiters.get(&(service, route, i)) else {
+            let Some((_, limiter)) = self.limiters.get(&(service, route, i)) else {
                 continue;
             };
             if let Err(not_until) = limiter.check_key(&key) {

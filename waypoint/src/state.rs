@@ -27,10 +27,25 @@ impl Runtime {
             series: Default::default(),
         }
     }
+
+    /// The runtime of `snapshot`, carrying over what `self` counted: outlier
+    /// ejections, requests in flight, rate-limit buckets.
+    fn next(&self, snapshot: Snapshot) -> Self {
+        let previous = (&self.snapshot, &self.upstreams);
+        Runtime {
+            upstreams: Upstreams::next(&snapshot, Some(previous)),
+            limiters: RateLimiters::next(&snapshot, (&self.snapshot, &self.limiters)),
+            snapshot,
+            generation: self.generation + 1,
+            series: Default::default(),
+        }
+    }
 }
 
 pub struct State {
     current: RwLock<Arc<Runtime>>,
+    /// Taken by `replace`, which builds the next runtime outside `current`'s lock.
+    replacing: std::sync::Mutex<()>,
     /// Certificates loaded, listeners up, not draining.
     ready: std::sync::atomic::AtomicBool,
     /// The config source has delivered a whole config (a directory at once;
@@ -42,6 +57,7 @@ impl State {
     pub fn new(snapshot: Snapshot) -> Self {
         State {
             current: RwLock::new(Arc::new(Runtime::new(snapshot, 1))),
+            replacing: Default::default(),
             ready: std::sync::atomic::AtomicBool::new(false),
             synced: std::sync::atomic::AtomicBool::new(true),
         }
@@ -75,9 +91,11 @@ impl State {
 
     /// Swaps in a new, already validated snapshot; returns its generation.
     pub fn replace(&self, snapshot: Snapshot) -> u64 {
-        let mut current = self.current.write().expect("state lock poisoned");
-        let generation = current.generation + 1;
-        *current = Arc::new(Runtime::new(snapshot, generation));
+        let _one = self.replacing.lock().expect("state lock poisoned");
+        // Built outside the lock: requests keep loading the current one meanwhile.
+        let next = Arc::new(self.current().next(snapshot));
+        let generation = next.generation;
+        *self.current.write().expect("state lock poisoned") = next;
         generation
     }
 }

@@ -1,10 +1,12 @@
 //! Upstream clusters: the endpoints of one (service, subset, port), with the
 //! DestinationRule traffic policy that governs them: endpoint choice
 //! ([`balance`]), admission ([`breaker`]) and ejection ([`outlier`]). Built once
-//! per config generation; the counters inside are shared by all workers.
+//! per config generation from the previous one ([`carry`]), so that what they
+//! count survives a new generation; the counters are shared by all workers.
 
 pub mod balance;
 pub mod breaker;
+mod carry;
 pub mod outlier;
 pub mod stats;
 
@@ -22,15 +24,18 @@ pub type EndpointStatus = (SocketAddr, u32, bool);
 pub struct Cluster {
     pub endpoints: Vec<(EndpointIdx, SocketAddr)>,
     pub policy: TrafficPolicy,
-    /// Requests in flight per endpoint (least-request balancing reads it).
-    active: Vec<AtomicU32>,
+    /// Requests in flight per endpoint (least-request balancing reads it);
+    /// an endpoint's counter is shared with the next generation's cluster.
+    active: Vec<Arc<AtomicU32>>,
     balancer: balance::Balancer,
-    pub breaker: breaker::Breaker,
+    /// Shared with the next generation while its limits stay the same, so
+    /// requests admitted before a new generation still count.
+    pub breaker: Arc<breaker::Breaker>,
     pub outlier: outlier::Outlier,
     /// Requests sent on each pooled connection, by its file descriptor, for
     /// `maxRequestsPerConnection`. A new connection on a reused descriptor
     /// starts again from one, so stale entries never count.
-    per_connection: std::sync::Mutex<HashMap<i32, u32>>,
+    per_connection: Arc<std::sync::Mutex<HashMap<i32, u32>>>,
 }
 
 /// Counts a try against its endpoint while it is in flight.
@@ -54,9 +59,9 @@ impl ActiveTry {
 impl Cluster {
     fn new(endpoints: Vec<(EndpointIdx, SocketAddr)>, policy: TrafficPolicy) -> Self {
         Cluster {
-            active: endpoints.iter().map(|_| AtomicU32::new(0)).collect(),
+            active: endpoints.iter().map(|_| Default::default()).collect(),
             balancer: balance::Balancer::new(policy.lb, &endpoints),
-            breaker: breaker::Breaker::new(&policy.pool),
+            breaker: Arc::new(breaker::Breaker::new(&policy.pool)),
             outlier: outlier::Outlier::new(policy.outlier.clone(), endpoints.len()),
             per_connection: Default::default(),
             endpoints,
@@ -124,6 +129,13 @@ pub struct Upstreams {
 
 impl Upstreams {
     pub fn build(snapshot: &Snapshot) -> Self {
+        Self::next(snapshot, None)
+    }
+
+    /// The clusters of `snapshot`, each carrying over what the cluster of the
+    /// same name in `previous` counted (see [`carry`]).
+    pub fn next(snapshot: &Snapshot, previous: Option<(&Snapshot, &Upstreams)>) -> Self {
+        let previous = previous.map(|(s, u)| carry::Previous::new(s, u));
         let mut clusters = HashMap::new();
         for (si, svc) in snapshot.services.iter().enumerate() {
             let subsets = std::iter::once(None).chain((0..svc.subsets.len()).map(Some));
@@ -134,10 +146,12 @@ impl Upstreams {
                         continue;
                     }
                     let policy = svc.traffic_policy(subset, port.port).clone();
-                    clusters.insert(
-                        (ServiceIdx(si), subset, port.port),
-                        Arc::new(Cluster::new(endpoints, policy)),
-                    );
+                    let name = carry::Name::of(svc, subset, port.port);
+                    let cluster = match previous.as_ref().and_then(|p| p.get(&name)) {
+                        Some(old) => carry::next(old, endpoints, policy),
+                        None => Arc::new(Cluster::new(endpoints, policy)),
+                    };
+                    clusters.insert((ServiceIdx(si), subset, port.port), cluster);
                 }
             }
         }

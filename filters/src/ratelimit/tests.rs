@@ -38,7 +38,7 @@ fn a_burst_gets_exactly_the_bucket_then_429s() {
     let rules = vec![rule(20, Duration::from_secs(60), vec![])];
     let s = snapshot(rules.clone());
     let clock = FakeRelativeClock::default();
-    let rl = RateLimiters::with_clock(&s, clock.clone());
+    let rl = RateLimiters::with_clock(&s, clock.clone(), None);
     let h = headers(&[]);
     let ok = (0..50)
         .filter(|_| rl.check(ServiceIdx(0), 0, &rules, &h, None).is_ok())
@@ -60,7 +60,7 @@ fn over_ten_seconds_the_rate_holds_within_one_percent_plus_burst() {
     let rules = vec![rule(100, Duration::from_secs(1), vec![])];
     let s = snapshot(rules.clone());
     let clock = FakeRelativeClock::default();
-    let rl = RateLimiters::with_clock(&s, clock.clone());
+    let rl = RateLimiters::with_clock(&s, clock.clone(), None);
     let h = headers(&[]);
     let mut ok = 0u32;
     // 1,000 attempts per second for 10 s, far above the limit.
@@ -94,7 +94,7 @@ fn selectors_pick_requests_and_split_buckets() {
         ],
     )];
     let s = snapshot(rules.clone());
-    let rl = RateLimiters::with_clock(&s, FakeRelativeClock::default());
+    let rl = RateLimiters::with_clock(&s, FakeRelativeClock::default(), None);
     let inside = Some("10.1.2.3".parse().unwrap());
     let outside = Some("192.168.0.1".parse().unwrap());
     let alice = headers(&[("x-user", "alice")]);
@@ -121,4 +121,27 @@ fn cidr_containment() {
     assert!(in_cidr(ip("1.2.3.4"), ip("0.0.0.0"), 0));
     assert!(in_cidr(ip("fd00::1"), ip("fd00::"), 16));
     assert!(!in_cidr(ip("10.0.0.1"), ip("fd00::"), 0));
+}
+
+#[test]
+fn a_new_generation_keeps_the_buckets_of_unchanged_rules_only() {
+    let rules = vec![rule(2, Duration::from_secs(3600), vec![])];
+    let s = snapshot(rules.clone());
+    let clock = FakeRelativeClock::default();
+    let rl = RateLimiters::with_clock(&s, clock.clone(), None);
+    let h = headers(&[]);
+    let check = |rl: &RateLimiters<_>, rules: &[RateLimit]| {
+        rl.check(ServiceIdx(0), 0, rules, &h, None).is_ok()
+    };
+    assert!(check(&rl, &rules) && check(&rl, &rules) && !check(&rl, &rules));
+    let same = snapshot(rules.clone());
+    let next = RateLimiters::with_clock(&same, clock.clone(), Some((&s, &rl)));
+    assert!(
+        !check(&next, &rules),
+        "the same rule keeps its empty bucket"
+    );
+    let raised = vec![rule(3, Duration::from_secs(3600), vec![])];
+    let changed = snapshot(raised.clone());
+    let after = RateLimiters::with_clock(&changed, clock, Some((&same, &next)));
+    assert!(check(&after, &raised), "a changed rule starts full");
 }

@@ -8,6 +8,7 @@ use rand::Rng;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use waypoint_ir::{EndpointIdx, LbPolicy};
 
 pub enum Balancer {
@@ -57,7 +58,7 @@ impl Balancer {
     }
 
     /// A slot (index into the cluster's endpoints) that `accept` allows.
-    pub fn pick(&self, active: &[AtomicU32], accept: &dyn Fn(usize) -> bool) -> Option<usize> {
+    pub fn pick(&self, active: &[Arc<AtomicU32>], accept: &dyn Fn(usize) -> bool) -> Option<usize> {
         match self {
             Balancer::RoundRobin(p) => p.pick(accept),
             Balancer::Random(p) => p.pick(accept),
@@ -71,7 +72,7 @@ impl Balancer {
 /// is drawn again, and only when most endpoints are refused does it scan.
 fn least_request(
     n: usize,
-    active: &[AtomicU32],
+    active: &[Arc<AtomicU32>],
     accept: &dyn Fn(usize) -> bool,
     rng: &mut impl Rng,
 ) -> Option<usize> {
@@ -97,7 +98,10 @@ mod tests {
 
     #[test]
     fn least_request_prefers_the_idle_endpoint_and_skips_refused_ones() {
-        let active: Vec<AtomicU32> = [5, 0, 5].into_iter().map(AtomicU32::new).collect();
+        let active: Vec<Arc<AtomicU32>> = [5, 0, 5]
+            .into_iter()
+            .map(|n| Arc::new(AtomicU32::new(n)))
+            .collect();
         let mut rng = rand::rngs::StdRng::seed_from_u64(9);
         let mut hits = [0; 3];
         for _ in 0..3000 {
@@ -111,7 +115,7 @@ mod tests {
 
     #[test]
     fn least_request_spreads_when_all_are_idle() {
-        let active: Vec<AtomicU32> = (0..2).map(|_| AtomicU32::new(0)).collect();
+        let active: Vec<Arc<AtomicU32>> = (0..2).map(|_| Default::default()).collect();
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
         let picks: Vec<usize> = (0..1000)
             .filter_map(|_| least_request(2, &active, &|_| true, &mut rng))

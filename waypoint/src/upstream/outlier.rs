@@ -57,6 +57,18 @@ impl Outlier {
         }
     }
 
+    /// Takes over the state of `old`'s hosts: slot `i` here was `was[i]` there
+    /// (the same address), so an ejection outlives a change of endpoints.
+    pub fn carry(&self, old: &Outlier, was: &[Option<usize>]) {
+        let old = old.hosts.lock().expect("outlier lock");
+        let mut hosts = self.hosts.lock().expect("outlier lock");
+        for (h, i) in hosts.iter_mut().zip(was) {
+            if let Some(o) = i.and_then(|i| old.get(i)) {
+                *h = o.clone();
+            }
+        }
+    }
+
     /// Which slots may be picked now. Expired ejections end here. Without outlier
     /// detection this takes no lock and allocates nothing: the per-request case.
     pub fn usable(&self) -> Usable {

@@ -1,0 +1,145 @@
+//! What a cluster's counters carry into the next config generation. With the
+//! Kubernetes source a new generation comes with every pod that starts or
+//! stops, so a generation must not forget what the data path has learned: an
+//! endpoint ejected by outlier detection stays ejected, requests in flight
+//! still count against the circuit breaker, and least-request still sees them.
+//! Clusters are matched by name (`outbound|port|subset|host`), endpoints by
+//! address, as Envoy keeps a cluster's hosts across endpoint updates.
+
+use super::Cluster;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use waypoint_ir::{EndpointIdx, Service, Snapshot, TrafficPolicy};
+
+/// A cluster's name, stable across generations (indexes are not).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Name {
+    host: String,
+    subset: Option<String>,
+    port: u16,
+}
+
+impl Name {
+    pub fn of(svc: &Service, subset: Option<usize>, port: u16) -> Self {
+        Name {
+            host: svc.hostname.clone(),
+            subset: subset.map(|i| svc.subsets[i].name.clone()),
+            port,
+        }
+    }
+}
+
+/// The previous generation's clusters, by name.
+pub struct Previous<'a>(HashMap<Name, &'a Arc<Cluster>>);
+
+impl<'a> Previous<'a> {
+    pub fn new(snapshot: &Snapshot, upstreams: &'a super::Upstreams) -> Self {
+        Previous(
+            upstreams
+                .clusters
+                .iter()
+                .map(|(&(svc, subset, port), c)| (Name::of(snapshot.service(svc), subset, port), c))
+                .collect(),
+        )
+    }
+
+    pub fn get(&self, name: &Name) -> Option<&'a Arc<Cluster>> {
+        self.0.get(name).copied()
+    }
+}
+
+/// The cluster for `endpoints` under `policy`, given the previous
+/// generation's cluster of the same name: that very cluster when nothing
+/// changed, else a new one that keeps what still applies.
+pub fn next(
+    old: &Arc<Cluster>,
+    endpoints: Vec<(EndpointIdx, SocketAddr)>,
+    policy: TrafficPolicy,
+) -> Arc<Cluster> {
+    if old.endpoints == endpoints && old.policy == policy {
+        return old.clone();
+    }
+    let mut new = Cluster::new(endpoints, policy);
+    let slots: HashMap<SocketAddr, usize> = old
+        .endpoints
+        .iter()
+        .enumerate()
+        .map(|(i, (_, addr))| (*addr, i))
+        .collect();
+    let was: Vec<Option<usize>> = new
+        .endpoints
+        .iter()
+        .map(|(_, addr)| slots.get(addr).copied())
+        .collect();
+    for (slot, was) in was.iter().enumerate() {
+        if let Some(i) = was {
+            new.active[slot] = old.active[*i].clone();
+        }
+    }
+    if new.policy.pool == old.policy.pool {
+        new.breaker = old.breaker.clone();
+        new.per_connection = old.per_connection.clone();
+    }
+    if new.policy.outlier == old.policy.outlier {
+        new.outlier.carry(&old.outlier, &was);
+    }
+    Arc::new(new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::breaker::Overflow;
+    use super::super::Upstreams;
+    use waypoint_filters::testing::SnapshotBuilder;
+    use waypoint_ir::{ConnectionPool, ServiceIdx, Snapshot};
+
+    /// Service `a` with `endpoints` pods and at most `max` requests in flight.
+    fn world(endpoints: u8, max: u32) -> Snapshot {
+        let mut b = SnapshotBuilder::new();
+        let svc = b.service("a", "10.0.0.1".parse().unwrap(), 80);
+        for i in 0..endpoints {
+            b.endpoint(svc, format!("10.1.0.{i}").parse().unwrap(), 8080, &[]);
+        }
+        let mut s = b.build();
+        s.services[0].traffic.pool = ConnectionPool {
+            max_requests: Some(max),
+            ..Default::default()
+        };
+        s
+    }
+
+    #[tokio::test]
+    async fn requests_in_flight_count_in_the_next_generation_while_its_limits_hold() {
+        let one = world(1, 1);
+        let first = Upstreams::build(&one);
+        let c1 = first.cluster((ServiceIdx(0), None, 80)).unwrap().clone();
+        let _held = c1.breaker.admit().await.unwrap();
+        let (_try, _) = c1.pick(&[]).unwrap();
+
+        let two = world(2, 1);
+        let second = Upstreams::next(&two, Some((&one, &first)));
+        let c2 = second.cluster((ServiceIdx(0), None, 80)).unwrap();
+        assert!(!std::sync::Arc::ptr_eq(&c1, c2), "the endpoints changed");
+        assert_eq!(c2.breaker.admit().await.err(), Some(Overflow::Requests));
+        let busy = c1.endpoints[0].1;
+        assert_eq!(c2.endpoints[0].1, busy);
+        let in_flight = c2.active[0].load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(in_flight, 1, "least request sees the try still in flight");
+
+        let same = Upstreams::next(&two, Some((&two, &second)));
+        let c3 = same.cluster((ServiceIdx(0), None, 80)).unwrap();
+        assert!(
+            std::sync::Arc::ptr_eq(c2, c3),
+            "nothing changed: the same cluster"
+        );
+
+        let raised = world(2, 2);
+        let third = Upstreams::next(&raised, Some((&two, &same)));
+        let c4 = third.cluster((ServiceIdx(0), None, 80)).unwrap();
+        assert!(
+            c4.breaker.admit().await.is_ok(),
+            "new limits start counting anew"
+        );
+    }
+}
