@@ -1,7 +1,8 @@
 //! Kubernetes, Istio and Gateway API manifests → the waypoint IR.
 //!
 //! [`load_dir`] reads a directory, [`load_sources`] in-memory files, and
-//! [`load_objects`] objects from the Kubernetes API; all parse
+//! [`load_objects`] objects from the Kubernetes API ([`refresh_endpoints`]
+//! applies an endpoint change to the last snapshot); all parse
 //! every document, translate the resources once into a validated
 //! [`waypoint_ir::Snapshot`], and report problems as [`Diagnostic`]s that name the
 //! file, the resource (`Kind namespace/name`) and the field. Any error fails the
@@ -22,6 +23,7 @@ mod translate;
 pub use diag::{Diagnostic, Severity};
 pub use report::routing_table;
 pub use source::Source;
+pub use translate::refresh_endpoints;
 
 use std::path::Path;
 

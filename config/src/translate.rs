@@ -6,11 +6,14 @@ mod hosts;
 mod http_route;
 mod matchers;
 mod policy;
+mod refresh;
 mod services;
 mod subsets;
 mod traffic;
 mod traffic_policy;
 mod virtual_service;
+
+pub use refresh::refresh_endpoints;
 
 use crate::parse::Resources;
 use crate::{Diagnostic, Options};

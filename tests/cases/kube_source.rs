@@ -114,6 +114,7 @@ async fn endpoints_follow_pod_churn_with_no_failed_request() {
         c.requests("pp-1") > 20 && c.requests("pp-2") > 20
     })
     .await;
+    let builds = whole_builds_settled(&wp).await;
 
     c.add_pod("pp-3", "v1", true).await;
     eventually("the new pod serves", || c.requests("pp-3") > 20).await;
@@ -143,6 +144,27 @@ async fn endpoints_follow_pod_churn_with_no_failed_request() {
         &failed[..failed.len().min(5)]
     );
     assert!(ok > 100, "{ok}");
+    assert_eq!(
+        metric(&wp, "waypoint_config_build_seconds").await,
+        builds,
+        "pod churn translated the whole config again"
+    );
+    let updates = metric(&wp, "waypoint_config_endpoint_update_seconds").await;
+    assert!(updates >= 3.0, "{updates} endpoint updates");
+}
+
+/// Whole builds once they stop coming (the first sync may list some kinds
+/// again as the scope settles).
+async fn whole_builds_settled(wp: &WaypointProc) -> f64 {
+    let mut last = metric(wp, "waypoint_config_build_seconds").await;
+    loop {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let now = metric(wp, "waypoint_config_build_seconds").await;
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
 }
 
 const CANARY: &str = r#"

@@ -4,6 +4,7 @@
 //! snapshot is swapped in as a directory reload swaps it ([`source`]).
 
 mod args;
+mod endpoints;
 pub mod kinds;
 pub mod scope;
 pub mod source;

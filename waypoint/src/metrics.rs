@@ -86,6 +86,8 @@ pub struct Metrics {
     pub config_rejected: IntGauge,
     /// Seconds to scope, translate and swap in one Kubernetes snapshot.
     pub config_build: Histogram,
+    /// Seconds to apply one endpoint change to the last snapshot.
+    pub config_endpoint_update: Histogram,
     /// Access-log lines dropped because the writer fell behind.
     pub access_log_dropped: IntCounter,
     /// Downstream requests, streams and connections refused, by reason.
@@ -262,19 +264,24 @@ impl Metrics {
             "waypoint_config_rejected_resources",
             "Resources left out of the config because they failed validation.",
         );
-        let config_build = Histogram::with_opts(
-            HistogramOpts::new(
-                "waypoint_config_build_seconds",
-                "Time to scope, translate and swap in a config from the Kubernetes API.",
-            )
-            .buckets(vec![
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
-            ]),
-        )
-        .expect("static metric");
-        registry
-            .register(Box::new(config_build.clone()))
-            .expect("unique metric");
+        let build_time = |name: &str, help: &str| {
+            let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(vec![
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+            ]))
+            .expect("static metric");
+            registry
+                .register(Box::new(h.clone()))
+                .expect("unique metric");
+            h
+        };
+        let config_build = build_time(
+            "waypoint_config_build_seconds",
+            "Time to scope, translate and swap in a whole config from the Kubernetes API.",
+        );
+        let config_endpoint_update = build_time(
+            "waypoint_config_endpoint_update_seconds",
+            "Time to apply an endpoint change (Pods, EndpointSlices) to the config in use, translating only the Services it concerns.",
+        );
         let (rejected, rejected_vec) = Rejections::new();
         registry
             .register(Box::new(rejected_vec))
@@ -302,6 +309,7 @@ impl Metrics {
             config_objects,
             config_rejected,
             config_build,
+            config_endpoint_update,
             access_log_dropped,
             rejected,
         }

@@ -13,7 +13,7 @@ pub struct EndpointIdx(pub usize);
 
 /// A Kubernetes Service or an Istio ServiceEntry host, with everything needed to
 /// route to it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Service {
     /// FQDN: `name.ns.svc.<cluster-domain>`, or the ServiceEntry host.
     pub hostname: String,
@@ -123,6 +123,14 @@ impl Service {
             .unwrap_or(&self.traffic)
     }
 
+    /// Replaces the endpoints, and with them each subset's members.
+    pub fn set_endpoints(&mut self, endpoints: Vec<Endpoint>) {
+        self.endpoints = endpoints;
+        for s in &mut self.subsets {
+            s.endpoints = Subset::members(&s.labels, &self.endpoints);
+        }
+    }
+
     pub fn subset(&self, name: &str) -> Option<&Subset> {
         self.subsets.iter().find(|s| s.name == name)
     }
@@ -183,6 +191,18 @@ impl Endpoint {
             .iter()
             .find(|(_, &t)| t == target)
             .map(|(&svc, _)| svc)
+    }
+}
+
+impl Subset {
+    /// The endpoints whose labels include all of `labels`.
+    pub fn members(labels: &BTreeMap<String, String>, endpoints: &[Endpoint]) -> Vec<EndpointIdx> {
+        endpoints
+            .iter()
+            .enumerate()
+            .filter(|(_, ep)| labels.iter().all(|(k, v)| ep.labels.get(k) == Some(v)))
+            .map(|(i, _)| EndpointIdx(i))
+            .collect()
     }
 }
 

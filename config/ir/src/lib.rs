@@ -49,7 +49,7 @@ pub enum Target {
 /// every `ServiceIdx`/`EndpointIdx` stored anywhere is in range; every route's
 /// regexes are compiled; `by_vip`, `by_workload` and `by_host` are consistent with
 /// `services`.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Clone, Serialize)]
 pub struct Snapshot {
     pub services: Vec<Service>,
     /// VIP + service port → service.
@@ -77,6 +77,19 @@ pub struct WaypointGateway {
 impl Snapshot {
     pub fn service(&self, idx: ServiceIdx) -> &Service {
         &self.services[idx.0]
+    }
+
+    /// Fills `by_workload` from the services' endpoints.
+    pub fn index_workloads(&mut self) {
+        self.by_workload.clear();
+        for (i, svc) in self.services.iter().enumerate() {
+            for (e, ep) in svc.endpoints.iter().enumerate() {
+                self.by_workload
+                    .entry(ep.address)
+                    .or_default()
+                    .push((ServiceIdx(i), EndpointIdx(e)));
+            }
+        }
     }
 
     /// Resolves an HBONE CONNECT target: a VIP first, then a workload address

@@ -3,7 +3,7 @@
 use super::Cx;
 use crate::Diagnostic;
 use std::collections::HashMap;
-use waypoint_ir::{EndpointIdx, Service, ServiceIdx, Snapshot};
+use waypoint_ir::{Service, ServiceIdx, Snapshot};
 
 /// FQDN (or ServiceEntry host) → service, for resolving names in routing resources.
 pub struct HostIndex {
@@ -72,6 +72,7 @@ impl HostIndex {
 
 /// Fills `by_vip`, `by_workload` and `by_host`.
 pub fn index(cx: &mut Cx<'_>, snapshot: &mut Snapshot) {
+    snapshot.index_workloads();
     for (i, svc) in snapshot.services.iter().enumerate() {
         let idx = ServiceIdx(i);
         for addr in &svc.addresses {
@@ -92,13 +93,6 @@ pub fn index(cx: &mut Cx<'_>, snapshot: &mut Snapshot) {
                 }
                 snapshot.by_vip.insert(key, (idx, port.port));
             }
-        }
-        for (e, ep) in svc.endpoints.iter().enumerate() {
-            snapshot
-                .by_workload
-                .entry(ep.address)
-                .or_default()
-                .push((idx, EndpointIdx(e)));
         }
         for alias in aliases(svc, &cx.opts.cluster_domain) {
             // Short names are ambiguous across namespaces; the first service in

@@ -58,7 +58,7 @@ fn in_mesh(cx: &Cx<'_>, ns: &str, labels: &BTreeMap<String, String>) -> bool {
     }
 }
 
-fn kube_service(cx: &mut Cx<'_>, obj: &Obj<crate::kube::ServiceDoc>) -> Service {
+pub fn kube_service(cx: &mut Cx<'_>, obj: &Obj<crate::kube::ServiceDoc>) -> Service {
     let spec = &obj.doc.spec;
     let ns = obj.ns().to_string();
     let mut addresses = Vec::new();

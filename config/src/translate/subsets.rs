@@ -15,7 +15,7 @@ use crate::istio::DestinationRuleDoc;
 use crate::parse::Obj;
 use crate::Diagnostic;
 use std::collections::BTreeMap;
-use waypoint_ir::{EndpointIdx, Service, ServiceIdx, Subset};
+use waypoint_ir::{Service, ServiceIdx, Subset};
 
 pub fn apply(cx: &mut Cx<'_>, index: &HostIndex, services: &mut [Service]) {
     let mut rules: Vec<_> = cx.res.destination_rules.iter().collect();
@@ -91,13 +91,7 @@ fn merge(cx: &mut Cx<'_>, svc: &mut Service, drs: &[&Obj<DestinationRuleDoc>]) {
                     cx.diags,
                 )
             });
-            let endpoints = svc
-                .endpoints
-                .iter()
-                .enumerate()
-                .filter(|(_, ep)| s.labels.iter().all(|(k, v)| ep.labels.get(k) == Some(v)))
-                .map(|(i, _)| EndpointIdx(i))
-                .collect();
+            let endpoints = Subset::members(&s.labels, &svc.endpoints);
             svc.subsets.push(Subset {
                 name: s.name.clone(),
                 labels: s.labels.clone(),

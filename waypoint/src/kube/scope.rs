@@ -146,6 +146,28 @@ impl Store {
         self.len() == 0
     }
 
+    /// The object `object` replaces or deletes in `watch`, if held.
+    pub fn held(&self, watch: &WatchId, object: &Value) -> Option<&Value> {
+        self.watches.get(watch)?.objects.get(&key(object))
+    }
+
+    /// What `watch` holds.
+    pub fn watched(&self, watch: &WatchId) -> impl Iterator<Item = &Value> {
+        self.watches
+            .get(watch)
+            .into_iter()
+            .flat_map(|w| w.objects.values())
+    }
+
+    /// The object of `kind` named `(namespace, name)`, whichever watch holds it.
+    pub fn find(&self, kind: Kind, namespace: &str, name: &str) -> Option<&Value> {
+        let key = (namespace.to_string(), name.to_string());
+        self.watches
+            .iter()
+            .filter(|(id, _)| id.kind == kind)
+            .find_map(|(_, w)| w.objects.get(&key))
+    }
+
     /// Every object of `kind`, once each, whichever watches delivered it.
     fn of(&self, kind: Kind) -> BTreeMap<&Key, &Value> {
         let mut out = BTreeMap::new();
@@ -158,7 +180,7 @@ impl Store {
     }
 }
 
-fn labels(object: &Value) -> BTreeMap<&str, &str> {
+pub(super) fn labels(object: &Value) -> BTreeMap<&str, &str> {
     object
         .pointer("/metadata/labels")
         .and_then(Value::as_object)
@@ -233,6 +255,9 @@ pub struct Scope {
     pub endpoint_namespaces: BTreeMap<String, Filter>,
     /// The served Services, (namespace, name).
     pub services: BTreeSet<(String, String)>,
+    /// The served Services' selectors (empty: none, its EndpointSlices are
+    /// written by hand).
+    pub selectors: BTreeMap<(String, String), BTreeMap<String, String>>,
     /// Namespaces whose labels matter: the served Services' and the Gateway's.
     /// Others are held only while they name this waypoint.
     pub namespaces: BTreeSet<String>,
@@ -293,6 +318,7 @@ pub fn scope(store: &Store, gw: &GatewayRef) -> Scope {
         .filter(|(k, o)| bound(k, o))
         .collect();
     let mut endpoint_namespaces: BTreeMap<String, Filter> = BTreeMap::new();
+    let mut selectors = BTreeMap::new();
     for ((ns, name), svc) in &services {
         let f = endpoint_namespaces.entry(ns.clone()).or_default();
         f.services.insert(name.clone());
@@ -308,8 +334,9 @@ pub fn scope(store: &Store, gw: &GatewayRef) -> Scope {
         // A Service without a selector has no Pods of its own (its
         // EndpointSlices are written by hand).
         if !selector.is_empty() && !f.selectors.contains(&selector) {
-            f.selectors.push(selector);
+            f.selectors.push(selector.clone());
         }
+        selectors.insert((ns.clone(), name.clone()), selector);
     }
     let entry_namespaces: BTreeSet<&str> = entries.iter().map(|((ns, _), _)| ns.as_str()).collect();
     let served: BTreeSet<(&str, &str)> = services
@@ -390,6 +417,7 @@ pub fn scope(store: &Store, gw: &GatewayRef) -> Scope {
             .map(|(ns, name)| (ns.to_string(), name.to_string()))
             .collect(),
         objects,
+        selectors,
         service_namespaces,
         endpoint_namespaces,
     }

@@ -3,8 +3,15 @@
 //! of a directory), starts and stops the namespaced watches the new scope needs,
 //! and once every watch has listed, translates what is served and swaps the
 //! snapshot in. A resource that fails validation is rejected alone and
-//! reported; the rest goes live.
+//! reported; the rest goes live. A change of endpoints alone (Pods,
+//! EndpointSlices) translates only the Services it concerns.
+//!
+//! The debounce leads: a change after a quiet spell is applied at once, and
+//! what follows within the debounce is applied together when it ends, so a
+//! lone pod is live in microseconds and a rollout costs one build per
+//! debounce.
 
+use super::endpoints::{Served, ServiceKey};
 use super::kinds::Kind;
 use super::scope::{keeps, scope, Filter, GatewayRef, Store, WatchId};
 use super::watch::{Update, Watches};
@@ -29,7 +36,8 @@ pub struct KubeSource {
     pub options: waypoint_config::Options,
     pub state: Arc<State>,
     pub metrics: Arc<crate::metrics::Metrics>,
-    /// How long to wait for more changes before rebuilding.
+    /// The least time between two builds: changes within it wait and are
+    /// applied together.
     pub debounce: Duration,
     /// Where each rebuild's status goes, for the status writer.
     pub status: tokio::sync::watch::Sender<super::status::Desired>,
@@ -79,6 +87,10 @@ impl KubeSource {
         let mut waiting_since: Option<Instant> = None;
         let mut impatient = false;
         let mut last_rejected: Vec<String> = Vec::new();
+        // Services whose endpoints changed since the last build.
+        let mut moved: BTreeSet<ServiceKey> = BTreeSet::new();
+        let mut served_index = Served::default();
+        let mut last_build: Option<Instant> = None;
         loop {
             let first = tokio::select! {
                 u = rx.recv() => u,
@@ -86,21 +98,54 @@ impl KubeSource {
                 _ = sleep_until(waiting_since.map(|t| t + LIST_PATIENCE)) => None,
             };
             if let Some((run, u)) = first {
+                let mut pending = Pending {
+                    store: &mut store,
+                    filters: &filters,
+                    namespaces: &namespaces,
+                    served: &served_index,
+                    up: &mut up,
+                    dirty: &mut dirty,
+                    moved: &mut moved,
+                };
                 if watches.current(run, u.watch()) {
-                    dirty |= self.apply(&mut store, (&filters, &namespaces), u, &mut up);
+                    self.apply(&mut pending, u);
                 }
-                let quiet = Instant::now() + self.debounce;
+                // Before the first build every list streams in: wait a whole
+                // debounce. After it, only as long as the last build was recent.
+                let quiet = match last_build {
+                    Some(t) if published => (t + self.debounce).max(Instant::now()),
+                    _ => Instant::now() + self.debounce,
+                };
                 loop {
-                    tokio::select! {
-                        u = rx.recv() => match u {
-                            Some((run, u)) => if watches.current(run, u.watch()) {
-                                dirty |= self.apply(&mut store, (&filters, &namespaces), u, &mut up);
+                    // What is queued already goes into this build, even with no wait.
+                    let u = match rx.try_recv() {
+                        Ok(u) => Some(u),
+                        Err(mpsc::error::TryRecvError::Empty) => tokio::select! {
+                            u = rx.recv() => match u {
+                                Some(u) => Some(u),
+                                None => return,
                             },
-                            None => return,
+                            _ = tokio::time::sleep_until(quiet) => None,
                         },
-                        _ = tokio::time::sleep_until(quiet) => break,
+                        Err(mpsc::error::TryRecvError::Disconnected) => return,
+                    };
+                    let Some((run, u)) = u else { break };
+                    if watches.current(run, u.watch()) {
+                        self.apply(&mut pending, u);
                     }
                 }
+            }
+            if !dirty && !moved.is_empty() && published {
+                let started = std::time::Instant::now();
+                let moved = std::mem::take(&mut moved);
+                if self.refresh(&store, &served_index, &moved) {
+                    last_build = Some(Instant::now());
+                    self.metrics
+                        .config_endpoint_update
+                        .observe(started.elapsed().as_secs_f64());
+                    continue;
+                }
+                dirty = true;
             }
             let started = std::time::Instant::now();
             let mut served = scope(&store, &self.gateway);
@@ -143,6 +188,9 @@ impl KubeSource {
                 served = scope(&store, &self.gateway);
             }
             self.publish(&served, &mut last_rejected, store.len());
+            served_index = Served::new(&served);
+            moved.clear();
+            last_build = Some(Instant::now());
             self.metrics
                 .config_build
                 .observe(started.elapsed().as_secs_f64());
@@ -182,67 +230,77 @@ impl KubeSource {
             *last_rejected = rejected;
         }
         self.metrics.config_rejected.set(last_rejected.len() as i64);
-        let generation = self.state.replace(loaded.snapshot);
+        self.swap(loaded.snapshot);
+    }
+
+    /// Applies an endpoint change to the snapshot in use; false when it takes
+    /// a whole build.
+    fn refresh(&self, store: &Store, served: &Served, moved: &BTreeSet<ServiceKey>) -> bool {
+        let objects = served.objects(store, moved);
+        let current = self.state.current();
+        let refreshed =
+            waypoint_config::refresh_endpoints(&current.snapshot, objects, &self.options);
+        drop(current);
+        let Some(snapshot) = refreshed else {
+            return false;
+        };
+        self.metrics.config_objects.set(store.len() as i64);
+        self.swap(snapshot);
+        true
+    }
+
+    fn swap(&self, snapshot: waypoint_ir::Snapshot) {
+        let generation = self.state.replace(snapshot);
         self.metrics.config_reloads.with_label_values(&["ok"]).inc();
         self.metrics.config_generation.set(generation as i64);
         log::debug!("kubernetes: generation {generation}");
     }
 
-    /// Applies one update; true if the store changed. Pods and EndpointSlices
-    /// no served Service needs are not held (one that stops being needed is
-    /// dropped).
-    fn apply(
-        &self,
-        store: &mut Store,
-        (filters, namespaces): (&BTreeMap<String, Filter>, &BTreeSet<String>),
-        update: Update,
-        up: &mut bool,
-    ) -> bool {
+    /// Applies one update to the store: a change of endpoints alone adds the
+    /// Services it concerns to `moved`, any other change sets `dirty`. Pods
+    /// and EndpointSlices no served Service needs are not held (one that stops
+    /// being needed is dropped).
+    fn apply(&self, p: &mut Pending<'_>, update: Update) {
         let keeps = |id: &WatchId, o: &serde_json::Value| match (&id.namespace, id.kind) {
             (Some(ns), Kind::Pod | Kind::EndpointSlice) => {
-                filters.get(ns).is_some_and(|f| f.keeps(id.kind, o))
+                p.filters.get(ns).is_some_and(|f| f.keeps(id.kind, o))
             }
-            (None, kind) => keeps(kind, o, &self.gateway, namespaces),
+            (None, kind) => keeps(kind, o, &self.gateway, p.namespaces),
             _ => true,
         };
         let healthy = !matches!(update, Update::Failed(..));
-        if healthy && !*up {
-            *up = true;
+        if healthy && !*p.up {
+            *p.up = true;
             self.metrics.config_source_up.set(1);
             log::info!("kubernetes: the API server answers again");
         }
         match update {
-            Update::Listing(id) => {
-                store.listing(&id);
-                false
-            }
+            Update::Listing(id) => p.store.listing(&id),
             Update::Listed(id, o) => {
                 if keeps(&id, &o) {
-                    store.listed(&id, o);
+                    p.store.listed(&id, o);
                 }
-                false
             }
             Update::ListDone(id) => {
-                store.list_done(&id);
-                true
+                p.store.list_done(&id);
+                *p.dirty = true;
             }
             Update::Applied(id, o) if keeps(&id, &o) => {
-                store.apply(&id, o);
-                true
+                p.changed(&id, &o, Some(&o));
+                p.store.apply(&id, o);
             }
-            Update::Applied(id, o) => store.delete(&id, &o),
-            Update::Deleted(id, o) => {
-                store.delete(&id, &o);
-                true
+            Update::Applied(id, o) | Update::Deleted(id, o) => {
+                p.changed(&id, &o, None);
+                p.store.delete(&id, &o);
             }
             Update::Absent(id) => {
-                let was = store.synced(&id);
-                store.absent(&id);
-                !was
+                let was = p.store.synced(&id);
+                p.store.absent(&id);
+                *p.dirty |= !was;
             }
             Update::Failed(id, why) => {
-                if *up {
-                    *up = false;
+                if *p.up {
+                    *p.up = false;
                     self.metrics.config_source_up.set(0);
                     log::warn!(
                         "kubernetes: watching {} failed ({why}); serving generation {} until the API server answers",
@@ -250,7 +308,6 @@ impl KubeSource {
                         self.state.current().generation
                     );
                 }
-                false
             }
         }
     }
@@ -312,6 +369,42 @@ impl KubeSource {
             changed |= watches.ensure(id, None);
         }
         changed
+    }
+}
+
+/// What one batch of updates changes: the store, and what must be built again.
+struct Pending<'a> {
+    store: &'a mut Store,
+    filters: &'a BTreeMap<String, Filter>,
+    namespaces: &'a BTreeSet<String>,
+    served: &'a Served,
+    up: &'a mut bool,
+    /// A whole build is needed.
+    dirty: &'a mut bool,
+    /// Served Services whose endpoints changed.
+    moved: &'a mut BTreeSet<ServiceKey>,
+}
+
+impl Pending<'_> {
+    /// Notes that `object` of watch `id` becomes `now` (`None`: no longer held),
+    /// before the store takes it. Nothing changes if it was not held and is not
+    /// now, or is held as it was (a Pod's other fields changed).
+    fn changed(
+        &mut self,
+        id: &WatchId,
+        object: &serde_json::Value,
+        now: Option<&serde_json::Value>,
+    ) {
+        let was = self.store.held(id, object);
+        if was == now {
+            return;
+        }
+        match (&id.namespace, id.kind) {
+            (Some(ns), Kind::Pod | Kind::EndpointSlice) => {
+                self.served.concerned(id.kind, ns, [was, now], self.moved)
+            }
+            _ => *self.dirty = true,
+        }
     }
 }
 
