@@ -436,12 +436,17 @@ fn changes_rows(m: &Measured, translated: &str, row: &impl Fn(&str, String, &str
         "< 10 ms",
     );
     row(
-        "  rebuilds per change; mean build, objects translated",
+        "  whole builds per change; mean, objects translated",
         format!(
             "{:.2}; {:.1} ms, {translated}",
             m.rebuilds_per_change, m.build_ms
         ),
         "no re-translation of others",
+    );
+    row(
+        "  endpoint updates per change; mean (one Service translated)",
+        format!("{:.2}; {:.3} ms", m.updates_per_change, m.update_ms),
+        "",
     );
     row(
         "  waypoint CPU per change: median (stat mean)",

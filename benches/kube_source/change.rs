@@ -121,6 +121,10 @@ pub struct Measured {
     /// `waypoint_config_build_seconds` over all the changes: rebuilds, mean ms.
     pub rebuilds_per_change: f64,
     pub build_ms: f64,
+    /// `waypoint_config_endpoint_update_seconds`: endpoint updates (only the
+    /// concerned Services translated) per change, mean ms.
+    pub updates_per_change: f64,
+    pub update_ms: f64,
     pub missed: usize,
     pub idle_cpu_ms_per_s: f64,
 }
@@ -136,6 +140,7 @@ pub async fn measure(
 ) -> Measured {
     let mut m = Measured::default();
     let (sum0, count0) = wp.builds().await;
+    let (usum0, ucount0) = wp.updates().await;
     for _ in 0..each {
         for kind in [Kind::Unready, Kind::NewPod] {
             let change = changes.next(kind);
@@ -178,6 +183,10 @@ pub async fn measure(
     let rebuilds = count1 - count0;
     m.rebuilds_per_change = rebuilds / (4 * each) as f64;
     m.build_ms = (sum1 - sum0) * 1000.0 / rebuilds.max(1.0);
+    let (usum1, ucount1) = wp.updates().await;
+    let updates = ucount1 - ucount0;
+    m.updates_per_change = updates / (4 * each) as f64;
+    m.update_ms = (usum1 - usum0) * 1000.0 / updates.max(1.0);
     m
 }
 

@@ -146,6 +146,16 @@ impl Waypoint {
         )
     }
 
+    /// `waypoint_config_endpoint_update_seconds` (sum, count).
+    pub async fn updates(&self) -> (f64, f64) {
+        (
+            self.metric("waypoint_config_endpoint_update_seconds_sum")
+                .await,
+            self.metric("waypoint_config_endpoint_update_seconds_count")
+                .await,
+        )
+    }
+
     /// Waits until the config generation and the objects held have not moved
     /// for `quiet` (bounded by `limit`): the waypoint has taken in what was sent.
     pub async fn settle(&self, quiet: Duration, limit: Duration) {

@@ -23,7 +23,7 @@ mod translate;
 pub use diag::{Diagnostic, Severity};
 pub use report::routing_table;
 pub use source::Source;
-pub use translate::refresh_endpoints;
+pub use translate::{refresh_endpoints, Refresh};
 
 use std::path::Path;
 

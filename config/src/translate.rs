@@ -13,7 +13,7 @@ mod traffic;
 mod traffic_policy;
 mod virtual_service;
 
-pub use refresh::refresh_endpoints;
+pub use refresh::{refresh_endpoints, Refresh};
 
 use crate::parse::Resources;
 use crate::{Diagnostic, Options};

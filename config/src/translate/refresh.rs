@@ -10,16 +10,27 @@ use crate::parse;
 use crate::Options;
 use waypoint_ir::Snapshot;
 
+/// What an endpoint change does to the snapshot in use.
+#[derive(Debug)]
+pub enum Refresh {
+    /// Nothing: the Services' endpoints are what they were.
+    Unchanged,
+    /// The snapshot to use instead.
+    Changed(Snapshot),
+    /// Not a change of endpoints alone (a Service's ports or addresses
+    /// differ, or it is new), or one a whole translation would report on:
+    /// translate everything.
+    Whole,
+}
+
 /// `previous` with the endpoints of the Services among `objects` translated
 /// again from the Pods and EndpointSlices among them (with the Namespaces, for
-/// who is in the mesh). `None` when the change is not one of endpoints alone
-/// (a Service's ports or addresses differ, or it is new) or says anything a
-/// whole translation would report: the caller then translates everything.
+/// who is in the mesh).
 pub fn refresh_endpoints(
     previous: &Snapshot,
     objects: Vec<serde_json::Value>,
     opts: &Options,
-) -> Option<Snapshot> {
+) -> Refresh {
     let mut diags = Vec::new();
     let res = parse::parse_values(objects.into_iter().map(|o| ("", o)), &mut diags);
     let mut cx = Cx {
@@ -30,22 +41,29 @@ pub fn refresh_endpoints(
     let mut fresh = Vec::new();
     for svc in &res.services {
         let new = services::kube_service(&mut cx, svc);
-        let at = previous.services.iter().position(|s| s.source == svc.id)?;
+        let Some(at) = previous.services.iter().position(|s| s.source == svc.id) else {
+            return Refresh::Whole;
+        };
         let old = &previous.services[at];
         if old.ports != new.ports || old.addresses != new.addresses {
-            return None;
+            return Refresh::Whole;
         }
-        fresh.push((at, new.endpoints));
+        if old.endpoints != new.endpoints {
+            fresh.push((at, new.endpoints));
+        }
     }
     if !diags.is_empty() {
-        return None;
+        return Refresh::Whole;
+    }
+    if fresh.is_empty() {
+        return Refresh::Unchanged;
     }
     let mut snapshot = previous.clone();
     for (at, endpoints) in fresh {
         snapshot.services[at].set_endpoints(endpoints);
     }
     snapshot.index_workloads();
-    Some(snapshot)
+    Refresh::Changed(snapshot)
 }
 
 #[cfg(test)]
@@ -99,8 +117,12 @@ mod tests {
         let after = [("r2", "10.1.0.2", "v1"), ("r3", "10.1.0.3", "v2")];
         let previous = crate::load_objects(&routed(&before), &opts).snapshot;
         let whole = crate::load_objects(&routed(&after), &opts).snapshot;
-        let refreshed = refresh_endpoints(&previous, world(&after), &opts).unwrap();
+        let Refresh::Changed(refreshed) = refresh_endpoints(&previous, world(&after), &opts) else {
+            panic!("the endpoints changed");
+        };
         assert_eq!(json_of(&refreshed), json_of(&whole));
+        let again = refresh_endpoints(&refreshed, world(&after), &opts);
+        assert!(matches!(again, Refresh::Unchanged), "{again:?}");
         assert_ne!(
             json_of(&previous),
             json_of(&whole),
@@ -115,12 +137,21 @@ mod tests {
         let previous = crate::load_objects(&routed(&pods), &opts).snapshot;
         let mut moved = world(&pods);
         moved[1]["spec"]["ports"][0]["port"] = json!(9081);
-        assert!(refresh_endpoints(&previous, moved, &opts).is_none());
+        assert!(matches!(
+            refresh_endpoints(&previous, moved, &opts),
+            Refresh::Whole
+        ));
         let mut broken = world(&pods);
         broken[2]["status"]["podIP"] = json!("10.1.0.999");
-        assert!(refresh_endpoints(&previous, broken, &opts).is_none());
+        assert!(matches!(
+            refresh_endpoints(&previous, broken, &opts),
+            Refresh::Whole
+        ));
         let mut unknown = world(&pods);
         unknown[1]["metadata"]["name"] = json!("details");
-        assert!(refresh_endpoints(&previous, unknown, &opts).is_none());
+        assert!(matches!(
+            refresh_endpoints(&previous, unknown, &opts),
+            Refresh::Whole
+        ));
     }
 }

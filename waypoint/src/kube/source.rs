@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use waypoint_config::Refresh;
 
 /// Services labelled for some waypoint, cluster-wide: the API server filters,
 /// so unlabelled Services elsewhere never reach the waypoint.
@@ -138,14 +139,18 @@ impl KubeSource {
             if !dirty && !moved.is_empty() && published {
                 let started = std::time::Instant::now();
                 let moved = std::mem::take(&mut moved);
-                if self.refresh(&store, &served_index, &moved) {
-                    last_build = Some(Instant::now());
-                    self.metrics
-                        .config_endpoint_update
-                        .observe(started.elapsed().as_secs_f64());
-                    continue;
+                match self.refresh(&store, &served_index, &moved) {
+                    // No new generation: the next change need not wait.
+                    Some(false) => continue,
+                    Some(true) => {
+                        last_build = Some(Instant::now());
+                        self.metrics
+                            .config_endpoint_update
+                            .observe(started.elapsed().as_secs_f64());
+                        continue;
+                    }
+                    None => dirty = true,
                 }
-                dirty = true;
             }
             let started = std::time::Instant::now();
             let mut served = scope(&store, &self.gateway);
@@ -233,20 +238,28 @@ impl KubeSource {
         self.swap(loaded.snapshot);
     }
 
-    /// Applies an endpoint change to the snapshot in use; false when it takes
-    /// a whole build.
-    fn refresh(&self, store: &Store, served: &Served, moved: &BTreeSet<ServiceKey>) -> bool {
+    /// Applies an endpoint change to the snapshot in use; `None` when it
+    /// takes a whole build, else whether a new generation went live.
+    fn refresh(
+        &self,
+        store: &Store,
+        served: &Served,
+        moved: &BTreeSet<ServiceKey>,
+    ) -> Option<bool> {
         let objects = served.objects(store, moved);
         let current = self.state.current();
         let refreshed =
             waypoint_config::refresh_endpoints(&current.snapshot, objects, &self.options);
         drop(current);
-        let Some(snapshot) = refreshed else {
-            return false;
-        };
-        self.metrics.config_objects.set(store.len() as i64);
-        self.swap(snapshot);
-        true
+        match refreshed {
+            Refresh::Whole => None,
+            Refresh::Unchanged => Some(false),
+            Refresh::Changed(snapshot) => {
+                self.metrics.config_objects.set(store.len() as i64);
+                self.swap(snapshot);
+                Some(true)
+            }
+        }
     }
 
     fn swap(&self, snapshot: waypoint_ir::Snapshot) {
