@@ -16,7 +16,7 @@ pub enum Refresh {
     /// Nothing: the Services' endpoints are what they were.
     Unchanged,
     /// The snapshot to use instead.
-    Changed(Snapshot),
+    Changed(Box<Snapshot>),
     /// Not a change of endpoints alone (a Service's ports or addresses
     /// differ, or it is new), or one a whole translation would report on:
     /// translate everything.
@@ -63,7 +63,7 @@ pub fn refresh_endpoints(
         snapshot.services[at].set_endpoints(endpoints);
     }
     snapshot.index_workloads();
-    Refresh::Changed(snapshot)
+    Refresh::Changed(Box::new(snapshot))
 }
 
 #[cfg(test)]

@@ -256,7 +256,7 @@ impl KubeSource {
             Refresh::Unchanged => Some(false),
             Refresh::Changed(snapshot) => {
                 self.metrics.config_objects.set(store.len() as i64);
-                self.swap(snapshot);
+                self.swap(*snapshot);
                 Some(true)
             }
         }
