@@ -51,26 +51,27 @@ impl Cx<'_> {
 
 pub fn translate(res: &Resources, opts: &Options, diags: &mut Vec<Diagnostic>) -> Snapshot {
     let mut cx = Cx { res, opts, diags };
-    let mut snapshot = Snapshot {
-        services: services::build(&mut cx),
-        ..Snapshot::default()
-    };
-    let index = hosts::HostIndex::build(&snapshot.services);
-    subsets::apply(&mut cx, &index, &mut snapshot.services);
+    let mut services = services::build(&mut cx);
+    let index = hosts::HostIndex::build(&services);
+    subsets::apply(&mut cx, &index, &mut services);
 
     let waypoint = waypoint_gateway(&cx);
     let world = World {
         index: &index,
-        services: &snapshot.services,
+        services: &services,
         waypoint_namespace: waypoint.as_ref().map(|w| w.source.namespace.as_str()),
     };
     let vs = virtual_service::routes(&mut cx, &world);
     let hr = http_route::routes(&mut cx, &world);
-    attach(&mut cx, &mut snapshot, vs, hr);
-    traffic_policy::apply(&mut cx, &index, &mut snapshot.services);
+    attach(&mut cx, &mut services, vs, hr);
+    traffic_policy::apply(&mut cx, &index, &mut services);
 
+    let mut snapshot = Snapshot {
+        services: services.into_iter().map(std::sync::Arc::new).collect(),
+        waypoint,
+        ..Snapshot::default()
+    };
     hosts::index(&mut cx, &mut snapshot);
-    snapshot.waypoint = waypoint;
     snapshot
 }
 
@@ -99,11 +100,11 @@ pub struct Attached {
 /// for that service, and say so.
 fn attach(
     cx: &mut Cx<'_>,
-    snapshot: &mut Snapshot,
+    services: &mut [Service],
     mut vs: BTreeMap<ServiceIdx, Attached>,
     mut hr: http_route::HttpRoutes,
 ) {
-    for (i, svc) in snapshot.services.iter_mut().enumerate() {
+    for (i, svc) in services.iter_mut().enumerate() {
         let idx = ServiceIdx(i);
         let vs = vs.remove(&idx);
         match (hr.producer.remove(&idx), vs) {

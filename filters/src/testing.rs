@@ -27,7 +27,7 @@ impl SnapshotBuilder {
     pub fn service(&mut self, name: &str, vip: IpAddr, port: u16) -> ServiceIdx {
         let idx = ServiceIdx(self.snapshot.services.len());
         let hostname = format!("{name}.default.svc.cluster.local");
-        self.snapshot.services.push(Service {
+        self.snapshot.services.push(std::sync::Arc::new(Service {
             hostname: hostname.clone(),
             namespace: "default".into(),
             name: name.into(),
@@ -45,7 +45,7 @@ impl SnapshotBuilder {
             consumers: Vec::new(),
             traffic: Default::default(),
             port_traffic: Default::default(),
-        });
+        }));
         self.snapshot
             .by_vip
             .insert(SocketAddr::new(vip, port), (idx, port));
@@ -63,7 +63,7 @@ impl SnapshotBuilder {
         target_port: u16,
         labels: &[(&str, &str)],
     ) -> EndpointIdx {
-        let svc = &mut self.snapshot.services[service.0];
+        let svc = std::sync::Arc::make_mut(&mut self.snapshot.services[service.0]);
         let idx = EndpointIdx(svc.endpoints.len());
         svc.endpoints.push(Endpoint {
             address,
@@ -88,7 +88,7 @@ impl SnapshotBuilder {
     /// A subset selecting the service's endpoints whose labels include `labels`;
     /// returns its index.
     pub fn subset(&mut self, service: ServiceIdx, name: &str, labels: &[(&str, &str)]) -> usize {
-        let svc = &mut self.snapshot.services[service.0];
+        let svc = std::sync::Arc::make_mut(&mut self.snapshot.services[service.0]);
         let labels = labels_map(labels);
         let endpoints = svc
             .endpoints
@@ -110,14 +110,14 @@ impl SnapshotBuilder {
     /// Appends `route` to the service's (already ordered) producer table. Add
     /// consumer tables after every producer route.
     pub fn route(&mut self, service: ServiceIdx, route: Route) {
-        let svc = &mut self.snapshot.services[service.0];
+        let svc = std::sync::Arc::make_mut(&mut self.snapshot.services[service.0]);
         assert!(svc.consumers.is_empty(), "producer routes come first");
         svc.routes.push(route);
     }
 
     /// A consumer table: `routes` for clients in `namespace`, on every port.
     pub fn consumer(&mut self, service: ServiceIdx, namespace: &str, routes: Vec<Route>) {
-        let svc = &mut self.snapshot.services[service.0];
+        let svc = std::sync::Arc::make_mut(&mut self.snapshot.services[service.0]);
         let start = svc.routes.len();
         svc.routes.extend(routes);
         svc.consumers.push(ConsumerRoutes {

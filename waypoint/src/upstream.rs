@@ -139,6 +139,20 @@ impl Upstreams {
         let mut clusters = HashMap::new();
         for (si, svc) in snapshot.services.iter().enumerate() {
             let subsets = std::iter::once(None).chain((0..svc.subsets.len()).map(Some));
+            if let Some(p) = previous
+                .as_ref()
+                .filter(|p| p.unchanged(ServiceIdx(si), svc))
+            {
+                for subset in subsets {
+                    for port in &svc.ports {
+                        let key = (ServiceIdx(si), subset, port.port);
+                        if let Some(c) = p.cluster(&key) {
+                            clusters.insert(key, c.clone());
+                        }
+                    }
+                }
+                continue;
+            }
             for subset in subsets {
                 for port in &svc.ports {
                     let endpoints = waypoint_filters::endpoints(svc, subset, port.port);

@@ -28,6 +28,7 @@ pub use route::{
 use serde::Serialize;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 /// What an HBONE `:authority` (`ip:port`) resolves to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -51,7 +52,9 @@ pub enum Target {
 /// `services`.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct Snapshot {
-    pub services: Vec<Service>,
+    /// Shared with the next snapshot where unchanged: an endpoint change
+    /// copies the one Service it concerns, not the world.
+    pub services: Vec<Arc<Service>>,
     /// VIP + service port → service.
     #[serde(skip)]
     pub by_vip: HashMap<SocketAddr, (ServiceIdx, u16)>,

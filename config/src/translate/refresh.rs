@@ -60,7 +60,7 @@ pub fn refresh_endpoints(
     }
     let mut snapshot = previous.clone();
     for (at, endpoints) in fresh {
-        snapshot.services[at].set_endpoints(endpoints);
+        std::sync::Arc::make_mut(&mut snapshot.services[at]).set_endpoints(endpoints);
     }
     snapshot.index_workloads();
     Refresh::Changed(Box::new(snapshot))

@@ -49,12 +49,7 @@ impl Served {
             let l = labels(object);
             for (name, selector) in services {
                 let concerned = match kind {
-                    Kind::Pod => {
-                        !selector.is_empty()
-                            && selector
-                                .iter()
-                                .all(|(k, v)| l.get(k.as_str()) == Some(&v.as_str()))
-                    }
+                    Kind::Pod => !selector.is_empty() && selects(selector, &l),
                     Kind::EndpointSlice => l.get(SERVICE_NAME) == Some(&name.as_str()),
                     _ => false,
                 };
@@ -66,8 +61,9 @@ impl Served {
     }
 
     /// What the concerned Services' endpoints are translated from: each
-    /// Service, its Namespace (who is in the mesh), its EndpointSlices and
-    /// the Pods held in its namespace (EndpointSlices name theirs).
+    /// Service, its Namespace (who is in the mesh), its EndpointSlices, and
+    /// the Pods its selector matches or its EndpointSlices name: what a whole
+    /// translation would look at for them, and nothing more.
     pub fn objects(&self, store: &Store, services: &BTreeSet<ServiceKey>) -> Vec<Value> {
         let mut out = Vec::new();
         let namespaces: BTreeSet<&str> = services.iter().map(|(ns, _)| ns.as_str()).collect();
@@ -77,21 +73,53 @@ impl Served {
                 kind,
                 namespace: Some(ns.to_string()),
             };
-            out.extend(store.watched(&watch(Kind::Pod)).cloned());
+            let concerned = |name: &str| services.contains(&(ns.to_string(), name.to_string()));
+            let slices: Vec<&Value> = store
+                .watched(&watch(Kind::EndpointSlice))
+                .filter(|s| {
+                    labels(s)
+                        .get(SERVICE_NAME)
+                        .is_some_and(|svc| concerned(svc))
+                })
+                .collect();
+            let named: BTreeSet<&str> = slices
+                .iter()
+                .filter_map(|s| s.get("endpoints")?.as_array())
+                .flatten()
+                .filter_map(|e| e.pointer("/targetRef/name")?.as_str())
+                .collect();
+            let selectors: Vec<&Selector> = self
+                .0
+                .get(ns)
+                .into_iter()
+                .flatten()
+                .filter(|(name, sel)| concerned(name) && !sel.is_empty())
+                .map(|(_, sel)| sel)
+                .collect();
             out.extend(
                 store
-                    .watched(&watch(Kind::EndpointSlice))
-                    .filter(|s| {
-                        labels(s).get(SERVICE_NAME).is_some_and(|svc| {
-                            services.contains(&(ns.to_string(), svc.to_string()))
-                        })
+                    .watched(&watch(Kind::Pod))
+                    .filter(|p| {
+                        let name = p.pointer("/metadata/name").and_then(Value::as_str);
+                        name.is_some_and(|n| named.contains(n)) || {
+                            let l = labels(p);
+                            selectors.iter().any(|sel| selects(sel, &l))
+                        }
                     })
                     .cloned(),
             );
+            out.extend(slices.into_iter().cloned());
         }
         for (ns, name) in services {
             out.extend(store.find(Kind::Service, ns, name).cloned());
         }
         out
     }
+}
+
+/// Whether a Service's selector selects a Pod with these labels.
+fn selects(selector: &Selector, labels: &BTreeMap<&str, &str>) -> bool {
+    selector
+        .iter()
+        .all(|(k, v)| labels.get(k.as_str()) == Some(&v.as_str()))
 }

@@ -10,7 +10,7 @@ use super::Cluster;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use waypoint_ir::{EndpointIdx, Service, Snapshot, TrafficPolicy};
+use waypoint_ir::{EndpointIdx, Service, ServiceIdx, Snapshot, TrafficPolicy};
 
 /// A cluster's name, stable across generations (indexes are not).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -30,22 +30,48 @@ impl Name {
     }
 }
 
-/// The previous generation's clusters, by name.
-pub struct Previous<'a>(HashMap<Name, &'a Arc<Cluster>>);
+/// The previous generation: its clusters by index and, once a changed
+/// Service needs them, by name.
+pub struct Previous<'a> {
+    snapshot: &'a Snapshot,
+    upstreams: &'a super::Upstreams,
+    by_name: std::cell::OnceCell<HashMap<Name, &'a Arc<Cluster>>>,
+}
 
 impl<'a> Previous<'a> {
-    pub fn new(snapshot: &Snapshot, upstreams: &'a super::Upstreams) -> Self {
-        Previous(
-            upstreams
-                .clusters
-                .iter()
-                .map(|(&(svc, subset, port), c)| (Name::of(snapshot.service(svc), subset, port), c))
-                .collect(),
-        )
+    pub fn new(snapshot: &'a Snapshot, upstreams: &'a super::Upstreams) -> Self {
+        Previous {
+            snapshot,
+            upstreams,
+            by_name: Default::default(),
+        }
+    }
+
+    /// Whether service `idx` of the new snapshot is the very one the previous
+    /// had at that index (an endpoint change shares every other Service), so
+    /// its clusters can be taken as they are.
+    pub fn unchanged(&self, idx: ServiceIdx, svc: &Arc<Service>) -> bool {
+        self.snapshot
+            .services
+            .get(idx.0)
+            .is_some_and(|old| Arc::ptr_eq(old, svc))
+    }
+
+    pub fn cluster(&self, key: &super::ClusterKey) -> Option<&'a Arc<Cluster>> {
+        self.upstreams.clusters.get(key)
     }
 
     pub fn get(&self, name: &Name) -> Option<&'a Arc<Cluster>> {
-        self.0.get(name).copied()
+        let by_name = self.by_name.get_or_init(|| {
+            self.upstreams
+                .clusters
+                .iter()
+                .map(|(&(svc, subset, port), c)| {
+                    (Name::of(self.snapshot.service(svc), subset, port), c)
+                })
+                .collect()
+        });
+        by_name.get(name).copied()
     }
 }
 
@@ -102,7 +128,7 @@ mod tests {
             b.endpoint(svc, format!("10.1.0.{i}").parse().unwrap(), 8080, &[]);
         }
         let mut s = b.build();
-        s.services[0].traffic.pool = ConnectionPool {
+        std::sync::Arc::make_mut(&mut s.services[0]).traffic.pool = ConnectionPool {
             max_requests: Some(max),
             ..Default::default()
         };
