@@ -28,7 +28,9 @@ pub struct SourceArgs {
     /// through the downward API as GATEWAY_NAME and POD_NAMESPACE.
     #[arg(long, env = "WAYPOINT_GATEWAY")]
     pub gateway: Option<GatewayRef>,
-    /// Milliseconds to wait for more changes before rebuilding the config.
+    /// Milliseconds a change waits for more before the whole config is built.
+    /// Endpoint changes (Pods, EndpointSlices) are applied at once,
+    /// translating only the Services they concern.
     #[arg(long, env = "WAYPOINT_CONFIG_DEBOUNCE_MS", default_value_t = 100)]
     pub config_debounce_ms: u64,
 }

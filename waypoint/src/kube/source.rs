@@ -6,10 +6,10 @@
 //! reported; the rest goes live. A change of endpoints alone (Pods,
 //! EndpointSlices) translates only the Services it concerns.
 //!
-//! The debounce leads: a change after a quiet spell is applied at once, and
-//! what follows within the debounce is applied together when it ends, so a
-//! lone pod is live in microseconds and a rollout costs one build per
-//! debounce.
+//! Endpoint changes go live as soon as they arrive (with whatever else is
+//! queued by then). Other changes wait the debounce for the rest of their
+//! burst (a `kubectl apply` of a directory, a route and the Service it sends
+//! to), which is then built whole, once.
 
 use super::endpoints::{Served, ServiceKey};
 use super::kinds::Kind;
@@ -37,8 +37,8 @@ pub struct KubeSource {
     pub options: waypoint_config::Options,
     pub state: Arc<State>,
     pub metrics: Arc<crate::metrics::Metrics>,
-    /// The least time between two builds: changes within it wait and are
-    /// applied together.
+    /// How long a change other than of endpoints waits for the rest of its
+    /// burst before the whole config is built.
     pub debounce: Duration,
     /// Where each rebuild's status goes, for the status writer.
     pub status: tokio::sync::watch::Sender<super::status::Desired>,
@@ -91,7 +91,6 @@ impl KubeSource {
         // Services whose endpoints changed since the last build.
         let mut moved: BTreeSet<ServiceKey> = BTreeSet::new();
         let mut served_index = Served::default();
-        let mut last_build: Option<Instant> = None;
         loop {
             let first = tokio::select! {
                 u = rx.recv() => u,
@@ -111,24 +110,28 @@ impl KubeSource {
                 if watches.current(run, u.watch()) {
                     self.apply(&mut pending, u);
                 }
-                // Before the first build every list streams in: wait a whole
-                // debounce. After it, only as long as the last build was recent.
-                let quiet = match last_build {
-                    Some(t) if published => (t + self.debounce).max(Instant::now()),
-                    _ => Instant::now() + self.debounce,
-                };
+                // A change of endpoints alone goes live as soon as what is
+                // queued is in. Anything else waits the debounce for the rest
+                // of its burst: the Service a new route sends to may arrive
+                // just after it, on another watch.
+                let mut quiet: Option<Instant> = None;
                 loop {
-                    // What is queued already goes into this build, even with no wait.
+                    if *pending.dirty || !published {
+                        quiet.get_or_insert_with(|| Instant::now() + self.debounce);
+                    }
                     let u = match rx.try_recv() {
                         Ok(u) => Some(u),
-                        Err(mpsc::error::TryRecvError::Empty) => tokio::select! {
-                            u = rx.recv() => match u {
-                                Some(u) => Some(u),
-                                None => return,
-                            },
-                            _ = tokio::time::sleep_until(quiet) => None,
-                        },
                         Err(mpsc::error::TryRecvError::Disconnected) => return,
+                        Err(mpsc::error::TryRecvError::Empty) => match quiet {
+                            None => None,
+                            Some(quiet) => tokio::select! {
+                                u = rx.recv() => match u {
+                                    Some(u) => Some(u),
+                                    None => return,
+                                },
+                                _ = tokio::time::sleep_until(quiet) => None,
+                            },
+                        },
                     };
                     let Some((run, u)) = u else { break };
                     if watches.current(run, u.watch()) {
@@ -143,7 +146,6 @@ impl KubeSource {
                     // No new generation: the next change need not wait.
                     Some(false) => continue,
                     Some(true) => {
-                        last_build = Some(Instant::now());
                         self.metrics
                             .config_endpoint_update
                             .observe(started.elapsed().as_secs_f64());
@@ -195,7 +197,6 @@ impl KubeSource {
             self.publish(&served, &mut last_rejected, store.len());
             served_index = Served::new(&served);
             moved.clear();
-            last_build = Some(Instant::now());
             self.metrics
                 .config_build
                 .observe(started.elapsed().as_secs_f64());
