@@ -6,8 +6,8 @@
 //! reported; the rest goes live.
 
 use super::kinds::Kind;
-use super::scope::{keeps, scope, Filter, GatewayRef, Store, WatchId};
-use super::watch::{Update, Watches};
+use super::scope::{scope, Filter, GatewayRef, Store, WatchId};
+use super::watch::{Keep, Update, Watches};
 use crate::state::State;
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
@@ -198,13 +198,8 @@ impl KubeSource {
         update: Update,
         up: &mut bool,
     ) -> bool {
-        let keeps = |id: &WatchId, o: &serde_json::Value| match (&id.namespace, id.kind) {
-            (Some(ns), Kind::Pod | Kind::EndpointSlice) => {
-                filters.get(ns).is_some_and(|f| f.keeps(id.kind, o))
-            }
-            (None, kind) => keeps(kind, o, &self.gateway, namespaces),
-            _ => true,
-        };
+        let keep = |id: &WatchId| Keep::new(id, filters, namespaces, &self.gateway);
+        let keeps = |id: &WatchId, o: &serde_json::Value| keep(id).keeps(o);
         let healthy = !matches!(update, Update::Failed(..));
         if healthy && !*up {
             *up = true;
@@ -212,7 +207,9 @@ impl KubeSource {
             log::info!("kubernetes: the API server answers again");
         }
         match update {
-            Update::Listing(id) => {
+            Update::Listing(id, answer) => {
+                // The watch drops on arrival what this refuses.
+                let _ = answer.send(keep(&id).into_owned());
                 store.listing(&id);
                 false
             }
@@ -230,7 +227,7 @@ impl KubeSource {
                 store.apply(&id, o);
                 true
             }
-            Update::Applied(id, o) => store.delete(&id, &o),
+            Update::Applied(id, o) | Update::Dropped(id, o) => store.delete(&id, &o),
             Update::Deleted(id, o) => {
                 store.delete(&id, &o);
                 true
