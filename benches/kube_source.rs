@@ -295,8 +295,11 @@ async fn run(each: usize, n_starts: usize) {
     drop(wp);
     drop(empty);
 
-    // 4. The unrelated part doubled: 200 more namespaces, none served.
+    // 4. The unrelated part doubled: 200 more namespaces, none served. The
+    // changes above added Pods to served Services; they go first, so the
+    // served part is what the first starts saw and only the unrelated part grew.
     eprintln!("kube_source: doubling the unrelated part");
+    changes.undo(&api);
     let more = load(&api, 200..400);
     let (wp, doubleds) = starts(&api, &kubeconfig, &certs, None, n_starts).await;
     let doubled = &doubleds[0];

@@ -23,6 +23,8 @@ pub enum Kind {
 /// an EndpointSlice as the controller would.
 pub struct Changes {
     served: Vec<Served>,
+    /// The served Services as the cluster was built, for [`Changes::undo`].
+    built: Vec<Served>,
     unready: usize,
     added: usize,
 }
@@ -38,6 +40,7 @@ struct Change {
 impl Changes {
     pub fn new(served: Vec<Served>) -> Changes {
         Changes {
+            built: served.clone(),
             served,
             unready: 0,
             added: 0,
@@ -51,6 +54,23 @@ impl Changes {
             .flat_map(|s| s.endpoints.iter().filter(|e| e.ready))
             .map(|e| needle(&e.ip))
             .collect()
+    }
+
+    /// Puts the served Services back as they were built: the Pods the changes
+    /// added are deleted and every EndpointSlice is written again, so what is
+    /// measured next sees the served part of the cluster as the first starts did.
+    pub fn undo(&mut self, api: &KubeApi) {
+        for (now, built) in self.served.iter().zip(&self.built) {
+            for ep in &now.endpoints[built.endpoints.len()..] {
+                api.delete("pods", &now.namespace, &ep.pod);
+            }
+            api.apply(cluster::slice(
+                &built.namespace,
+                &built.name,
+                &built.endpoints,
+            ));
+        }
+        self.served = self.built.clone();
     }
 
     /// Writes the next change of `kind` and returns without waiting.

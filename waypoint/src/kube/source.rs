@@ -13,8 +13,8 @@
 
 use super::endpoints::{Served, ServiceKey};
 use super::kinds::Kind;
-use super::scope::{keeps, scope, Filter, GatewayRef, Store, WatchId};
-use super::watch::{Update, Watches};
+use super::scope::{scope, Filter, GatewayRef, Store, WatchId};
+use super::watch::{Keep, Update, Watches};
 use crate::state::State;
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
@@ -275,13 +275,8 @@ impl KubeSource {
     /// and EndpointSlices no served Service needs are not held (one that stops
     /// being needed is dropped).
     fn apply(&self, p: &mut Pending<'_>, update: Update) {
-        let keeps = |id: &WatchId, o: &serde_json::Value| match (&id.namespace, id.kind) {
-            (Some(ns), Kind::Pod | Kind::EndpointSlice) => {
-                p.filters.get(ns).is_some_and(|f| f.keeps(id.kind, o))
-            }
-            (None, kind) => keeps(kind, o, &self.gateway, p.namespaces),
-            _ => true,
-        };
+        let keep = |id: &WatchId| Keep::new(id, p.filters, p.namespaces, &self.gateway);
+        let keeps = |id: &WatchId, o: &serde_json::Value| keep(id).keeps(o);
         let healthy = !matches!(update, Update::Failed(..));
         if healthy && !*p.up {
             *p.up = true;
@@ -289,7 +284,11 @@ impl KubeSource {
             log::info!("kubernetes: the API server answers again");
         }
         match update {
-            Update::Listing(id) => p.store.listing(&id),
+            Update::Listing(id, answer) => {
+                // The watch drops on arrival what this refuses.
+                let _ = answer.send(keep(&id).into_owned());
+                p.store.listing(&id);
+            }
             Update::Listed(id, o) => {
                 if keeps(&id, &o) {
                     p.store.listed(&id, o);
@@ -303,7 +302,7 @@ impl KubeSource {
                 p.changed(&id, &o, Some(&o));
                 p.store.apply(&id, o);
             }
-            Update::Applied(id, o) | Update::Deleted(id, o) => {
+            Update::Applied(id, o) | Update::Dropped(id, o) | Update::Deleted(id, o) => {
                 p.changed(&id, &o, None);
                 p.store.delete(&id, &o);
             }

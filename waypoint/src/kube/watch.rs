@@ -1,7 +1,14 @@
 //! One task per watch: kube-runtime's watcher (list, then watch from the list's
 //! resourceVersion, re-list on 410 Gone) over `Api<DynamicObject>`, its objects
-//! trimmed and sent to the source loop. The store applies them there, on one
-//! task, so no lock is held while objects arrive.
+//! trimmed, those its [`Keep`] refuses dropped, and the rest sent to the source
+//! loop. The store applies them there, on one task, so no lock is held while
+//! objects arrive.
+
+mod keep;
+#[cfg(test)]
+mod tests;
+
+pub use keep::Keep;
 
 use super::kinds::Kind;
 use super::scope::WatchId;
@@ -14,15 +21,21 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 /// What a watch saw, in its order.
 #[derive(Debug)]
 pub enum Update {
-    Listing(WatchId),
+    /// A (re)list begins. The source loop answers with what the watch keeps of
+    /// it and of the changes after it; the watch waits for the answer.
+    Listing(WatchId, oneshot::Sender<Keep<'static>>),
     Listed(WatchId, Value),
     ListDone(WatchId),
     Applied(WatchId, Value),
+    /// A change to an object the watch does not keep: if it was held (it no
+    /// longer matches), it goes.
+    Dropped(WatchId, Value),
     Deleted(WatchId, Value),
     /// The kind is not served (its CRD is not installed); tried again later.
     Absent(WatchId),
@@ -33,10 +46,11 @@ pub enum Update {
 impl Update {
     pub fn watch(&self) -> &WatchId {
         match self {
-            Update::Listing(id)
+            Update::Listing(id, _)
             | Update::Listed(id, _)
             | Update::ListDone(id)
             | Update::Applied(id, _)
+            | Update::Dropped(id, _)
             | Update::Deleted(id, _)
             | Update::Absent(id)
             | Update::Failed(id, _) => id,
@@ -160,10 +174,27 @@ async fn run(
     let mut events =
         std::pin::pin!(watcher::watcher(api, config).backoff(Retry(Duration::from_millis(200))));
     let mut absent = false;
+    // Set by the source loop's answer to `Listing`, which always comes first.
+    let mut keep = Keep::All;
     while let Some(event) = events.next().await {
         let update = match event {
-            Ok(Event::Init) => Update::Listing(id.clone()),
-            Ok(Event::InitApply(o)) => Update::Listed(id.clone(), trimmed(o)),
+            Ok(Event::Init) => {
+                let (answer, keeps) = oneshot::channel();
+                if tx.send((run, Update::Listing(id.clone(), answer))).is_err() {
+                    return;
+                }
+                // No answer: the source loop has moved on from this run.
+                let Ok(k) = keeps.await else { return };
+                keep = k;
+                continue;
+            }
+            Ok(Event::InitApply(o)) => {
+                let o = trimmed(o);
+                if !keep.keeps(&o) {
+                    continue;
+                }
+                Update::Listed(id.clone(), o)
+            }
             Ok(Event::InitDone) => {
                 if absent {
                     log::info!("{}: now served; reading it", kind.name());
@@ -171,7 +202,14 @@ async fn run(
                 }
                 Update::ListDone(id.clone())
             }
-            Ok(Event::Apply(o)) => Update::Applied(id.clone(), trimmed(o)),
+            Ok(Event::Apply(o)) => {
+                let o = trimmed(o);
+                if keep.keeps(&o) {
+                    Update::Applied(id.clone(), o)
+                } else {
+                    Update::Dropped(id.clone(), o)
+                }
+            }
             Ok(Event::Delete(o)) => Update::Deleted(id.clone(), trimmed(o)),
             Err(e) if kind.is_custom() && not_served(&e) => {
                 if !absent {
