@@ -15,6 +15,7 @@ mod ratelimit;
 mod resilience;
 mod rotation;
 mod routing;
+mod scale_out;
 mod telemetry;
 mod tracing;
 mod virtual_service;

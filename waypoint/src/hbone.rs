@@ -38,6 +38,8 @@ pub struct H2Settings {
     pub stream_window: u32,
     pub connection_window: u32,
     pub keepalive: Keepalive,
+    /// Accepted connections are sent GOAWAY after about this long.
+    pub max_connection_age: Option<std::time::Duration>,
 }
 
 impl Default for H2Settings {
@@ -46,6 +48,7 @@ impl Default for H2Settings {
             stream_window: 4 << 20,
             connection_window: 16 << 20,
             keepalive: Keepalive::default(),
+            max_connection_age: None,
         }
     }
 }

@@ -154,6 +154,11 @@ pub struct LimitArgs {
     /// Seconds a peer has to answer a PING before its connection is closed.
     #[arg(long, env = "WAYPOINT_HBONE_KEEPALIVE_TIMEOUT", default_value = "20", value_parser = seconds)]
     pub hbone_keepalive_timeout: Duration,
+    /// Seconds after which an HBONE connection is sent GOAWAY (±10% jitter),
+    /// its open tunnels left to finish, so that clients reconnect and spread
+    /// over replicas added since; 0: never (Envoy's default).
+    #[arg(long, env = "WAYPOINT_HBONE_MAX_CONNECTION_AGE", default_value = "0", value_parser = seconds)]
+    pub hbone_max_connection_age: Duration,
 }
 
 impl LimitArgs {
@@ -166,6 +171,10 @@ impl LimitArgs {
             premature_reset_min_streams: self.premature_reset_min_streams,
             premature_reset_min_lifetime: self.premature_reset_min_lifetime,
         }
+    }
+
+    pub fn max_connection_age(&self) -> Option<Duration> {
+        Some(self.hbone_max_connection_age).filter(|d| !d.is_zero())
     }
 
     pub fn keepalive(&self) -> crate::hbone::Keepalive {

@@ -153,6 +153,7 @@ pub fn run(args: RunArgs) -> CmdResult {
                     stream_window: args.hbone_window_size,
                     connection_window: args.hbone_connection_window_size,
                     keepalive: args.limits.keepalive(),
+                    max_connection_age: args.limits.max_connection_age(),
                 },
                 limits: args.limits.limits(),
                 ..Listeners::new(Some(args.hbone_addr), args.http_addr, Some(args.admin_addr))

@@ -142,12 +142,21 @@ impl<A: ServerApp + Send + Sync + 'static> HboneServer<A> {
         if goaway_sent {
             conn.graceful_shutdown();
         }
+        let mut aged = std::pin::pin!(aged_out(self.h2.max_connection_age));
         loop {
             let next = tokio::select! {
                 next = conn.accept() => next,
                 // Draining: GOAWAY tells the client to open new tunnels elsewhere;
                 // tunnels already open run to completion.
                 _ = draining.changed(), if !goaway_sent => {
+                    conn.graceful_shutdown();
+                    goaway_sent = true;
+                    continue;
+                }
+                // Clients keep HBONE connections for hours: without an age
+                // limit, replicas added by the autoscaler would get no tunnels.
+                () = &mut aged, if !goaway_sent => {
+                    debug!("hbone: connection from {source} at {peer} reached its maximum age; GOAWAY");
                     conn.graceful_shutdown();
                     goaway_sent = true;
                     continue;
@@ -282,6 +291,18 @@ fn connect_target(req: &Request<h2::RecvStream>) -> Result<SocketAddr, StatusCod
         .authority()
         .and_then(|a| a.as_str().parse::<SocketAddr>().ok())
         .ok_or(StatusCode::BAD_REQUEST)
+}
+
+/// Completes once a connection has lived `max_age`, give or take 10% so that
+/// connections opened together do not all reconnect together; never without
+/// one.
+async fn aged_out(max_age: Option<Duration>) {
+    use rand::Rng;
+    let Some(age) = max_age else {
+        return std::future::pending().await;
+    };
+    let jittered = age.mul_f64(rand::rng().random_range(0.9..1.1));
+    tokio::time::sleep(jittered).await
 }
 
 fn reply(respond: &mut h2::server::SendResponse<Bytes>, status: StatusCode) {
