@@ -140,7 +140,11 @@ pub fn demo(args: DemoArgs) -> CmdResult {
             println!("Ctrl-C to stop.");
             super::run::wait_for_signal().await;
         }
-        waypoint.shutdown();
+        // A request's access-log line is written after its response is sent:
+        // close the demo's own connection and wait for the waypoint to finish
+        // with it, so the last lines are in the file before the process goes.
+        drop((tunnel, hbone));
+        waypoint.drain(std::time::Duration::from_secs(2)).await;
         drop(backends);
         Ok::<_, Box<dyn std::error::Error>>(())
     })?;
