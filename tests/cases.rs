@@ -3,6 +3,7 @@ mod check;
 mod demo;
 mod envoy_peer;
 mod gamma;
+mod generate;
 mod generation_state;
 mod hbone_reuse;
 mod hostile;

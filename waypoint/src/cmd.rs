@@ -3,6 +3,7 @@
 pub mod check;
 pub mod client;
 pub mod demo;
+pub mod generate;
 pub mod run;
 
 /// A command's failure, already worded for the user.

@@ -10,6 +10,7 @@ pub mod admin;
 pub mod app;
 pub mod client;
 pub mod cmd;
+pub mod controller;
 pub mod echo;
 pub mod error;
 pub mod hbone;

@@ -31,6 +31,9 @@ enum Command {
     Client(cmd::client::ClientArgs),
     /// Run the bundled productpage example with echo backends and show the split.
     Demo(cmd::demo::DemoArgs),
+    /// Print a waypoint Gateway of our class (and, standalone, what the
+    /// controller would create for it).
+    Generate(cmd::generate::GenerateArgs),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +47,7 @@ fn main() -> ExitCode {
         } => cmd::check::check(&config_dir, &domains.options()),
         Command::Client(args) => cmd::client::client(args),
         Command::Demo(args) => cmd::demo::demo(args),
+        Command::Generate(args) => cmd::generate::generate(args),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,78 @@
+//! `waypoint generate`: what it prints validates against the real schemas
+//! (Gateway API CRDs in `tests/schemas/`, core kinds with kubernetes-validate).
+
+use crate::common::proc::run;
+use std::path::Path;
+use std::process::Command;
+
+fn validate(yaml: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("objects.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/schemas/validate.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .arg(&file)
+        .output()
+        .expect("python3 (./dev setup installs kubernetes-validate)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn what_generate_prints_validates_against_the_published_schemas() {
+    let out = run(&[
+        "generate",
+        "--standalone",
+        "-n",
+        "shop",
+        "--name",
+        "wp",
+        "--for",
+        "service",
+        "--replicas",
+        "2",
+        "--max-replicas",
+        "4",
+    ]);
+    let yaml = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{yaml}");
+    let kinds: Vec<&str> = yaml
+        .lines()
+        .filter_map(|l| l.strip_prefix("kind: "))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "Gateway",
+            "ServiceAccount",
+            "Deployment",
+            "Service",
+            "PodDisruptionBudget",
+            "HorizontalPodAutoscaler"
+        ]
+    );
+    let (ok, report) = validate(&yaml);
+    assert!(ok, "{report}\n{yaml}");
+
+    // The check can fail: a misspelt field and a wrong type are both caught.
+    let broken = yaml
+        .replace("protocol: HBONE", "protocoll: HBONE")
+        .replace("maxReplicas: 4", "maxReplicas: four");
+    let (ok, report) = validate(&broken);
+    assert!(!ok);
+    assert!(report.contains("Gateway shop/wp"), "{report}");
+    assert!(
+        report.contains("HorizontalPodAutoscaler shop/wp"),
+        "{report}"
+    );
+
+    let gateway_only = run(&["generate", "-n", "shop"]);
+    let gw = String::from_utf8_lossy(&gateway_only.stdout);
+    assert_eq!(gw.matches("kind: ").count(), 1, "{gw}");
+    assert!(gw.contains("gatewayClassName: pingora-waypoint"), "{gw}");
+}

@@ -1,0 +1,62 @@
+//! `waypoint generate`: the waypoint Gateway for a namespace, as `istioctl
+//! waypoint generate` prints Istio's; with `--standalone`, also everything the
+//! controller would create for it, for GitOps without a controller.
+
+use super::CmdResult;
+use crate::controller::render::{self, Settings, Waypoint};
+use std::process::ExitCode;
+
+#[derive(clap::Args, Debug)]
+pub struct GenerateArgs {
+    /// The Gateway's name (and its service account's, unless annotated).
+    #[arg(long, default_value = "waypoint")]
+    pub name: String,
+    #[arg(long, short = 'n', default_value = "default")]
+    pub namespace: String,
+    /// What traffic the waypoint takes: `istio.io/waypoint-for`.
+    #[arg(long = "for", value_parser = ["service", "workload", "all", "none"])]
+    pub waypoint_for: Option<String>,
+    /// Also print the ServiceAccount, Deployment and Service (and the
+    /// PodDisruptionBudget and autoscaler, with replicas to spare) the
+    /// controller would create.
+    #[arg(long)]
+    pub standalone: bool,
+    #[arg(long, default_value_t = Settings::default().image)]
+    pub image: String,
+    #[arg(long, default_value_t = 1)]
+    pub replicas: u32,
+    /// With more than `--replicas`: an autoscaler on CPU up to this many.
+    #[arg(long)]
+    pub max_replicas: Option<u32>,
+}
+
+pub fn generate(args: GenerateArgs) -> CmdResult {
+    let mut docs = vec![render::gateway(
+        &args.namespace,
+        &args.name,
+        args.waypoint_for.as_deref(),
+    )];
+    if args.standalone {
+        let waypoint = Waypoint {
+            namespace: args.namespace.clone(),
+            name: args.name.clone(),
+            class: crate::controller::CLASS_NAME.into(),
+            uid: None,
+            service_account: args.name.clone(),
+            listeners: vec![("mesh".into(), 15008)],
+            labels: Default::default(),
+            annotations: Default::default(),
+        };
+        let settings = Settings {
+            image: args.image,
+            replicas: args.replicas,
+            max_replicas: args.max_replicas,
+            ..Settings::default()
+        };
+        docs.extend(render::render(&waypoint, &settings));
+    }
+    for doc in docs {
+        print!("---\n{}", serde_yaml_ng::to_string(&doc)?);
+    }
+    Ok(ExitCode::SUCCESS)
+}
