@@ -107,6 +107,11 @@ impl TestCa {
         self.shared.ca.root_pem()
     }
 
+    /// The CA itself, to issue the tests' client certificates from the same root.
+    pub fn dev_ca(&self) -> &DevCa {
+        &self.shared.ca
+    }
+
     /// Writes `root-cert.pem` into `dir`, for `--ca-root-cert`; returns its path.
     pub fn write_root(&self, dir: &Path) -> PathBuf {
         let path = dir.join("root-cert.pem");
