@@ -125,7 +125,7 @@ impl<I: Issue, R: Rng + Send + 'static> Renewer<I, R> {
                 self.metrics.set_expiry(not_after);
                 let wait = refresh_in(not_before, not_after, SystemTime::now(), self.rng.random());
                 log::info!(
-                    "certificate for {} from the CA, valid until {}; renewing in {wait:?}",
+                    "certificate for {} from the CA, valid until {}; renewing in {wait:.0?}",
                     self.store.bundle().id,
                     super::show_time(not_after)
                 );
@@ -143,7 +143,7 @@ impl<I: Issue, R: Rng + Send + 'static> Renewer<I, R> {
                         super::show_time(t)
                     ),
                 };
-                log::error!("certificate request failed: {e}; {current}; retrying in {wait:?}");
+                log::error!("certificate request failed: {e}; {current}; retrying in {wait:.1?}");
                 wait
             }
         }
