@@ -1,4 +1,5 @@
 mod breaker;
+mod ca;
 mod check;
 mod demo;
 mod envoy_peer;

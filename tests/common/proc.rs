@@ -62,7 +62,18 @@ impl WaypointProc {
         let dir = config_dir.display().to_string();
         let mut args = vec!["--config-dir", dir.as_str()];
         args.extend_from_slice(extra);
-        let mut p = Self::spawn(cert_dir, &args, env);
+        let mut p = Self::spawn(Some(cert_dir), &args, env);
+        p.wait_ready().await;
+        p
+    }
+
+    /// With certificates from a CA (`extra` names it) instead of `--cert-dir`;
+    /// returns once the listeners are up, which is before the first certificate.
+    pub async fn start_ca(config_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> WaypointProc {
+        let dir = config_dir.display().to_string();
+        let mut args = vec!["--config-dir", dir.as_str()];
+        args.extend_from_slice(extra);
+        let mut p = Self::spawn(None, &args, env);
         p.wait_ready().await;
         p
     }
@@ -109,19 +120,19 @@ impl WaypointProc {
             gateway,
         ];
         args.extend_from_slice(extra);
-        let mut p = Self::spawn(cert_dir, &args, env);
+        let mut p = Self::spawn(Some(cert_dir), &args, env);
         p.wait_ready().await;
         p
     }
 
-    fn spawn(cert_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> WaypointProc {
+    fn spawn(cert_dir: Option<&Path>, args: &[&str], env: &[(&str, &str)]) -> WaypointProc {
         let (hbone, http, admin, metrics) = (free_addr(), free_addr(), free_addr(), free_addr());
         let log = tempfile::NamedTempFile::new().unwrap();
         let out = tempfile::NamedTempFile::new().unwrap();
+        let cert_dir = cert_dir.map(|d| vec!["--cert-dir".as_ref(), d.as_os_str()]);
         let child = Command::new(bin())
             .arg("run")
-            .arg("--cert-dir")
-            .arg(cert_dir)
+            .args(cert_dir.unwrap_or_default())
             .args(["--hbone-addr", &hbone.to_string()])
             .args(["--http-addr", &http.to_string()])
             .args(["--admin-addr", &admin.to_string()])
@@ -133,6 +144,8 @@ impl WaypointProc {
             // when one is set; the API server here is on loopback anyway.
             .env_remove("HTTPS_PROXY")
             .env_remove("https_proxy")
+            // Would turn on the CA client (and conflict with --cert-dir).
+            .env_remove("CA_ADDRESS")
             .envs(env.iter().copied())
             .stdout(out.reopen().unwrap())
             .stderr(log.reopen().unwrap())

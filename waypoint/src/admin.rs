@@ -1,5 +1,6 @@
 //! The admin listener: readiness and a dump of the config in use.
 
+use crate::identity::IdentityStore;
 use crate::state::State;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -15,6 +16,7 @@ pub async fn serve(
     listener: TcpListener,
     state: Arc<State>,
     metrics: Arc<crate::metrics::Metrics>,
+    identity: Option<Arc<IdentityStore>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
@@ -24,10 +26,19 @@ pub async fn serve(
         };
         let state = state.clone();
         let metrics = metrics.clone();
+        let identity = identity.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
                 let (state, metrics) = (state.clone(), metrics.clone());
-                async move { Ok::<_, std::convert::Infallible>(handle(&req, &state, &metrics)) }
+                let identity = identity.clone();
+                async move {
+                    Ok::<_, std::convert::Infallible>(handle(
+                        &req,
+                        &state,
+                        &metrics,
+                        identity.as_deref(),
+                    ))
+                }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(tcp), svc)
@@ -54,14 +65,29 @@ fn logging(query: Option<&str>) -> (StatusCode, String) {
     }
 }
 
+/// Ready when the config is in and the identity can serve handshakes (a
+/// certificate issued and not expired).
+fn readiness(state: &State, identity: Option<&IdentityStore>) -> (StatusCode, String) {
+    if !state.is_ready() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "not ready\n".to_string());
+    }
+    match identity.map(|i| i.serving(std::time::SystemTime::now())) {
+        Some(Err(why)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {why}\n"),
+        ),
+        _ => (StatusCode::OK, "ready\n".to_string()),
+    }
+}
+
 fn handle(
     req: &Request<Incoming>,
     state: &State,
     metrics: &crate::metrics::Metrics,
+    identity: Option<&IdentityStore>,
 ) -> Response<Full<Bytes>> {
     let (status, body) = match req.uri().path() {
-        "/healthz/ready" if state.is_ready() => (StatusCode::OK, "ready\n".to_string()),
-        "/healthz/ready" => (StatusCode::SERVICE_UNAVAILABLE, "not ready\n".to_string()),
+        "/healthz/ready" => readiness(state, identity),
         "/config_dump" => {
             let rt = state.current();
             let dump = serde_json::json!({

@@ -19,7 +19,8 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-/// How often `--cert-dir` is checked for a rotated identity.
+/// How often `--cert-dir` is checked for a rotated identity (a CA-fed store has
+/// no directory, and its watch returns at once).
 const ROTATION_POLL: std::time::Duration = std::time::Duration::from_secs(1);
 
 pub struct Listeners {
@@ -219,6 +220,7 @@ impl Waypoint {
                     listener,
                     state.clone(),
                     metrics.clone(),
+                    identity.clone(),
                     watch.clone(),
                 ));
                 bound
@@ -232,6 +234,7 @@ impl Waypoint {
                 listener,
                 state.clone(),
                 metrics.clone(),
+                identity.clone(),
                 watch.clone(),
             ));
         }

@@ -1,4 +1,5 @@
-//! Workload identity: SPIFFE IDs, the certificate files Istio mounts, and a dev CA.
+//! Workload identity: SPIFFE IDs, the certificate files Istio mounts, the store
+//! the data path reads them from (fed by the files or by `crate::ca`), and a dev CA.
 
 mod certs;
 mod dev_ca;
@@ -7,7 +8,7 @@ mod spiffe;
 
 pub use certs::{load_cert_dir, CertBundle, CERT_CHAIN, KEY, ROOT_CERT};
 pub use dev_ca::{write_files, DevCa, IssuedCert};
-pub use rotation::{IdentityStore, RotationError};
+pub use rotation::{IdentityStore, NotServing, RotationError};
 pub use spiffe::{spiffe_id_of, SpiffeId};
 
 use std::path::PathBuf;

@@ -8,6 +8,7 @@
 pub mod access_log;
 pub mod admin;
 pub mod app;
+pub mod ca;
 pub mod client;
 pub mod cmd;
 pub mod controller;

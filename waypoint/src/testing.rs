@@ -1,8 +1,10 @@
 //! Worlds for the tests, the load benchmark and anyone trying the waypoint locally:
 //! the seed productpage manifests around pods that listen wherever the caller's
-//! backends do (a named `targetPort`, so each pod may use its own port); and
-//! [`kube_api`], a fake Kubernetes API server to run the Kubernetes source against.
+//! backends do (a named `targetPort`, so each pod may use its own port);
+//! [`kube_api`], a fake Kubernetes API server to run the Kubernetes source against;
+//! and [`ca_server`], an Istio CA to get certificates from.
 
+pub mod ca_server;
 pub mod kube_api;
 
 use std::fmt::Write;

@@ -8,6 +8,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+/// Istio's mount point for file-based workload credentials.
+const DEFAULT_CERT_DIR: &str = "/var/run/secrets/workload-spiffe-credentials";
+
 /// How often `--config-dir` is checked for changes.
 const CONFIG_POLL: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -28,13 +31,13 @@ pub struct RunArgs {
     /// Admin listener (/healthz/ready, /config_dump).
     #[arg(long, env = "WAYPOINT_ADMIN_ADDR", default_value = "127.0.0.1:15000")]
     pub admin_addr: SocketAddr,
-    /// Directory with cert-chain.pem, key.pem and root-cert.pem.
-    #[arg(
-        long,
-        env = "WAYPOINT_CERT_DIR",
-        default_value = "/var/run/secrets/workload-spiffe-credentials"
-    )]
-    pub cert_dir: PathBuf,
+    /// Directory with cert-chain.pem, key.pem and root-cert.pem, re-read while
+    /// running (default /var/run/secrets/workload-spiffe-credentials when
+    /// certificates do not come from the CA).
+    #[arg(long, env = "WAYPOINT_CERT_DIR")]
+    pub cert_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub ca: crate::ca::CaArgs,
     #[command(flatten)]
     pub domains: super::Domains,
     /// Worker threads (default: one per CPU).
@@ -127,7 +130,24 @@ pub fn run(args: RunArgs) -> CmdResult {
         // Not ready until the first full sync.
         Source::Kubernetes(_) => Arc::new(State::awaiting_sync()),
     };
-    let identity = Arc::new(crate::identity::IdentityStore::load(args.cert_dir.clone())?);
+    let ca = match args.ca.resolve(
+        args.cert_dir.is_some(),
+        crate::ca::args::in_pod(),
+        &args.domains.trust_domain,
+    ) {
+        Ok(ca) => ca,
+        Err(why) => {
+            eprintln!("{why}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let identity = match &ca {
+        Some(config) => crate::ca::awaiting_store(config)?,
+        None => {
+            let dir = args.cert_dir.clone().unwrap_or(DEFAULT_CERT_DIR.into());
+            Arc::new(crate::identity::IdentityStore::load(dir)?)
+        }
+    };
     log::info!("identity {}", identity.bundle().id);
     let rt = super::runtime(args.workers)?;
     let tracing = {
@@ -158,11 +178,14 @@ pub fn run(args: RunArgs) -> CmdResult {
                 limits: args.limits.limits(),
                 ..Listeners::new(Some(args.hbone_addr), args.http_addr, Some(args.admin_addr))
             },
-            Some(identity),
+            Some(identity.clone()),
             state,
         )
         .await?;
         let (stop_watch, watch_rx) = tokio::sync::watch::channel(false);
+        if let Some(config) = ca {
+            crate::ca::spawn(config, identity, &waypoint.metrics, watch_rx.clone());
+        }
         match source {
             Source::Dir(dir) => {
                 let watcher = Arc::new(crate::reload::ConfigWatcher {

@@ -5,6 +5,7 @@ use super::{spiffe_id_of, IdentityError, SpiffeId};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub const CERT_CHAIN: &str = "cert-chain.pem";
 pub const KEY: &str = "key.pem";
@@ -62,6 +63,21 @@ impl CertBundle {
             roots,
             id,
         })
+    }
+}
+
+impl CertBundle {
+    /// The leaf's `notBefore` and `notAfter`, if its DER parses.
+    pub fn validity(&self) -> Option<(SystemTime, SystemTime)> {
+        let (_, leaf) = x509_parser::parse_x509_certificate(&self.chain[0]).ok()?;
+        let at = |t: x509_parser::time::ASN1Time| {
+            let secs = u64::try_from(t.timestamp()).ok()?;
+            Some(UNIX_EPOCH + Duration::from_secs(secs))
+        };
+        Some((
+            at(leaf.validity().not_before)?,
+            at(leaf.validity().not_after)?,
+        ))
     }
 }
 
