@@ -1,6 +1,7 @@
 mod breaker;
 mod ca;
 mod check;
+mod controller;
 mod demo;
 mod envoy_peer;
 mod gamma;

@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod client;
+pub mod controller;
 pub mod demo;
 pub mod generate;
 pub mod run;

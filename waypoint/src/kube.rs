@@ -11,5 +11,5 @@ pub mod source;
 pub mod status;
 mod watch;
 
-pub use args::{ConfigSource, SourceArgs};
+pub use args::{client_for, ConfigSource, SourceArgs};
 pub use scope::GatewayRef;

@@ -34,6 +34,9 @@ enum Command {
     /// Print a waypoint Gateway of our class (and, standalone, what the
     /// controller would create for it).
     Generate(cmd::generate::GenerateArgs),
+    /// Deploy a waypoint for each Gateway of class pingora-waypoint, and
+    /// write the Gateways' status.
+    Controller(cmd::controller::ControllerArgs),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +51,7 @@ fn main() -> ExitCode {
         Command::Client(args) => cmd::client::client(args),
         Command::Demo(args) => cmd::demo::demo(args),
         Command::Generate(args) => cmd::generate::generate(args),
+        Command::Controller(args) => cmd::controller::controller(args),
     };
     match result {
         Ok(code) => code,

@@ -30,7 +30,10 @@ pub fn read(gw: &Value) -> Result<Waypoint, Invalid> {
         .enumerate()
     {
         let port = l.get("port").and_then(Value::as_u64);
-        let protocol = l.get("protocol").and_then(Value::as_str).unwrap_or_default();
+        let protocol = l
+            .get("protocol")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         let lname = l.get("name").and_then(Value::as_str).unwrap_or_default();
         if port == Some(HBONE_PORT) && protocol == "HBONE" {
             listeners.push((lname.to_string(), HBONE_PORT as u16));
@@ -42,7 +45,9 @@ pub fn read(gw: &Value) -> Result<Waypoint, Invalid> {
         }
     }
     if listeners.is_empty() && bad.is_empty() {
-        bad.push(format!("spec.listeners: a waypoint needs one HBONE listener on {HBONE_PORT}"));
+        bad.push(format!(
+            "spec.listeners: a waypoint needs one HBONE listener on {HBONE_PORT}"
+        ));
     }
     if !bad.is_empty() {
         return Err(Invalid {
@@ -72,7 +77,10 @@ pub fn read(gw: &Value) -> Result<Waypoint, Invalid> {
             })
             .unwrap_or_default()
     };
-    let service_account = match s(&format!("/metadata/annotations/{}", escape(SERVICE_ACCOUNT_ANNOTATION))) {
+    let service_account = match s(&format!(
+        "/metadata/annotations/{}",
+        escape(SERVICE_ACCOUNT_ANNOTATION)
+    )) {
         "" => name.clone(),
         sa => sa.to_string(),
     };
@@ -100,13 +108,18 @@ pub enum Stand {
     /// Deployed; no pod ready yet.
     Pending,
     /// Pods ready behind this Service hostname.
-    Ready { hostname: String },
+    Ready {
+        hostname: String,
+    },
 }
 
 /// The Gateway's whole `status`, keeping each condition's
 /// `lastTransitionTime` from `previous` while its status holds.
 pub fn status(gw: &Value, stand: &Stand, now: &str) -> Value {
-    let generation = gw.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
+    let generation = gw
+        .pointer("/metadata/generation")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
     let previous = gw.get("status").cloned().unwrap_or(Value::Null);
     let cond = |prev: Option<&Value>, kind: &str, ok: bool, reason: &str, message: &str| {
         let status = if ok { "True" } else { "False" };
@@ -123,17 +136,47 @@ pub fn status(gw: &Value, stand: &Stand, now: &str) -> Value {
     let (accepted, programmed, addresses) = match stand {
         Stand::Invalid(i) => (
             cond(prev, "Accepted", false, i.reason, &i.message),
-            cond(prev, "Programmed", false, "Invalid", "not deployed: the Gateway is not accepted"),
+            cond(
+                prev,
+                "Programmed",
+                false,
+                "Invalid",
+                "not deployed: the Gateway is not accepted",
+            ),
             json!([]),
         ),
         Stand::Pending => (
-            cond(prev, "Accepted", true, "Accepted", "deployed by pingora-waypoint"),
-            cond(prev, "Programmed", false, "Pending", "waiting for a waypoint pod to be ready"),
+            cond(
+                prev,
+                "Accepted",
+                true,
+                "Accepted",
+                "deployed by pingora-waypoint",
+            ),
+            cond(
+                prev,
+                "Programmed",
+                false,
+                "Pending",
+                "waiting for a waypoint pod to be ready",
+            ),
             json!([]),
         ),
         Stand::Ready { hostname } => (
-            cond(prev, "Accepted", true, "Accepted", "deployed by pingora-waypoint"),
-            cond(prev, "Programmed", true, "Programmed", "a waypoint pod is ready"),
+            cond(
+                prev,
+                "Accepted",
+                true,
+                "Accepted",
+                "deployed by pingora-waypoint",
+            ),
+            cond(
+                prev,
+                "Programmed",
+                true,
+                "Programmed",
+                "a waypoint pod is ready",
+            ),
             json!([{"type": "Hostname", "value": hostname}]),
         ),
     };

@@ -77,18 +77,26 @@ impl SourceArgs {
 
     /// A client for the API server this process should talk to.
     pub async fn client(&self) -> Result<kube::Client, Box<dyn std::error::Error>> {
-        let config = match &self.kubeconfig {
-            Some(path) => {
-                let file = kube::config::Kubeconfig::read_from(path)
-                    .map_err(|e| format!("reading kubeconfig {}: {e}", path.display()))?;
-                kube::Config::from_custom_kubeconfig(file, &Default::default())
-                    .await
-                    .map_err(|e| format!("kubeconfig {}: {e}", path.display()))?
-            }
-            None => kube::Config::infer()
-                .await
-                .map_err(|e| format!("no Kubernetes credentials: {e}"))?,
-        };
-        Ok(kube::Client::try_from(config)?)
+        client_for(self.kubeconfig.as_deref()).await
     }
+}
+
+/// A client from `kubeconfig`, else in-cluster credentials, `KUBECONFIG` or
+/// `~/.kube/config`.
+pub async fn client_for(
+    kubeconfig: Option<&std::path::Path>,
+) -> Result<kube::Client, Box<dyn std::error::Error>> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let file = kube::config::Kubeconfig::read_from(path)
+                .map_err(|e| format!("reading kubeconfig {}: {e}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(file, &Default::default())
+                .await
+                .map_err(|e| format!("kubeconfig {}: {e}", path.display()))?
+        }
+        None => kube::Config::infer()
+            .await
+            .map_err(|e| format!("no Kubernetes credentials: {e}"))?,
+    };
+    Ok(kube::Client::try_from(config)?)
 }

@@ -166,7 +166,14 @@ pub(crate) fn builtins() -> Vec<ResourceType> {
         ),
         r("events.k8s.io", &["v1"], "events", "Event", true, false),
         // What the controller deploys for a waypoint Gateway.
-        r("", &["v1"], "serviceaccounts", "ServiceAccount", true, false),
+        r(
+            "",
+            &["v1"],
+            "serviceaccounts",
+            "ServiceAccount",
+            true,
+            false,
+        ),
         r("", &["v1"], "configmaps", "ConfigMap", true, false),
         r("apps", &["v1"], "deployments", "Deployment", true, true),
         r(

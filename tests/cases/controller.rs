@@ -1,0 +1,212 @@
+//! `waypoint controller` against the in-process API server (no real one runs
+//! here): a Gateway of our class gets its waypoint deployed and its status
+//! written; edits by hand are undone; invalid Gateways get nothing but a
+//! condition that says why.
+
+use crate::common::proc::bin;
+use serde_json::{json, Value};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use waypoint::testing::kube_api::{KubeApi, Verb};
+
+struct Controller {
+    child: Child,
+    log: tempfile::NamedTempFile,
+}
+
+impl Controller {
+    fn start(kubeconfig: &std::path::Path) -> Controller {
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let child = Command::new(bin())
+            .args(["controller", "--kubeconfig"])
+            .arg(kubeconfig)
+            .args(["--image", "example/waypoint:test"])
+            .env_remove("HTTPS_PROXY")
+            .env_remove("https_proxy")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log.reopen().unwrap())
+            .spawn()
+            .unwrap();
+        Controller { child, log }
+    }
+
+    fn logs(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn eventually<T>(what: &str, c: &Controller, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting until {what}\n{}",
+            c.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn condition(obj: &Value, kind: &str) -> (String, String) {
+    let c = obj["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == kind).cloned())
+        .unwrap_or_default();
+    (
+        c["status"].as_str().unwrap_or_default().to_string(),
+        c["reason"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+const GATEWAYS: &str = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: reviews-wp, namespace: shop,
+  annotations: {gateway.istio.io/service-account: reviews}}
+spec:
+  gatewayClassName: pingora-waypoint
+  infrastructure: {labels: {team: shop}}
+  listeners: [{name: mesh, port: 15008, protocol: HBONE}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: wrong, namespace: shop}
+spec:
+  gatewayClassName: pingora-waypoint
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: istios, namespace: shop}
+spec:
+  gatewayClassName: istio-waypoint
+  listeners: [{name: mesh, port: 15008, protocol: HBONE}]
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_of_our_class_gets_its_waypoint_and_status() {
+    let api = KubeApi::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.kubeconfig(dir.path());
+    api.apply_yaml(GATEWAYS);
+    let c = Controller::start(&kubeconfig);
+
+    let deploy = eventually("the Deployment exists", &c, || {
+        api.get("deployments", "shop", "reviews-wp")
+    })
+    .await;
+    let owner = &deploy["metadata"]["ownerReferences"][0];
+    assert_eq!(owner["kind"], "Gateway");
+    let gw_uid = api.get("gateways", "shop", "reviews-wp").unwrap()["metadata"]["uid"].clone();
+    assert_eq!(owner["uid"], gw_uid);
+    assert_eq!(deploy["metadata"]["labels"]["team"], "shop");
+    let pod = &deploy["spec"]["template"]["spec"];
+    assert_eq!(pod["serviceAccountName"], "reviews");
+    assert_eq!(pod["containers"][0]["image"], "example/waypoint:test");
+    let sa = eventually("the ServiceAccount exists", &c, || {
+        api.get("serviceaccounts", "shop", "reviews")
+    })
+    .await;
+    assert_eq!(sa["metadata"]["ownerReferences"][0]["name"], "reviews-wp");
+    let svc = eventually("the Service exists", &c, || {
+        api.get("services", "shop", "reviews-wp")
+    })
+    .await;
+    assert_eq!(svc["metadata"]["labels"]["istio.io/use-waypoint"], "none");
+
+    // Accepted, not yet programmed: no pod is ready, so no address.
+    let gw = eventually("the Gateway is accepted", &c, || {
+        api.get("gateways", "shop", "reviews-wp")
+            .filter(|g| condition(g, "Accepted").0 == "True")
+    })
+    .await;
+    assert_eq!(
+        condition(&gw, "Programmed"),
+        ("False".into(), "Pending".into())
+    );
+    assert_eq!(gw["status"]["addresses"], json!([]));
+    assert_eq!(
+        gw["status"]["listeners"][0]["conditions"][0]["reason"],
+        "Accepted"
+    );
+
+    // The Deployment's pods turn ready: the address istiod needs appears.
+    let mut ready = api.get("deployments", "shop", "reviews-wp").unwrap();
+    ready["status"] = json!({"replicas": 1, "readyReplicas": 1});
+    api.apply(ready);
+    let gw = eventually("the Gateway is programmed", &c, || {
+        api.get("gateways", "shop", "reviews-wp")
+            .filter(|g| condition(g, "Programmed").0 == "True")
+    })
+    .await;
+    assert_eq!(
+        gw["status"]["addresses"],
+        json!([{"type": "Hostname", "value": "reviews-wp.shop.svc.cluster.local"}])
+    );
+
+    // Edited by hand: applied over again.
+    let mut edited = api.get("deployments", "shop", "reviews-wp").unwrap();
+    edited["spec"]["template"]["spec"]["containers"][0]["image"] = json!("someone/else:1");
+    api.apply(edited);
+    eventually("the edit is undone", &c, || {
+        api.get("deployments", "shop", "reviews-wp").filter(|d| {
+            d["spec"]["template"]["spec"]["containers"][0]["image"] == "example/waypoint:test"
+        })
+    })
+    .await;
+
+    // The Gateway changes: so does what was deployed for it.
+    let mut gw = api.get("gateways", "shop", "reviews-wp").unwrap();
+    gw["spec"]["infrastructure"]["labels"]["team"] = json!("books");
+    api.apply(gw);
+    eventually("the label follows", &c, || {
+        api.get("services", "shop", "reviews-wp")
+            .filter(|s| s["metadata"]["labels"]["team"] == "books")
+    })
+    .await;
+
+    // An invalid Gateway gets a condition and nothing else; another class, nothing.
+    let wrong = eventually("the invalid Gateway has its status", &c, || {
+        api.get("gateways", "shop", "wrong")
+            .filter(|g| !condition(g, "Accepted").0.is_empty())
+    })
+    .await;
+    assert_eq!(
+        condition(&wrong, "Accepted"),
+        ("False".into(), "ListenersNotValid".into())
+    );
+    assert_eq!(
+        condition(&wrong, "Programmed"),
+        ("False".into(), "Invalid".into())
+    );
+    let message = &wrong["status"]["conditions"][0]["message"];
+    assert!(
+        message.as_str().unwrap().contains("spec.listeners[0]"),
+        "{message}"
+    );
+    assert!(api.get("deployments", "shop", "wrong").is_none());
+    assert!(api
+        .get("gateways", "shop", "istios")
+        .unwrap()
+        .get("status")
+        .is_none());
+    assert!(api.get("deployments", "shop", "istios").is_none());
+
+    // Settled: its own status writes do not wake it into more.
+    let writes = || api.requests_to(Verb::Patch, "gateways/status").len();
+    let before = writes();
+    assert!(before >= 3, "{before} status writes");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(writes(), before, "status written again with nothing changed");
+}

@@ -1,0 +1,54 @@
+//! `waypoint controller`: deploys a waypoint for each Gateway of our class and
+//! writes its status (see `controller::reconcile`).
+
+use super::CmdResult;
+use crate::controller::reconcile::{self, Context};
+use crate::controller::render::Settings;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(clap::Args, Debug)]
+pub struct ControllerArgs {
+    /// A kubeconfig for running outside a cluster (else in-cluster credentials,
+    /// KUBECONFIG or ~/.kube/config).
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The waypoint image the Deployments run.
+    #[arg(long, env = "WAYPOINT_IMAGE", default_value_t = Settings::default().image)]
+    pub image: String,
+    #[arg(long, default_value_t = 1)]
+    pub replicas: u32,
+    /// With more than `--replicas`: a CPU autoscaler up to this many.
+    #[arg(long)]
+    pub max_replicas: Option<u32>,
+    /// `CA_ADDRESS` for the waypoints.
+    #[arg(long, default_value_t = Settings::default().ca_address)]
+    pub ca_address: String,
+    #[arg(long, env = "WAYPOINT_CLUSTER_DOMAIN", default_value = "cluster.local")]
+    pub cluster_domain: String,
+}
+
+pub fn controller(args: ControllerArgs) -> CmdResult {
+    let rt = super::runtime(Some(2))?;
+    rt.block_on(async move {
+        let client = crate::kube::client_for(args.kubeconfig.as_deref()).await?;
+        log::info!(
+            "controller: deploying waypoints for Gateways of class {}",
+            crate::controller::CLASS_NAME
+        );
+        reconcile::run(Context {
+            client,
+            settings: Settings {
+                image: args.image,
+                replicas: args.replicas,
+                max_replicas: args.max_replicas,
+                ca_address: args.ca_address,
+                ..Settings::default()
+            },
+            cluster_domain: args.cluster_domain,
+        })
+        .await;
+        Ok::<_, Box<dyn std::error::Error>>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}

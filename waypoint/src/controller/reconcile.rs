@@ -1,0 +1,194 @@
+//! The controller loop: kube-runtime's `Controller` over Gateways, which also
+//! wakes for any change to what it deployed (owner references), so a
+//! Deployment edited by hand is applied over again and a pod turning ready
+//! updates the Gateway's status. Everything is server-side applied with one
+//! field manager and `force`: what the Gateway says wins, and fields others
+//! own (an autoscaler's replica count, a mutating webhook's) are left alone.
+//! Deleting a Gateway deletes nothing here: owner references hand its objects
+//! to Kubernetes' garbage collector.
+
+use super::gateway::{self, Stand};
+use super::render::{self, Settings};
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Service, ServiceAccount};
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::watcher;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const FIELD_MANAGER: &str = "pingora-waypoint-controller";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("applying {kind} {namespace}/{name}: {source}")]
+    Apply {
+        kind: String,
+        namespace: String,
+        name: String,
+        source: kube::Error,
+    },
+    #[error("writing the status of Gateway {0}: {1}")]
+    Status(String, kube::Error),
+    #[error("reading Deployment {0}: {1}")]
+    Read(String, kube::Error),
+}
+
+pub struct Context {
+    pub client: kube::Client,
+    pub settings: Settings,
+    pub cluster_domain: String,
+}
+
+fn gateway_resource() -> ApiResource {
+    ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "gateway.networking.k8s.io",
+        "v1",
+        "Gateway",
+    ))
+}
+
+/// Where each kind `render` makes is served.
+fn resource_of(object: &Value) -> ApiResource {
+    let api_version = object["apiVersion"].as_str().unwrap_or_default();
+    let kind = object["kind"].as_str().unwrap_or_default();
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    let plural = format!("{}s", kind.to_ascii_lowercase());
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), &plural)
+}
+
+/// Runs until the process ends.
+pub async fn run(ctx: Context) {
+    let client = ctx.client.clone();
+    let gateways: Api<DynamicObject> = Api::all_with(client.clone(), &gateway_resource());
+    // Only what we deployed: every object we make carries our class's label.
+    let ours = watcher::Config::default().labels(&format!(
+        "gateway.networking.k8s.io/gateway-class-name={}",
+        super::CLASS_NAME
+    ));
+    Controller::new_with(gateways, watcher::Config::default(), gateway_resource())
+        .owns(Api::<Deployment>::all(client.clone()), ours.clone())
+        .owns(Api::<Service>::all(client.clone()), ours.clone())
+        .owns(Api::<ServiceAccount>::all(client), ours)
+        .run(reconcile, error_policy, Arc::new(ctx))
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                log::debug!("controller: {e}");
+            }
+        })
+        .await;
+}
+
+fn error_policy(_gw: Arc<DynamicObject>, e: &Error, _ctx: Arc<Context>) -> Action {
+    log::warn!("controller: {e}; trying again in 5 s");
+    Action::requeue(Duration::from_secs(5))
+}
+
+async fn reconcile(gw: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let value = serde_json::to_value(gw.as_ref()).unwrap_or_default();
+    if value
+        .pointer("/spec/gatewayClassName")
+        .and_then(Value::as_str)
+        != Some(super::CLASS_NAME)
+        || gw.metadata.deletion_timestamp.is_some()
+    {
+        return Ok(Action::await_change());
+    }
+    let ns = gw.metadata.namespace.clone().unwrap_or_default();
+    let name = gw.metadata.name.clone().unwrap_or_default();
+    let stand = match gateway::read(&value) {
+        Err(invalid) => {
+            log::warn!(
+                "controller: Gateway {ns}/{name} not accepted: {}",
+                invalid.message
+            );
+            Stand::Invalid(invalid)
+        }
+        Ok(waypoint) => {
+            for object in render::render(&waypoint, &ctx.settings) {
+                apply(&ctx.client, &ns, &object).await?;
+            }
+            let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
+            let ready = deployments
+                .get_opt(&waypoint.name)
+                .await
+                .map_err(|e| Error::Read(format!("{ns}/{}", waypoint.name), e))?
+                .and_then(|d| d.status?.ready_replicas)
+                .unwrap_or(0);
+            if ready > 0 {
+                Stand::Ready {
+                    hostname: format!("{}.{ns}.svc.{}", waypoint.name, ctx.cluster_domain),
+                }
+            } else {
+                Stand::Pending
+            }
+        }
+    };
+    let status = gateway::status(&value, &stand, &now());
+    if differs_in_more_than_times(&value, &status) {
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(ctx.client.clone(), &ns, &gateway_resource());
+        api.patch_status(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": status})),
+        )
+        .await
+        .map_err(|e| Error::Status(format!("{ns}/{name}"), e))?;
+    }
+    // Owned objects wake the controller on change; this is only a safety net.
+    Ok(Action::requeue(Duration::from_secs(300)))
+}
+
+/// Whether the stored status differs from the new one in more than its
+/// timestamps: an unchanged status is not written again, so that our own
+/// write does not wake us into another.
+fn differs_in_more_than_times(gw: &Value, status: &Value) -> bool {
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        strip_times(&mut v);
+        v
+    };
+    gw.get("status").map(strip) != Some(strip(status))
+}
+
+fn strip_times(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            m.remove("lastTransitionTime");
+            m.values_mut().for_each(strip_times);
+        }
+        Value::Array(a) => a.iter_mut().for_each(strip_times),
+        _ => {}
+    }
+}
+
+async fn apply(client: &kube::Client, ns: &str, object: &Value) -> Result<(), Error> {
+    let ar = resource_of(object);
+    let name = object
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &ar);
+    api.patch(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(object),
+    )
+    .await
+    .map(|_| ())
+    .map_err(|source| Error::Apply {
+        kind: ar.kind.clone(),
+        namespace: ns.to_string(),
+        name: name.to_string(),
+        source,
+    })
+}
+
+fn now() -> String {
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
