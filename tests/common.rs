@@ -5,6 +5,7 @@ pub mod envoy;
 pub mod kube;
 pub mod otlp;
 pub mod proc;
+pub mod rbac;
 pub mod world;
 
 pub use certs::Certs;

@@ -203,10 +203,38 @@ async fn a_gateway_of_our_class_gets_its_waypoint_and_status() {
         .is_none());
     assert!(api.get("deployments", "shop", "istios").is_none());
 
+    // Deleted: the namespaced objects are the garbage collector's (owned by
+    // the Gateway); the cluster-scoped binding is the controller's to delete,
+    // and the Gateway waits for it.
+    let gw = api.get("gateways", "shop", "reviews-wp").unwrap();
+    assert_eq!(gw["metadata"]["finalizers"], json!([reconcile_finalizer()]));
+    api.delete("gateways", "shop", "reviews-wp");
+    eventually("the Gateway and its binding are gone", &c, || {
+        (api.get("gateways", "shop", "reviews-wp").is_none()
+            && api
+                .get(
+                    "clusterrolebindings",
+                    "",
+                    "pingora-waypoint:shop:reviews-wp",
+                )
+                .is_none())
+        .then_some(())
+    })
+    .await;
+    crate::common::rbac::assert_granted(&api, "docker/install/controller.yaml");
+
     // Settled: its own status writes do not wake it into more.
     let writes = || api.requests_to(Verb::Patch, "gateways/status").len();
     let before = writes();
     assert!(before >= 3, "{before} status writes");
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(writes(), before, "status written again with nothing changed");
+    assert_eq!(
+        writes(),
+        before,
+        "status written again with nothing changed"
+    );
+}
+
+fn reconcile_finalizer() -> &'static str {
+    waypoint::controller::reconcile::FINALIZER
 }

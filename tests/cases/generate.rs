@@ -1,5 +1,6 @@
 //! `waypoint generate`: what it prints validates against the real schemas
-//! (Gateway API CRDs in `tests/schemas/`, core kinds with kubernetes-validate).
+//! (Gateway API CRDs in `tests/schemas/`, core kinds with kubernetes-validate),
+//! and so do the install manifests in `docker/install/`.
 
 use crate::common::proc::run;
 use std::path::Path;
@@ -50,6 +51,7 @@ fn what_generate_prints_validates_against_the_published_schemas() {
         [
             "Gateway",
             "ServiceAccount",
+            "ClusterRoleBinding",
             "Deployment",
             "Service",
             "PodDisruptionBudget",
@@ -70,6 +72,14 @@ fn what_generate_prints_validates_against_the_published_schemas() {
         report.contains("HorizontalPodAutoscaler shop/wp"),
         "{report}"
     );
+
+    // So do the install manifests.
+    let install = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docker/install");
+    for file in ["rbac.yaml", "controller.yaml"] {
+        let text = std::fs::read_to_string(install.join(file)).unwrap();
+        let (ok, report) = validate(&text);
+        assert!(ok, "{file}: {report}");
+    }
 
     let gateway_only = run(&["generate", "-n", "shop"]);
     let gw = String::from_utf8_lossy(&gateway_only.stdout);

@@ -554,36 +554,5 @@ async fn only_the_elected_replica_writes_status_within_its_rbac() {
     drop((a, b));
 
     // Every call both replicas made is one docker/install/rbac.yaml grants.
-    let rbac = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../docker/install/rbac.yaml"
-    ))
-    .unwrap();
-    let role: serde_json::Value = serde_yaml_ng::Deserializer::from_str(&rbac)
-        .map(|d| serde::Deserialize::deserialize(d).unwrap())
-        .find(|d: &serde_json::Value| d["kind"] == "ClusterRole")
-        .unwrap();
-    let granted = |group: &str, resource: &str, verb: &str| {
-        role["rules"].as_array().unwrap().iter().any(|r| {
-            let has = |k: &str, v: &str| r[k].as_array().unwrap().iter().any(|x| x == v);
-            has("apiGroups", group) && has("resources", resource) && has("verbs", verb)
-        })
-    };
-    for r in c.api.requests() {
-        let Some(resource) = r.resource.clone() else {
-            continue;
-        };
-        let (plural, group) = resource.split_once('.').unwrap_or((resource.as_str(), ""));
-        let resource = match &r.subresource {
-            Some(sub) => format!("{plural}/{sub}"),
-            None => plural.to_string(),
-        };
-        let verb = format!("{:?}", r.verb).to_lowercase();
-        assert!(
-            granted(group, &resource, &verb),
-            "{verb} {resource} in group {group:?} is not granted by rbac.yaml ({} {})",
-            r.method,
-            r.path
-        );
-    }
+    crate::common::rbac::assert_granted(&c.api, "docker/install/rbac.yaml");
 }

@@ -4,14 +4,16 @@
 //! updates the Gateway's status. Everything is server-side applied with one
 //! field manager and `force`: what the Gateway says wins, and fields others
 //! own (an autoscaler's replica count, a mutating webhook's) are left alone.
-//! Deleting a Gateway deletes nothing here: owner references hand its objects
-//! to Kubernetes' garbage collector.
+//! Deleting a Gateway leaves its namespaced objects to Kubernetes' garbage
+//! collector (owner references); its ClusterRoleBinding, which no namespaced
+//! object can own, is deleted here, held by a finalizer until then.
 
 use super::gateway::{self, Stand};
 use super::render::{self, Settings};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Service, ServiceAccount};
+use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
@@ -20,6 +22,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub const FIELD_MANAGER: &str = "pingora-waypoint-controller";
+/// Held on each Gateway of our class until its ClusterRoleBinding is deleted.
+pub const FINALIZER: &str = "pingora-waypoint.dev/cluster-role-binding";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -88,16 +92,26 @@ fn error_policy(_gw: Arc<DynamicObject>, e: &Error, _ctx: Arc<Context>) -> Actio
 
 async fn reconcile(gw: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action, Error> {
     let value = serde_json::to_value(gw.as_ref()).unwrap_or_default();
-    if value
-        .pointer("/spec/gatewayClassName")
-        .and_then(Value::as_str)
-        != Some(super::CLASS_NAME)
-        || gw.metadata.deletion_timestamp.is_some()
-    {
-        return Ok(Action::await_change());
-    }
     let ns = gw.metadata.namespace.clone().unwrap_or_default();
     let name = gw.metadata.name.clone().unwrap_or_default();
+    let finalizers = gw.metadata.finalizers.clone().unwrap_or_default();
+    let held = finalizers.iter().any(|f| f == FINALIZER);
+    let ours = value
+        .pointer("/spec/gatewayClassName")
+        .and_then(Value::as_str)
+        == Some(super::CLASS_NAME);
+    if gw.metadata.deletion_timestamp.is_some() || !ours {
+        if held {
+            release(&ctx.client, &ns, &name, &finalizers).await?;
+        }
+        return Ok(Action::await_change());
+    }
+    if !held {
+        // Before anything cluster-scoped exists that only we would delete.
+        let mut with = finalizers.clone();
+        with.push(FINALIZER.to_string());
+        set_finalizers(&ctx.client, &ns, &name, &with).await?;
+    }
     let stand = match gateway::read(&value) {
         Err(invalid) => {
             log::warn!(
@@ -165,13 +179,68 @@ fn strip_times(v: &mut Value) {
     }
 }
 
+/// The Gateway's ClusterRoleBinding is deleted (owner references cannot
+/// reach a cluster-scoped object from a namespaced one), then our finalizer
+/// let go, so the Gateway can go too.
+async fn release(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    finalizers: &[String],
+) -> Result<(), Error> {
+    let bindings: Api<ClusterRoleBinding> = Api::all(client.clone());
+    let binding = format!("{}:{ns}:{name}", render::WAYPOINT_ROLE);
+    match bindings.delete(&binding, &Default::default()).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 404 => {}
+        Err(source) => {
+            return Err(Error::Apply {
+                kind: "ClusterRoleBinding".into(),
+                namespace: String::new(),
+                name: binding,
+                source,
+            })
+        }
+    }
+    let rest: Vec<String> = finalizers
+        .iter()
+        .filter(|f| *f != FINALIZER)
+        .cloned()
+        .collect();
+    set_finalizers(client, ns, name, &rest).await
+}
+
+async fn set_finalizers(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    finalizers: &[String],
+) -> Result<(), Error> {
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &gateway_resource());
+    let patch = json!({"metadata": {"finalizers": finalizers}});
+    match api
+        .patch(name, &PatchParams::default(), &Patch::Merge(patch))
+        .await
+    {
+        Ok(_) => Ok(()),
+        // Already gone: nothing left to hold.
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(Error::Status(format!("{ns}/{name} (finalizers)"), e)),
+    }
+}
+
 async fn apply(client: &kube::Client, ns: &str, object: &Value) -> Result<(), Error> {
     let ar = resource_of(object);
     let name = object
         .pointer("/metadata/name")
         .and_then(Value::as_str)
         .unwrap_or_default();
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &ar);
+    // Cluster-scoped objects (the ClusterRoleBinding) carry no namespace.
+    let api: Api<DynamicObject> = if object.pointer("/metadata/namespace").is_some() {
+        Api::namespaced_with(client.clone(), ns, &ar)
+    } else {
+        Api::all_with(client.clone(), &ar)
+    };
     api.patch(
         name,
         &PatchParams::apply(FIELD_MANAGER).force(),

@@ -3,7 +3,8 @@
 //! ServiceAccount (the per-service-account waypoint's identity), a Deployment
 //! of `waypoint run` with the labels istiod and ztunnel rely on and the Istio
 //! token and root-certificate volumes at Istio's paths, a Service with the
-//! HBONE port that never uses a waypoint itself, and, when asked for, a
+//! HBONE port that never uses a waypoint itself, the ClusterRoleBinding that
+//! lets it read the cluster, and, when asked for, a
 //! PodDisruptionBudget and a HorizontalPodAutoscaler. Plain JSON, ready for
 //! server-side apply; no I/O.
 
@@ -12,6 +13,8 @@ use std::collections::BTreeMap;
 
 pub const GATEWAY_NAME: &str = "gateway.networking.k8s.io/gateway-name";
 const GATEWAY_CLASS_NAME: &str = "gateway.networking.k8s.io/gateway-class-name";
+/// On cluster-scoped objects, which carry no namespace of their own.
+const GATEWAY_NAMESPACE: &str = "pingora-waypoint.dev/gateway-namespace";
 /// Where istiod takes a waypoint's service account name from, as Istio does.
 pub const SERVICE_ACCOUNT_ANNOTATION: &str = "gateway.istio.io/service-account";
 const STATUS_PORT: u16 = 15021;
@@ -103,9 +106,18 @@ impl Waypoint {
     }
 }
 
+/// The ClusterRole each waypoint's service account is bound to
+/// (`docker/install/rbac.yaml`): reading what it serves, cluster-wide.
+pub const WAYPOINT_ROLE: &str = "pingora-waypoint";
+
 /// Every object the controller keeps in sync for `w`, in the order to apply them.
 pub fn render(w: &Waypoint, s: &Settings) -> Vec<Value> {
-    let mut out = vec![service_account(w), deployment(w, s), service(w)];
+    let mut out = vec![
+        service_account(w),
+        role_binding(w),
+        deployment(w, s),
+        service(w),
+    ];
     let scaled = s.max_replicas.filter(|&max| max > s.replicas);
     // One replica and no autoscaler: a budget would only block node drains.
     if s.replicas > 1 || scaled.is_some() {
@@ -122,6 +134,32 @@ fn service_account(w: &Waypoint) -> Value {
         "apiVersion": "v1",
         "kind": "ServiceAccount",
         "metadata": w.metadata(&w.service_account, &[]),
+    })
+}
+
+/// The binding's name: one per Gateway, so that Gateways sharing a service
+/// account do not share (and delete) one binding.
+pub fn role_binding_name(w: &Waypoint) -> String {
+    format!("{WAYPOINT_ROLE}:{}:{}", w.namespace, w.name)
+}
+
+/// Grants the waypoint's service account the cluster-wide reads of the
+/// Kubernetes source. Cluster-scoped, so it cannot be owned by the Gateway:
+/// the controller deletes it itself (a finalizer on the Gateway).
+fn role_binding(w: &Waypoint) -> Value {
+    let mut meta = w.metadata(
+        &role_binding_name(w),
+        &[(GATEWAY_NAMESPACE, w.namespace.as_str())],
+    );
+    let m = meta.as_object_mut().expect("an object");
+    m.remove("namespace");
+    m.remove("ownerReferences");
+    json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": meta,
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": WAYPOINT_ROLE},
+        "subjects": [{"kind": "ServiceAccount", "name": w.service_account, "namespace": w.namespace}],
     })
 }
 

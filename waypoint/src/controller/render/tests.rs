@@ -23,10 +23,27 @@ fn kinds(objects: &[Value]) -> Vec<&str> {
 #[test]
 fn a_waypoint_is_what_istiod_and_ztunnel_expect() {
     let objects = render(&waypoint(Some("u-1")), &Settings::default());
-    assert_eq!(kinds(&objects), ["ServiceAccount", "Deployment", "Service"]);
-    let (sa, deploy, svc) = (&objects[0], &objects[1], &objects[2]);
+    assert_eq!(
+        kinds(&objects),
+        [
+            "ServiceAccount",
+            "ClusterRoleBinding",
+            "Deployment",
+            "Service"
+        ]
+    );
+    let (sa, binding, deploy, svc) = (&objects[0], &objects[1], &objects[2], &objects[3]);
     assert_eq!(sa["metadata"]["name"], "reviews");
-    for o in &objects {
+    assert_eq!(
+        binding["subjects"],
+        json!([{"kind": "ServiceAccount", "name": "reviews", "namespace": "shop"}])
+    );
+    assert_eq!(binding["roleRef"]["name"], "pingora-waypoint");
+    assert!(
+        binding["metadata"].get("ownerReferences").is_none(),
+        "cluster-scoped"
+    );
+    for o in objects.iter().filter(|o| o["kind"] != "ClusterRoleBinding") {
         assert_eq!(o["metadata"]["namespace"], "shop");
         assert_eq!(o["metadata"]["labels"][GATEWAY_NAME], "reviews-wp");
         assert_eq!(
@@ -100,6 +117,7 @@ fn spare_replicas_bring_a_budget_and_an_autoscaler_owns_the_count() {
         kinds(&objects),
         [
             "ServiceAccount",
+            "ClusterRoleBinding",
             "Deployment",
             "Service",
             "PodDisruptionBudget",
@@ -107,10 +125,10 @@ fn spare_replicas_bring_a_budget_and_an_autoscaler_owns_the_count() {
         ]
     );
     assert!(
-        objects[1]["spec"].get("replicas").is_none(),
+        objects[2]["spec"].get("replicas").is_none(),
         "the autoscaler's to set"
     );
-    let hpa = &objects[4]["spec"];
+    let hpa = &objects[5]["spec"];
     assert_eq!(
         (&hpa["minReplicas"], &hpa["maxReplicas"]),
         (&json!(2), &json!(6))
@@ -124,6 +142,7 @@ fn spare_replicas_bring_a_budget_and_an_autoscaler_owns_the_count() {
         kinds(&render(&waypoint(None), &fixed)),
         [
             "ServiceAccount",
+            "ClusterRoleBinding",
             "Deployment",
             "Service",
             "PodDisruptionBudget"

@@ -167,6 +167,14 @@ pub(crate) fn builtins() -> Vec<ResourceType> {
         r("events.k8s.io", &["v1"], "events", "Event", true, false),
         // What the controller deploys for a waypoint Gateway.
         r(
+            "rbac.authorization.k8s.io",
+            &["v1"],
+            "clusterrolebindings",
+            "ClusterRoleBinding",
+            false,
+            false,
+        ),
+        r(
             "",
             &["v1"],
             "serviceaccounts",

@@ -325,6 +325,17 @@ impl Store {
         self.rv = rv;
         let obj = Arc::new(Obj::new(namespace, name, rv, &new));
         let resource = &mut self.resources[id];
+        if finalized(&new) {
+            // The last finalizer of an object being deleted is gone: it goes.
+            resource.objects.remove(&key);
+            resource.log.push(Entry {
+                rv,
+                change: Change::Deleted,
+                obj: obj.clone(),
+                prev: old,
+            });
+            return Ok((obj, false));
+        }
         resource.objects.insert(key, obj.clone());
         let change = if old.is_some() {
             Change::Modified
@@ -369,6 +380,28 @@ impl Store {
             .is_some_and(|rv| rv != old.rv.to_string())
         {
             return Err(ApiError::conflict(ty, name));
+        }
+        if has_finalizers(&value) {
+            // As the API server does: marked for deletion, kept until the
+            // finalizers' owners remove them.
+            if value["metadata"].get("deletionTimestamp").is_none() {
+                let old = old.clone();
+                self.rv += 1;
+                let meta = metadata(&mut value);
+                meta.insert("deletionTimestamp".into(), now().into());
+                meta.insert("resourceVersion".into(), self.rv.to_string().into());
+                let obj = Arc::new(Obj::new(namespace, name, self.rv, &value));
+                let resource = &mut self.resources[id];
+                resource.objects.insert(key, obj.clone());
+                resource.log.push(Entry {
+                    rv: self.rv,
+                    change: Change::Modified,
+                    obj: obj.clone(),
+                    prev: Some(old),
+                });
+                return Ok(obj);
+            }
+            return Ok(old.clone());
         }
         let old = resource.objects.remove(&key).expect("looked up above");
         self.rv += 1;
@@ -470,10 +503,27 @@ fn set_name(
 
 /// Keeps what the server owns (uid, creation time, version, generation) and, when a
 /// write leaves `managedFields` out, the stored ones, as the API server does.
+fn has_finalizers(object: &Value) -> bool {
+    object["metadata"]["finalizers"]
+        .as_array()
+        .is_some_and(|f| !f.is_empty())
+}
+
+/// Marked for deletion, and nothing holds it any more.
+fn finalized(object: &Value) -> bool {
+    object["metadata"].get("deletionTimestamp").is_some() && !has_finalizers(object)
+}
+
 fn copy_system_metadata(old: &Value, new: &mut Value) {
     let old_meta = &old["metadata"];
     let meta = metadata(new);
-    for field in ["uid", "creationTimestamp", "resourceVersion", "generation"] {
+    for field in [
+        "uid",
+        "creationTimestamp",
+        "resourceVersion",
+        "generation",
+        "deletionTimestamp",
+    ] {
         match old_meta.get(field) {
             Some(v) => meta.insert(field.into(), v.clone()),
             None => meta.remove(field),

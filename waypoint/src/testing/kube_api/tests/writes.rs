@@ -250,3 +250,21 @@ async fn events_are_recorded() {
         "a repeat is a merge patch on the series"
     );
 }
+
+#[tokio::test]
+async fn finalizers_hold_a_deleted_object_until_they_are_removed() {
+    let api = KubeApi::start().await;
+    let services: Api<Service> = Api::default_namespaced(api.client());
+    let mut held = service("held", json!({}));
+    held["metadata"]["finalizers"] = json!(["example.dev/cleanup"]);
+    api.apply(held);
+    services.delete("held", &Default::default()).await.unwrap();
+    let marked = services.get("held").await.unwrap();
+    assert!(marked.metadata.deletion_timestamp.is_some());
+    let release = Patch::Merge(json!({"metadata": {"finalizers": null}}));
+    services
+        .patch("held", &PatchParams::default(), &release)
+        .await
+        .unwrap();
+    assert!(services.get_opt("held").await.unwrap().is_none());
+}
