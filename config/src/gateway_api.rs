@@ -3,7 +3,7 @@
 mod gateway;
 mod http_route;
 
-pub use gateway::{GatewayDoc, WAYPOINT_CLASS};
+pub use gateway::{GatewayDoc, WAYPOINT_CLASSES};
 pub use http_route::{
     BackendRefSpec, HeaderModifierSpec, HttpRouteDoc, MatchSpec, PathModifierSpec, RouteFilter,
     Rule,

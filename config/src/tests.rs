@@ -181,6 +181,23 @@ fn virtual_services_for_one_host_merge_by_age_then_name() {
 }
 
 #[test]
+fn a_gateway_of_our_class_is_the_waypoint_as_istios_is() {
+    let content = std::fs::read_to_string(testdata().join("virtual_service_merge.in.yaml"))
+        .unwrap()
+        .replace(
+            "gatewayClassName: istio-waypoint",
+            "gatewayClassName: pingora-waypoint",
+        );
+    let file = "ours.yaml".to_string();
+    let s = load_sources(&[Source { file, content }], &Options::default())
+        .unwrap()
+        .snapshot;
+    assert_eq!(s.waypoint.as_ref().unwrap().source.namespace, "mesh");
+    let last = s.services[0].routes.last().unwrap();
+    assert_eq!(last.name, "VirtualService mesh/from-the-waypoint http[0]");
+}
+
+#[test]
 fn consumer_routes_serve_their_namespace_and_unbound_ports_get_the_default() {
     let s = snapshot("gamma_consumer_routes");
     let echo = s.services.iter().find(|x| x.name == "echo-v1").unwrap();

@@ -79,7 +79,7 @@ pub fn translate(res: &Resources, opts: &Options, diags: &mut Vec<Diagnostic>) -
 pub struct World<'a> {
     pub index: &'a hosts::HostIndex,
     pub services: &'a [waypoint_ir::Service],
-    /// The namespace of the `istio-waypoint` Gateway, when one is declared.
+    /// The namespace of the waypoint's own Gateway, when one is declared.
     pub waypoint_namespace: Option<&'a str>,
 }
 
@@ -235,7 +235,9 @@ fn waypoint_gateway(cx: &Cx<'_>) -> Option<waypoint_ir::WaypointGateway> {
         .res
         .gateways
         .iter()
-        .filter(|g| g.doc.spec.gateway_class_name == crate::gateway_api::WAYPOINT_CLASS)
+        .filter(|g| {
+            crate::gateway_api::WAYPOINT_CLASSES.contains(&g.doc.spec.gateway_class_name.as_str())
+        })
         .collect();
     gws.sort_by(|a, b| (&a.created, &a.id).cmp(&(&b.created, &b.id)));
     let g = gws.first()?;

@@ -1,8 +1,9 @@
-//! `Gateway`: only a waypoint's own (`gatewayClassName: istio-waypoint`) is read.
+//! `Gateway`: only a waypoint's own is read: Istio's class `istio-waypoint`, or
+//! ours, `pingora-waypoint`, which istiod accepts as a waypoint all the same.
 
 use serde::Deserialize;
 
-pub const WAYPOINT_CLASS: &str = "istio-waypoint";
+pub const WAYPOINT_CLASSES: [&str; 2] = ["istio-waypoint", "pingora-waypoint"];
 
 #[derive(Deserialize, Debug, Default)]
 #[serde(default)]
