@@ -71,6 +71,11 @@ fn condition(obj: &Value, kind: &str) -> (String, String) {
 
 const GATEWAYS: &str = r#"
 apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: pingora-waypoint}
+spec: {controllerName: pingora-waypoint.dev/controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
 metadata: {name: reviews-wp, namespace: shop,
   annotations: {gateway.istio.io/service-account: reviews}}
@@ -124,6 +129,13 @@ async fn a_gateway_of_our_class_gets_its_waypoint_and_status() {
     })
     .await;
     assert_eq!(svc["metadata"]["labels"]["istio.io/use-waypoint"], "none");
+
+    let class = eventually("the class is accepted", &c, || {
+        api.get("gatewayclasses", "", "pingora-waypoint")
+            .filter(|g| condition(g, "Accepted").0 == "True")
+    })
+    .await;
+    assert_eq!(condition(&class, "Accepted").1, "Accepted");
 
     // Accepted, not yet programmed: no pod is ready, so no address.
     let gw = eventually("the Gateway is accepted", &c, || {

@@ -2,6 +2,7 @@
 //! [`render`] is the whole of it as plain objects, shared by the controller
 //! and by `waypoint generate --standalone` for those who run no controller.
 
+pub mod class;
 pub mod gateway;
 pub mod reconcile;
 pub mod render;

@@ -66,6 +66,10 @@ fn resource_of(object: &Value) -> ApiResource {
 /// Runs until the process ends.
 pub async fn run(ctx: Context) {
     let client = ctx.client.clone();
+    tokio::spawn(super::class::accept(
+        client.clone(),
+        Duration::from_secs(60),
+    ));
     let gateways: Api<DynamicObject> = Api::all_with(client.clone(), &gateway_resource());
     // Only what we deployed: every object we make carries our class's label.
     let ours = watcher::Config::default().labels(&format!(
