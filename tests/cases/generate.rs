@@ -73,13 +73,27 @@ fn what_generate_prints_validates_against_the_published_schemas() {
         "{report}"
     );
 
-    // So do the install manifests.
-    let install = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docker/install");
-    for file in ["rbac.yaml", "controller.yaml"] {
-        let text = std::fs::read_to_string(install.join(file)).unwrap();
+    // So do the install manifests and the README's example, which the
+    // waypoint's own check also accepts.
+    let docker = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docker");
+    for file in [
+        "install/rbac.yaml",
+        "install/controller.yaml",
+        "k8s/productpage.yaml",
+    ] {
+        let text = std::fs::read_to_string(docker.join(file)).unwrap();
         let (ok, report) = validate(&text);
         assert!(ok, "{file}: {report}");
     }
+    let example = docker.join("k8s");
+    let check = run(&["check", "--config-dir", example.to_str().unwrap()]);
+    let table = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        check.status.success(),
+        "{table}{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert!(table.contains("90%"), "{table}");
 
     let gateway_only = run(&["generate", "-n", "shop"]);
     let gw = String::from_utf8_lossy(&gateway_only.stdout);

@@ -11,6 +11,9 @@ import kubernetes_validate
 import yaml
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# Kinds with no published schema to check against here (Envoy Gateway's CRDs
+# are not vendored): reported as unchecked, not as failures.
+UNCHECKED = {("gateway.envoyproxy.io/v1alpha1", "BackendTrafficPolicy")}
 
 
 def crd_schemas():
@@ -37,6 +40,9 @@ def main(paths):
         for doc in docs:
             name = f"{doc.get('kind')} {doc.get('metadata', {}).get('namespace', '')}/{doc.get('metadata', {}).get('name')}"
             key = (doc.get("apiVersion"), doc.get("kind"))
+            if key in UNCHECKED:
+                print(f"{path}: {name}: not checked (no published schema here)")
+                continue
             try:
                 if key in schemas:
                     jsonschema.validate(doc, schemas[key])
