@@ -151,6 +151,15 @@ async fn endpoints_follow_pod_churn_with_no_failed_request() {
     );
     let updates = metric(&wp, "waypoint_config_endpoint_update_seconds").await;
     assert!(updates >= 3.0, "{updates} endpoint updates");
+
+    // A Pod update the model does not read (an annotation, as status
+    // heartbeats are) makes no new generation.
+    let generation = metric(&wp, "waypoint_config_generation").await;
+    let mut pod = c.api.get("pods", "shop", "pp-3").unwrap();
+    pod["metadata"]["annotations"] = serde_json::json!({"touched": "yes"});
+    c.api.apply(pod);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(metric(&wp, "waypoint_config_generation").await, generation);
 }
 
 /// Whole builds once they stop coming (the first sync may list some kinds

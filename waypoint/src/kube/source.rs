@@ -154,6 +154,11 @@ impl KubeSource {
                     None => dirty = true,
                 }
             }
+            // Nothing changed that a whole build would see (a Pod's status
+            // heartbeat, a list page): no scope to compute again.
+            if !dirty && published && waiting_since.is_none() {
+                continue;
+            }
             let started = std::time::Instant::now();
             let mut served = scope(&store, &self.gateway);
             let mut rewatched = self.rewatch(&mut watches, &mut store, &mut filters, &served);
