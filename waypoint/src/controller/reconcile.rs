@@ -125,8 +125,15 @@ async fn reconcile(gw: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action, 
             Stand::Invalid(invalid)
         }
         Ok(waypoint) => {
-            for object in render::render(&waypoint, &ctx.settings) {
-                apply(&ctx.client, &ns, &object).await?;
+            let objects = render::render(&waypoint, &ctx.settings);
+            for object in &objects {
+                apply(&ctx.client, &ns, object).await?;
+            }
+            // A budget or autoscaler the settings no longer ask for goes.
+            for kind in render::OPTIONAL_KINDS {
+                if !objects.iter().any(|o| o["kind"] == kind.1) {
+                    remove(&ctx.client, &ns, kind, &waypoint.name).await?;
+                }
             }
             let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
             let ready = deployments
@@ -212,6 +219,26 @@ async fn release(
         .cloned()
         .collect();
     set_finalizers(client, ns, name, &rest).await
+}
+
+async fn remove(
+    client: &kube::Client,
+    ns: &str,
+    (api_version, kind): (&str, &str),
+    name: &str,
+) -> Result<(), Error> {
+    let ar = resource_of(&json!({"apiVersion": api_version, "kind": kind}));
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &ar);
+    match api.delete(name, &Default::default()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(source) => Err(Error::Apply {
+            kind: kind.to_string(),
+            namespace: ns.to_string(),
+            name: name.to_string(),
+            source,
+        }),
+    }
 }
 
 async fn set_finalizers(

@@ -52,6 +52,9 @@ pub struct Settings {
     pub drain_period: u64,
     /// `CA_ADDRESS` for the pods: Istio's CA unless the mesh uses another.
     pub ca_address: String,
+    /// `--hbone-max-connection-age`: ztunnels reconnect after about this
+    /// long, so replicas an autoscaler adds get a share of them.
+    pub max_connection_age: u64,
 }
 
 impl Default for Settings {
@@ -62,6 +65,7 @@ impl Default for Settings {
             max_replicas: None,
             drain_period: 5,
             ca_address: "https://istiod.istio-system.svc:15012".into(),
+            max_connection_age: 600,
         }
     }
 }
@@ -109,6 +113,12 @@ impl Waypoint {
 /// The ClusterRole each waypoint's service account is bound to
 /// (`docker/install/rbac.yaml`): reading what it serves, cluster-wide.
 pub const WAYPOINT_ROLE: &str = "pingora-waypoint";
+
+/// What `render` makes only when the settings ask for it: (apiVersion, kind).
+pub const OPTIONAL_KINDS: [(&str, &str); 2] = [
+    ("policy/v1", "PodDisruptionBudget"),
+    ("autoscaling/v2", "HorizontalPodAutoscaler"),
+];
 
 /// Every object the controller keeps in sync for `w`, in the order to apply them.
 pub fn render(w: &Waypoint, s: &Settings) -> Vec<Value> {
@@ -222,6 +232,7 @@ fn deployment(w: &Waypoint, s: &Settings) -> Value {
                         "--config-source", "kubernetes",
                         "--gateway", format!("{}/{}", w.namespace, w.name),
                         "--drain-period", s.drain_period.to_string(),
+                        "--hbone-max-connection-age", s.max_connection_age.to_string(),
                         "--metrics-addr", format!("0.0.0.0:{METRICS_PORT},0.0.0.0:{STATUS_PORT}"),
                     ],
                     "env": [

@@ -96,6 +96,11 @@ fn a_waypoint_is_what_istiod_and_ztunnel_expect() {
             .any(|w| w == ["--gateway", "shop/reviews-wp"]),
         "{args:?}"
     );
+    assert!(
+        args.windows(2)
+            .any(|w| w == ["--hbone-max-connection-age", "600"]),
+        "ztunnels reconnect, so new replicas get traffic: {args:?}"
+    );
     assert_eq!(svc["metadata"]["labels"]["istio.io/use-waypoint"], "none");
     let hbone = &svc["spec"]["ports"][1];
     assert_eq!(
