@@ -133,6 +133,15 @@ pub fn status(gw: &Value, stand: &Stand, now: &str) -> Value {
             "observedGeneration": generation, "lastTransitionTime": since})
     };
     let prev = previous.get("conditions");
+    let deployed = || {
+        cond(
+            prev,
+            "Accepted",
+            true,
+            "Accepted",
+            "deployed by pingora-waypoint",
+        )
+    };
     let (accepted, programmed, addresses) = match stand {
         Stand::Invalid(i) => (
             cond(prev, "Accepted", false, i.reason, &i.message),
@@ -146,13 +155,7 @@ pub fn status(gw: &Value, stand: &Stand, now: &str) -> Value {
             json!([]),
         ),
         Stand::Pending => (
-            cond(
-                prev,
-                "Accepted",
-                true,
-                "Accepted",
-                "deployed by pingora-waypoint",
-            ),
+            deployed(),
             cond(
                 prev,
                 "Programmed",
@@ -163,13 +166,7 @@ pub fn status(gw: &Value, stand: &Stand, now: &str) -> Value {
             json!([]),
         ),
         Stand::Ready { hostname } => (
-            cond(
-                prev,
-                "Accepted",
-                true,
-                "Accepted",
-                "deployed by pingora-waypoint",
-            ),
+            deployed(),
             cond(
                 prev,
                 "Programmed",
