@@ -60,16 +60,7 @@ impl DevCa {
 
     fn issue_inner(&self, sans: Vec<SanType>, expired: bool) -> Result<IssuedCert, IdentityError> {
         let key = KeyPair::generate()?;
-        let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params.subject_alt_names = sans;
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
+        let mut params = leaf(sans)?;
         if expired {
             params.not_before = rcgen::date_time_ymd(2020, 1, 1);
             params.not_after = rcgen::date_time_ymd(2021, 1, 1);
@@ -92,16 +83,7 @@ impl DevCa {
     ) -> Result<String, IdentityError> {
         let mut csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem)?;
         let uri = rcgen::string::Ia5String::try_from(id.to_string())?;
-        let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params.subject_alt_names = vec![SanType::URI(uri)];
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
+        let mut params = leaf(vec![SanType::URI(uri)])?;
         params.not_before = std::time::SystemTime::now().into();
         params.not_after = not_after.into();
         csr.params = params;
@@ -129,4 +111,19 @@ pub fn write_files(dir: &Path, issued: &IssuedCert, root_pem: &str) -> Result<()
         std::fs::write(&path, text).map_err(|source| IdentityError::Read { path, source })?;
     }
     Ok(())
+}
+
+/// A workload certificate's parameters: these SANs, for both ends of mTLS.
+fn leaf(sans: Vec<SanType>) -> Result<CertificateParams, IdentityError> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.subject_alt_names = sans;
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    Ok(params)
 }
