@@ -233,7 +233,6 @@ fn deployment(w: &Waypoint, s: &Settings) -> Value {
                         "--gateway", format!("{}/{}", w.namespace, w.name),
                         "--drain-period", s.drain_period.to_string(),
                         "--hbone-max-connection-age", s.max_connection_age.to_string(),
-                        "--metrics-addr", format!("0.0.0.0:{METRICS_PORT},0.0.0.0:{STATUS_PORT}"),
                     ],
                     "env": [
                         env("POD_NAME", field("metadata.name")),
