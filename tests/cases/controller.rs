@@ -15,12 +15,14 @@ struct Controller {
 }
 
 impl Controller {
-    fn start(kubeconfig: &std::path::Path) -> Controller {
+    /// A replica named `pod`, on a 3 s Lease so that a test sees a takeover.
+    fn start(kubeconfig: &std::path::Path, pod: &str) -> Controller {
         let log = tempfile::NamedTempFile::new().unwrap();
         let child = Command::new(bin())
             .args(["controller", "--kubeconfig"])
             .arg(kubeconfig)
-            .args(["--image", "example/waypoint:test"])
+            .args(["--image", "example/waypoint:test", "--lease-seconds", "3"])
+            .env("POD_NAME", pod)
             .env_remove("HTTPS_PROXY")
             .env_remove("https_proxy")
             .env("RUST_LOG", "info")
@@ -105,7 +107,7 @@ async fn a_gateway_of_our_class_gets_its_waypoint_and_status() {
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = api.kubeconfig(dir.path());
     api.apply_yaml(GATEWAYS);
-    let c = Controller::start(&kubeconfig);
+    let c = Controller::start(&kubeconfig, "controller-a");
 
     let deploy = eventually("the Deployment exists", &c, || {
         api.get("deployments", "shop", "reviews-wp")
@@ -249,4 +251,43 @@ async fn a_gateway_of_our_class_gets_its_waypoint_and_status() {
 
 fn reconcile_finalizer() -> &'static str {
     waypoint::controller::reconcile::FINALIZER
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_replica_acts_and_another_takes_over_when_it_goes() {
+    let api = KubeApi::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.kubeconfig(dir.path());
+    let a = Controller::start(&kubeconfig, "controller-a");
+    let holder = || {
+        api.get(
+            "leases",
+            "pingora-waypoint-system",
+            "pingora-waypoint-controller",
+        )
+        .and_then(|l| l["spec"]["holderIdentity"].as_str().map(String::from))
+    };
+    eventually("a leads", &a, || holder().filter(|h| h == "controller-a")).await;
+    let b = Controller::start(&kubeconfig, "controller-b");
+    let gateway = |name: &str| {
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+            "metadata": {"name": name, "namespace": "shop"},
+            "spec": {"gatewayClassName": "pingora-waypoint",
+                "listeners": [{"name": "mesh", "port": 15008, "protocol": "HBONE"}]}})
+    };
+    api.apply(gateway("first"));
+    eventually("the leader deploys", &a, || {
+        api.get("deployments", "shop", "first")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!b.logs().contains("this replica leads"), "{}", b.logs());
+
+    drop(a);
+    api.apply(gateway("second"));
+    eventually("the other replica takes over", &b, || {
+        api.get("deployments", "shop", "second")
+    })
+    .await;
+    assert_eq!(holder().as_deref(), Some("controller-b"));
 }

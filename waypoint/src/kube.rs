@@ -6,6 +6,7 @@
 mod args;
 mod endpoints;
 pub mod kinds;
+pub mod lease;
 pub mod scope;
 pub mod source;
 pub mod status;

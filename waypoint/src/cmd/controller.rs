@@ -4,8 +4,11 @@
 use super::CmdResult;
 use crate::controller::reconcile::{self, Context};
 use crate::controller::render::Settings;
+use crate::kube::lease::Lease;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(clap::Args, Debug)]
 pub struct ControllerArgs {
@@ -26,6 +29,13 @@ pub struct ControllerArgs {
     pub ca_address: String,
     #[arg(long, env = "WAYPOINT_CLUSTER_DOMAIN", default_value = "cluster.local")]
     pub cluster_domain: String,
+    /// Where the Lease that elects the one acting replica lives.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "pingora-waypoint-system")]
+    pub lease_namespace: String,
+    /// Seconds the Lease holds without renewal (another replica takes over
+    /// after that); renewed every third of it.
+    #[arg(long, default_value_t = 15)]
+    pub lease_seconds: u64,
 }
 
 pub fn controller(args: ControllerArgs) -> CmdResult {
@@ -36,7 +46,15 @@ pub fn controller(args: ControllerArgs) -> CmdResult {
             "controller: deploying waypoints for Gateways of class {}",
             crate::controller::CLASS_NAME
         );
-        reconcile::run(Context {
+        let lease = Lease {
+            client: client.clone(),
+            namespace: args.lease_namespace,
+            name: "pingora-waypoint-controller".into(),
+            identity: std::env::var("POD_NAME")
+                .unwrap_or_else(|_| format!("controller-{}", std::process::id())),
+            duration: Duration::from_secs(args.lease_seconds.max(1)),
+        };
+        let ctx = Arc::new(Context {
             client,
             settings: Settings {
                 image: args.image,
@@ -46,8 +64,11 @@ pub fn controller(args: ControllerArgs) -> CmdResult {
                 ..Settings::default()
             },
             cluster_domain: args.cluster_domain,
-        })
-        .await;
+        });
+        // Replicas stand by; only the Lease's holder applies and writes status.
+        lease
+            .while_leading("controller", || reconcile::run(ctx.clone()))
+            .await;
         Ok::<_, Box<dyn std::error::Error>>(())
     })?;
     Ok(ExitCode::SUCCESS)

@@ -63,30 +63,31 @@ fn resource_of(object: &Value) -> ApiResource {
     ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), &plural)
 }
 
-/// Runs until the process ends.
-pub async fn run(ctx: Context) {
+/// Runs until the process ends, or its future is dropped (the Lease lost).
+pub async fn run(ctx: Arc<Context>) {
     let client = ctx.client.clone();
-    tokio::spawn(super::class::accept(
-        client.clone(),
-        Duration::from_secs(60),
-    ));
+    let class = super::class::accept(client.clone(), Duration::from_secs(60));
     let gateways: Api<DynamicObject> = Api::all_with(client.clone(), &gateway_resource());
     // Only what we deployed: every object we make carries our class's label.
     let ours = watcher::Config::default().labels(&format!(
         "gateway.networking.k8s.io/gateway-class-name={}",
         super::CLASS_NAME
     ));
-    Controller::new_with(gateways, watcher::Config::default(), gateway_resource())
+    let controller = Controller::new_with(gateways, watcher::Config::default(), gateway_resource())
         .owns(Api::<Deployment>::all(client.clone()), ours.clone())
         .owns(Api::<Service>::all(client.clone()), ours.clone())
         .owns(Api::<ServiceAccount>::all(client), ours)
-        .run(reconcile, error_policy, Arc::new(ctx))
+        .run(reconcile, error_policy, ctx)
         .for_each(|r| async move {
             if let Err(e) = r {
                 log::debug!("controller: {e}");
             }
-        })
-        .await;
+        });
+    // Both end together when the Lease is lost: nothing keeps running detached.
+    tokio::select! {
+        () = controller => {}
+        () = class => {}
+    }
 }
 
 fn error_policy(_gw: Arc<DynamicObject>, e: &Error, _ctx: Arc<Context>) -> Action {

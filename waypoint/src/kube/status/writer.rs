@@ -7,17 +7,13 @@
 //! written once, however often the config is rebuilt.
 
 use super::{Condition, Desired, ParentStatus, RouteStatus, CONTROLLER_NAME};
+use crate::kube::lease::{Lease, LEASE_DURATION};
 use crate::kube::scope::GatewayRef;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::GroupVersionKind;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 use tokio::sync::watch;
-
-/// How long a Lease holds without renewal, and how often the holder renews.
-const LEASE_SECONDS: i64 = 15;
-const RENEW: Duration = Duration::from_secs(5);
 
 fn resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
     ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
@@ -37,62 +33,13 @@ fn now() -> String {
 }
 
 impl StatusWriter {
-    fn lease_name(&self) -> String {
-        format!("{}-status-writer", self.gateway.name)
-    }
-
-    /// Takes or renews the Lease; true while this replica holds it.
-    async fn lead(&self) -> Result<bool, kube::Error> {
-        let api: Api<DynamicObject> = Api::namespaced_with(
-            self.client.clone(),
-            &self.gateway.namespace,
-            &resource("coordination.k8s.io", "v1", "Lease", "leases"),
-        );
-        let name = self.lease_name();
-        let spec = json!({
-            "holderIdentity": self.identity,
-            "leaseDurationSeconds": LEASE_SECONDS,
-            "renewTime": now(),
-        });
-        let Some(mut lease) = api.get_opt(&name).await? else {
-            let mut obj = DynamicObject::new(
-                &name,
-                &resource("coordination.k8s.io", "v1", "Lease", "leases"),
-            );
-            obj.metadata.namespace = Some(self.gateway.namespace.clone());
-            let mut spec = spec;
-            spec["acquireTime"] = json!(now());
-            obj.data = json!({ "spec": spec });
-            return match api.create(&PostParams::default(), &obj).await {
-                Ok(_) => Ok(true),
-                Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
-                Err(e) => Err(e),
-            };
-        };
-        let held = lease.data["spec"]["holderIdentity"].as_str() == Some(self.identity.as_str());
-        let expired = lease.data["spec"]["renewTime"]
-            .as_str()
-            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
-            .is_none_or(|t| {
-                let duration = lease.data["spec"]["leaseDurationSeconds"]
-                    .as_i64()
-                    .unwrap_or(LEASE_SECONDS);
-                jiff::Timestamp::now().as_second() > t.as_second() + duration
-            });
-        if !held && !expired {
-            return Ok(false);
-        }
-        if !held {
-            lease.data["spec"]["acquireTime"] = json!(now());
-        }
-        for (k, v) in spec.as_object().expect("object") {
-            lease.data["spec"][k] = v.clone();
-        }
-        // The resourceVersion read above makes this a compare-and-swap.
-        match api.replace(&name, &PostParams::default(), &lease).await {
-            Ok(_) => Ok(true),
-            Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
-            Err(e) => Err(e),
+    fn lease(&self) -> Lease {
+        Lease {
+            client: self.client.clone(),
+            namespace: self.gateway.namespace.clone(),
+            name: format!("{}-status-writer", self.gateway.name),
+            identity: self.identity.clone(),
+            duration: LEASE_DURATION,
         }
     }
 
@@ -105,8 +52,9 @@ impl StatusWriter {
         let mut written: BTreeMap<(String, String), RouteStatus> = BTreeMap::new();
         let mut reported: BTreeSet<super::Rejection> = BTreeSet::new();
         let mut leading = false;
+        let lease = self.lease();
         loop {
-            match self.lead().await {
+            match lease.lead().await {
                 Ok(now_leading) => {
                     if now_leading != leading {
                         log::info!(
@@ -123,7 +71,7 @@ impl StatusWriter {
                     }
                     leading = now_leading;
                 }
-                Err(e) => log::warn!("status writer: lease {}: {e}", self.lease_name()),
+                Err(e) => log::warn!("status writer: lease {}: {e}", lease.name),
             }
             if leading {
                 let want = desired.borrow_and_update().clone();
@@ -131,7 +79,7 @@ impl StatusWriter {
                 self.raise_events(&want, &mut reported).await;
             }
             tokio::select! {
-                _ = tokio::time::sleep(RENEW) => {}
+                _ = tokio::time::sleep(lease.renew_every()) => {}
                 r = desired.changed() => if r.is_err() { return },
                 _ = shutdown.changed() => return,
             }
