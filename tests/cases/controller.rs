@@ -291,3 +291,99 @@ async fn one_replica_acts_and_another_takes_over_when_it_goes() {
     .await;
     assert_eq!(holder().as_deref(), Some("controller-b"));
 }
+
+const PARAMETERISED: &str = r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: wp-options, namespace: shop}
+data:
+  horizontalPodAutoscaler: |
+    spec: {minReplicas: 2, maxReplicas: 5}
+  deployment: |
+    spec:
+      template:
+        spec:
+          terminationGracePeriodSeconds: 120
+          containers:
+          - name: waypoint
+            resources: {requests: {cpu: "1"}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: tuned, namespace: shop}
+spec:
+  gatewayClassName: pingora-waypoint
+  infrastructure: {parametersRef: {group: "", kind: ConfigMap, name: wp-options}}
+  listeners: [{name: mesh, port: 15008, protocol: HBONE}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: missing, namespace: shop}
+spec:
+  gatewayClassName: pingora-waypoint
+  infrastructure: {parametersRef: {group: "", kind: ConfigMap, name: nowhere}}
+  listeners: [{name: mesh, port: 15008, protocol: HBONE}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: secret, namespace: shop}
+spec:
+  gatewayClassName: pingora-waypoint
+  infrastructure: {parametersRef: {group: "", kind: Secret, name: wp-options}}
+  listeners: [{name: mesh, port: 15008, protocol: HBONE}]
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parameters_config_map_overlays_what_is_deployed() {
+    let api = KubeApi::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.kubeconfig(dir.path());
+    api.apply_yaml(PARAMETERISED);
+    let c = Controller::start(&kubeconfig, "controller-a");
+
+    let hpa = eventually("the autoscaler exists", &c, || {
+        api.get("horizontalpodautoscalers", "shop", "tuned")
+    })
+    .await;
+    assert_eq!(
+        (&hpa["spec"]["minReplicas"], &hpa["spec"]["maxReplicas"]),
+        (&json!(2), &json!(5))
+    );
+    assert!(api.get("poddisruptionbudgets", "shop", "tuned").is_some());
+    let deploy = api.get("deployments", "shop", "tuned").unwrap();
+    assert!(
+        deploy["spec"].get("replicas").is_none(),
+        "the autoscaler's to set"
+    );
+    let pod = &deploy["spec"]["template"]["spec"];
+    assert_eq!(pod["terminationGracePeriodSeconds"], 120);
+    let containers = pod["containers"].as_array().unwrap();
+    assert_eq!(containers.len(), 1, "merged by name, not added");
+    assert_eq!(
+        containers[0]["resources"]["requests"],
+        json!({"cpu": "1", "memory": "64Mi"})
+    );
+    assert_eq!(containers[0]["image"], "example/waypoint:test");
+
+    for (gw, says) in [
+        ("missing", "ConfigMap shop/nowhere not found"),
+        ("secret", "/Secret is not supported"),
+    ] {
+        let g = eventually("the Gateway is refused", &c, || {
+            api.get("gateways", "shop", gw)
+                .filter(|g| !condition(g, "Accepted").0.is_empty())
+        })
+        .await;
+        assert_eq!(
+            condition(&g, "Accepted"),
+            ("False".into(), "InvalidParameters".into())
+        );
+        let message = g["status"]["conditions"][0]["message"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(message.contains(says), "{message}");
+        assert!(api.get("deployments", "shop", gw).is_none());
+    }
+    crate::common::rbac::assert_granted(&api, "docker/install/controller.yaml");
+}

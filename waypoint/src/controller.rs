@@ -4,6 +4,7 @@
 
 pub mod class;
 pub mod gateway;
+pub mod params;
 pub mod reconcile;
 pub mod render;
 

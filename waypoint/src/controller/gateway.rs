@@ -16,8 +16,9 @@ pub struct Invalid {
     pub message: String,
 }
 
-/// Reads a Gateway (already known to be of our class).
-pub fn read(gw: &Value) -> Result<Waypoint, Invalid> {
+/// Reads a Gateway (already known to be of our class): what to deploy, and
+/// the ConfigMap its `parametersRef` names, if any.
+pub fn read(gw: &Value) -> Result<(Waypoint, Option<String>), Invalid> {
     let s = |path: &str| gw.pointer(path).and_then(Value::as_str).unwrap_or_default();
     let name = s("/metadata/name").to_string();
     let mut listeners = Vec::new();
@@ -55,18 +56,23 @@ pub fn read(gw: &Value) -> Result<Waypoint, Invalid> {
             message: bad.join("; "),
         });
     }
-    if let Some(p) = gw.pointer("/spec/infrastructure/parametersRef") {
-        // Refused rather than ignored: settings a user asked for and did not
-        // get would be worse than a Gateway that says it is not accepted.
-        return Err(Invalid {
-            reason: "InvalidParameters",
-            message: format!(
-                "spec.infrastructure.parametersRef ({} {}): parameters are not supported yet; set replicas with `waypoint controller` flags",
-                p.get("kind").and_then(Value::as_str).unwrap_or_default(),
-                p.get("name").and_then(Value::as_str).unwrap_or_default()
-            ),
-        });
-    }
+    let parameters = match gw.pointer("/spec/infrastructure/parametersRef") {
+        None => None,
+        Some(p) => {
+            let field = |f: &str| p.get(f).and_then(Value::as_str).unwrap_or_default();
+            if !field("group").is_empty() || field("kind") != "ConfigMap" {
+                return Err(Invalid {
+                    reason: "InvalidParameters",
+                    message: format!(
+                        "spec.infrastructure.parametersRef: {}/{} is not supported; refer to a ConfigMap in the Gateway's namespace",
+                        field("group"),
+                        field("kind")
+                    ),
+                });
+            }
+            Some(field("name").to_string())
+        }
+    };
     let strings = |path: &str| -> BTreeMap<String, String> {
         gw.pointer(path)
             .and_then(Value::as_object)
@@ -84,7 +90,7 @@ pub fn read(gw: &Value) -> Result<Waypoint, Invalid> {
         "" => name.clone(),
         sa => sa.to_string(),
     };
-    Ok(Waypoint {
+    let waypoint = Waypoint {
         namespace: s("/metadata/namespace").to_string(),
         class: s("/spec/gatewayClassName").to_string(),
         uid: Some(s("/metadata/uid").to_string()).filter(|u| !u.is_empty()),
@@ -93,7 +99,8 @@ pub fn read(gw: &Value) -> Result<Waypoint, Invalid> {
         labels: strings("/spec/infrastructure/labels"),
         annotations: strings("/spec/infrastructure/annotations"),
         name,
-    })
+    };
+    Ok((waypoint, parameters))
 }
 
 /// A JSON pointer token: `/` in a key is `~1`.

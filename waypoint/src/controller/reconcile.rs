@@ -9,10 +9,11 @@
 //! object can own, is deleted here, held by a finalizer until then.
 
 use super::gateway::{self, Stand};
+use super::params::Params;
 use super::render::{self, Settings};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
@@ -36,7 +37,7 @@ pub enum Error {
     },
     #[error("writing the status of Gateway {0}: {1}")]
     Status(String, kube::Error),
-    #[error("reading Deployment {0}: {1}")]
+    #[error("reading {0}: {1}")]
     Read(String, kube::Error),
 }
 
@@ -90,6 +91,67 @@ pub async fn run(ctx: Arc<Context>) {
     }
 }
 
+/// The Gateway's parameters: none without a parametersRef; `Err(Invalid)`
+/// when the ConfigMap is missing or malformed (the Gateway is then not
+/// accepted, as Gateway API asks).
+async fn parameters(
+    client: &kube::Client,
+    ns: &str,
+    config_map: Option<String>,
+) -> Result<Result<Params, gateway::Invalid>, Error> {
+    let Some(name) = config_map else {
+        return Ok(Ok(Params::default()));
+    };
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    let cm = api
+        .get_opt(&name)
+        .await
+        .map_err(|e| Error::Read(format!("ConfigMap {ns}/{name}"), e))?;
+    Ok(match cm {
+        None => Err(gateway::Invalid {
+            reason: "InvalidParameters",
+            message: format!("spec.infrastructure.parametersRef: ConfigMap {ns}/{name} not found"),
+        }),
+        Some(cm) => Params::from_config_map(
+            &format!("{ns}/{name}"),
+            &serde_json::to_value(&cm).unwrap_or_default(),
+        ),
+    })
+}
+
+/// Applies what `waypoint` needs and says whether a pod of it is ready.
+async fn deploy(
+    ctx: &Context,
+    ns: &str,
+    waypoint: &render::Waypoint,
+    params: &Params,
+) -> Result<Stand, Error> {
+    let objects = render::render_with(waypoint, &ctx.settings, params);
+    for object in &objects {
+        apply(&ctx.client, ns, object).await?;
+    }
+    // A budget or autoscaler no longer asked for goes.
+    for kind in render::OPTIONAL_KINDS {
+        if !objects.iter().any(|o| o["kind"] == kind.1) {
+            remove(&ctx.client, ns, kind, &waypoint.name).await?;
+        }
+    }
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
+    let ready = deployments
+        .get_opt(&waypoint.name)
+        .await
+        .map_err(|e| Error::Read(format!("Deployment {ns}/{}", waypoint.name), e))?
+        .and_then(|d| d.status?.ready_replicas)
+        .unwrap_or(0);
+    Ok(if ready > 0 {
+        Stand::Ready {
+            hostname: format!("{}.{ns}.svc.{}", waypoint.name, ctx.cluster_domain),
+        }
+    } else {
+        Stand::Pending
+    })
+}
+
 fn error_policy(_gw: Arc<DynamicObject>, e: &Error, _ctx: Arc<Context>) -> Action {
     log::warn!("controller: {e}; trying again in 5 s");
     Action::requeue(Duration::from_secs(5))
@@ -117,7 +179,13 @@ async fn reconcile(gw: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action, 
         with.push(FINALIZER.to_string());
         set_finalizers(&ctx.client, &ns, &name, &with).await?;
     }
-    let stand = match gateway::read(&value) {
+    let read = match gateway::read(&value) {
+        Ok((waypoint, config_map)) => parameters(&ctx.client, &ns, config_map)
+            .await?
+            .map(|params| (waypoint, params)),
+        Err(invalid) => Err(invalid),
+    };
+    let stand = match read {
         Err(invalid) => {
             log::warn!(
                 "controller: Gateway {ns}/{name} not accepted: {}",
@@ -125,32 +193,7 @@ async fn reconcile(gw: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action, 
             );
             Stand::Invalid(invalid)
         }
-        Ok(waypoint) => {
-            let objects = render::render(&waypoint, &ctx.settings);
-            for object in &objects {
-                apply(&ctx.client, &ns, object).await?;
-            }
-            // A budget or autoscaler the settings no longer ask for goes.
-            for kind in render::OPTIONAL_KINDS {
-                if !objects.iter().any(|o| o["kind"] == kind.1) {
-                    remove(&ctx.client, &ns, kind, &waypoint.name).await?;
-                }
-            }
-            let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
-            let ready = deployments
-                .get_opt(&waypoint.name)
-                .await
-                .map_err(|e| Error::Read(format!("{ns}/{}", waypoint.name), e))?
-                .and_then(|d| d.status?.ready_replicas)
-                .unwrap_or(0);
-            if ready > 0 {
-                Stand::Ready {
-                    hostname: format!("{}.{ns}.svc.{}", waypoint.name, ctx.cluster_domain),
-                }
-            } else {
-                Stand::Pending
-            }
-        }
+        Ok((waypoint, params)) => deploy(&ctx, &ns, &waypoint, &params).await?,
     };
     let status = gateway::status(&value, &stand, &now());
     if differs_in_more_than_times(&value, &status) {
@@ -164,8 +207,17 @@ async fn reconcile(gw: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action, 
         .await
         .map_err(|e| Error::Status(format!("{ns}/{name}"), e))?;
     }
-    // Owned objects wake the controller on change; this is only a safety net.
-    Ok(Action::requeue(Duration::from_secs(300)))
+    // Owned objects wake the controller on change. A parameters ConfigMap
+    // is not watched (that would be every ConfigMap in the cluster): it is
+    // read again every half minute instead.
+    let parameterised = value
+        .pointer("/spec/infrastructure/parametersRef")
+        .is_some();
+    Ok(Action::requeue(Duration::from_secs(if parameterised {
+        30
+    } else {
+        300
+    })))
 }
 
 /// Whether the stored status differs from the new one in more than its

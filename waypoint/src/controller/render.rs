@@ -8,6 +8,7 @@
 //! PodDisruptionBudget and a HorizontalPodAutoscaler. Plain JSON, ready for
 //! server-side apply; no I/O.
 
+use super::params::Params;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
@@ -122,20 +123,29 @@ pub const OPTIONAL_KINDS: [(&str, &str); 2] = [
 
 /// Every object the controller keeps in sync for `w`, in the order to apply them.
 pub fn render(w: &Waypoint, s: &Settings) -> Vec<Value> {
+    render_with(w, s, &Params::default())
+}
+
+/// As [`render`], with the Gateway's parameters merged over each object; a
+/// budget or autoscaler they name exists even where the settings would not
+/// make it.
+pub fn render_with(w: &Waypoint, s: &Settings, params: &Params) -> Vec<Value> {
+    let scaled = s.max_replicas.filter(|&max| max > s.replicas);
+    let autoscaled = scaled.is_some() || params.wants("HorizontalPodAutoscaler");
     let mut out = vec![
         service_account(w),
         role_binding(w),
-        deployment(w, s),
+        deployment(w, s, autoscaled),
         service(w),
     ];
-    let scaled = s.max_replicas.filter(|&max| max > s.replicas);
     // One replica and no autoscaler: a budget would only block node drains.
-    if s.replicas > 1 || scaled.is_some() {
+    if s.replicas > 1 || autoscaled || params.wants("PodDisruptionBudget") {
         out.push(disruption_budget(w));
     }
-    if let Some(max) = scaled {
-        out.push(autoscaler(w, s.replicas, max));
+    if autoscaled {
+        out.push(autoscaler(w, s.replicas, scaled.unwrap_or(s.replicas)));
     }
+    params.apply(&mut out);
     out
 }
 
@@ -173,7 +183,7 @@ fn role_binding(w: &Waypoint) -> Value {
     })
 }
 
-fn deployment(w: &Waypoint, s: &Settings) -> Value {
+fn deployment(w: &Waypoint, s: &Settings, autoscaled: bool) -> Value {
     let mut pod_labels = w.labels();
     for (k, v) in [
         ("istio.io/dataplane-mode", "none"),
@@ -271,7 +281,7 @@ fn deployment(w: &Waypoint, s: &Settings) -> Value {
     });
     // Under an autoscaler the replica count is its business: applying ours
     // would undo every scale-up.
-    if s.max_replicas.filter(|&m| m > s.replicas).is_none() {
+    if !autoscaled {
         spec["replicas"] = json!(s.replicas);
     }
     json!({
