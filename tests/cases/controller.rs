@@ -235,7 +235,7 @@ async fn a_gateway_of_our_class_gets_its_waypoint_and_status() {
         .then_some(())
     })
     .await;
-    crate::common::rbac::assert_granted(&api, "docker/install/controller.yaml");
+    crate::common::rbac::assert_granted(&api, "docker/k8s/controller.yaml");
 
     // Settled: its own status writes do not wake it into more.
     let writes = || api.requests_to(Verb::Patch, "gateways/status").len();
@@ -385,5 +385,5 @@ async fn a_parameters_config_map_overlays_what_is_deployed() {
         assert!(message.contains(says), "{message}");
         assert!(api.get("deployments", "shop", gw).is_none());
     }
-    crate::common::rbac::assert_granted(&api, "docker/install/controller.yaml");
+    crate::common::rbac::assert_granted(&api, "docker/k8s/controller.yaml");
 }

@@ -1,6 +1,6 @@
 //! `waypoint generate`: what it prints validates against the real schemas
 //! (Gateway API CRDs in `tests/schemas/`, core kinds with kubernetes-validate),
-//! and so do the install manifests in `docker/install/`.
+//! and so do the install manifests in `docker/k8s/`.
 
 use crate::common::proc::run;
 use std::path::Path;
@@ -77,8 +77,8 @@ fn what_generate_prints_validates_against_the_published_schemas() {
     // waypoint's own check also accepts.
     let docker = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docker");
     for file in [
-        "install/rbac.yaml",
-        "install/controller.yaml",
+        "k8s/rbac.yaml",
+        "k8s/controller.yaml",
         "k8s/productpage.yaml",
     ] {
         let text = std::fs::read_to_string(docker.join(file)).unwrap();

@@ -562,6 +562,6 @@ async fn only_the_elected_replica_writes_status_within_its_rbac() {
     assert!(holder == "wp-a" || holder == "wp-b", "{holder}");
     drop((a, b));
 
-    // Every call both replicas made is one docker/install/rbac.yaml grants.
-    crate::common::rbac::assert_granted(&c.api, "docker/install/rbac.yaml");
+    // Every call both replicas made is one docker/k8s/rbac.yaml grants.
+    crate::common::rbac::assert_granted(&c.api, "docker/k8s/rbac.yaml");
 }

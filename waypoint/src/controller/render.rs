@@ -112,7 +112,7 @@ impl Waypoint {
 }
 
 /// The ClusterRole each waypoint's service account is bound to
-/// (`docker/install/rbac.yaml`): reading what it serves, cluster-wide.
+/// (`docker/k8s/rbac.yaml`): reading what it serves, cluster-wide.
 pub const WAYPOINT_ROLE: &str = "pingora-waypoint";
 
 /// What `render` makes only when the settings ask for it: (apiVersion, kind).
