@@ -45,6 +45,12 @@ fn service(out: &mut String, s: &Snapshot, svc: &Service) {
             vips.join(" ")
         }
     );
+    let ports: Vec<String> = svc
+        .ports
+        .iter()
+        .map(|p| format!("{} {}", p.port, p.protocol.name()))
+        .collect();
+    let _ = writeln!(out, "  ports: {}", ports.join(", "));
     let source = match &svc.route_source {
         RouteSource::Default => "none attached: default route to all endpoints".to_string(),
         RouteSource::VirtualService { routes } if routes.len() == 1 => list(routes),

@@ -6,6 +6,7 @@ mod hosts;
 mod http_route;
 mod matchers;
 mod policy;
+mod protocol;
 mod refresh;
 mod services;
 mod subsets;

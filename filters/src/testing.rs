@@ -37,6 +37,7 @@ impl SnapshotBuilder {
                 port,
                 name: Some("http".into()),
                 app_protocol: None,
+                protocol: waypoint_ir::Protocol::Http,
             }],
             endpoints: Vec::new(),
             subsets: Vec::new(),

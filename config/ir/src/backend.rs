@@ -161,6 +161,55 @@ pub struct ServicePort {
     pub port: u16,
     pub name: Option<String>,
     pub app_protocol: Option<String>,
+    /// What the port carries, chosen from `app_protocol` and `name`.
+    pub protocol: Protocol,
+}
+
+/// What a service port carries, as Istio names it (`pkg/config/protocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Protocol {
+    Http,
+    Http2,
+    Grpc,
+    GrpcWeb,
+    Https,
+    Tcp,
+    Tls,
+    Mongo,
+    Mysql,
+    Redis,
+    Udp,
+    /// Neither `appProtocol` nor the name says: HTTP/1.1, HTTP/2 or opaque TCP
+    /// is told from the connection's first bytes.
+    Detect,
+}
+
+impl Protocol {
+    /// The name `waypoint check` and the README use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Http => "http",
+            Protocol::Http2 => "http2",
+            Protocol::Grpc => "grpc",
+            Protocol::GrpcWeb => "grpc-web",
+            Protocol::Https => "https",
+            Protocol::Tcp => "tcp",
+            Protocol::Tls => "tls",
+            Protocol::Mongo => "mongo",
+            Protocol::Mysql => "mysql",
+            Protocol::Redis => "redis",
+            Protocol::Udp => "udp",
+            Protocol::Detect => "detect",
+        }
+    }
+
+    /// Carried as HTTP (routes, retries and HTTP metrics apply).
+    pub fn is_http(self) -> bool {
+        matches!(
+            self,
+            Protocol::Http | Protocol::Http2 | Protocol::Grpc | Protocol::GrpcWeb
+        )
+    }
 }
 
 /// One workload instance (a Pod, an EndpointSlice endpoint, a WorkloadEntry or a

@@ -12,7 +12,8 @@ mod policy;
 mod route;
 
 pub use backend::{
-    ConsumerRoutes, Endpoint, EndpointIdx, RouteSource, Service, ServiceIdx, ServicePort, Subset,
+    ConsumerRoutes, Endpoint, EndpointIdx, Protocol, RouteSource, Service, ServiceIdx, ServicePort,
+    Subset,
 };
 pub use names::{ResourceKind, ResourceRef};
 pub use policy::{

@@ -90,6 +90,7 @@ pub fn kube_service(cx: &mut Cx<'_>, obj: &Obj<crate::kube::ServiceDoc>) -> Serv
             port: p.port,
             name: p.name.clone(),
             app_protocol: p.app_protocol.clone(),
+            protocol: super::protocol::select(p.port, p.name.as_deref(), p.app_protocol.as_deref()),
         })
         .collect();
     let slices: Vec<_> = cx
@@ -339,6 +340,8 @@ fn service_entry(cx: &mut Cx<'_>, se: &Obj<crate::istio::ServiceEntryDoc>) -> Ve
             port: p.number,
             name: p.name.clone(),
             app_protocol: p.protocol.as_ref().map(|p| p.to_ascii_lowercase()),
+            // A ServiceEntry port's `protocol` is the protocol; its name is not read.
+            protocol: super::protocol::select(p.number, None, p.protocol.as_deref()),
         })
         .collect();
     spec.hosts
