@@ -68,7 +68,8 @@ impl RateLimiters<DefaultClock> {
     /// As `build`, keeping the buckets of `previous`'s rules that are still
     /// there unchanged (see `with_clock`).
     pub fn next(snapshot: &Snapshot, previous: (&Snapshot, &Self)) -> Self {
-        Self::with_clock(snapshot, DefaultClock::default(), Some(previous))
+        // The kept buckets hold this clock: the new ones must read the same.
+        Self::with_clock(snapshot, previous.1.clock.clone(), Some(previous))
     }
 }
 

@@ -154,12 +154,24 @@ async fn endpoints_follow_pod_churn_with_no_failed_request() {
 
     // A Pod update the model does not read (an annotation, as status
     // heartbeats are) makes no new generation.
+    // Then a change that does matter, as a barrier: the waypoint handles a
+    // watch's events in order, so once the barrier's generation is live the
+    // annotation was seen, and had it made one, this would be two.
     let generation = metric(&wp, "waypoint_config_generation").await;
     let mut pod = c.api.get("pods", "shop", "pp-3").unwrap();
     pod["metadata"]["annotations"] = serde_json::json!({"touched": "yes"});
     c.api.apply(pod);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(metric(&wp, "waypoint_config_generation").await, generation);
+    // Apart, so that the two are not taken in one batch.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut pod = c.api.get("pods", "shop", "pp-3").unwrap();
+    pod["metadata"]["labels"]["app"] = serde_json::json!("elsewhere");
+    c.api.apply(pod);
+    until_metric_above(&wp, "waypoint_config_generation", generation).await;
+    assert_eq!(
+        metric(&wp, "waypoint_config_generation").await,
+        generation + 1.0,
+        "the annotation made a generation of its own"
+    );
 }
 
 /// Whole builds once they stop coming (the first sync may list some kinds
@@ -555,11 +567,28 @@ async fn only_the_elected_replica_writes_status_within_its_rbac() {
         })
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(c.api.requests_to(Verb::Patch, "httproutes/status").len(), 1);
     let holder =
         c.api.get("leases", "shop", "wp-status-writer").unwrap()["spec"]["holderIdentity"].clone();
     assert!(holder == "wp-a" || holder == "wp-b", "{holder}");
+    let (leader, other) = if holder == "wp-a" { (&a, &b) } else { (&b, &a) };
+    // Both replicas have tried the Lease again since the route came (each
+    // tries every renewal period), so a second writer would have written.
+    let leases = c.api.requests_to(Verb::Get, "leases").len();
+    eventually("both replicas tried the Lease again", || {
+        c.api.requests_to(Verb::Get, "leases").len() >= leases + 2
+    })
+    .await;
+    assert_eq!(c.api.requests_to(Verb::Patch, "httproutes/status").len(), 1);
+    assert!(
+        leader.logs().contains("this replica leads"),
+        "{}",
+        leader.logs()
+    );
+    assert!(
+        !other.logs().contains("this replica leads"),
+        "{}",
+        other.logs()
+    );
     drop((a, b));
 
     // Every call both replicas made is one docker/k8s/rbac.yaml grants.

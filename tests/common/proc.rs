@@ -59,21 +59,25 @@ impl WaypointProc {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> WaypointProc {
-        let dir = config_dir.display().to_string();
-        let mut args = vec!["--config-dir", dir.as_str()];
-        args.extend_from_slice(extra);
-        let mut p = Self::spawn(Some(cert_dir), &args, env);
-        p.wait_ready().await;
-        p
+        Self::start_dir(config_dir, Some(cert_dir), extra, env).await
     }
 
     /// With certificates from a CA (`extra` names it) instead of `--cert-dir`;
     /// returns once the listeners are up, which is before the first certificate.
     pub async fn start_ca(config_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> WaypointProc {
+        Self::start_dir(config_dir, None, extra, env).await
+    }
+
+    async fn start_dir(
+        config_dir: &Path,
+        cert_dir: Option<&Path>,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> WaypointProc {
         let dir = config_dir.display().to_string();
         let mut args = vec!["--config-dir", dir.as_str()];
         args.extend_from_slice(extra);
-        let mut p = Self::spawn(None, &args, env);
+        let mut p = Self::spawn(cert_dir, &args, env);
         p.wait_ready().await;
         p
     }

@@ -3,7 +3,7 @@
 //! controller would create for it, for GitOps without a controller.
 
 use super::CmdResult;
-use crate::controller::render::{self, Settings, Waypoint};
+use crate::controller::render::{self, Settings};
 use std::process::ExitCode;
 
 #[derive(clap::Args, Debug)]
@@ -37,16 +37,10 @@ pub fn generate(args: GenerateArgs) -> CmdResult {
         args.waypoint_for.as_deref(),
     )];
     if args.standalone {
-        let waypoint = Waypoint {
-            namespace: args.namespace.clone(),
-            name: args.name.clone(),
-            class: crate::controller::CLASS_NAME.into(),
-            uid: None,
-            service_account: args.name.clone(),
-            listeners: vec![("mesh".into(), 15008)],
-            labels: Default::default(),
-            annotations: Default::default(),
-        };
+        // Read back like any Gateway, so that what is printed is what the
+        // controller would deploy for it.
+        let (waypoint, _) = crate::controller::gateway::read(&docs[0])
+            .map_err(|e| format!("the generated Gateway is invalid: {}", e.message))?;
         let settings = Settings {
             image: args.image,
             replicas: args.replicas,

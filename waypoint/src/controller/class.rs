@@ -64,9 +64,7 @@ fn wanted(class: &Value) -> Option<Value> {
                 && c["observedGeneration"] == generation
         });
     (!accepted).then(|| {
-        let now = jiff::Timestamp::now()
-            .strftime("%Y-%m-%dT%H:%M:%SZ")
-            .to_string();
+        let now = crate::kube::status::condition_time();
         json!({"conditions": [{
             "type": "Accepted", "status": "True", "reason": "Accepted",
             "message": "handled by waypoint controller", "observedGeneration": generation,

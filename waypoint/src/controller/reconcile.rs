@@ -125,6 +125,7 @@ async fn deploy(
     ns: &str,
     waypoint: &render::Waypoint,
     params: &Params,
+    uid: &str,
 ) -> Result<Stand, Error> {
     let objects = render::render_with(waypoint, &ctx.settings, params);
     for object in &objects {
@@ -133,7 +134,7 @@ async fn deploy(
     // A budget or autoscaler no longer asked for goes.
     for kind in render::OPTIONAL_KINDS {
         if !objects.iter().any(|o| o["kind"] == kind.1) {
-            remove(&ctx.client, ns, kind, &waypoint.name).await?;
+            remove(&ctx.client, ns, kind, &waypoint.name, uid).await?;
         }
     }
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
@@ -169,7 +170,7 @@ async fn reconcile(gw: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action, 
         == Some(super::CLASS_NAME);
     if gw.metadata.deletion_timestamp.is_some() || !ours {
         if held {
-            release(&ctx.client, &ns, &name, &finalizers).await?;
+            release(&ctx.client, &gw, &finalizers, ours).await?;
         }
         return Ok(Action::await_change());
     }
@@ -177,8 +178,9 @@ async fn reconcile(gw: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action, 
         // Before anything cluster-scoped exists that only we would delete.
         let mut with = finalizers.clone();
         with.push(FINALIZER.to_string());
-        set_finalizers(&ctx.client, &ns, &name, &with).await?;
+        set_finalizers(&ctx.client, &gw, &with).await?;
     }
+    let uid = gw.metadata.uid.clone().unwrap_or_default();
     let read = match gateway::read(&value) {
         Ok((waypoint, config_map)) => parameters(&ctx.client, &ns, config_map)
             .await?
@@ -193,9 +195,9 @@ async fn reconcile(gw: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action, 
             );
             Stand::Invalid(invalid)
         }
-        Ok((waypoint, params)) => deploy(&ctx, &ns, &waypoint, &params).await?,
+        Ok((waypoint, params)) => deploy(&ctx, &ns, &waypoint, &params, &uid).await?,
     };
-    let status = gateway::status(&value, &stand, &now());
+    let status = gateway::status(&value, &stand, &crate::kube::status::condition_time());
     if differs_in_more_than_times(&value, &status) {
         let api: Api<DynamicObject> =
             Api::namespaced_with(ctx.client.clone(), &ns, &gateway_resource());
@@ -245,15 +247,19 @@ fn strip_times(v: &mut Value) {
 
 /// The Gateway's ClusterRoleBinding is deleted (owner references cannot
 /// reach a cluster-scoped object from a namespaced one), then our finalizer
-/// let go, so the Gateway can go too.
+/// let go, so the Gateway can go too. A Gateway that stays but is no longer
+/// of our class (`ours` false) also loses what was deployed for it, which the
+/// garbage collector would leave while the Gateway lives.
 async fn release(
     client: &kube::Client,
-    ns: &str,
-    name: &str,
+    gw: &DynamicObject,
     finalizers: &[String],
+    ours: bool,
 ) -> Result<(), Error> {
+    let ns = gw.metadata.namespace.as_deref().unwrap_or_default();
+    let name = gw.metadata.name.as_deref().unwrap_or_default();
     let bindings: Api<ClusterRoleBinding> = Api::all(client.clone());
-    let binding = format!("{}:{ns}:{name}", render::WAYPOINT_ROLE);
+    let binding = render::role_binding_name(ns, name);
     match bindings.delete(&binding, &Default::default()).await {
         Ok(_) => {}
         Err(kube::Error::Api(e)) if e.code == 404 => {}
@@ -266,42 +272,88 @@ async fn release(
             })
         }
     }
+    if !ours {
+        let uid = gw.metadata.uid.as_deref().unwrap_or_default();
+        let account = gw
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(render::SERVICE_ACCOUNT_ANNOTATION))
+            .map_or(name, String::as_str);
+        for kind in render::OPTIONAL_KINDS
+            .into_iter()
+            .chain([("apps/v1", "Deployment"), ("v1", "Service")])
+        {
+            remove(client, ns, kind, name, uid).await?;
+        }
+        remove(client, ns, ("v1", "ServiceAccount"), account, uid).await?;
+    }
     let rest: Vec<String> = finalizers
         .iter()
         .filter(|f| *f != FINALIZER)
         .cloned()
         .collect();
-    set_finalizers(client, ns, name, &rest).await
+    set_finalizers(client, gw, &rest).await
 }
 
+/// Deletes `kind` `name` if this Gateway (`owner`, its uid) owns it: what has
+/// that name but is someone else's stays.
 async fn remove(
     client: &kube::Client,
     ns: &str,
     (api_version, kind): (&str, &str),
     name: &str,
+    owner: &str,
 ) -> Result<(), Error> {
     let ar = resource_of(&json!({"apiVersion": api_version, "kind": kind}));
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &ar);
-    match api.delete(name, &Default::default()).await {
+    let failed = |source| Error::Apply {
+        kind: kind.to_string(),
+        namespace: ns.to_string(),
+        name: name.to_string(),
+        source,
+    };
+    let Some(object) = api.get_opt(name).await.map_err(failed)? else {
+        return Ok(());
+    };
+    let owned = object
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|o| o.uid == owner);
+    if !owned {
+        return Ok(());
+    }
+    let params = kube::api::DeleteParams {
+        preconditions: Some(kube::api::Preconditions {
+            uid: object.metadata.uid.clone(),
+            resource_version: None,
+        }),
+        ..Default::default()
+    };
+    match api.delete(name, &params).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
-        Err(source) => Err(Error::Apply {
-            kind: kind.to_string(),
-            namespace: ns.to_string(),
-            name: name.to_string(),
-            source,
-        }),
+        Err(source) => Err(failed(source)),
     }
 }
 
+/// Sets the Gateway's finalizers to `finalizers`, under the resourceVersion
+/// it was read at: a finalizer another controller added meanwhile is not
+/// overwritten (the conflict is retried by the error policy).
 async fn set_finalizers(
     client: &kube::Client,
-    ns: &str,
-    name: &str,
+    gw: &DynamicObject,
     finalizers: &[String],
 ) -> Result<(), Error> {
+    let ns = gw.metadata.namespace.as_deref().unwrap_or_default();
+    let name = gw.metadata.name.as_deref().unwrap_or_default();
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &gateway_resource());
-    let patch = json!({"metadata": {"finalizers": finalizers}});
+    let patch = json!({"metadata": {
+        "finalizers": finalizers,
+        "resourceVersion": gw.metadata.resource_version,
+    }});
     match api
         .patch(name, &PatchParams::default(), &Patch::Merge(patch))
         .await
@@ -338,10 +390,4 @@ async fn apply(client: &kube::Client, ns: &str, object: &Value) -> Result<(), Er
         name: name.to_string(),
         source,
     })
-}
-
-fn now() -> String {
-    jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
 }

@@ -150,17 +150,25 @@ pub fn render_with(w: &Waypoint, s: &Settings, params: &Params) -> Vec<Value> {
 }
 
 fn service_account(w: &Waypoint) -> Value {
+    let mut meta = w.metadata(&w.service_account, &[]);
+    if w.service_account != w.name {
+        // Named by the annotation, it may be shared by several Gateways: none
+        // of them owns it, so deleting one leaves it to the others.
+        if let Some(m) = meta.as_object_mut() {
+            m.remove("ownerReferences");
+        }
+    }
     json!({
         "apiVersion": "v1",
         "kind": "ServiceAccount",
-        "metadata": w.metadata(&w.service_account, &[]),
+        "metadata": meta,
     })
 }
 
 /// The binding's name: one per Gateway, so that Gateways sharing a service
 /// account do not share (and delete) one binding.
-pub fn role_binding_name(w: &Waypoint) -> String {
-    format!("{WAYPOINT_ROLE}:{}:{}", w.namespace, w.name)
+pub fn role_binding_name(namespace: &str, gateway: &str) -> String {
+    format!("{WAYPOINT_ROLE}:{namespace}:{gateway}")
 }
 
 /// Grants the waypoint's service account the cluster-wide reads of the
@@ -168,7 +176,7 @@ pub fn role_binding_name(w: &Waypoint) -> String {
 /// the controller deletes it itself (a finalizer on the Gateway).
 fn role_binding(w: &Waypoint) -> Value {
     let mut meta = w.metadata(
-        &role_binding_name(w),
+        &role_binding_name(&w.namespace, &w.name),
         &[(GATEWAY_NAMESPACE, w.namespace.as_str())],
     );
     let m = meta.as_object_mut().expect("an object");

@@ -5,11 +5,9 @@
 //! from what the store holds in their namespace.
 
 use super::kinds::Kind;
-use super::scope::{labels, Scope, Store, WatchId};
+use super::scope::{labels, selects, Scope, Store, WatchId, SERVICE_NAME};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
-
-const SERVICE_NAME: &str = "kubernetes.io/service-name";
 
 /// A served Service: (namespace, name).
 pub type ServiceKey = (String, String);
@@ -115,11 +113,4 @@ impl Served {
         }
         out
     }
-}
-
-/// Whether a Service's selector selects a Pod with these labels.
-fn selects(selector: &Selector, labels: &BTreeMap<&str, &str>) -> bool {
-    selector
-        .iter()
-        .all(|(k, v)| labels.get(k.as_str()) == Some(&v.as_str()))
 }

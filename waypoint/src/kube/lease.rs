@@ -28,7 +28,8 @@ fn resource() -> ApiResource {
     )
 }
 
-fn now() -> String {
+/// A Kubernetes timestamp (`MicroTime`) for now.
+pub(crate) fn now() -> String {
     jiff::Timestamp::now()
         .strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
         .to_string()
@@ -117,11 +118,16 @@ impl Lease {
             let kept = async {
                 loop {
                     tokio::time::sleep(self.renew_every()).await;
-                    match self.lead().await {
-                        Ok(true) => {}
-                        Ok(false) => return,
-                        Err(e) => {
+                    // A renewal that hangs past its turn is a renewal that failed.
+                    match tokio::time::timeout(self.renew_every(), self.lead()).await {
+                        Ok(Ok(true)) => {}
+                        Ok(Ok(false)) => return,
+                        Ok(Err(e)) => {
                             log::warn!("{what}: renewing lease {}: {e}", self.name);
+                            return;
+                        }
+                        Err(_) => {
+                            log::warn!("{what}: renewing lease {} timed out", self.name);
                             return;
                         }
                     }
@@ -132,5 +138,15 @@ impl Lease {
                 () = kept => log::warn!("{what}: lost the lease; stopping until it is ours again"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn renew_times_are_rfc3339_with_microseconds() {
+        let t = super::now();
+        assert_eq!(t.len(), "2026-12-06T14:10:00.123456Z".len(), "{t}");
+        assert!(t.parse::<jiff::Timestamp>().is_ok(), "{t}");
     }
 }

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 const USE_WAYPOINT: &str = "istio.io/use-waypoint";
 const USE_WAYPOINT_NAMESPACE: &str = "istio.io/use-waypoint-namespace";
-const SERVICE_NAME: &str = "kubernetes.io/service-name";
+pub(super) const SERVICE_NAME: &str = "kubernetes.io/service-name";
 /// Istio's mesh-wide config namespace: its DestinationRules apply everywhere.
 const ROOT_NAMESPACE: &str = "istio-system";
 
@@ -231,16 +231,20 @@ impl Filter {
     pub fn keeps(&self, kind: Kind, object: &Value) -> bool {
         let l = labels(object);
         match kind {
-            Kind::Pod => self.selectors.iter().any(|sel| {
-                sel.iter()
-                    .all(|(k, v)| l.get(k.as_str()) == Some(&v.as_str()))
-            }),
+            Kind::Pod => self.selectors.iter().any(|sel| selects(sel, &l)),
             Kind::EndpointSlice => l
                 .get(SERVICE_NAME)
                 .is_some_and(|svc| self.services.contains(*svc)),
             _ => true,
         }
     }
+}
+
+/// Whether a Service's selector selects a Pod with these labels.
+pub(super) fn selects(selector: &BTreeMap<String, String>, labels: &BTreeMap<&str, &str>) -> bool {
+    selector
+        .iter()
+        .all(|(k, v)| labels.get(k.as_str()) == Some(&v.as_str()))
 }
 
 /// What of the store this waypoint serves.

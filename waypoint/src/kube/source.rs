@@ -280,8 +280,6 @@ impl KubeSource {
     /// and EndpointSlices no served Service needs are not held (one that stops
     /// being needed is dropped).
     fn apply(&self, p: &mut Pending<'_>, update: Update) {
-        let keep = |id: &WatchId| Keep::new(id, p.filters, p.namespaces, &self.gateway);
-        let keeps = |id: &WatchId, o: &serde_json::Value| keep(id).keeps(o);
         let healthy = !matches!(update, Update::Failed(..));
         if healthy && !*p.up {
             *p.up = true;
@@ -290,24 +288,22 @@ impl KubeSource {
         }
         match update {
             Update::Listing(id, answer) => {
-                // The watch drops on arrival what this refuses.
-                let _ = answer.send(keep(&id).into_owned());
+                // The watch drops on arrival what this refuses, for its whole
+                // run (a changed filter restarts it), so what arrives is kept.
+                let keep = Keep::new(&id, p.filters, p.namespaces, &self.gateway);
+                let _ = answer.send(keep.into_owned());
                 p.store.listing(&id);
             }
-            Update::Listed(id, o) => {
-                if keeps(&id, &o) {
-                    p.store.listed(&id, o);
-                }
-            }
+            Update::Listed(id, o) => p.store.listed(&id, o),
             Update::ListDone(id) => {
                 p.store.list_done(&id);
                 *p.dirty = true;
             }
-            Update::Applied(id, o) if keeps(&id, &o) => {
+            Update::Applied(id, o) => {
                 p.changed(&id, &o, Some(&o));
                 p.store.apply(&id, o);
             }
-            Update::Applied(id, o) | Update::Dropped(id, o) | Update::Deleted(id, o) => {
+            Update::Dropped(id, o) | Update::Deleted(id, o) => {
                 p.changed(&id, &o, None);
                 p.store.delete(&id, &o);
             }

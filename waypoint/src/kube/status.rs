@@ -16,6 +16,13 @@ use waypoint_ir::{ResourceKind, ResourceRef};
 /// Our GatewayClass's controller, as it appears in `status.parents[].controllerName`.
 pub const CONTROLLER_NAME: &str = "pingora-waypoint.dev/controller";
 
+/// A condition's `lastTransitionTime` for now (`metav1.Time`: whole seconds).
+pub fn condition_time() -> String {
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Condition {
     pub kind: &'static str,

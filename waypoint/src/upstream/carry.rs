@@ -120,11 +120,12 @@ mod tests {
     use waypoint_filters::testing::SnapshotBuilder;
     use waypoint_ir::{ConnectionPool, ServiceIdx, Snapshot};
 
-    /// Service `a` with `endpoints` pods and at most `max` requests in flight.
-    fn world(endpoints: u8, max: u32) -> Snapshot {
+    /// Service `a` with pods at `10.1.0.<octet>`, in that order, and at most
+    /// `max` requests in flight.
+    fn world(pods: &[u8], max: u32) -> Snapshot {
         let mut b = SnapshotBuilder::new();
         let svc = b.service("a", "10.0.0.1".parse().unwrap(), 80);
-        for i in 0..endpoints {
+        for i in pods {
             b.endpoint(svc, format!("10.1.0.{i}").parse().unwrap(), 8080, &[]);
         }
         let mut s = b.build();
@@ -137,21 +138,30 @@ mod tests {
 
     #[tokio::test]
     async fn requests_in_flight_count_in_the_next_generation_while_its_limits_hold() {
-        let one = world(1, 1);
+        let one = world(&[0], 1);
         let first = Upstreams::build(&one);
         let c1 = first.cluster((ServiceIdx(0), None, 80)).unwrap().clone();
         let _held = c1.breaker.admit().await.unwrap();
         let (_try, _) = c1.pick(&[]).unwrap();
 
-        let two = world(2, 1);
+        // The new pod comes first: state must follow the address, not the slot.
+        let two = world(&[1, 0], 1);
         let second = Upstreams::next(&two, Some((&one, &first)));
         let c2 = second.cluster((ServiceIdx(0), None, 80)).unwrap();
         assert!(!std::sync::Arc::ptr_eq(&c1, c2), "the endpoints changed");
         assert_eq!(c2.breaker.admit().await.err(), Some(Overflow::Requests));
         let busy = c1.endpoints[0].1;
-        assert_eq!(c2.endpoints[0].1, busy);
-        let in_flight = c2.active[0].load(std::sync::atomic::Ordering::Relaxed);
-        assert_eq!(in_flight, 1, "least request sees the try still in flight");
+        let in_flight: Vec<(bool, u32)> = c2
+            .endpoints
+            .iter()
+            .zip(&c2.active)
+            .map(|((_, addr), n)| (*addr == busy, n.load(std::sync::atomic::Ordering::Relaxed)))
+            .collect();
+        assert_eq!(
+            in_flight,
+            [(false, 0), (true, 1)],
+            "least request sees the try still in flight, on its endpoint"
+        );
 
         let same = Upstreams::next(&two, Some((&two, &second)));
         let c3 = same.cluster((ServiceIdx(0), None, 80)).unwrap();
@@ -160,7 +170,7 @@ mod tests {
             "nothing changed: the same cluster"
         );
 
-        let raised = world(2, 2);
+        let raised = world(&[1, 0], 2);
         let third = Upstreams::next(&raised, Some((&two, &same)));
         let c4 = third.cluster((ServiceIdx(0), None, 80)).unwrap();
         assert!(

@@ -7,7 +7,7 @@
 //! written once, however often the config is rebuilt.
 
 use super::{Condition, Desired, ParentStatus, RouteStatus, CONTROLLER_NAME};
-use crate::kube::lease::{Lease, LEASE_DURATION};
+use crate::kube::lease::{now, Lease, LEASE_DURATION};
 use crate::kube::scope::GatewayRef;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::GroupVersionKind;
@@ -24,12 +24,6 @@ pub struct StatusWriter {
     pub gateway: GatewayRef,
     /// This replica, as the Lease's holderIdentity (the pod's name).
     pub identity: String,
-}
-
-fn now() -> String {
-    jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
-        .to_string()
 }
 
 impl StatusWriter {
@@ -71,7 +65,11 @@ impl StatusWriter {
                     }
                     leading = now_leading;
                 }
-                Err(e) => log::warn!("status writer: lease {}: {e}", lease.name),
+                Err(e) => {
+                    // Unrenewed, the Lease may be another replica's by now.
+                    log::warn!("status writer: lease {}: {e}", lease.name);
+                    leading = false;
+                }
             }
             if leading {
                 let want = desired.borrow_and_update().clone();
@@ -178,6 +176,8 @@ impl StatusWriter {
     }
 
     async fn raise_events(&self, want: &Desired, reported: &mut BTreeSet<super::Rejection>) {
+        // A rejection that was fixed is forgotten, so it is reported again if it comes back.
+        reported.retain(|r| want.events.contains(r));
         let ar = resource("events.k8s.io", "v1", "Event", "events");
         for r in &want.events {
             if reported.contains(r) {
@@ -250,11 +250,7 @@ fn entry(p: &ParentStatus, generation: i64, previous: &[&Value]) -> Value {
             let since = old
                 .filter(|o| o["status"] == status)
                 .and_then(|o| o["lastTransitionTime"].as_str().map(String::from))
-                .unwrap_or_else(|| {
-                    jiff::Timestamp::now()
-                        .strftime("%Y-%m-%dT%H:%M:%SZ")
-                        .to_string()
-                });
+                .unwrap_or_else(super::condition_time);
             json!({
                 "type": c.kind,
                 "status": status,
@@ -266,14 +262,4 @@ fn entry(p: &ParentStatus, generation: i64, previous: &[&Value]) -> Value {
         })
         .collect();
     json!({"parentRef": p.parent_ref, "controllerName": CONTROLLER_NAME, "conditions": conditions})
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn renew_times_are_rfc3339_with_microseconds() {
-        let t = super::now();
-        assert_eq!(t.len(), "2026-12-06T14:10:00.123456Z".len(), "{t}");
-        assert!(t.parse::<jiff::Timestamp>().is_ok(), "{t}");
-    }
 }
