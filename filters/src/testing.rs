@@ -44,6 +44,7 @@ impl SnapshotBuilder {
             routes: Vec::new(),
             route_source: Default::default(),
             consumers: Vec::new(),
+            tcp_routes: Vec::new(),
             traffic: Default::default(),
             port_traffic: Default::default(),
         }));

@@ -37,6 +37,10 @@ pub struct Service {
     /// this service. Empty for almost every service, so the data path pays one
     /// length check.
     pub consumers: Vec<ConsumerRoutes>,
+    /// Gateway API TCPRoutes whose parent is this service, in precedence
+    /// order; a connection to a TCP port takes the first that binds its port,
+    /// else goes to the service itself.
+    pub tcp_routes: Vec<TcpRoute>,
     /// DestinationRule `trafficPolicy` (top level), and per port with
     /// `portLevelSettings` merged over it.
     pub traffic: TrafficPolicy,
@@ -75,6 +79,26 @@ pub struct ConsumerRoutes {
     pub from: Vec<ResourceRef>,
 }
 
+/// A TCPRoute rule with a Service parent: a connection's bytes go to one of
+/// `backends`, picked by weight once per connection.
+#[derive(Debug, Clone, Serialize)]
+pub struct TcpRoute {
+    /// `TCPRoute default/db rules[0]`.
+    pub name: String,
+    pub origin: crate::RouteOrigin,
+    /// `parentRefs[].port`; `None`: every TCP port of the service.
+    pub port: Option<u16>,
+    /// No backend (or all weights zero, or the pick is invalid): the
+    /// connection is refused.
+    pub backends: Vec<crate::BackendRef>,
+}
+
+impl TcpRoute {
+    pub fn binds(&self, port: u16) -> bool {
+        self.port.is_none_or(|p| p == port)
+    }
+}
+
 impl ConsumerRoutes {
     pub fn binds(&self, port: u16) -> bool {
         self.ports.as_ref().is_none_or(|p| p.contains(&port))
@@ -82,6 +106,11 @@ impl ConsumerRoutes {
 }
 
 impl Service {
+    /// The TCPRoute a connection to `port` takes, if any.
+    pub fn tcp_route(&self, port: u16) -> Option<&TcpRoute> {
+        self.tcp_routes.iter().find(|r| r.binds(port))
+    }
+
     /// The route table for a request from `source_namespace` (the peer's SPIFFE
     /// namespace; `None` without one) to `port`, and its offset in `routes`.
     pub fn route_table(&self, source_namespace: Option<&str>, port: u16) -> (usize, &[Route]) {

@@ -13,7 +13,7 @@ mod route;
 
 pub use backend::{
     ConsumerRoutes, Endpoint, EndpointIdx, Protocol, RouteSource, Service, ServiceIdx, ServicePort,
-    Subset,
+    Subset, TcpRoute,
 };
 pub use names::{ResourceKind, ResourceRef};
 pub use policy::{

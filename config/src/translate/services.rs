@@ -119,6 +119,7 @@ pub fn kube_service(cx: &mut Cx<'_>, obj: &Obj<crate::kube::ServiceDoc>) -> Serv
         routes: Vec::new(),
         route_source: Default::default(),
         consumers: Vec::new(),
+        tcp_routes: Vec::new(),
         traffic: Default::default(),
         port_traffic: Default::default(),
     }
@@ -358,6 +359,7 @@ fn service_entry(cx: &mut Cx<'_>, se: &Obj<crate::istio::ServiceEntryDoc>) -> Ve
             routes: Vec::new(),
             route_source: Default::default(),
             consumers: Vec::new(),
+            tcp_routes: Vec::new(),
             traffic: Default::default(),
             port_traffic: Default::default(),
         })
