@@ -32,9 +32,10 @@ impl<T: std::fmt::Display> Serialize for Shown<T> {
 #[derive(Serialize)]
 pub struct Entry<'a> {
     pub start_time: Shown<jiff::Timestamp>,
-    pub method: &'a str,
-    pub path: &'a str,
-    pub protocol: &'a str,
+    /// `None` (null) for a TCP connection, as in Istio's log.
+    pub method: Option<&'a str>,
+    pub path: Option<&'a str>,
+    pub protocol: Option<&'a str>,
     pub response_code: u16,
     pub response_flags: std::borrow::Cow<'static, str>,
     pub bytes_received: usize,

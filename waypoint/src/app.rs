@@ -1,12 +1,14 @@
 //! Assembles the waypoint: one Pingora proxy, the listeners that feed it, admin.
 
 use crate::access_log::AccessLog;
+use crate::detect::{detect, Expect};
+use crate::dispatch::Dispatch;
 use crate::hbone::server::HboneServer;
 use crate::identity::IdentityStore;
 use crate::proxy::WaypointProxy;
 use crate::state::State;
 use log::{info, warn};
-use pingora::apps::ServerApp;
+use pingora::apps::HttpServerOptions;
 use pingora::protocols::l4::socket::SocketAddr as PingoraAddr;
 use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::protocols::{GetSocketDigest, SocketDigest};
@@ -22,6 +24,9 @@ use tokio::sync::watch;
 /// How often `--cert-dir` is checked for a rotated identity (a CA-fed store has
 /// no directory, and its watch returns at once).
 const ROTATION_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Requests one downstream HTTP/2 connection may have in flight at once.
+const H2_MAX_STREAMS: u32 = 1000;
 
 pub struct Listeners {
     pub hbone: Option<SocketAddr>,
@@ -98,7 +103,7 @@ pub struct Waypoint {
     pub state: Arc<State>,
     shutdown: watch::Sender<bool>,
     active: Arc<AtomicUsize>,
-    proxy: Arc<HttpProxy<WaypointProxy>>,
+    dispatch: Arc<Dispatch>,
     pub metrics: Arc<crate::metrics::Metrics>,
     access_log: Option<Arc<AccessLog>>,
     hbone_pool: Option<Arc<crate::hbone::pool::HbonePool>>,
@@ -169,14 +174,24 @@ impl Waypoint {
             .transpose()
             .map_err(StartError::AccessLog)?
             .map(Arc::new);
-        let app = WaypointProxy::new(state.clone(), hbone)
+        let app = WaypointProxy::new(state.clone(), hbone.clone())
             .with_metrics(metrics.clone())
             .with_xfcc(xfcc)
             .with_access_log(access_log.clone())
             .with_request_metrics(listeners.request_metrics)
             .with_limits(listeners.limits)
             .with_tracing(listeners.tracing.clone());
-        let proxy = Arc::new(http_proxy(&conf, app));
+        let tcp = crate::tcp::TcpProxy {
+            state: state.clone(),
+            hbone,
+            metrics: metrics.clone(),
+            access_log: access_log.clone(),
+        };
+        let dispatch = Arc::new(Dispatch {
+            http1: Arc::new(http_proxy(&conf, app.clone())),
+            http2: Arc::new(http2_proxy(&conf, app, listeners.limits)),
+            tcp,
+        });
 
         let hbone_addr = match listeners.hbone {
             Some(addr) => {
@@ -189,7 +204,7 @@ impl Waypoint {
                     active: active.clone(),
                     metrics: metrics.clone(),
                     identity: identity.clone(),
-                    app: proxy.clone(),
+                    dispatch: dispatch.clone(),
                     state: state.clone(),
                 });
                 tokio::spawn(server.serve(listener, watch.clone()));
@@ -204,7 +219,7 @@ impl Waypoint {
                 let bound = listener.local_addr().ok();
                 tokio::spawn(serve_plaintext(
                     listener,
-                    proxy.clone(),
+                    dispatch.clone(),
                     watch.clone(),
                     active.clone(),
                 ));
@@ -252,7 +267,7 @@ impl Waypoint {
             state,
             shutdown,
             active,
-            proxy,
+            dispatch,
             metrics,
             access_log,
             hbone_pool,
@@ -283,7 +298,7 @@ impl Waypoint {
         self.state.set_ready(false);
         self.shutdown();
         // Wakes pingora's idle keep-alive sessions so they see the shutdown.
-        self.proxy.cleanup().await;
+        self.dispatch.cleanup().await;
         let deadline = tokio::time::Instant::now() + period;
         loop {
             let open = self.active.load(Ordering::Acquire);
@@ -302,7 +317,7 @@ fn show(a: Option<SocketAddr>) -> String {
 
 async fn serve_plaintext(
     listener: TcpListener,
-    proxy: Arc<HttpProxy<WaypointProxy>>,
+    dispatch: Arc<Dispatch>,
     mut shutdown: watch::Receiver<bool>,
     active: Arc<AtomicUsize>,
 ) {
@@ -311,7 +326,7 @@ async fn serve_plaintext(
             r = listener.accept() => r,
             _ = shutdown.changed() => return,
         };
-        let (tcp, peer) = match accepted {
+        let (mut tcp, peer) = match accepted {
             Ok(a) => a,
             Err(e) => {
                 warn!("plaintext accept failed: {e}");
@@ -320,20 +335,40 @@ async fn serve_plaintext(
             }
         };
         let _ = tcp.set_nodelay(true);
-        let fd = tcp.as_raw_fd();
-        let mut stream = L4Stream::from(tcp);
-        let digest = SocketDigest::from_raw_fd(fd);
-        let _ = digest.peer_addr.set(Some(PingoraAddr::Inet(peer)));
-        stream.set_socket_digest(digest);
-        let proxy = proxy.clone();
+        let dispatch = dispatch.clone();
         let shutdown = shutdown.clone();
         let open = Active::hold(&active);
         tokio::spawn(async move {
             let _open = open;
-            let mut stream: pingora::protocols::Stream = Box::new(stream);
-            while let Some(next) = proxy.process_new(stream, &shutdown).await {
-                stream = next;
-            }
+            // The listener is HTTP: HTTP/1.1, or HTTP/2 with prior knowledge.
+            let (detected, seen) = match detect(&mut tcp, Expect::Http).await {
+                Ok(d) => d,
+                Err(e) => return log::debug!("plaintext connection from {peer}: {e}"),
+            };
+            let fd = tcp.as_raw_fd();
+            let mut stream = L4Stream::from(tcp);
+            let digest = SocketDigest::from_raw_fd(fd);
+            let _ = digest.peer_addr.set(Some(PingoraAddr::Inet(peer)));
+            stream.set_socket_digest(digest);
+            dispatch.http(detected, stream, &seen, &shutdown).await;
         });
     }
+}
+
+/// The proxy for HTTP/2 connections: Pingora's h2c server, with the bounds the
+/// HBONE listener puts on its own HTTP/2.
+fn http2_proxy(
+    conf: &Arc<ServerConf>,
+    app: WaypointProxy,
+    limits: crate::limits::Limits,
+) -> HttpProxy<WaypointProxy> {
+    let mut proxy = http_proxy(conf, app);
+    let mut options = HttpServerOptions::default();
+    options.h2c = true;
+    proxy.server_options = Some(options);
+    let mut h2 = pingora::protocols::http::v2::server::H2Options::new();
+    h2.max_concurrent_streams(H2_MAX_STREAMS)
+        .max_header_list_size(limits.max_request_headers_bytes);
+    proxy.h2_options = Some(h2);
+    proxy
 }

@@ -23,6 +23,9 @@ pub struct Limits {
     /// A stream the client resets sooner than this after opening it was reset
     /// prematurely.
     pub premature_reset_min_lifetime: Duration,
+    /// On a port whose protocol is detected, how long a silent client is
+    /// waited for before its tunnel is carried as TCP (server-first protocols).
+    pub protocol_detection_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -34,6 +37,7 @@ impl Default for Limits {
             header_timeout: Duration::from_secs(10),
             premature_reset_min_streams: 500,
             premature_reset_min_lifetime: Duration::from_secs(1),
+            protocol_detection_timeout: Duration::from_millis(100),
         }
     }
 }
@@ -159,6 +163,12 @@ pub struct LimitArgs {
     /// over replicas added since; 0: never (Envoy's default).
     #[arg(long, env = "WAYPOINT_HBONE_MAX_CONNECTION_AGE", default_value = "0", value_parser = seconds)]
     pub hbone_max_connection_age: Duration,
+    /// Seconds a client is waited for, on a port whose protocol is detected
+    /// from its first bytes, before the tunnel is carried as TCP (Istio's
+    /// protocolDetectionTimeout, whose earlier default this is). A client that
+    /// speaks later is still carried, as TCP.
+    #[arg(long, env = "WAYPOINT_PROTOCOL_DETECTION_TIMEOUT", default_value = "0.1", value_parser = seconds)]
+    pub protocol_detection_timeout: Duration,
 }
 
 impl LimitArgs {
@@ -170,6 +180,7 @@ impl LimitArgs {
             header_timeout: self.header_timeout,
             premature_reset_min_streams: self.premature_reset_min_streams,
             premature_reset_min_lifetime: self.premature_reset_min_lifetime,
+            protocol_detection_timeout: self.protocol_detection_timeout,
         }
     }
 

@@ -48,6 +48,7 @@ use waypoint_ir::Target;
 /// Istio's default `connectTimeout` (DestinationRule connectionPool.tcp).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+#[derive(Clone)]
 pub struct WaypointProxy {
     state: Arc<State>,
     hbone: Option<HboneUpstream>,
@@ -67,6 +68,7 @@ pub struct WaypointProxy {
 
 /// How mesh endpoints are reached: the pool of HBONE connections and the port
 /// of their HBONE servers (15008; a flag so tests can move it).
+#[derive(Clone)]
 pub struct HboneUpstream {
     pub pool: Arc<HbonePool>,
     pub port: u16,
@@ -126,7 +128,24 @@ impl WaypointProxy {
         idle_timeout: Option<Duration>,
     ) -> Option<HboneConnect> {
         let hbone = self.hbone.as_ref()?;
-        let ep = ctx.endpoint(idx)?;
+        let key = hbone.key(ctx.endpoint(idx)?, target, ctx.client_ip)?;
+        Some(HboneConnect {
+            pool: hbone.pool.clone(),
+            lease: Some(hbone.pool.lease(key.clone(), idle_timeout)),
+            key,
+        })
+    }
+}
+
+impl HboneUpstream {
+    /// Where a tunnel to `ep` at `target` goes; `None` when `ep` is reached in
+    /// plaintext (outside the mesh, or no identity to verify).
+    pub fn key(
+        &self,
+        ep: &waypoint_ir::Endpoint,
+        target: SocketAddr,
+        client: Option<std::net::IpAddr>,
+    ) -> Option<TunnelKey> {
         if !ep.in_mesh {
             return None;
         }
@@ -141,15 +160,11 @@ impl WaypointProxy {
             );
             return None;
         };
-        let key = TunnelKey {
-            hop: SocketAddr::new(target.ip(), hbone.port),
+        Some(TunnelKey {
+            hop: SocketAddr::new(target.ip(), self.port),
             expected,
             target,
-            client: ctx.client_ip,
-        };
-        Some(HboneConnect {
-            pool: hbone.pool.clone(),
-            lease: hbone.pool.lease(key, idle_timeout),
+            client,
         })
     }
 }
@@ -199,6 +214,15 @@ fn hbone_group_key(key: &TunnelKey) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     ("hbone", key).hash(&mut h);
     h.finish()
+}
+
+/// `%PROTOCOL%` as Envoy writes it.
+fn protocol_name(v: http::Version) -> &'static str {
+    match v {
+        http::Version::HTTP_2 => "HTTP/2",
+        http::Version::HTTP_10 => "HTTP/1.0",
+        _ => "HTTP/1.1",
+    }
 }
 
 /// The tunnel metadata of the request's downstream, when it came over HBONE.
@@ -392,8 +416,8 @@ impl ProxyHttp for WaypointProxy {
         if let Some(hbone) = self.hbone_transport(ctx, endpoint, addr, pool.idle_timeout) {
             // Mesh endpoints are reached through their node's HBONE server; the
             // group key keeps pingora from ever mixing these with plaintext peers.
-            peer.group_key = hbone_group_key(hbone.lease.key());
-            ctx.tunnel = Some(hbone.lease.clone());
+            peer.group_key = hbone_group_key(&hbone.key);
+            ctx.tunnel = hbone.lease.clone();
             peer.options.custom_l4 = Some(Arc::new(hbone));
         }
         peer.options.connection_timeout = Some(pool.connect_timeout.unwrap_or(CONNECT_TIMEOUT));
@@ -587,9 +611,9 @@ impl ProxyHttp for WaypointProxy {
         use crate::access_log::Shown;
         let entry = crate::access_log::Entry {
             start_time: Shown(start_time),
-            method: req.method.as_str(),
-            path: req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"),
-            protocol: "HTTP/1.1",
+            method: Some(req.method.as_str()),
+            path: Some(req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")),
+            protocol: Some(protocol_name(req.version)),
             response_code: status,
             response_flags: ctx.flags(),
             bytes_received: session.as_downstream().body_bytes_read(),

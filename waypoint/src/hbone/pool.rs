@@ -186,6 +186,20 @@ impl HbonePool {
         Ok(tunnel)
     }
 
+    /// A new tunnel for `key`, never an idle one: for a connection that is not
+    /// an HTTP/1.1 exchange (a TCP stream, an HTTP/2 connection).
+    pub async fn open_fresh(
+        &self,
+        key: &TunnelKey,
+        headers: &[(&str, String)],
+    ) -> Result<Tunnel, ClientError> {
+        let tunnel = self
+            .connect(key.hop, &key.expected, key.target, headers)
+            .await?;
+        self.tunnel_stats().opened.fetch_add(1, Ordering::Relaxed);
+        Ok(tunnel)
+    }
+
     /// Opens a new tunnel to `target` through the HBONE server at `hop`, which
     /// must present `expected`.
     async fn connect(
@@ -248,9 +262,21 @@ impl HbonePool {
 #[derive(Debug)]
 pub struct HboneConnect {
     pub pool: Arc<HbonePool>,
-    /// Where the tunnel goes, and the try's claim on it; the key's `client` is
-    /// sent as `forwarded: for=...`, as Istio does.
-    pub lease: Lease,
+    /// Where the tunnel goes; its `client` is sent as `forwarded: for=...`, as
+    /// Istio does.
+    pub key: TunnelKey,
+    /// The try's claim on the tunnel, for an HTTP/1.1 exchange; `None` for an
+    /// HTTP/2 connection, which Pingora pools itself and which carries many
+    /// requests at once.
+    pub lease: Option<Lease>,
+}
+
+/// The `forwarded` header a tunnel for `key` carries.
+pub fn tunnel_headers(key: &TunnelKey) -> Vec<(&'static str, String)> {
+    key.client
+        .map(|ip| ("forwarded", forwarded_for(ip)))
+        .into_iter()
+        .collect()
 }
 
 /// RFC 7239 `for=`: IPv6 addresses are quoted and bracketed.
@@ -272,13 +298,13 @@ impl std::fmt::Debug for HbonePool {
 #[async_trait::async_trait]
 impl L4Connect for HboneConnect {
     async fn connect(&self, _addr: &PingoraAddr) -> pingora::Result<Stream> {
-        let key = self.lease.key();
-        let headers: Vec<(&str, String)> = key
-            .client
-            .map(|ip| ("forwarded", forwarded_for(ip)))
-            .into_iter()
-            .collect();
-        let tunnel = self.pool.open(key, &headers).await.map_err(|e| {
+        let key = &self.key;
+        let headers = tunnel_headers(key);
+        let tunnel = match &self.lease {
+            Some(_) => self.pool.open(key, &headers).await,
+            None => self.pool.open_fresh(key, &headers).await,
+        };
+        let tunnel = tunnel.map_err(|e| {
             let why = format!("HBONE to {} via {}: {e}", key.target, key.hop);
             log::warn!("{why}");
             let etype = match e {
@@ -291,7 +317,10 @@ impl L4Connect for HboneConnect {
             };
             pingora::Error::explain(etype, why)
         })?;
-        let stream = H2Stream::from_tunnel(tunnel).leased(self.lease.clone());
+        let stream = match &self.lease {
+            Some(lease) => H2Stream::from_tunnel(tunnel).leased(lease.clone()),
+            None => H2Stream::from_tunnel(tunnel),
+        };
         Ok(Stream::from(VirtualSocketStream::new(Box::new(stream))))
     }
 }

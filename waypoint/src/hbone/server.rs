@@ -1,15 +1,17 @@
-//! The HBONE listener: accepts mTLS connections, answers each CONNECT stream and
-//! hands its bytes to the shared Pingora proxy, in-process.
+//! The HBONE listener: accepts mTLS connections, answers each CONNECT stream,
+//! tells the protocol its bytes carry (from the destination port, else its
+//! first bytes) and hands them to the shared Pingora proxy or the TCP proxy,
+//! in-process.
 
 use super::guard::{GuardState, Guarded};
 use super::{tls::ALPN_H2, H2Stream, HboneMeta};
+use crate::detect::{detect, Detected, Expect};
 use crate::identity::spiffe_id_of;
 use crate::limits::{Limits, Rejected};
 use crate::state::State;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use log::{debug, info, warn};
-use pingora::apps::ServerApp;
 use pingora::http::ResponseHeader;
 use pingora::protocols::l4::socket::SocketAddr as PingoraAddr;
 use pingora::protocols::l4::stream::Stream as L4Stream;
@@ -22,6 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
+use waypoint_ir::Protocol;
 
 /// Tunnels allowed at once on one HTTP/2 connection (SETTINGS_MAX_CONCURRENT_STREAMS).
 const MAX_STREAMS_PER_CONNECTION: u32 = 1000;
@@ -51,7 +54,7 @@ enum ConnError {
     H2(#[from] h2::Error),
 }
 
-pub struct HboneServer<A> {
+pub struct HboneServer {
     pub h2: super::H2Settings,
     pub limits: Limits,
     /// Open connections and tunnels, which a drain waits for.
@@ -59,11 +62,11 @@ pub struct HboneServer<A> {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The waypoint's identity; each handshake takes the newest.
     pub identity: Arc<crate::identity::IdentityStore>,
-    pub app: Arc<A>,
+    pub dispatch: Arc<crate::dispatch::Dispatch>,
     pub state: Arc<State>,
 }
 
-impl<A: ServerApp + Send + Sync + 'static> HboneServer<A> {
+impl HboneServer {
     pub async fn serve(self: Arc<Self>, listener: TcpListener, mut shutdown: ShutdownWatch) {
         loop {
             let accepted = tokio::select! {
@@ -237,10 +240,13 @@ impl<A: ServerApp + Send + Sync + 'static> HboneServer<A> {
             reply(&mut respond, StatusCode::NOT_FOUND);
             return;
         };
-        let service = match resolved {
-            waypoint_ir::Target::Service { service, .. }
-            | waypoint_ir::Target::Workload { service, .. } => rt.snapshot.service(service),
+        let (service, port) = match resolved {
+            waypoint_ir::Target::Service { service, port }
+            | waypoint_ir::Target::Workload { service, port, .. } => {
+                (rt.snapshot.service(service), port)
+            }
         };
+        let protocol = service.port(port).map_or(Protocol::Detect, |p| p.protocol);
         let labels = [
             "waypoint".to_string(),
             source.to_string(),
@@ -260,18 +266,40 @@ impl<A: ServerApp + Send + Sync + 'static> HboneServer<A> {
             }
         };
         let bytes = Arc::new(super::TunnelBytes::default());
-        let tunnel = H2Stream::new(send, req.into_body()).metered(bytes.clone());
+        let mut tunnel = H2Stream::new(send, req.into_body()).metered(bytes.clone());
         self.metrics.tcp_opened.with_label_values(&labels).inc();
-        let meta = HboneMeta {
-            source,
-            target,
-            peer,
+        let expect = match protocol {
+            p if p.is_http() => Some(Expect::Http),
+            Protocol::Detect => Some(Expect::Any {
+                wait: self.limits.protocol_detection_timeout,
+            }),
+            _ => None,
         };
-        let mut stream: pingora::protocols::Stream = Box::new(pingora_stream(tunnel, meta, local));
-        // Pingora returns the stream while the client keeps the HTTP/1.1 connection
-        // alive: many requests ride one tunnel.
-        while let Some(next) = self.app.process_new(stream, &shutdown).await {
-            stream = next;
+        let detected = match expect {
+            Some(expect) => detect(&mut tunnel, expect).await,
+            None => Ok((Detected::Opaque, Vec::new())),
+        };
+        match detected {
+            Err(e) => {
+                debug!("hbone: tunnel to {target} from {source} ended before it said anything: {e}")
+            }
+            Ok((Detected::Opaque, seen)) => {
+                let inbound = crate::tcp::Inbound {
+                    source: Some(source),
+                    peer,
+                    target: resolved,
+                };
+                self.dispatch.tcp(tunnel, seen, inbound).await;
+            }
+            Ok((http, seen)) => {
+                let meta = HboneMeta {
+                    source,
+                    target,
+                    peer,
+                };
+                let stream = pingora_stream(tunnel, meta, local);
+                self.dispatch.http(http, stream, &seen, &shutdown).await;
+            }
         }
         let m = &self.metrics;
         let received = bytes.received.load(std::sync::atomic::Ordering::Relaxed);

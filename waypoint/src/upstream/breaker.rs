@@ -16,6 +16,7 @@ pub enum Overflow {
     Requests,
     Pending,
     Retries,
+    Connections,
 }
 
 impl Overflow {
@@ -24,6 +25,7 @@ impl Overflow {
             Overflow::Requests => "max requests",
             Overflow::Pending => "max pending requests",
             Overflow::Retries => "max retries",
+            Overflow::Connections => "max connections",
         }
     }
 }
@@ -40,13 +42,16 @@ pub struct Breaker {
 
 /// Held for the life of a request; releases its share of the limits on drop.
 pub struct Admission {
-    requests: Arc<AtomicU32>,
+    /// `None` for a TCP connection, which is no request.
+    requests: Option<Arc<AtomicU32>>,
     _connection: Option<OwnedSemaphorePermit>,
 }
 
 impl Drop for Admission {
     fn drop(&mut self) {
-        self.requests.fetch_sub(1, Ordering::AcqRel);
+        if let Some(r) = &self.requests {
+            r.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 }
 
@@ -111,7 +116,24 @@ impl Breaker {
             },
         };
         Ok(Admission {
-            requests: self.requests.clone(),
+            requests: Some(self.requests.clone()),
+            _connection: connection,
+        })
+    }
+
+    /// Admits a proxied TCP connection: one of `max_connections`, or none.
+    /// Envoy's TCP proxy queues nothing: past the limit a connection is closed.
+    pub fn admit_connection(&self) -> Result<Admission, Overflow> {
+        let connection = match &self.connections {
+            None => None,
+            Some(sem) => Some(
+                sem.clone()
+                    .try_acquire_owned()
+                    .map_err(|_| Overflow::Connections)?,
+            ),
+        };
+        Ok(Admission {
+            requests: None,
             _connection: connection,
         })
     }

@@ -19,6 +19,8 @@ const MAX_EJECTION: Duration = Duration::from_secs(300);
 pub enum TryResult {
     Status(u16),
     LocalFailure,
+    /// A TCP connection was established: a success, as for Envoy's TCP proxy.
+    Connected,
 }
 
 #[derive(Default, Clone)]
@@ -102,7 +104,7 @@ impl Outlier {
         let h = hosts.get_mut(slot)?;
         let (five, gateway) = match result {
             TryResult::Status(s) if s >= 500 => (true, matches!(s, 502..=504)),
-            TryResult::Status(_) => (false, false),
+            TryResult::Status(_) | TryResult::Connected => (false, false),
             TryResult::LocalFailure => (true, true),
         };
         h.consecutive_5xx = if five { h.consecutive_5xx + 1 } else { 0 };
