@@ -14,6 +14,7 @@ mod kube_source;
 mod live;
 mod mtls;
 mod plaintext;
+mod protocols;
 mod ratelimit;
 mod resilience;
 mod rotation;

@@ -3,6 +3,8 @@
 //! them misbehave on purpose:
 //! - `x-echo-status: N` answers status N; `x-echo-delay-ms: N` answers after N ms;
 //!   `x-echo-reset: 1` closes the connection without answering.
+//! - It speaks HTTP/1.1 and HTTP/2 with prior knowledge, and says which one
+//!   carried the request (`"version"`).
 //! - [`Echo::fail_next`] makes the next N requests answer a given status.
 
 use bytes::Bytes;
@@ -10,7 +12,7 @@ use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -104,7 +106,8 @@ async fn serve(
                     .then(|| faults.fail_status.load(Ordering::SeqCst));
                 echo(req, name.clone(), forced)
             });
-            let _ = hyper::server::conn::http1::Builder::new()
+            // HTTP/1.1, or HTTP/2 with prior knowledge (h2c), as the client speaks.
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(tcp), svc)
                 .await;
         });
@@ -152,6 +155,7 @@ async fn echo(
     let doc = serde_json::json!({
         "pod": name,
         "method": parts.method.as_str(),
+        "version": format!("{:?}", parts.version),
         "uri": parts.uri.to_string(),
         "headers": headers,
         "body_bytes": body.len(),

@@ -47,6 +47,9 @@ use waypoint_ir::Target;
 
 /// Istio's default `connectTimeout` (DestinationRule connectionPool.tcp).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Requests one upstream HTTP/2 connection carries at once before Pingora
+/// opens another to the same endpoint.
+const H2_UPSTREAM_STREAMS: usize = 100;
 
 #[derive(Clone)]
 pub struct WaypointProxy {
@@ -214,6 +217,26 @@ fn hbone_group_key(key: &TunnelKey) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     ("hbone", key).hash(&mut h);
     h.finish()
+}
+
+/// Whether a request goes upstream as HTTP/2: when the backend's port says
+/// HTTP/2 or gRPC, or when its protocol is detected and the client spoke
+/// HTTP/2 (Istio's `useClientProtocol` for sniffed ports).
+fn upstream_is_h2(ctx: &RequestCtx, downstream: http::Version) -> bool {
+    use waypoint_ir::Protocol;
+    let Some((rt, fwd)) = ctx.runtime.as_ref().zip(ctx.forward.as_ref()) else {
+        return false;
+    };
+    let protocol = rt
+        .snapshot
+        .service(fwd.service)
+        .port(fwd.port)
+        .map_or(Protocol::Detect, |p| p.protocol);
+    match protocol {
+        Protocol::Http2 | Protocol::Grpc | Protocol::GrpcWeb => true,
+        Protocol::Detect => downstream == http::Version::HTTP_2,
+        _ => false,
+    }
 }
 
 /// `%PROTOCOL%` as Envoy writes it.
@@ -413,7 +436,19 @@ impl ProxyHttp for WaypointProxy {
             (a, b) => a.or(b),
         };
         let pool = &cluster.policy.pool;
-        if let Some(hbone) = self.hbone_transport(ctx, endpoint, addr, pool.idle_timeout) {
+        ctx.upstream_h2 = upstream_is_h2(ctx, session.req_header().version);
+        if ctx.upstream_h2 {
+            peer.options.set_http_version(2, 2);
+            peer.options.max_h2_streams = H2_UPSTREAM_STREAMS;
+        }
+        if let Some(mut hbone) = self.hbone_transport(ctx, endpoint, addr, pool.idle_timeout) {
+            if ctx.upstream_h2 {
+                // Pingora pools the HTTP/2 connection inside the tunnel and
+                // sends every client's requests on it: the tunnel is the
+                // waypoint's, not one client's, and is no exchange's to settle.
+                hbone.key.client = None;
+                hbone.lease = None;
+            }
             // Mesh endpoints are reached through their node's HBONE server; the
             // group key keeps pingora from ever mixing these with plaintext peers.
             peer.group_key = hbone_group_key(&hbone.key);
@@ -436,10 +471,12 @@ impl ProxyHttp for WaypointProxy {
     ) -> Result<()> {
         // A tunnel counts its own requests: its fd is -1, and Pingora sees every
         // tunnel as a new connection.
-        ctx.close_upstream = ctx.cluster().is_some_and(|c| match &ctx.tunnel {
-            Some(lease) => c.last_on_tunnel(lease.requests()),
-            None => c.last_on_connection(fd, reused),
-        });
+        // maxRequestsPerConnection counts HTTP/1.1 connections only.
+        ctx.close_upstream = !ctx.upstream_h2
+            && ctx.cluster().is_some_and(|c| match &ctx.tunnel {
+                Some(lease) => c.last_on_tunnel(lease.requests()),
+                None => c.last_on_connection(fd, reused),
+            });
         Ok(())
     }
 
@@ -460,7 +497,7 @@ impl ProxyHttp for WaypointProxy {
         if let Some(trace) = &ctx.trace {
             trace.inject(req);
         }
-        if ctx.close_upstream && ctx.tunnel.is_none() {
+        if ctx.close_upstream && ctx.tunnel.is_none() && !ctx.upstream_h2 {
             // The connection's last request (maxRequestsPerConnection): asking the
             // upstream to close it keeps pingora from pooling it again. A tunnel's
             // last is not marked: the app closing first makes the destination reset

@@ -88,6 +88,8 @@ pub struct RequestCtx {
     pub retry_permit: Option<RetryPermit>,
     /// This try's request is the last its upstream connection may carry.
     pub close_upstream: bool,
+    /// The try goes upstream as HTTP/2.
+    pub upstream_h2: bool,
     /// The current try's claim on its HBONE tunnel, settled in `logging`.
     pub tunnel: Option<crate::hbone::lease::Lease>,
     /// A retriable outcome was not retried: attempts, deadline or budget ran out.

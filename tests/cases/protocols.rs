@@ -1,0 +1,276 @@
+//! Every protocol a tunnel carries: HTTP/1.1 and HTTP/2 with prior knowledge
+//! side by side (HBONE and plaintext), and opaque TCP, client-first or
+//! server-first, on ports named for it or detected.
+
+use crate::common::{self, Certs, WaypointProc, World};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use waypoint::testing::{pods_yaml, Pod};
+
+/// `web` (port name says nothing: detected), `api` (`http2`), `echo-tcp`
+/// (`tcp-echo`), `banner` (detected, a server-first peer), `mysql` (3306).
+const MANIFESTS: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default}
+spec:
+  clusterIP: 10.96.1.1
+  ports: [{name: web, port: 8080, targetPort: http}]
+  selector: {app: web}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: api, namespace: default}
+spec:
+  clusterIP: 10.96.1.2
+  ports: [{name: api, appProtocol: kubernetes.io/h2c, port: 8080, targetPort: http}]
+  selector: {app: api}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: echo-tcp, namespace: default}
+spec:
+  clusterIP: 10.96.1.3
+  ports: [{name: tcp-echo, port: 7000, targetPort: http}]
+  selector: {app: echo-tcp}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: banner, namespace: default}
+spec:
+  clusterIP: 10.96.1.4
+  ports: [{name: banner, port: 7001, targetPort: http}]
+  selector: {app: banner}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: mysql, namespace: default}
+spec:
+  clusterIP: 10.96.1.5
+  ports: [{name: db, port: 3306, targetPort: http}]
+  selector: {app: mysql}
+"#;
+
+/// Echoes what it reads; when the client half-closes, answers the rest and
+/// closes its side. With `banner`, speaks first.
+async fn tcp_server(banner: Option<&'static str>) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                if let Some(b) = banner {
+                    s.write_all(b.as_bytes()).await.unwrap();
+                }
+                let (mut r, mut w) = s.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+                let _ = w.shutdown().await;
+            });
+        }
+    });
+    port
+}
+
+struct Fixture {
+    _world: World,
+    _certs: Certs,
+    wp: WaypointProc,
+    certs_client: waypoint::identity::CertBundle,
+}
+
+async fn fixture() -> Fixture {
+    let world = World::new(
+        &[
+            common::world::Pod("web-1", "web", "v1"),
+            common::world::Pod("api-1", "api", "v1"),
+        ],
+        MANIFESTS,
+    )
+    .await;
+    let tcp = [
+        ("echo-tcp", tcp_server(None).await),
+        ("banner", tcp_server(Some("220 ready\r\n")).await),
+        ("mysql", tcp_server(Some("mysql says hello\n")).await),
+    ];
+    let pods: Vec<Pod<'_>> = tcp
+        .iter()
+        .map(|(app, port)| Pod {
+            name: app,
+            app,
+            version: "v1",
+            port: *port,
+        })
+        .collect();
+    std::fs::write(world.dir().join("tcp-pods.yaml"), pods_yaml(&pods)).unwrap();
+    let certs = Certs::new();
+    let wp = WaypointProc::start(world.dir(), &certs.waypoint_dir).await;
+    Fixture {
+        certs_client: certs.client(),
+        _world: world,
+        _certs: certs,
+        wp,
+    }
+}
+
+/// GETs `paths` concurrently on one HTTP/2 connection over `io`; returns each
+/// answer's status and the upstream HTTP version the echo saw.
+async fn h2_gets<IO>(io: IO, authority: &str, paths: &[&str]) -> Vec<(u16, String)>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(io))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let calls = paths.iter().map(|path| {
+        let mut sender = sender.clone();
+        let req = http::Request::get(format!("http://{authority}{path}"))
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        async move {
+            let resp = sender.send_request(req).await.unwrap();
+            let status = resp.status().as_u16();
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            let doc: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            (status, doc["version"].as_str().unwrap_or("-").to_string())
+        }
+    });
+    futures::future::join_all(calls).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_and_http1_share_the_plaintext_listener() {
+    let f = fixture().await;
+    let paths = ["/a", "/b", "/c", "/d"];
+    // A detected port: the upstream gets the client's protocol.
+    let tcp = tokio::net::TcpStream::connect(f.wp.http).await.unwrap();
+    let got = h2_gets(tcp, "web:8080", &paths).await;
+    assert_eq!(got, vec![(200, "HTTP/2.0".to_string()); 4]);
+    // An h2c port: HTTP/2 upstream whatever the client speaks.
+    let (status, resp) = http1_get(f.wp.http, "api:8080").await;
+    assert_eq!(status, "HTTP/1.1 200 OK", "{resp}");
+    assert!(resp.contains(r#""version":"HTTP/2.0""#), "{resp}");
+    // HTTP/1.1 on a detected port stays HTTP/1.1 upstream.
+    let (status, resp) = http1_get(f.wp.http, "web:8080").await;
+    assert_eq!(status, "HTTP/1.1 200 OK", "{resp}");
+    assert!(resp.contains(r#""version":"HTTP/1.1""#), "{resp}");
+    // curl, the README's client.
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "--http2-prior-knowledge",
+            "-H",
+            "host: web:8080",
+            "-w",
+            "\n%{http_version}",
+        ])
+        .arg(format!("http://{}/curl", f.wp.http))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.ends_with("\n2"), "{text}");
+    assert!(text.contains(r#""version":"HTTP/2.0""#), "{text}");
+}
+
+async fn http1_get(addr: std::net::SocketAddr, host: &str) -> (String, String) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!("GET / HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    (out.lines().next().unwrap_or("").to_string(), out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_tunnel_carries_many_http2_streams() {
+    let f = fixture().await;
+    let client = common::connect(&f.wp, &f.certs_client).await;
+    let tunnel = client.open("10.96.1.1:8080").await.unwrap();
+    let paths: Vec<String> = (0..20).map(|i| format!("/s{i}")).collect();
+    let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
+    let got = h2_gets(tunnel, "10.96.1.1:8080", &paths).await;
+    assert_eq!(got, vec![(200, "HTTP/2.0".to_string()); 20]);
+    // And HTTP/1.1 on another tunnel to the same port.
+    let mut t = waypoint::client::Tunnel::open(&client, "10.96.1.1:8080")
+        .await
+        .unwrap();
+    let r = t.get("http://web/", &[]).await.unwrap();
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains(r#""version":"HTTP/1.1""#), "{}", r.text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tcp_port_carries_bytes_both_ways_with_half_close() {
+    let f = fixture().await;
+    let client = common::connect(&f.wp, &f.certs_client).await;
+    let mut tunnel = client.open("10.96.1.3:7000").await.unwrap();
+    // Looks like HTTP, but the port says TCP: carried untouched.
+    let sent = b"GET / HTTP/1.1\r\nhost: x\r\n\r\nand then some opaque bytes";
+    tunnel.write_all(sent).await.unwrap();
+    tunnel.shutdown().await.unwrap();
+    let mut back = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), tunnel.read_to_end(&mut back))
+        .await
+        .expect("the echo's close reaches the client")
+        .unwrap();
+    assert_eq!(back, sent);
+    // Text that is not HTTP on a detected port is TCP too (a Redis command).
+    let mut tunnel = client.open("10.96.1.4:7001").await.unwrap();
+    tunnel.write_all(b"SET k v\r\n").await.unwrap();
+    tunnel.shutdown().await.unwrap();
+    let mut back = String::new();
+    tunnel.read_to_string(&mut back).await.unwrap();
+    assert_eq!(back, "220 ready\r\nSET k v\r\n");
+    // One access-log line per connection, with the bytes each way.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let line = loop {
+        let out = f.wp.stdout();
+        if let Some(l) = out
+            .lines()
+            .find(|l| l.contains("outbound|7000||echo-tcp.default.svc.cluster.local"))
+        {
+            break l.to_string();
+        }
+        assert!(Instant::now() < deadline, "no TCP access-log line:\n{out}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let entry: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(entry["bytes_received"], sent.len(), "{line}");
+    assert_eq!(entry["bytes_sent"], sent.len(), "{line}");
+    assert_eq!(entry["method"], serde_json::Value::Null, "{line}");
+    assert_eq!(entry["response_flags"], "-", "{line}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_first_protocols_are_not_kept_waiting() {
+    let f = fixture().await;
+    let client = common::connect(&f.wp, &f.certs_client).await;
+    for (authority, greeting) in [
+        // A detected port: TCP once the client has been silent for the wait.
+        ("10.96.1.4:7001", "220 ready"),
+        // MySQL's port: TCP from the start.
+        ("10.96.1.5:3306", "mysql says hello"),
+    ] {
+        let tunnel = client.open(authority).await.unwrap();
+        let mut lines = tokio::io::BufReader::new(tunnel);
+        let mut first = String::new();
+        let started = Instant::now();
+        tokio::time::timeout(Duration::from_secs(5), lines.read_line(&mut first))
+            .await
+            .unwrap_or_else(|_| panic!("{authority}: the server's greeting never came"))
+            .unwrap();
+        assert_eq!(first.trim_end(), greeting, "{authority}");
+        assert!(started.elapsed() < Duration::from_secs(2), "{authority}");
+        // And the client's turn works after it.
+        lines.get_mut().write_all(b"ping\n").await.unwrap();
+        let mut echoed = String::new();
+        lines.read_line(&mut echoed).await.unwrap();
+        assert_eq!(echoed, "ping\n", "{authority}");
+    }
+}
