@@ -7,6 +7,7 @@ mod envoy_peer;
 mod gamma;
 mod generate;
 mod generation_state;
+mod grpc;
 mod hbone_reuse;
 mod hostile;
 mod httproute;

@@ -2,6 +2,7 @@
 
 pub mod certs;
 pub mod envoy;
+pub mod grpc;
 pub mod kube;
 pub mod otlp;
 pub mod proc;

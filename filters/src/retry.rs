@@ -18,6 +18,8 @@ pub enum TryOutcome {
     Timeout,
     /// A response with this status.
     Status(u16),
+    /// A gRPC answer whose headers carry this `grpc-status` (trailers-only).
+    GrpcStatus(u8),
 }
 
 /// May a try that ended with `outcome` be retried, `done` retries having been made?
@@ -43,6 +45,7 @@ pub fn retriable(policy: &RetryPolicy, outcome: TryOutcome) -> bool {
                 || (on.retriable_4xx && s == 409)
                 || (on.retriable_status_codes && policy.statuses.contains(&s))
         }
+        TryOutcome::GrpcStatus(code) => on.grpc_status(code),
     }
 }
 
@@ -67,6 +70,20 @@ mod tests {
             statuses,
             ..RetryPolicy::default()
         }
+    }
+
+    #[test]
+    fn grpc_conditions_retry_their_statuses_only() {
+        let on = RetryOn {
+            grpc: 1 << 14 | 1 << 8,
+            ..RetryOn::default()
+        };
+        let p = policy(on, vec![]);
+        assert!(should_retry(&p, GrpcStatus(14), 0));
+        assert!(should_retry(&p, GrpcStatus(8), 1));
+        assert!(!should_retry(&p, GrpcStatus(13), 0));
+        assert!(!should_retry(&p, GrpcStatus(14), 2), "attempts exhausted");
+        assert!(!should_retry(&p, Status(503), 0));
     }
 
     #[test]

@@ -37,6 +37,8 @@ pub struct Entry<'a> {
     pub path: Option<&'a str>,
     pub protocol: Option<&'a str>,
     pub response_code: u16,
+    /// Envoy's `%GRPC_STATUS%` as a number, for gRPC requests.
+    pub grpc_status: Option<u8>,
     pub response_flags: std::borrow::Cow<'static, str>,
     pub bytes_received: usize,
     pub bytes_sent: usize,

@@ -22,12 +22,16 @@ pub fn classify(e: &Error, flag: ResponseFlag) -> (u16, ResponseFlag) {
     }
 }
 
+/// The error type of a gRPC answer turned into a retry.
+pub const GRPC_STATUS: &str = "grpc-status";
+
 /// How a failed try ended, for the retry decision; `None` for failures that are
 /// not the upstream's (the downstream went away, an internal error).
 pub fn try_outcome(e: &Error) -> Option<TryOutcome> {
     use ErrorType::*;
     Some(match e.etype() {
         HTTPStatus(s) => TryOutcome::Status(*s),
+        CustomCode(GRPC_STATUS, code) => TryOutcome::GrpcStatus(*code as u8),
         ConnectTimedout | ConnectRefused | ConnectNoRoute | ConnectError | TLSHandshakeFailure => {
             TryOutcome::ConnectFailure
         }

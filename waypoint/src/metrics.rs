@@ -359,12 +359,14 @@ pub struct RequestSeries {
 /// service and endpoint, status, response flag, and whether the retry limit
 /// ended it (URX). Indices are only meaningful within one config generation, so
 /// a cache lives in that generation's runtime and goes with it on reload.
+/// (service, endpoint, status, flag, retry limit hit, gRPC: `Some(status)`).
 pub type SeriesKey = (
     Option<ServiceIdx>,
     Option<EndpointIdx>,
     u16,
     ResponseFlag,
     bool,
+    Option<Option<u8>>,
 );
 
 /// Resolved series by label key. Resolving means building 25 label strings and
@@ -466,13 +468,14 @@ mod tests {
             200,
             ResponseFlag::None,
             false,
+            None,
         );
         let alice = Some(SpiffeId::new("cluster.local", "default", "alice"));
         let first = get(key, &alice);
         assert!(Arc::ptr_eq(&first, &get(key, &alice)));
         assert_eq!(resolved.get(), 1);
         get(key, &None);
-        get((key.0, key.1, 503, key.3, key.4), &alice);
+        get((key.0, key.1, 503, key.3, key.4, None), &alice);
         get(
             (
                 key.0,
@@ -480,6 +483,7 @@ mod tests {
                 200,
                 ResponseFlag::UpstreamRequestTimeout,
                 false,
+                None,
             ),
             &alice,
         );

@@ -22,6 +22,7 @@
 //! client span, and its context goes upstream in `upstream_request_filter`).
 
 mod ctx;
+pub mod grpc;
 mod reply;
 
 pub use ctx::{ClusterName, RequestCtx};
@@ -269,6 +270,7 @@ impl ProxyHttp for WaypointProxy {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         ctx.started = Some((Instant::now(), jiff::Timestamp::now()));
+        ctx.grpc = grpc::is_grpc(&session.req_header().headers);
         if let Some(why) = {
             let req = session.req_header();
             self.limits
@@ -366,7 +368,17 @@ impl ProxyHttp for WaypointProxy {
                 }
                 ctx::apply_request_edits(session, &fwd)?;
                 let policy = &fwd.route.policy;
-                ctx.deadline = policy.timeout.map(|t| Instant::now() + t);
+                // A gRPC client's own deadline bounds the route's, as Istio
+                // configures Envoy (grpc_timeout_header_max = the route timeout).
+                let grpc_timeout = ctx
+                    .grpc
+                    .then(|| grpc::timeout(&session.req_header().headers))
+                    .flatten();
+                let timeout = match (policy.timeout, grpc_timeout) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                ctx.deadline = timeout.map(|t| Instant::now() + t);
                 if policy.retry.attempts > 0 {
                     // Keep the body (up to pingora's bound) so a retry can replay it.
                     session.as_mut().enable_retry_buffering();
@@ -519,6 +531,22 @@ impl ProxyHttp for WaypointProxy {
         if let Some(trace) = &ctx.trace {
             trace.try_status(status);
         }
+        if ctx.grpc {
+            ctx.grpc_status = grpc::status(&resp.headers);
+            if let Some(code) = ctx.grpc_status.filter(|c| *c != 0) {
+                if ctx.may_retry(TryOutcome::GrpcStatus(code)) {
+                    if let Some(trace) = &mut ctx.trace {
+                        trace.end_try(None);
+                    }
+                    let mut e = Error::explain(
+                        ErrorType::CustomCode(crate::error::GRPC_STATUS, code.into()),
+                        "retrying on gRPC status",
+                    );
+                    e.set_retry(true);
+                    return Err(e);
+                }
+            }
+        }
         if ctx.may_retry(TryOutcome::Status(status)) {
             if let Some(trace) = &mut ctx.trace {
                 trace.end_try(None);
@@ -558,7 +586,10 @@ impl ProxyHttp for WaypointProxy {
         let mut e = e.more_context(format!("peer {peer}"));
         let outcome = crate::error::try_outcome(&e);
         // Our own retry-on-status error was reported when the status arrived.
-        if !matches!(outcome, None | Some(TryOutcome::Status(_))) {
+        if !matches!(
+            outcome,
+            None | Some(TryOutcome::Status(_) | TryOutcome::GrpcStatus(_))
+        ) {
             self.report(ctx, TryResult::LocalFailure);
         }
         if let Some(trace) = &mut ctx.trace {
@@ -570,6 +601,18 @@ impl ProxyHttp for WaypointProxy {
             !session.as_ref().retry_buffer_truncated() && outcome.is_some_and(|o| ctx.may_retry(o));
         e.set_retry(retry);
         e
+    }
+
+    async fn response_trailer_filter(
+        &self,
+        _session: &mut Session,
+        trailers: &mut http::HeaderMap,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<bytes::Bytes>> {
+        if ctx.grpc {
+            ctx.grpc_status = grpc::status(trailers).or(ctx.grpc_status);
+        }
+        Ok(None)
     }
 
     async fn response_filter(
@@ -619,6 +662,12 @@ impl ProxyHttp for WaypointProxy {
             .response_written()
             .map(|r| r.status.as_u16())
             .unwrap_or(0);
+        if ctx.grpc && ctx.grpc_status.is_none() {
+            // A local reply says it in its headers.
+            ctx.grpc_status = session
+                .response_written()
+                .and_then(|r| grpc::status(&r.headers));
+        }
         let req = session.req_header();
         let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
         log::debug!(
@@ -652,6 +701,7 @@ impl ProxyHttp for WaypointProxy {
             path: Some(req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")),
             protocol: Some(protocol_name(req.version)),
             response_code: status,
+            grpc_status: ctx.grpc_status,
             response_flags: ctx.flags(),
             bytes_received: session.as_downstream().body_bytes_read(),
             bytes_sent: session.as_downstream().body_bytes_sent(),

@@ -128,6 +128,7 @@ impl TcpProxy {
             path: None,
             protocol: None,
             response_code: 0,
+            grpc_status: None,
             response_flags: flag.as_str().into(),
             bytes_received: received as usize,
             bytes_sent: sent as usize,

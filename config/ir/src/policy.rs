@@ -92,6 +92,17 @@ pub struct RetryOn {
     pub retriable_4xx: bool,
     /// The statuses in `RetryPolicy::statuses`.
     pub retriable_status_codes: bool,
+    /// gRPC statuses retried when an answer's headers carry them (Envoy's
+    /// `retry_grpc_on`): bit `n` set for status code `n` (`cancelled` 1,
+    /// `deadline-exceeded` 4, `resource-exhausted` 8, `internal` 13,
+    /// `unavailable` 14).
+    pub grpc: u32,
+}
+
+impl RetryOn {
+    pub fn grpc_status(&self, code: u8) -> bool {
+        code < 32 && self.grpc & (1 << code) != 0
+    }
 }
 
 /// Istio `fault`: delay and/or abort a share of requests.

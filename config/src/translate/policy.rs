@@ -121,8 +121,6 @@ fn retries(at: &At<'_>, field: &str, r: &Retries, diags: &mut Vec<Diagnostic>) -
 }
 
 /// Sets the Envoy `retry_on` condition `token` names; `false` if it names none.
-/// gRPC conditions are accepted so valid config loads; no gRPC status is retried
-/// yet, so they never match an HTTP/1.1 answer.
 pub fn set_condition(on: &mut RetryOn, token: &str) -> bool {
     match token {
         "5xx" => on.server_errors = true,
@@ -132,7 +130,11 @@ pub fn set_condition(on: &mut RetryOn, token: &str) -> bool {
         "refused-stream" => on.refused_stream = true,
         "retriable-4xx" => on.retriable_4xx = true,
         "retriable-status-codes" => on.retriable_status_codes = true,
-        "cancelled" | "deadline-exceeded" | "internal" | "resource-exhausted" | "unavailable" => {}
+        "cancelled" => on.grpc |= 1 << 1,
+        "deadline-exceeded" => on.grpc |= 1 << 4,
+        "resource-exhausted" => on.grpc |= 1 << 8,
+        "internal" => on.grpc |= 1 << 13,
+        "unavailable" => on.grpc |= 1 << 14,
         _ => return false,
     }
     true

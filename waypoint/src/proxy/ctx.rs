@@ -90,6 +90,10 @@ pub struct RequestCtx {
     pub close_upstream: bool,
     /// The try goes upstream as HTTP/2.
     pub upstream_h2: bool,
+    /// The request is gRPC (by its content-type).
+    pub grpc: bool,
+    /// The answer's `grpc-status`, from its headers or trailers.
+    pub grpc_status: Option<u8>,
     /// The current try's claim on its HBONE tunnel, settled in `logging`.
     pub tunnel: Option<crate::hbone::lease::Lease>,
     /// A retriable outcome was not retried: attempts, deadline or budget ran out.
@@ -172,6 +176,7 @@ impl RequestCtx {
             status,
             self.flag,
             self.retry_limit_hit,
+            self.grpc.then_some(self.grpc_status),
         )
     }
 
@@ -306,6 +311,12 @@ impl RequestCtx {
         if let Some(dst) = &self.destination {
             attrs.push(KeyValue::new("destination.principal", dst.clone()));
         }
+        if self.grpc {
+            attrs.push(KeyValue::new("rpc.system", "grpc"));
+            if let Some(code) = self.grpc_status {
+                attrs.push(KeyValue::new("rpc.grpc.status_code", i64::from(code)));
+            }
+        }
         attrs
     }
 
@@ -344,9 +355,12 @@ impl RequestCtx {
         } else {
             l.set("connection_security_policy", "none");
         }
-        l.set("request_protocol", "http");
+        l.set("request_protocol", if self.grpc { "grpc" } else { "http" });
         l.set("response_code", status.to_string());
-        l.set("grpc_response_status", "");
+        l.set(
+            "grpc_response_status",
+            self.grpc_status.map(|c| c.to_string()).unwrap_or_default(),
+        );
         l.set("response_flags", self.flags().into_owned());
         if let (Some(rt), Some(fwd)) = (self.runtime.as_ref(), self.forward.as_ref()) {
             let svc = rt.snapshot.service(fwd.service);

@@ -1,5 +1,6 @@
 //! Local replies that keep the downstream connection: a tunnel carries many
-//! requests, and pingora's `respond_error` would close it.
+//! requests, and pingora's `respond_error` would close it. A gRPC request is
+//! answered in gRPC's terms.
 
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
@@ -12,6 +13,10 @@ pub async fn send(
     headers: &[(String, String)],
     body: &str,
 ) -> Result<()> {
+    settle_h2_request(session).await;
+    if super::grpc::is_grpc(&session.req_header().headers) {
+        return send_grpc(session, status, headers, body).await;
+    }
     let mut resp = ResponseHeader::build(status, Some(headers.len() + 2))?;
     for (name, value) in headers {
         resp.insert_header(name.clone(), value.as_str())?;
@@ -23,4 +28,47 @@ pub async fn send(
         .write_response_body(Some(Bytes::copy_from_slice(body.as_bytes())), true)
         .await?;
     Ok(())
+}
+
+/// A gRPC client reads only `grpc-status`: the reply is HTTP 200 with the
+/// status in the headers and no body (trailers-only), as Envoy answers.
+async fn send_grpc(
+    session: &mut Session,
+    status: u16,
+    headers: &[(String, String)],
+    body: &str,
+) -> Result<()> {
+    use super::grpc;
+    let mut resp = ResponseHeader::build(200, Some(headers.len() + 3))?;
+    for (name, value) in headers {
+        resp.insert_header(name.clone(), value.as_str())?;
+    }
+    resp.insert_header("content-type", "application/grpc")?;
+    resp.insert_header("grpc-status", grpc::status_for(status).to_string())?;
+    resp.insert_header("grpc-message", grpc::message(body))?;
+    // Pingora's session ends an HTTP/2 response only with a body; trailers-only
+    // needs END_STREAM on the headers themselves.
+    if let pingora::protocols::http::ServerSession::H2(h2) = session.as_downstream_mut() {
+        return h2.write_response_header(Box::new(resp), true);
+    }
+    session.write_response_header(Box::new(resp), false).await?;
+    session.write_response_body(None, true).await?;
+    Ok(())
+}
+
+/// How long a local reply on HTTP/2 waits for the rest of the request body.
+const H2_DRAIN: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// On HTTP/2, a reply sent before the request's end makes the stream close
+/// with RST_STREAM(CANCEL) once the unread request is dropped, which clients
+/// such as curl report as a failure although the answer was whole. Reading the
+/// rest first (a unary call's body has usually arrived with its headers)
+/// closes the stream cleanly; a request still streaming after a short wait is
+/// answered anyway.
+async fn settle_h2_request(session: &mut Session) {
+    let down = session.as_downstream_mut();
+    if down.as_http2().is_none() || down.is_body_done() {
+        return;
+    }
+    let _ = tokio::time::timeout(H2_DRAIN, down.drain_request_body()).await;
 }
