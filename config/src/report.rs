@@ -157,16 +157,25 @@ fn tcp_routes(out: &mut String, s: &Snapshot, svc: &Service) {
             .map(|p| format!("port {p}"))
             .unwrap_or_else(|| "every TCP port".into());
         let action = action(s, &RouteAction::Forward(r.backends.clone()));
-        let action = action.replacen("forward", "connect to", 1);
-        let _ = writeln!(out, "  tcp [{i}] {} on {port}
-      then {action}", r.name);
+        let action = action
+            .replacen("forward", "connect to", 1)
+            .replace("% respond 500 (", "% refuse (");
+        let _ = writeln!(
+            out,
+            "  tcp [{i}] {} on {port}
+      then {action}",
+            r.name
+        );
         let earlier = every_port.or_else(|| {
             let p = r.port?;
             ports_taken.iter().find(|(q, _)| *q == p).map(|(_, n)| *n)
         });
         match earlier {
             Some(n) => {
-                let _ = writeln!(out, "      never reached: {n} takes its connections (oldest first)");
+                let _ = writeln!(
+                    out,
+                    "      never reached: {n} takes its connections (oldest first)"
+                );
             }
             None => match r.port {
                 None => every_port = Some(&r.name),

@@ -12,8 +12,8 @@ mod policy;
 mod route;
 
 pub use backend::{
-    ConsumerRoutes, Endpoint, EndpointIdx, Protocol, RouteConflict, RouteSource, Service, ServiceIdx,
-    ServicePort, Subset, TcpRoute,
+    ConsumerRoutes, Endpoint, EndpointIdx, Protocol, RouteConflict, RouteSource, Service,
+    ServiceIdx, ServicePort, Subset, TcpRoute,
 };
 pub use names::{ResourceKind, ResourceRef};
 pub use policy::{

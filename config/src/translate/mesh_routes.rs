@@ -78,7 +78,10 @@ impl Tables {
         if !e.0.contains(id) {
             e.0.push(id.clone());
         }
-        self.entries.entry(table.clone()).or_default().extend(routes);
+        self.entries
+            .entry(table.clone())
+            .or_default()
+            .extend(routes);
     }
 }
 

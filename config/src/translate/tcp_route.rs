@@ -15,13 +15,14 @@
 //! parent in another namespace) are not supported: the data path picks a
 //! TCPRoute by port alone.
 
+#[cfg(test)]
+mod tests;
+
 use super::matchers::At;
 use super::mesh_routes::{parents, MeshRoutes};
 use super::{http_route, Cx, World};
 use std::collections::{BTreeMap, BTreeSet};
-use waypoint_ir::{
-    ResourceRef, Route, RouteConflict, RouteOrigin, ServiceIdx, TcpRoute,
-};
+use waypoint_ir::{ResourceRef, Route, RouteConflict, RouteOrigin, ServiceIdx, TcpRoute};
 
 /// Each service's TCPRoutes, the resources they came from, and their conflicts.
 #[derive(Default)]
@@ -173,7 +174,14 @@ fn translate_rules(
         let mut backends = Vec::new();
         for (b, br) in rule.backend_refs.iter().enumerate() {
             let f = format!("{field}.backendRefs[{b}]");
+            let before = cx.diags.len();
             backends.extend(http_route::backend(cx, at, world, tr.ns(), &f, br));
+            // The spec: a TCP connection to an invalid backend is rejected.
+            for d in &mut cx.diags[before..] {
+                if let Some(m) = d.message.strip_suffix("requests sent here get 500") {
+                    d.message = format!("{m}connections sent here are refused");
+                }
+            }
         }
         out.push(TcpRoute {
             name: format!("{} rules[{r}]", tr.id),

@@ -85,12 +85,24 @@ fn method_matches_select_the_calls_the_spec_describes() {
     let s = load(&route("r", "2024-01-01T00:00:00Z", rules)).unwrap();
     let g = greeter(&s);
     let p = |path| pick(g, 9090, path, &[]);
-    assert_eq!(p("/helloworld.Greeter/SayHello"), "GRPCRoute ns/r rules[0].matches[0]");
-    assert_eq!(p("/helloworld.Greeter/SayGoodbye"), "GRPCRoute ns/r rules[1].matches[0]");
+    assert_eq!(
+        p("/helloworld.Greeter/SayHello"),
+        "GRPCRoute ns/r rules[0].matches[0]"
+    );
+    assert_eq!(
+        p("/helloworld.Greeter/SayGoodbye"),
+        "GRPCRoute ns/r rules[1].matches[0]"
+    );
     // Method only: that method of any service.
-    assert_eq!(p("/grpc.health.v1.Health/Check"), "GRPCRoute ns/r rules[2].matches[0]");
+    assert_eq!(
+        p("/grpc.health.v1.Health/Check"),
+        "GRPCRoute ns/r rules[2].matches[0]"
+    );
     // Regex: each part matches whole.
-    assert_eq!(p("/grpc.health.v1.Health/Watch"), "GRPCRoute ns/r rules[3].matches[0]");
+    assert_eq!(
+        p("/grpc.health.v1.Health/Watch"),
+        "GRPCRoute ns/r rules[3].matches[0]"
+    );
     // No route takes these: the port has routes, so no default route (404).
     assert_eq!(p("/grpc.health.v1.Health/WatchAll"), "none");
     assert_eq!(p("/other.Svc/List"), "none");
@@ -141,7 +153,12 @@ fn precedence_is_service_characters_then_method_then_headers_then_age() {
     );
     // A service match (more characters) beats a method-only match.
     assert_eq!(
-        pick(g, 9090, "/helloworld.Greeter/SayHello", &[("x-canary", "1")]),
+        pick(
+            g,
+            9090,
+            "/helloworld.Greeter/SayHello",
+            &[("x-canary", "1")]
+        ),
         "GRPCRoute ns/newer rules[0].matches[0]"
     );
 }
@@ -168,16 +185,35 @@ spec:
     };
     let loaded = load_sources(&[src], &Options::default()).unwrap();
     let g = greeter(&loaded.snapshot);
-    assert_eq!(pick(g, 9090, "/helloworld.Greeter/SayHello", &[]), "GRPCRoute ns/grpc rules[0].matches[0]");
-    assert_eq!(pick(g, 9090, "/anything", &[]), "GRPCRoute ns/grpc rules[0].matches[0]");
-    assert_eq!(pick(g, 80, "/anything", &[]), "HTTPRoute ns/web rules[0].matches[0]");
+    assert_eq!(
+        pick(g, 9090, "/helloworld.Greeter/SayHello", &[]),
+        "GRPCRoute ns/grpc rules[0].matches[0]"
+    );
+    assert_eq!(
+        pick(g, 9090, "/anything", &[]),
+        "GRPCRoute ns/grpc rules[0].matches[0]"
+    );
+    assert_eq!(
+        pick(g, 80, "/anything", &[]),
+        "HTTPRoute ns/web rules[0].matches[0]"
+    );
     let conflicts: Vec<_> = g.conflicts().collect();
     assert_eq!(conflicts.len(), 1);
     assert_eq!(conflicts[0].route.to_string(), "HTTPRoute ns/web");
-    assert_eq!((conflicts[0].ports.as_slice(), conflicts[0].whole), (&[9090u16][..], false));
+    assert_eq!(
+        (conflicts[0].ports.as_slice(), conflicts[0].whole),
+        (&[9090u16][..], false)
+    );
     assert_eq!(conflicts[0].winners[0].to_string(), "GRPCRoute ns/grpc");
-    let w = loaded.warnings.iter().find(|d| d.field == "spec.parentRefs[0]").unwrap();
-    assert!(w.to_string().contains("HTTPRoute ns/web") && w.message.contains("GEP-1426"), "{w}");
+    let w = loaded
+        .warnings
+        .iter()
+        .find(|d| d.field == "spec.parentRefs[0]")
+        .unwrap();
+    assert!(
+        w.to_string().contains("HTTPRoute ns/web") && w.message.contains("GEP-1426"),
+        "{w}"
+    );
     let report = crate::routing_table(&loaded.snapshot);
     assert!(
         report.contains("conflict: HTTPRoute ns/web parentRefs[0] not applied on port 9090: GRPCRoute ns/grpc binds it"),
@@ -202,13 +238,35 @@ fn header_modifiers_apply_and_other_filters_answer_an_error() {
 "#;
     let s = load(&route("r", "", rules)).unwrap();
     let g = greeter(&s);
-    let r0 = g.routes.iter().find(|r| r.name.ends_with("rules[0].matches[0]")).unwrap();
-    assert_eq!(r0.filters.request_headers.set, vec![("x-set".into(), "1".into())]);
-    assert_eq!(r0.filters.response_headers.remove, vec!["x-internal".to_string()]);
-    let RouteAction::Forward(b) = &r0.action else { panic!() };
-    assert_eq!(b[0].filters.as_ref().unwrap().request_headers.add, vec![("x-b".into(), "2".into())]);
-    let r1 = g.routes.iter().find(|r| r.name.ends_with("rules[1].matches[0]")).unwrap();
-    assert!(matches!(r1.action, RouteAction::DirectResponse { status: 500, .. }));
+    let r0 = g
+        .routes
+        .iter()
+        .find(|r| r.name.ends_with("rules[0].matches[0]"))
+        .unwrap();
+    assert_eq!(
+        r0.filters.request_headers.set,
+        vec![("x-set".into(), "1".into())]
+    );
+    assert_eq!(
+        r0.filters.response_headers.remove,
+        vec!["x-internal".to_string()]
+    );
+    let RouteAction::Forward(b) = &r0.action else {
+        panic!()
+    };
+    assert_eq!(
+        b[0].filters.as_ref().unwrap().request_headers.add,
+        vec![("x-b".into(), "2".into())]
+    );
+    let r1 = g
+        .routes
+        .iter()
+        .find(|r| r.name.ends_with("rules[1].matches[0]"))
+        .unwrap();
+    assert!(matches!(
+        r1.action,
+        RouteAction::DirectResponse { status: 500, .. }
+    ));
 }
 
 #[test]
@@ -241,24 +299,46 @@ fn invalid_matches_and_filters_name_the_resource_and_field() {
         "GRPCRoute ns/bad spec.rules[2].filters[0].type",
         "GRPCRoute ns/bad spec.rules[3].filters[1].type",
     ] {
-        assert!(fields.iter().any(|f| f == want), "missing {want} in {fields:#?}");
+        assert!(
+            fields.iter().any(|f| f == want),
+            "missing {want} in {fields:#?}"
+        );
     }
-    assert!(errs[0].to_string().contains("one or both of 'service' or 'method'"), "{}", errs[0]);
+    assert!(
+        errs[0]
+            .to_string()
+            .contains("one or both of 'service' or 'method'"),
+        "{}",
+        errs[0]
+    );
 }
 
 #[test]
 fn from_the_api_a_bad_grpc_route_is_rejected_alone() {
-    let good = route("good", "", "  - matches: [{method: {service: a.B}}]\n    backendRefs: [{name: v2, port: 9090}]\n");
-    let bad = route("bad", "", "  - matches: [{method: {}}]\n    backendRefs: [{name: v2, port: 9090}]\n");
-    let objects: Vec<serde_json::Value> = serde_yaml_ng::Deserializer::from_str(&format!(
-        "{SERVICE}---\n{good}---\n{bad}"
-    ))
-    .map(|d| serde::Deserialize::deserialize(d).unwrap())
-    .collect();
+    let good = route(
+        "good",
+        "",
+        "  - matches: [{method: {service: a.B}}]\n    backendRefs: [{name: v2, port: 9090}]\n",
+    );
+    let bad = route(
+        "bad",
+        "",
+        "  - matches: [{method: {}}]\n    backendRefs: [{name: v2, port: 9090}]\n",
+    );
+    let objects: Vec<serde_json::Value> =
+        serde_yaml_ng::Deserializer::from_str(&format!("{SERVICE}---\n{good}---\n{bad}"))
+            .map(|d| serde::Deserialize::deserialize(d).unwrap())
+            .collect();
     let p = load_objects(&objects, &Options::default());
     assert_eq!(p.rejected.len(), 1);
-    assert_eq!(p.rejected[0].resource.as_ref().unwrap().to_string(), "GRPCRoute ns/bad");
+    assert_eq!(
+        p.rejected[0].resource.as_ref().unwrap().to_string(),
+        "GRPCRoute ns/bad"
+    );
     assert_eq!(p.rejected[0].field, "spec.rules[0].matches[0].method");
     let g = greeter(&p.snapshot);
-    assert_eq!(pick(g, 9090, "/a.B/M", &[]), "GRPCRoute ns/good rules[0].matches[0]");
+    assert_eq!(
+        pick(g, 9090, "/a.B/M", &[]),
+        "GRPCRoute ns/good rules[0].matches[0]"
+    );
 }
