@@ -10,6 +10,7 @@ mod generation_state;
 mod hbone_reuse;
 mod hostile;
 mod httproute;
+mod kube_routes;
 mod kube_source;
 mod live;
 mod mtls;

@@ -47,7 +47,7 @@ pub fn routes(cx: &mut Cx<'_>, world: &World<'_>, mesh: &MeshRoutes) -> TcpRoute
             let field = format!("spec.parentRefs[{i}]");
             if svc.namespace != tr.ns() {
                 cx.diags.push(at.warning(
-                    field,
+                    format!("{field}.namespace"),
                     format!("Service {}/{} is in another namespace: consumer TCPRoutes are not supported (a connection is routed by its port alone); ignored", svc.namespace, svc.name),
                 ));
                 continue;
@@ -75,10 +75,11 @@ pub fn routes(cx: &mut Cx<'_>, world: &World<'_>, mesh: &MeshRoutes) -> TcpRoute
             }
             let name = |p: &[u16]| p.iter().map(u16::to_string).collect::<Vec<_>>().join(", ");
             if !http_ports.is_empty() {
+                // On `.port` (the parent matches nothing) only when no port is left.
                 cx.diags.push(at.warning(
-                    match port {
-                        Some(_) => format!("{field}.port"),
-                        None => field.clone(),
+                    match kept.is_empty() && lost.is_empty() {
+                        true => format!("{field}.port"),
+                        false => field.clone(),
                     },
                     format!(
                         "Service {}/{} port {} carries HTTP; a TCPRoute applies only to ports of other protocols, so it is not applied there",

@@ -197,5 +197,6 @@ fn a_consumer_tcp_route_is_ignored_with_a_warning() {
     assert!(l
         .warnings
         .iter()
-        .any(|w| w.field == "spec.parentRefs[0]" && w.message.contains("consumer TCPRoutes")));
+        .any(|w| w.field == "spec.parentRefs[0].namespace"
+            && w.message.contains("consumer TCPRoutes")));
 }

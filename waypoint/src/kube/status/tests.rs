@@ -50,7 +50,12 @@ spec:
 "#;
 
 fn conditions(d: &Desired, route: &str) -> Vec<(&'static str, bool, &'static str)> {
-    d.routes[&("shop".to_string(), route.to_string())].parents[0]
+    d.routes[&(
+        ResourceKind::HTTPRoute,
+        "shop".to_string(),
+        route.to_string(),
+    )]
+        .parents[0]
         .conditions
         .iter()
         .map(|c| (c.kind, c.ok, c.reason))
@@ -63,9 +68,13 @@ fn each_served_parent_gets_the_spec_conditions() {
     let loaded = waypoint_config::load_objects(&objs, &Default::default());
     let served = BTreeSet::from([("shop".to_string(), "cart".to_string())]);
     let gw: GatewayRef = "shop/wp".parse().unwrap();
-    let d = desired(&objs, &loaded.rejected, &loaded.warnings, &served, &gw);
+    let d = desired(&objs, &loaded.rejected, &loaded.warnings, &[], &served, &gw);
 
-    let good = &d.routes[&("shop".to_string(), "good".to_string())];
+    let good = &d.routes[&(
+        ResourceKind::HTTPRoute,
+        "shop".to_string(),
+        "good".to_string(),
+    )];
     assert_eq!(good.generation, 3);
     assert_eq!(good.parents.len(), 1, "only the served parent");
     assert_eq!(
@@ -90,7 +99,13 @@ fn each_served_parent_gets_the_spec_conditions() {
         conditions(&d, "wrong-port")[0],
         ("Accepted", false, "NoMatchingParent")
     );
-    let broken = &d.routes[&("shop".to_string(), "broken".to_string())].parents[0].conditions[0];
+    let broken = &d.routes[&(
+        ResourceKind::HTTPRoute,
+        "shop".to_string(),
+        "broken".to_string(),
+    )]
+        .parents[0]
+        .conditions[0];
     assert_eq!((broken.ok, broken.reason), (false, "UnsupportedValue"));
     assert!(
         broken
