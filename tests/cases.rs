@@ -11,6 +11,7 @@ mod grpc;
 mod hbone_reuse;
 mod hostile;
 mod httproute;
+mod kube_routes;
 mod kube_source;
 mod live;
 mod mtls;

@@ -1,7 +1,7 @@
 //! YAML/JSON documents → typed resources, each remembering its file and identity.
 
 use crate::envoy_gateway::BackendTrafficPolicyDoc;
-use crate::gateway_api::{GatewayDoc, HttpRouteDoc};
+use crate::gateway_api::{GatewayDoc, GrpcRouteDoc, HttpRouteDoc, TcpRouteDoc};
 use crate::istio::{DestinationRuleDoc, ServiceEntryDoc, VirtualServiceDoc, WorkloadEntryDoc};
 use crate::kube::{EndpointSliceDoc, PodDoc, ServiceDoc};
 use crate::{Diagnostic, Source};
@@ -42,6 +42,8 @@ pub struct Resources {
     pub virtual_services: Vec<Obj<VirtualServiceDoc>>,
     pub destination_rules: Vec<Obj<DestinationRuleDoc>>,
     pub http_routes: Vec<Obj<HttpRouteDoc>>,
+    pub grpc_routes: Vec<Obj<GrpcRouteDoc>>,
+    pub tcp_routes: Vec<Obj<TcpRouteDoc>>,
     pub gateways: Vec<Obj<GatewayDoc>>,
     pub traffic_policies: Vec<Obj<BackendTrafficPolicyDoc>>,
 }
@@ -136,6 +138,10 @@ fn kind_of(api_version: &str, kind: &str) -> Option<ResourceKind> {
         ("networking.istio.io", "ServiceEntry") => (ResourceKind::ServiceEntry, ISTIO),
         ("networking.istio.io", "WorkloadEntry") => (ResourceKind::WorkloadEntry, ISTIO),
         ("gateway.networking.k8s.io", "HTTPRoute") => (ResourceKind::HTTPRoute, GATEWAY_API),
+        ("gateway.networking.k8s.io", "GRPCRoute") => (ResourceKind::GRPCRoute, &["v1"]),
+        // v1 since Gateway API 1.6 (standard channel); v1alpha2 is deprecated
+        // and served by the experimental channel only.
+        ("gateway.networking.k8s.io", "TCPRoute") => (ResourceKind::TCPRoute, &["v1", "v1alpha2"]),
         ("gateway.networking.k8s.io", "Gateway") => (ResourceKind::Gateway, GATEWAY_API),
         ("gateway.envoyproxy.io", "BackendTrafficPolicy") => {
             (ResourceKind::BackendTrafficPolicy, &["v1alpha1"])
@@ -228,6 +234,8 @@ fn one(
         ResourceKind::VirtualService => push!(virtual_services),
         ResourceKind::DestinationRule => push!(destination_rules),
         ResourceKind::HTTPRoute => push!(http_routes),
+        ResourceKind::GRPCRoute => push!(grpc_routes),
+        ResourceKind::TCPRoute => push!(tcp_routes),
         ResourceKind::Gateway => push!(gateways),
         ResourceKind::BackendTrafficPolicy => push!(traffic_policies),
         ResourceKind::Namespace => out.namespaces.push(Obj {

@@ -57,8 +57,12 @@ fn service(out: &mut String, s: &Snapshot, svc: &Service) {
         RouteSource::VirtualService { routes } => {
             format!("{} (merged in this order, oldest first)", list(routes))
         }
-        RouteSource::HttpRoute { routes, shadowed } if shadowed.is_empty() => list(routes),
-        RouteSource::HttpRoute { routes, shadowed } => {
+        RouteSource::GatewayApi {
+            routes, shadowed, ..
+        } if shadowed.is_empty() => list(routes),
+        RouteSource::GatewayApi {
+            routes, shadowed, ..
+        } => {
             format!(
                 "{} (takes precedence; ignored: {})",
                 list(routes),
@@ -67,6 +71,9 @@ fn service(out: &mut String, s: &Snapshot, svc: &Service) {
         }
     };
     let _ = writeln!(out, "  routes from {source}");
+    if let RouteSource::GatewayApi { conflicts, .. } = &svc.route_source {
+        route_conflicts(out, conflicts);
+    }
     table(out, s, svc, 0..svc.producer_routes().len());
     for c in &svc.consumers {
         let scope = match &c.ports {
@@ -82,8 +89,10 @@ fn service(out: &mut String, s: &Snapshot, svc: &Service) {
             c.namespace,
             list(&c.from)
         );
+        route_conflicts(out, &c.conflicts);
         table(out, s, svc, c.start..c.end);
     }
+    tcp_routes(out, s, svc);
     if svc.traffic != waypoint_ir::TrafficPolicy::default() {
         let _ = writeln!(out, "  traffic policy: {}", traffic(&svc.traffic));
     }
@@ -118,6 +127,62 @@ fn service(out: &mut String, s: &Snapshot, svc: &Service) {
         );
     }
     out.push('\n');
+}
+
+/// GEP-1426: the routes of a losing type, and where they are not applied.
+fn route_conflicts(out: &mut String, conflicts: &[waypoint_ir::RouteConflict]) {
+    for c in conflicts {
+        let ports: Vec<String> = c.ports.iter().map(|p| p.to_string()).collect();
+        let scope = match c.whole {
+            true => format!("not applied (its port {})", ports.join(", ")),
+            false => format!("not applied on port {}", ports.join(", ")),
+        };
+        let _ = writeln!(
+            out,
+            "  conflict: {} parentRefs[{}] {scope}: {} binds it and takes precedence (GEP-1426 route types)",
+            c.route,
+            c.parent,
+            list(&c.winners)
+        );
+    }
+}
+
+/// TCPRoutes in the order a connection tries them; the first binding its port wins.
+fn tcp_routes(out: &mut String, s: &Snapshot, svc: &Service) {
+    let mut every_port: Option<&str> = None;
+    let mut ports_taken: Vec<(u16, &str)> = Vec::new();
+    for (i, r) in svc.tcp_routes.iter().enumerate() {
+        let port = r
+            .port
+            .map(|p| format!("port {p}"))
+            .unwrap_or_else(|| "every TCP port".into());
+        let action = action(s, &RouteAction::Forward(r.backends.clone()));
+        let action = action
+            .replacen("forward", "connect to", 1)
+            .replace("% respond 500 (", "% refuse (");
+        let _ = writeln!(
+            out,
+            "  tcp [{i}] {} on {port}
+      then {action}",
+            r.name
+        );
+        let earlier = every_port.or_else(|| {
+            let p = r.port?;
+            ports_taken.iter().find(|(q, _)| *q == p).map(|(_, n)| *n)
+        });
+        match earlier {
+            Some(n) => {
+                let _ = writeln!(
+                    out,
+                    "      never reached: {n} takes its connections (oldest first)"
+                );
+            }
+            None => match r.port {
+                None => every_port = Some(&r.name),
+                Some(p) => ports_taken.push((p, &r.name)),
+            },
+        }
+    }
 }
 
 fn traffic(t: &waypoint_ir::TrafficPolicy) -> String {

@@ -130,7 +130,7 @@ fn httproute_shadows_virtual_service_and_virtual_services_merge_oldest_first() {
     let s = &loaded.snapshot;
     let ratings = s.services.iter().find(|x| x.name == "ratings").unwrap();
     assert!(
-        matches!(&ratings.route_source, waypoint_ir::RouteSource::HttpRoute { shadowed, .. } if shadowed.len() == 1)
+        matches!(&ratings.route_source, waypoint_ir::RouteSource::GatewayApi { shadowed, .. } if shadowed.len() == 1)
     );
     // The unsupported RequestMirror filter answers 500 rather than being skipped.
     assert!(matches!(

@@ -2,14 +2,17 @@
 //! endpoints first (everything else refers to them), then DestinationRule subsets
 //! (routes refer to subsets by index), then routes, then the lookup indexes.
 
+mod grpc_route;
 mod hosts;
 mod http_route;
 mod matchers;
+mod mesh_routes;
 mod policy;
 mod protocol;
 mod refresh;
 mod services;
 mod subsets;
+mod tcp_route;
 mod traffic;
 mod traffic_policy;
 mod virtual_service;
@@ -63,8 +66,9 @@ pub fn translate(res: &Resources, opts: &Options, diags: &mut Vec<Diagnostic>) -
         waypoint_namespace: waypoint.as_ref().map(|w| w.source.namespace.as_str()),
     };
     let vs = virtual_service::routes(&mut cx, &world);
-    let hr = http_route::routes(&mut cx, &world);
-    attach(&mut cx, &mut services, vs, hr);
+    let mesh = mesh_routes::routes(&mut cx, &world);
+    let tcp = tcp_route::routes(&mut cx, &world, &mesh);
+    attach(&mut cx, &mut services, vs, mesh, tcp);
     traffic_policy::apply(&mut cx, &index, &mut services);
 
     let mut snapshot = Snapshot {
@@ -91,24 +95,30 @@ pub struct Attached {
     pub file: String,
 }
 
-/// Each service's route tables: the producer table, then its consumer tables.
+/// Each service's route tables: the producer table, then its consumer tables,
+/// and its TCPRoutes.
 ///
-/// A service with both (producer) HTTPRoutes and VirtualServices: Istio
+/// A service with both (producer) Gateway API routes and VirtualServices: Istio
 /// documents no precedence here: "Mixing VirtualService and HTTPRoute for the
 /// same workload is not supported and leads to undefined behavior" (istio.io,
 /// ambient "Migrate policies"; VirtualService on waypoints is Alpha). We pick the
-/// HTTPRoute, the API Istio recommends for waypoints, ignore the VirtualService
-/// for that service, and say so.
+/// Gateway API routes, the API Istio recommends for waypoints, ignore the
+/// VirtualService for that service, and say so.
 fn attach(
     cx: &mut Cx<'_>,
     services: &mut [Service],
     mut vs: BTreeMap<ServiceIdx, Attached>,
-    mut hr: http_route::HttpRoutes,
+    mut mesh: mesh_routes::MeshRoutes,
+    mut tcp: tcp_route::TcpRoutes,
 ) {
     for (i, svc) in services.iter_mut().enumerate() {
         let idx = ServiceIdx(i);
         let vs = vs.remove(&idx);
-        match (hr.producer.remove(&idx), vs) {
+        let mut conflicts = mesh.conflicts.remove(&(idx, None)).unwrap_or_default();
+        conflicts.extend(tcp.conflicts.remove(&idx).unwrap_or_default());
+        let tcp_from = tcp.from.remove(&idx).unwrap_or_default();
+        svc.tcp_routes = tcp.routes.remove(&idx).unwrap_or_default();
+        match (mesh.producer.remove(&idx), vs) {
             (Some(h), shadowed) => {
                 let shadowed = shadowed.map(|v| v.from).unwrap_or_default();
                 for s in &shadowed {
@@ -116,13 +126,16 @@ fn attach(
                         &h.file,
                         h.from.first(),
                         "spec.parentRefs",
-                        format!("{s} also routes {}; Istio does not support mixing the two APIs for one service, so this waypoint uses the HTTPRoute and ignores the VirtualService for it", svc.hostname),
+                        format!("{s} also routes {}; Istio does not support mixing the two APIs for one service, so this waypoint uses the {} and ignores the VirtualService for it", svc.hostname, h.from.first().map_or("HTTPRoute", |r| r.kind.as_str())),
                     ));
                 }
                 svc.routes = h.routes;
-                svc.route_source = RouteSource::HttpRoute {
-                    routes: h.from,
+                let mut routes = h.from;
+                routes.extend(tcp_from);
+                svc.route_source = RouteSource::GatewayApi {
+                    routes,
                     shadowed,
+                    conflicts,
                 };
             }
             (None, Some(v)) => {
@@ -131,13 +144,25 @@ fn attach(
             }
             (None, None) => {
                 svc.routes = Vec::new();
-                svc.route_source = RouteSource::Default;
+                svc.route_source = if tcp_from.is_empty() {
+                    RouteSource::Default
+                } else {
+                    RouteSource::GatewayApi {
+                        routes: tcp_from,
+                        shadowed: Vec::new(),
+                        conflicts,
+                    }
+                };
             }
         }
         add_default_routes(svc, idx);
-        for (namespace, table) in hr.consumers.remove(&idx).unwrap_or_default() {
+        for (namespace, table) in mesh.consumers.remove(&idx).unwrap_or_default() {
             let start = svc.routes.len();
             let ports = bound_ports(&table.routes, svc);
+            let conflicts = mesh
+                .conflicts
+                .remove(&(idx, Some(namespace.clone())))
+                .unwrap_or_default();
             svc.routes.extend(table.routes);
             svc.consumers.push(ConsumerRoutes {
                 namespace,
@@ -145,6 +170,7 @@ fn attach(
                 end: svc.routes.len(),
                 ports,
                 from: table.from,
+                conflicts,
             });
         }
     }

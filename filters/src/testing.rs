@@ -128,6 +128,7 @@ impl SnapshotBuilder {
             end: svc.routes.len(),
             ports: None,
             from: Vec::new(),
+            conflicts: Vec::new(),
         });
     }
 

@@ -37,9 +37,12 @@ pub struct Service {
     /// this service. Empty for almost every service, so the data path pays one
     /// length check.
     pub consumers: Vec<ConsumerRoutes>,
-    /// Gateway API TCPRoutes whose parent is this service, in precedence
-    /// order; a connection to a TCP port takes the first that binds its port,
-    /// else goes to the service itself.
+    /// Gateway API TCPRoutes whose parent is this service, oldest first (then
+    /// by namespace/name, then rule): GEP-2644 gives a port's connections to
+    /// the oldest route. A connection to a TCP port takes the first that binds
+    /// its port, else goes to the service itself. They bind only ports whose
+    /// protocol is not HTTP (Istio's waypoint builds no TCP chain there), and
+    /// on a `Detect` port only when no HTTPRoute or GRPCRoute binds it (GEP-1426).
     pub tcp_routes: Vec<TcpRoute>,
     /// DestinationRule `trafficPolicy` (top level), and per port with
     /// `portLevelSettings` merged over it.
@@ -47,20 +50,42 @@ pub struct Service {
     pub port_traffic: BTreeMap<u16, TrafficPolicy>,
 }
 
-/// Which API supplied a service's routes; HTTPRoute wins over VirtualService.
+/// Which API supplied a service's routes; Gateway API routes win over
+/// VirtualServices.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub enum RouteSource {
     /// No route attached: the default route to all endpoints.
     #[default]
     Default,
-    HttpRoute {
+    /// HTTPRoutes and GRPCRoutes (GAMMA), and the TCPRoutes of `tcp_routes`.
+    GatewayApi {
         routes: Vec<ResourceRef>,
         /// VirtualServices that also target this service and were ignored.
         shadowed: Vec<ResourceRef>,
+        /// Routes left off some port because a route of another type binds it.
+        conflicts: Vec<RouteConflict>,
     },
     /// Istio's waypoint merges every VirtualService for the host, oldest first
     /// (istio/istio#59484): `routes` in that order.
     VirtualService { routes: Vec<ResourceRef> },
+}
+
+/// GEP-1426 ("Route types"): where routes of different types bind one Service
+/// port, only the first type of GRPCRoute, HTTPRoute, TLSRoute, TCPRoute
+/// applies there; the others are not applied on that port and their parent
+/// status says `Accepted: False`, reason `RouteReasonConflicted`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RouteConflict {
+    /// The route not applied.
+    pub route: ResourceRef,
+    /// Its `spec.parentRefs[]` index.
+    pub parent: usize,
+    /// The service ports it lost, in order.
+    pub ports: Vec<u16>,
+    /// True when it lost every port its parentRef binds.
+    pub whole: bool,
+    /// The routes of the winning type that bind those ports.
+    pub winners: Vec<ResourceRef>,
 }
 
 /// The routes HTTPRoutes in `namespace` attach to a service of another
@@ -77,6 +102,8 @@ pub struct ConsumerRoutes {
     /// producer table, as no route of theirs is present there.
     pub ports: Option<Vec<u16>>,
     pub from: Vec<ResourceRef>,
+    /// Routes of this namespace left off a port by GEP-1426's route types.
+    pub conflicts: Vec<RouteConflict>,
 }
 
 /// A TCPRoute rule with a Service parent: a connection's bytes go to one of
@@ -106,6 +133,18 @@ impl ConsumerRoutes {
 }
 
 impl Service {
+    /// Every GEP-1426 conflict on this service: the producer table's, then
+    /// each consumer table's.
+    pub fn conflicts(&self) -> impl Iterator<Item = &RouteConflict> {
+        let producer = match &self.route_source {
+            RouteSource::GatewayApi { conflicts, .. } => conflicts.as_slice(),
+            _ => &[],
+        };
+        producer
+            .iter()
+            .chain(self.consumers.iter().flat_map(|c| c.conflicts.iter()))
+    }
+
     /// The TCPRoute a connection to `port` takes, if any.
     pub fn tcp_route(&self, port: u16) -> Option<&TcpRoute> {
         self.tcp_routes.iter().find(|r| r.binds(port))

@@ -1,7 +1,7 @@
 //! The waypoint's intermediate representation (IR).
 //!
 //! Every source (Kubernetes Services and Pods, Istio VirtualService/DestinationRule,
-//! Gateway API HTTPRoute) is translated once into a [`Snapshot`]; the data path reads
+//! Gateway API HTTPRoute, GRPCRoute, TCPRoute) is translated once into a [`Snapshot`]; the data path reads
 //! nothing else. The types here are plain data: no YAML, no Kubernetes types, no I/O.
 //! A snapshot is immutable once built and shared as `Arc<Snapshot>`, so a request sees
 //! one consistent world for its whole life, retries included.
@@ -12,8 +12,8 @@ mod policy;
 mod route;
 
 pub use backend::{
-    ConsumerRoutes, Endpoint, EndpointIdx, Protocol, RouteSource, Service, ServiceIdx, ServicePort,
-    Subset, TcpRoute,
+    ConsumerRoutes, Endpoint, EndpointIdx, Protocol, RouteConflict, RouteSource, Service,
+    ServiceIdx, ServicePort, Subset, TcpRoute,
 };
 pub use names::{ResourceKind, ResourceRef};
 pub use policy::{

@@ -4,32 +4,24 @@
 //! sorted once here by the spec's precedence, so the data path takes the first
 //! match. Regex paths rank below every exact and prefix path, as Istio ranks them.
 //!
-//! GEP-1294 ("Namespace boundaries", "Multiple routes for a Service"): a parent
-//! in the route's own namespace makes a producer route, for every client; a
-//! parent in another namespace makes a consumer route, for clients in the
-//! route's namespace only, which use their consumer routes instead of the
-//! producer's. Routes merge only within one such group. Istio's own waypoint
-//! does not implement consumer routes (it reads routes from the Service's and
-//! the waypoint's namespaces only, and its ambient conformance run drops
-//! `MeshConsumerRoute`); this waypoint does, as the HBONE peer's SPIFFE id names
-//! the client's namespace.
+//! Which services and tables they join: [`super::mesh_routes`].
 
-mod filters;
+pub(super) mod filters;
 
 use super::matchers::{regex, At};
-use super::{Attached, Cx, World};
+use super::mesh_routes::SortKey;
+use super::{Cx, World};
 use crate::gateway_api::{BackendRefSpec, HttpRouteDoc, MatchSpec};
 use crate::parse::Obj;
 use filters::{backend_filters, rule_filters, rule_is_valid};
 use std::cmp::Reverse;
-use std::collections::BTreeMap;
 use waypoint_ir::{
     BackendRef, BackendTarget, HeaderMatch, Method, PathMatch, QueryMatch, RequestMatch, Route,
-    RouteAction, RouteOrigin, ServiceIdx, StringMatch,
+    RouteAction, RouteOrigin, StringMatch,
 };
 
 /// Sort key: smaller sorts first and so wins.
-type Precedence = (
+pub type Precedence = (
     (u8, Reverse<usize>),
     bool,
     Reverse<usize>,
@@ -40,114 +32,12 @@ type Precedence = (
     usize,
 );
 
-/// The HTTPRoute tables of each service.
-#[derive(Default)]
-pub struct HttpRoutes {
-    pub producer: BTreeMap<ServiceIdx, Attached>,
-    /// One table per consumer namespace, in namespace order.
-    pub consumers: BTreeMap<ServiceIdx, Vec<(String, Attached)>>,
-}
-
-/// A table: the service, and the consumer namespace (`None`: producer routes).
-type Table = (ServiceIdx, Option<String>);
-
-pub fn routes(cx: &mut Cx<'_>, world: &World<'_>) -> HttpRoutes {
-    let mut entries: BTreeMap<Table, Vec<(Precedence, Route)>> = BTreeMap::new();
-    let mut from: BTreeMap<Table, (Vec<waypoint_ir::ResourceRef>, String)> = BTreeMap::new();
-    for hr in &cx.res.http_routes {
-        let at = At {
-            file: &hr.file,
-            id: &hr.id,
-        };
-        // Rules are validated even when no parent resolves: errors must not hide.
-        let translated = translate_rules(cx, &at, world, hr);
-        let parents = parents(cx, &at, world, hr);
-        for (idx, port) in parents {
-            let consumer = world.services[idx.0].namespace != hr.ns();
-            let table = (idx, consumer.then(|| hr.ns().to_string()));
-            let e = from
-                .entry(table.clone())
-                .or_insert_with(|| (Vec::new(), hr.file.clone()));
-            if !e.0.contains(&hr.id) {
-                e.0.push(hr.id.clone());
-            }
-            for (key, route) in &translated {
-                let mut route = route.clone();
-                route.port = port;
-                entries
-                    .entry(table.clone())
-                    .or_default()
-                    .push((key.clone(), route));
-            }
-        }
-    }
-    let mut out = HttpRoutes::default();
-    for (table, mut list) in entries {
-        list.sort_by(|a, b| a.0.cmp(&b.0));
-        let (from, file) = from.remove(&table).unwrap_or_default();
-        let attached = Attached {
-            routes: list.into_iter().map(|(_, r)| r).collect(),
-            from,
-            file,
-        };
-        match table {
-            (idx, None) => {
-                out.producer.insert(idx, attached);
-            }
-            (idx, Some(ns)) => out.consumers.entry(idx).or_default().push((ns, attached)),
-        }
-    }
-    out
-}
-
-/// The services (and ports) this route attaches to; other parents are ignored.
-fn parents(
+pub(super) fn translate_rules(
     cx: &mut Cx<'_>,
     at: &At<'_>,
     world: &World<'_>,
     hr: &Obj<HttpRouteDoc>,
-) -> Vec<(ServiceIdx, Option<u16>)> {
-    let mut out = Vec::new();
-    for (i, p) in hr.doc.spec.parent_refs.iter().enumerate() {
-        let is_service = p.kind.as_deref() == Some("Service")
-            && matches!(p.group.as_deref(), None | Some("") | Some("core"));
-        if !is_service {
-            log::debug!(
-                "{}: {} parentRefs[{i}] is not a Service; not a mesh route",
-                hr.file,
-                hr.id
-            );
-            continue;
-        }
-        let ns = p.namespace.as_deref().unwrap_or(hr.ns());
-        match world.index.service(ns, &p.name) {
-            Some(idx) => match p.port {
-                Some(port) if world.services[idx.0].port(port).is_none() => {
-                    cx.diags.push(at.warning(
-                        format!("spec.parentRefs[{i}].port"),
-                        format!(
-                            "Service {ns}/{} has no port {port}; the route does not attach there",
-                            p.name
-                        ),
-                    ))
-                }
-                _ => out.push((idx, p.port)),
-            },
-            None => cx.diags.push(at.warning(
-                format!("spec.parentRefs[{i}]"),
-                format!("no Service {ns}/{} is known", p.name),
-            )),
-        }
-    }
-    out
-}
-
-fn translate_rules(
-    cx: &mut Cx<'_>,
-    at: &At<'_>,
-    world: &World<'_>,
-    hr: &Obj<HttpRouteDoc>,
-) -> Vec<(Precedence, Route)> {
+) -> Vec<(SortKey, Route)> {
     let default_match = [MatchSpec::default()];
     let mut out = Vec::new();
     for (r, rule) in hr.doc.spec.rules.iter().enumerate() {
@@ -189,7 +79,7 @@ fn translate_rules(
             let Some(rm) = request_match(cx, at, &mfield, spec) else {
                 continue;
             };
-            let key = precedence(&rm, hr, r, m);
+            let key = SortKey::Http(precedence(&rm, hr, r, m));
             out.push((
                 key,
                 Route {
@@ -287,7 +177,7 @@ fn request_match(cx: &mut Cx<'_>, at: &At<'_>, field: &str, m: &MatchSpec) -> Op
     })
 }
 
-fn value_match(
+pub(super) fn value_match(
     cx: &mut Cx<'_>,
     at: &At<'_>,
     field: &str,
@@ -310,7 +200,7 @@ fn value_match(
 }
 
 /// `None` when the backendRef's filters are malformed (an error was recorded).
-fn backend(
+pub(super) fn backend(
     cx: &mut Cx<'_>,
     at: &At<'_>,
     world: &World<'_>,

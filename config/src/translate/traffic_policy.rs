@@ -1,8 +1,9 @@
-//! BackendTrafficPolicy (Envoy Gateway) attached to Services and HTTPRoutes.
+//! BackendTrafficPolicy (Envoy Gateway) attached to Services, HTTPRoutes and
+//! GRPCRoutes (Envoy Gateway's targetRefs allow both route kinds).
 //!
 //! Precedence, shown by `check`: a policy's fields replace what the route itself
-//! (VirtualService or HTTPRoute) set, because an attachment is the explicit
-//! override; a policy targeting an HTTPRoute is applied after one targeting the
+//! (VirtualService, HTTPRoute or GRPCRoute) set, because an attachment is the explicit
+//! override; a policy targeting a route is applied after one targeting the
 //! route's Service, so the more specific one wins; among equals, the older first.
 
 use super::hosts::HostIndex;
@@ -45,7 +46,8 @@ pub fn apply(cx: &mut Cx<'_>, index: &HostIndex, services: &mut [Service]) {
             )
         })
         .collect();
-    for pass in ["Service", "HTTPRoute"] {
+    const ROUTES: &[&str] = &["HTTPRoute", "GRPCRoute"];
+    for pass in [&["Service"][..], ROUTES] {
         for (p, overlay) in &parsed {
             let Some(overlay) = overlay else { continue };
             let at = At {
@@ -63,7 +65,8 @@ pub fn apply(cx: &mut Cx<'_>, index: &HostIndex, services: &mut [Service]) {
                     "Service" => matches!(t.group.as_deref(), None | Some("") | Some("core")),
                     _ => matches!(t.group.as_deref(), None | Some("gateway.networking.k8s.io")),
                 };
-                if t.kind == pass && !group_ok {
+                let in_pass = pass.contains(&t.kind.as_str());
+                if in_pass && !group_ok {
                     cx.diags.push(at.warning(
                         format!("spec.targetRefs[{i}].group"),
                         format!(
@@ -73,8 +76,9 @@ pub fn apply(cx: &mut Cx<'_>, index: &HostIndex, services: &mut [Service]) {
                     ));
                     continue;
                 }
-                if t.kind != pass {
-                    if !matches!(t.kind.as_str(), "Service" | "HTTPRoute") && pass == "Service" {
+                if !in_pass {
+                    let known = t.kind == "Service" || ROUTES.contains(&t.kind.as_str());
+                    if !known && pass[0] == "Service" {
                         cx.diags.push(at.warning(
                             format!("spec.targetRefs[{i}].kind"),
                             format!("a {} target is not supported here; ignored", t.kind),
@@ -145,8 +149,12 @@ fn attach(
                 }
             }
         }
-        _ => {
-            let target = ResourceRef::new(ResourceKind::HTTPRoute, ns, t.name.clone());
+        kind => {
+            let kind = match kind {
+                "GRPCRoute" => ResourceKind::GRPCRoute,
+                _ => ResourceKind::HTTPRoute,
+            };
+            let target = ResourceRef::new(kind, ns, t.name.clone());
             for svc in services.iter_mut() {
                 for r in svc
                     .routes

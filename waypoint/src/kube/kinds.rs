@@ -15,13 +15,16 @@ pub enum Kind {
     VirtualService,
     DestinationRule,
     HttpRoute,
+    GrpcRoute,
+    TcpRoute,
     Gateway,
     BackendTrafficPolicy,
 }
 
 impl Kind {
     /// (group, version, kind, plural) as served: Istio's `v1` (1.22 and later),
-    /// Gateway API's `v1`, Envoy Gateway's `v1alpha1`.
+    /// Gateway API's `v1`, Envoy Gateway's `v1alpha1`. The version is the first
+    /// of [`Kind::versions`].
     fn gvkp(self) -> (&'static str, &'static str, &'static str, &'static str) {
         match self {
             Kind::Namespace => ("", "v1", "Namespace", "namespaces"),
@@ -53,6 +56,8 @@ impl Kind {
                 "destinationrules",
             ),
             Kind::HttpRoute => ("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes"),
+            Kind::GrpcRoute => ("gateway.networking.k8s.io", "v1", "GRPCRoute", "grpcroutes"),
+            Kind::TcpRoute => ("gateway.networking.k8s.io", "v1", "TCPRoute", "tcproutes"),
             Kind::Gateway => ("gateway.networking.k8s.io", "v1", "Gateway", "gateways"),
             Kind::BackendTrafficPolicy => (
                 "gateway.envoyproxy.io",
@@ -63,8 +68,23 @@ impl Kind {
         }
     }
 
+    /// The versions to read, preferred first. TCPRoute is `v1` since Gateway
+    /// API 1.6 (standard channel); clusters with an older experimental-channel
+    /// CRD serve only `v1alpha2`, which has the same fields.
+    pub fn versions(self) -> &'static [&'static str] {
+        match self {
+            Kind::TcpRoute => &["v1", "v1alpha2"],
+            Kind::BackendTrafficPolicy => &["v1alpha1"],
+            _ => &["v1"],
+        }
+    }
+
     pub fn api_resource(self) -> ApiResource {
-        let (group, version, kind, plural) = self.gvkp();
+        self.api_resource_at(self.gvkp().1)
+    }
+
+    pub fn api_resource_at(self, version: &str) -> ApiResource {
+        let (group, _, kind, plural) = self.gvkp();
         ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
     }
 
@@ -85,8 +105,14 @@ impl Kind {
     /// phase. Status, annotations and managed fields are dropped, so memory
     /// follows what is served, not what the API server stores.
     pub fn trim(self, object: &Value) -> Value {
+        self.trim_at(object, self.gvkp().1)
+    }
+
+    /// [`Kind::trim`] for an object read at `version`, which its `apiVersion`
+    /// keeps, so its status is written at the version the API serves.
+    pub fn trim_at(self, object: &Value, version: &str) -> Value {
         let mut out = Map::new();
-        let (group, version, kind, _) = self.gvkp();
+        let (group, _, kind, _) = self.gvkp();
         let api_version = if group.is_empty() {
             version.to_string()
         } else {

@@ -280,7 +280,7 @@ pub fn keeps(kind: Kind, object: &Value, gw: &GatewayRef, wanted: &BTreeSet<Stri
         Kind::Service => names_us(&ns),
         Kind::ServiceEntry => names_us(&ns) || wanted.contains(&ns),
         Kind::DestinationRule => wanted.contains(&ns) || ns == ROOT_NAMESPACE,
-        Kind::HttpRoute => object
+        Kind::HttpRoute | Kind::GrpcRoute | Kind::TcpRoute => object
             .pointer("/spec/parentRefs")
             .and_then(Value::as_array)
             .is_some_and(|parents| {
@@ -399,13 +399,15 @@ pub fn scope(store: &Store, gw: &GatewayRef) -> Scope {
     objects.extend(in_namespaces(Kind::VirtualService, None));
     objects.extend(in_namespaces(Kind::DestinationRule, Some(ROOT_NAMESPACE)));
     objects.extend(in_namespaces(Kind::BackendTrafficPolicy, None));
-    objects.extend(
-        store
-            .of(Kind::HttpRoute)
-            .into_iter()
-            .filter(|((ns, _), route)| parents_served(route, ns, &served))
-            .map(|(_, o)| o.clone()),
-    );
+    for kind in [Kind::HttpRoute, Kind::GrpcRoute, Kind::TcpRoute] {
+        objects.extend(
+            store
+                .of(kind)
+                .into_iter()
+                .filter(|((ns, _), route)| parents_served(route, ns, &served))
+                .map(|(_, o)| o.clone()),
+        );
+    }
     objects.extend(
         store
             .of(Kind::Gateway)
@@ -427,7 +429,7 @@ pub fn scope(store: &Store, gw: &GatewayRef) -> Scope {
     }
 }
 
-/// Whether an HTTPRoute names a served Service among its parents (a mesh
+/// Whether a route (HTTP, gRPC or TCP) names a served Service among its parents (a mesh
 /// route; the parentRef's namespace defaults to the route's).
 fn parents_served(route: &Value, route_ns: &str, served: &BTreeSet<(&str, &str)>) -> bool {
     let Some(parents) = route.pointer("/spec/parentRefs").and_then(Value::as_array) else {

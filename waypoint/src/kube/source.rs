@@ -45,13 +45,15 @@ pub struct KubeSource {
 }
 
 /// Kinds read cluster-wide: few objects each, whoever they serve.
-const CLUSTER_WIDE: [Kind; 7] = [
+const CLUSTER_WIDE: [Kind; 9] = [
     Kind::Namespace,
     Kind::ServiceEntry,
     Kind::WorkloadEntry,
     Kind::VirtualService,
     Kind::DestinationRule,
     Kind::HttpRoute,
+    Kind::GrpcRoute,
+    Kind::TcpRoute,
     Kind::BackendTrafficPolicy,
 ];
 
@@ -221,10 +223,17 @@ impl KubeSource {
     fn publish(&self, served: &super::scope::Scope, last_rejected: &mut Vec<String>, held: usize) {
         self.metrics.config_objects.set(held as i64);
         let loaded = waypoint_config::load_objects(&served.objects, &self.options);
+        let conflicts: Vec<&waypoint_ir::RouteConflict> = loaded
+            .snapshot
+            .services
+            .iter()
+            .flat_map(|s| s.conflicts())
+            .collect();
         let desired = super::status::desired(
             &served.objects,
             &loaded.rejected,
             &loaded.warnings,
+            &conflicts,
             &served.services,
             &self.gateway,
         );

@@ -1,5 +1,5 @@
-//! What this waypoint says back on the resources it reads. HTTPRoutes with a
-//! served Service parent get a `status.parents[]` entry per such parent, with
+//! What this waypoint says back on the resources it reads. HTTPRoutes,
+//! GRPCRoutes and TCPRoutes with a served Service parent get a `status.parents[]` entry per such parent, with
 //! Gateway API's `Accepted` and `ResolvedRefs` conditions; other rejected
 //! resources (whose status belongs to istiod or nobody) get a Kubernetes Event.
 //! Computing it is plain data ([`desired`]); writing it is [`writer`], and only
@@ -11,7 +11,17 @@ use super::scope::GatewayRef;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use waypoint_config::Diagnostic;
-use waypoint_ir::{ResourceKind, ResourceRef};
+use waypoint_ir::{ResourceKind, ResourceRef, RouteConflict};
+
+/// The route kinds whose status we write.
+const ROUTE_KINDS: [ResourceKind; 3] = [
+    ResourceKind::HTTPRoute,
+    ResourceKind::GRPCRoute,
+    ResourceKind::TCPRoute,
+];
+
+/// GEP-1426's reason for a route whose type lost a Service port to another's.
+pub const CONFLICTED: &str = "RouteReasonConflicted";
 
 /// Our GatewayClass's controller, as it appears in `status.parents[].controllerName`.
 pub const CONTROLLER_NAME: &str = "pingora-waypoint.dev/controller";
@@ -40,6 +50,8 @@ pub struct ParentStatus {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteStatus {
+    /// The version it was read at, to write it at (`gateway.networking.k8s.io/v1`).
+    pub api_version: String,
     pub generation: i64,
     pub parents: Vec<ParentStatus>,
 }
@@ -51,10 +63,13 @@ pub struct Rejection {
     pub message: String,
 }
 
+/// A route: its kind, namespace and name.
+pub type RouteKey = (ResourceKind, String, String);
+
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Desired {
-    /// By (namespace, name).
-    pub routes: BTreeMap<(String, String), RouteStatus>,
+    /// By kind, namespace and name.
+    pub routes: BTreeMap<RouteKey, RouteStatus>,
     pub events: Vec<Rejection>,
 }
 
@@ -73,22 +88,30 @@ fn text(d: &Diagnostic) -> String {
 }
 
 /// The status each served route should have, and the Events to raise, from
-/// one translation's diagnostics. `served` holds the served Services.
+/// one translation's diagnostics and GEP-1426 conflicts. `served` holds the
+/// served Services.
 pub fn desired(
     objects: &[Value],
     rejected: &[Diagnostic],
     warnings: &[Diagnostic],
+    conflicts: &[&RouteConflict],
     served: &std::collections::BTreeSet<(String, String)>,
     gw: &GatewayRef,
 ) -> Desired {
     let mut out = Desired::default();
-    for route in objects.iter().filter(|o| o["kind"] == "HTTPRoute") {
+    for route in objects {
+        let Some(kind) = ROUTE_KINDS
+            .into_iter()
+            .find(|k| route["kind"] == k.as_str())
+        else {
+            continue;
+        };
         let meta = &route["metadata"];
         let (ns, name) = (
             meta["namespace"].as_str().unwrap_or("default"),
             meta["name"].as_str().unwrap_or_default(),
         );
-        let id = ResourceRef::new(ResourceKind::HTTPRoute, ns, name);
+        let id = ResourceRef::new(kind, ns, name);
         let errors: Vec<String> = about(rejected, &id).map(text).collect();
         let warned: Vec<&Diagnostic> = about(warnings, &id).collect();
         let backend_warnings = |suffix: &str| -> Vec<String> {
@@ -137,6 +160,8 @@ pub fn desired(
                 continue;
             }
             let port_field = format!("spec.parentRefs[{i}].port");
+            let ns_field = format!("spec.parentRefs[{i}].namespace");
+            let conflict = conflicts.iter().find(|c| c.route == id && c.parent == i);
             let accepted = if !errors.is_empty() {
                 Condition {
                     kind: "Accepted",
@@ -151,12 +176,29 @@ pub fn desired(
                     reason: "NoMatchingParent",
                     message: text(d),
                 }
+            } else if let Some(d) = warned.iter().find(|d| d.field == ns_field) {
+                Condition {
+                    kind: "Accepted",
+                    ok: false,
+                    reason: "UnsupportedValue",
+                    message: text(d),
+                }
+            } else if let Some(c) = conflict.filter(|c| c.whole) {
+                Condition {
+                    kind: "Accepted",
+                    ok: false,
+                    reason: CONFLICTED,
+                    message: conflict_text(c),
+                }
             } else {
+                let partly = conflict
+                    .map(|c| format!("; {}", conflict_text(c)))
+                    .unwrap_or_default();
                 Condition {
                     kind: "Accepted",
                     ok: true,
                     reason: "Accepted",
-                    message: format!("Route accepted by waypoint {gw}"),
+                    message: format!("Route accepted by waypoint {gw}{partly}"),
                 }
             };
             let mut parent_ref =
@@ -172,8 +214,12 @@ pub fn desired(
         if !parents.is_empty() {
             let generation = meta["generation"].as_i64().unwrap_or(0);
             out.routes.insert(
-                (ns.to_string(), name.to_string()),
+                (kind, ns.to_string(), name.to_string()),
                 RouteStatus {
+                    api_version: route["apiVersion"]
+                        .as_str()
+                        .unwrap_or("gateway.networking.k8s.io/v1")
+                        .to_string(),
                     generation,
                     parents,
                 },
@@ -184,7 +230,7 @@ pub fn desired(
         .iter()
         .filter_map(|d| {
             let r = d.resource.as_ref()?;
-            (r.kind != ResourceKind::HTTPRoute).then(|| Rejection {
+            (!ROUTE_KINDS.contains(&r.kind)).then(|| Rejection {
                 resource: r.clone(),
                 message: text(d),
             })
@@ -194,6 +240,16 @@ pub fn desired(
     events.dedup();
     out.events = events;
     out
+}
+
+fn conflict_text(c: &RouteConflict) -> String {
+    let winners: Vec<String> = c.winners.iter().map(|w| w.to_string()).collect();
+    let ports: Vec<String> = c.ports.iter().map(|p| p.to_string()).collect();
+    format!(
+        "not applied on port {}: {} binds it, and GEP-1426 applies only the more specific route type there",
+        ports.join(", "),
+        winners.join(", ")
+    )
 }
 
 #[cfg(test)]

@@ -145,6 +145,22 @@ impl Drop for Watches {
     }
 }
 
+/// Kinds logged as not served. A watch restarts whenever its scope changes,
+/// so the log line is kept to once per process until the kind appears.
+static LOGGED_ABSENT: std::sync::Mutex<Vec<Kind>> = std::sync::Mutex::new(Vec::new());
+
+/// Records whether `kind` is served; true when that is news worth a log line.
+fn absent_news(kind: Kind, absent: bool) -> bool {
+    let mut logged = LOGGED_ABSENT.lock().unwrap_or_else(|e| e.into_inner());
+    let known = logged.contains(&kind);
+    match (absent, known) {
+        (true, false) => logged.push(kind),
+        (false, true) => logged.retain(|k| *k != kind),
+        _ => return false,
+    }
+    true
+}
+
 fn not_served(e: &watcher::Error) -> bool {
     let api = match e {
         watcher::Error::InitialListFailed(kube::Error::Api(s))
@@ -160,71 +176,100 @@ async fn run(
     labels: Option<&'static str>,
     (run, tx): (u64, UnboundedSender<Tagged>),
 ) {
-    let resource = id.kind.api_resource();
-    let api: Api<DynamicObject> = match &id.namespace {
-        Some(ns) => Api::namespaced_with(client, ns, &resource),
-        None => Api::all_with(client, &resource),
-    };
+    let kind: Kind = id.kind;
+    let versions = kind.versions();
     let mut config = watcher::Config::default();
     if let Some(l) = labels {
         config = config.labels(l);
     }
-    let kind: Kind = id.kind;
-    let trimmed = |o: DynamicObject| kind.trim(&serde_json::to_value(o).unwrap_or_default());
-    let mut events =
-        std::pin::pin!(watcher::watcher(api, config).backoff(Retry(Duration::from_millis(200))));
-    let mut absent = false;
-    // Set by the source loop's answer to `Listing`, which always comes first.
-    let mut keep = Keep::All;
-    while let Some(event) = events.next().await {
-        let update = match event {
-            Ok(Event::Init) => {
-                let (answer, keeps) = oneshot::channel();
-                if tx.send((run, Update::Listing(id.clone(), answer))).is_err() {
-                    return;
-                }
-                // No answer: the source loop has moved on from this run.
-                let Ok(k) = keeps.await else { return };
-                keep = k;
-                continue;
-            }
-            Ok(Event::InitApply(o)) => {
-                let o = trimmed(o);
-                if !keep.keeps(&o) {
+    let mut version = 0;
+    let mut retry = Retry(Duration::from_millis(200));
+    // Each pass reads one version; a kind served at none of its versions is
+    // absent, and its versions are tried again after a back-off.
+    loop {
+        let served_at = versions[version];
+        let resource = kind.api_resource_at(served_at);
+        let api: Api<DynamicObject> = match &id.namespace {
+            Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+            None => Api::all_with(client.clone(), &resource),
+        };
+        let trimmed = |o: DynamicObject| {
+            kind.trim_at(&serde_json::to_value(o).unwrap_or_default(), served_at)
+        };
+        let mut events = std::pin::pin!(
+            watcher::watcher(api, config.clone()).backoff(Retry(Duration::from_millis(200)))
+        );
+        // Set by the source loop's answer to `Listing`, which always comes first.
+        let mut keep = Keep::All;
+        let mut next_version = false;
+        while let Some(event) = events.next().await {
+            let update = match event {
+                Ok(Event::Init) => {
+                    let (answer, keeps) = oneshot::channel();
+                    if tx.send((run, Update::Listing(id.clone(), answer))).is_err() {
+                        return;
+                    }
+                    // No answer: the source loop has moved on from this run.
+                    let Ok(k) = keeps.await else { return };
+                    keep = k;
                     continue;
                 }
-                Update::Listed(id.clone(), o)
-            }
-            Ok(Event::InitDone) => {
-                if absent {
-                    log::info!("{}: now served; reading it", kind.name());
-                    absent = false;
+                Ok(Event::InitApply(o)) => {
+                    let o = trimmed(o);
+                    if !keep.keeps(&o) {
+                        continue;
+                    }
+                    Update::Listed(id.clone(), o)
                 }
-                Update::ListDone(id.clone())
-            }
-            Ok(Event::Apply(o)) => {
-                let o = trimmed(o);
-                if keep.keeps(&o) {
-                    Update::Applied(id.clone(), o)
-                } else {
-                    Update::Dropped(id.clone(), o)
+                Ok(Event::InitDone) => {
+                    if absent_news(kind, false) {
+                        log::info!("{}: now served ({served_at}); reading it", kind.name());
+                    }
+                    retry.reset();
+                    Update::ListDone(id.clone())
                 }
-            }
-            Ok(Event::Delete(o)) => Update::Deleted(id.clone(), trimmed(o)),
-            Err(e) if kind.is_custom() && not_served(&e) => {
-                if !absent {
-                    log::info!(
-                        "{}: not served by the API server (CRD not installed); skipped until it is",
-                        kind.name()
-                    );
-                    absent = true;
+                Ok(Event::Apply(o)) => {
+                    let o = trimmed(o);
+                    if keep.keeps(&o) {
+                        Update::Applied(id.clone(), o)
+                    } else {
+                        Update::Dropped(id.clone(), o)
+                    }
                 }
-                Update::Absent(id.clone())
+                Ok(Event::Delete(o)) => Update::Deleted(id.clone(), trimmed(o)),
+                Err(e) if kind.is_custom() && not_served(&e) => {
+                    if version + 1 < versions.len() {
+                        // Try the next version before calling the kind absent.
+                        next_version = true;
+                        break;
+                    }
+                    if absent_news(kind, true) {
+                        log::info!(
+                            "{}: not served by the API server (CRD not installed); skipped until it is",
+                            kind.name()
+                        );
+                    }
+                    if versions.len() > 1 {
+                        // Every version was refused: start again from the preferred one.
+                        if tx.send((run, Update::Absent(id.clone()))).is_err() {
+                            return;
+                        }
+                        break;
+                    }
+                    Update::Absent(id.clone())
+                }
+                Err(e) => Update::Failed(id.clone(), e.to_string()),
+            };
+            if tx.send((run, update)).is_err() {
+                return;
             }
-            Err(e) => Update::Failed(id.clone(), e.to_string()),
-        };
-        if tx.send((run, update)).is_err() {
-            return;
+        }
+        if next_version {
+            version += 1;
+        } else {
+            version = 0;
+            let wait = retry.next().unwrap_or(Duration::from_secs(5));
+            tokio::time::sleep(wait).await;
         }
     }
 }

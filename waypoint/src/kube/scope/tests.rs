@@ -262,6 +262,11 @@ fn cluster_wide_watches_keep_only_what_can_concern_this_waypoint() {
     let elsewhere =
         "metadata: {name: r, namespace: team-b}\nspec: {parentRefs: [{kind: Service, name: x}]}";
     assert!(!keeps(Kind::HttpRoute, elsewhere));
+    // GRPCRoutes and TCPRoutes are kept as HTTPRoutes are.
+    for kind in [Kind::GrpcRoute, Kind::TcpRoute] {
+        assert!(keeps(kind, consumer));
+        assert!(!keeps(kind, elsewhere));
+    }
     assert!(keeps(Kind::Namespace, "metadata: {name: shop}"));
     assert!(!keeps(Kind::Namespace, "metadata: {name: team-c}"));
 }

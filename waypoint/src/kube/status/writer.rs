@@ -1,4 +1,5 @@
-//! Writes [`Desired`](super::Desired) status, from the one replica that holds
+//! Writes [`Desired`](super::Desired) status (of HTTPRoutes, GRPCRoutes and
+//! TCPRoutes), from the one replica that holds
 //! the Gateway's Lease. `status.parents` is an atomic list shared with other
 //! controllers, so each write reads the route, keeps the entries of other
 //! controllers, replaces ours, and sends the list back under the route's
@@ -6,7 +7,7 @@
 //! entries already say what ours would is not written, so an unchanged route is
 //! written once, however often the config is rebuilt.
 
-use super::{Condition, Desired, ParentStatus, RouteStatus, CONTROLLER_NAME};
+use super::{Condition, Desired, ParentStatus, RouteKey, RouteStatus, CONTROLLER_NAME};
 use crate::kube::lease::{now, Lease, LEASE_DURATION};
 use crate::kube::scope::GatewayRef;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
@@ -43,7 +44,7 @@ impl StatusWriter {
         mut desired: watch::Receiver<Desired>,
         mut shutdown: watch::Receiver<bool>,
     ) {
-        let mut written: BTreeMap<(String, String), RouteStatus> = BTreeMap::new();
+        let mut written: BTreeMap<RouteKey, RouteStatus> = BTreeMap::new();
         let mut reported: BTreeSet<super::Rejection> = BTreeSet::new();
         let mut leading = false;
         let lease = self.lease();
@@ -84,21 +85,15 @@ impl StatusWriter {
         }
     }
 
-    async fn write_routes(
-        &self,
-        want: &Desired,
-        written: &mut BTreeMap<(String, String), RouteStatus>,
-    ) {
-        let ar = resource("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes");
+    async fn write_routes(&self, want: &Desired, written: &mut BTreeMap<RouteKey, RouteStatus>) {
         // Routes we wrote that no longer name a served Service lose our entries.
-        let gone: Vec<(String, String)> = written
-            .keys()
-            .filter(|k| !want.routes.contains_key(*k))
-            .cloned()
+        let gone: Vec<(RouteKey, String)> = written
+            .iter()
+            .filter(|(k, _)| !want.routes.contains_key(*k))
+            .map(|(k, s)| (k.clone(), s.api_version.clone()))
             .collect();
-        for key in gone {
-            let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &key.0, &ar);
-            if self.put(&api, &key.1, None).await {
+        for (key, api_version) in gone {
+            if self.put(&key, &api_version, None).await {
                 written.remove(&key);
             }
         }
@@ -106,8 +101,7 @@ impl StatusWriter {
             if written.get(key) == Some(status) {
                 continue;
             }
-            let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &key.0, &ar);
-            if self.put(&api, &key.1, Some(status)).await {
+            if self.put(key, &status.api_version, Some(status)).await {
                 written.insert(key.clone(), status.clone());
             }
         }
@@ -117,15 +111,18 @@ impl StatusWriter {
     /// route says what we want (written now, or already).
     async fn put(
         &self,
-        api: &Api<DynamicObject>,
-        name: &str,
+        (kind, ns, name): &RouteKey,
+        api_version: &str,
         status: Option<&RouteStatus>,
     ) -> bool {
+        let ar = route_resource(*kind, api_version);
+        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), ns, &ar);
+        let kind = kind.as_str();
         let route = match api.get_status(name).await {
             Ok(r) => r,
             Err(kube::Error::Api(e)) if e.code == 404 => return true,
             Err(e) => {
-                log::warn!("status writer: reading HTTPRoute {name}: {e}");
+                log::warn!("status writer: reading {kind} {ns}/{name}: {e}");
                 return false;
             }
         };
@@ -162,14 +159,11 @@ impl StatusWriter {
             .await
         {
             Ok(_) => {
-                log::info!(
-                    "status: HTTPRoute {}/{name} updated",
-                    route.metadata.namespace.as_deref().unwrap_or("")
-                );
+                log::info!("status: {kind} {ns}/{name} updated");
                 true
             }
             Err(e) => {
-                log::debug!("status writer: writing HTTPRoute {name}: {e}; retrying");
+                log::debug!("status writer: writing {kind} {ns}/{name}: {e}; retrying");
                 false
             }
         }
@@ -218,6 +212,15 @@ impl StatusWriter {
     }
 }
 
+/// A route kind at the version it was read (TCPRoute: `v1` or `v1alpha2`).
+fn route_resource(kind: waypoint_ir::ResourceKind, api_version: &str) -> ApiResource {
+    let (group, version) = api_version
+        .split_once('/')
+        .unwrap_or(("gateway.networking.k8s.io", "v1"));
+    let plural = format!("{}s", kind.as_str().to_ascii_lowercase());
+    resource(group, version, kind.as_str(), &plural)
+}
+
 fn api_version(kind: waypoint_ir::ResourceKind) -> &'static str {
     use waypoint_ir::ResourceKind as K;
     match kind {
@@ -226,7 +229,7 @@ fn api_version(kind: waypoint_ir::ResourceKind) -> &'static str {
         K::ServiceEntry | K::WorkloadEntry | K::VirtualService | K::DestinationRule => {
             "networking.istio.io/v1"
         }
-        K::HTTPRoute | K::Gateway => "gateway.networking.k8s.io/v1",
+        K::HTTPRoute | K::GRPCRoute | K::TCPRoute | K::Gateway => "gateway.networking.k8s.io/v1",
         K::BackendTrafficPolicy => "gateway.envoyproxy.io/v1alpha1",
     }
 }

@@ -131,6 +131,16 @@ pub(crate) fn builtins() -> Vec<ResourceType> {
             true,
             true,
         ),
+        r(GATEWAY, &["v1"], "grpcroutes", "GRPCRoute", true, true),
+        // Gateway API 1.6's experimental channel: v1, and the deprecated v1alpha2.
+        r(
+            GATEWAY,
+            &["v1", "v1alpha2"],
+            "tcproutes",
+            "TCPRoute",
+            true,
+            true,
+        ),
         r(GATEWAY, GATEWAY_VERSIONS, "gateways", "Gateway", true, true),
         r(
             GATEWAY,
