@@ -73,6 +73,11 @@ struct Fixture {
 }
 
 async fn fixture() -> Fixture {
+    fixture_with("").await
+}
+
+/// With `extra` manifests beside the seed ones.
+async fn fixture_with(extra: &str) -> Fixture {
     let mut backends = BTreeMap::new();
     for name in ["greeter-v1", "greeter-v2", "greeter-v3"] {
         backends.insert(name, GrpcBackend::start(name).await);
@@ -98,6 +103,7 @@ async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("pods.yaml"), pods_yaml(&pods)).unwrap();
     std::fs::write(dir.path().join("world.yaml"), MANIFESTS).unwrap();
+    std::fs::write(dir.path().join("extra.yaml"), extra).unwrap();
     let certs = Certs::new();
     let wp = WaypointProc::start(dir.path(), &certs.waypoint_dir).await;
     Fixture {
@@ -334,4 +340,60 @@ async fn grpc_statuses_drive_retries_and_local_errors_speak_grpc() {
         assert!(Instant::now() < deadline, "{}", f.wp.stdout());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// A Service per version, and a GRPCRoute on `greeter` (which, as a Gateway API
+/// route, replaces the VirtualService there).
+const GRPC_ROUTE: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: greeter-v2, namespace: default}
+spec:
+  clusterIP: 10.96.2.12
+  ports: [{name: grpc, port: 9000, targetPort: http}]
+  selector: {app: greeter, version: v2}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: greeter-v3, namespace: default}
+spec:
+  clusterIP: 10.96.2.13
+  ports: [{name: grpc, port: 9000, targetPort: http}]
+  selector: {app: greeter, version: v3}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: greeter, namespace: default}
+spec:
+  parentRefs: [{kind: Service, name: greeter, port: 9000}]
+  rules:
+  - matches: [{method: {service: test.Echo}}]
+    backendRefs: [{name: greeter-v2, port: 9000, weight: 3}, {name: greeter-v3, port: 9000, weight: 1}]
+  - matches: [{method: {service: test.Echo, method: Unary}, headers: [{name: x-canary, value: "yes"}]}]
+    backendRefs:
+    - name: greeter-v3
+      port: 9000
+      filters: [{type: ResponseHeaderModifier, responseHeaderModifier: {set: [{name: x-canary-served, value: v3}]}}]
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grpc_route_matches_methods_and_headers_and_splits_by_weight() {
+    let f = fixture_with(GRPC_ROUTE).await;
+    let mut client = f.tunnel_client().await;
+    // The most specific match wins whatever the order: service + method +
+    // header over service alone; its backend's response header is set.
+    let mut req = Request::new(msg("canary"));
+    req.metadata_mut()
+        .insert("x-canary", "yes".parse().unwrap());
+    let canary = client.unary(req).await.unwrap();
+    assert_eq!(canary.metadata().get("x-canary-served").unwrap(), "v3");
+    assert_eq!(canary.into_inner().pod, "greeter-v3");
+    // Service test.Echo alone matches the rest: 3:1 over v2 and v3.
+    let counts = pods_answering(&client, 400).await;
+    let v2 = counts.get("greeter-v2").copied().unwrap_or(0) as i64;
+    assert!((v2 - 300).abs() <= 45, "{counts:?}");
+    assert_eq!(counts.get("greeter-v1"), None, "{counts:?}");
+    // Streaming methods of the service take the same rule.
+    let r = client.collect(vec![msg("x")]).await.unwrap().into_inner();
+    assert_ne!(r.pod, "greeter-v1");
 }

@@ -84,6 +84,11 @@ struct Fixture {
 }
 
 async fn fixture() -> Fixture {
+    fixture_with("", &[]).await
+}
+
+/// With `extra` manifests, and server-first TCP pods `(app, greeting)`.
+async fn fixture_with(extra: &str, more: &[(&'static str, &'static str)]) -> Fixture {
     let world = World::new(
         &[
             common::world::Pod("web-1", "web", "v1"),
@@ -92,11 +97,15 @@ async fn fixture() -> Fixture {
         MANIFESTS,
     )
     .await;
-    let tcp = [
+    let mut tcp = vec![
         ("echo-tcp", tcp_server(None).await),
         ("banner", tcp_server(Some("220 ready\r\n")).await),
         ("mysql", tcp_server(Some("mysql says hello\n")).await),
     ];
+    for (app, greeting) in more {
+        tcp.push((app, tcp_server(Some(greeting)).await));
+    }
+    std::fs::write(world.dir().join("extra.yaml"), extra).unwrap();
     let pods: Vec<Pod<'_>> = tcp
         .iter()
         .map(|(app, port)| Pod {
@@ -273,4 +282,55 @@ async fn server_first_protocols_are_not_kept_waiting() {
         lines.read_line(&mut echoed).await.unwrap();
         assert_eq!(echoed, "ping\n", "{authority}");
     }
+}
+
+/// A TCPRoute on `echo-tcp`: 3:1 over two server-first services.
+const TCP_ROUTE: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: tcp-a, namespace: default}
+spec:
+  clusterIP: 10.96.1.6
+  ports: [{name: tcp, port: 7100, targetPort: http}]
+  selector: {app: tcp-a}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: tcp-b, namespace: default}
+spec:
+  clusterIP: 10.96.1.7
+  ports: [{name: tcp, port: 7200, targetPort: http}]
+  selector: {app: tcp-b}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: TCPRoute
+metadata: {name: echo-split, namespace: default}
+spec:
+  parentRefs: [{kind: Service, name: echo-tcp, port: 7000}]
+  rules:
+  - backendRefs: [{name: tcp-a, port: 7100, weight: 3}, {name: tcp-b, port: 7200, weight: 1}]
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tcp_route_splits_connections_by_weight() {
+    let f = fixture_with(TCP_ROUTE, &[("tcp-a", "A\n"), ("tcp-b", "B\n")]).await;
+    let client = common::connect(&f.wp, &f.certs_client).await;
+    let mut counts = std::collections::BTreeMap::<String, usize>::new();
+    for _ in 0..200 {
+        let tunnel = client.open("10.96.1.3:7000").await.unwrap();
+        let mut lines = tokio::io::BufReader::new(tunnel);
+        let mut first = String::new();
+        tokio::time::timeout(Duration::from_secs(5), lines.read_line(&mut first))
+            .await
+            .expect("a greeting")
+            .unwrap();
+        *counts.entry(first.trim_end().to_string()).or_default() += 1;
+    }
+    let a = counts.get("A").copied().unwrap_or(0) as i64;
+    assert!((a - 150).abs() <= 30, "{counts:?}");
+    assert_eq!(
+        a + counts.get("B").copied().unwrap_or(0) as i64,
+        200,
+        "{counts:?}"
+    );
 }
