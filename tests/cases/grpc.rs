@@ -397,3 +397,41 @@ async fn a_grpc_route_matches_methods_and_headers_and_splits_by_weight() {
     let r = client.collect(vec![msg("x")]).await.unwrap().into_inner();
     assert_ne!(r.pod, "greeter-v1");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_through_envoy_as_the_source_ztunnel() {
+    use crate::common::certs::id;
+    use crate::common::envoy::Envoy;
+    let f = fixture().await;
+    // The application's plain h2c connection, captured by Envoy and carried to
+    // the waypoint in one HBONE tunnel with the client workload's identity.
+    let app_port = crate::common::proc::free_addr();
+    let _source = Envoy::start(
+        "hbone_client.yaml",
+        &[
+            ("LISTEN_PORT", app_port.port().to_string()),
+            ("TARGET", VIP.to_string()),
+            ("CERT_DIR", f.certs.client_dir.display().to_string()),
+            ("PEER_ID", id("productpage-waypoint").to_string()),
+            ("WAYPOINT_PORT", f.wp.hbone.port().to_string()),
+        ],
+        app_port,
+    )
+    .await;
+    let client = EchoClient::new(plaintext_channel(app_port, "greeter:9000").await);
+    let counts = pods_answering(&client, 200).await;
+    assert_eq!(counts.len(), 3, "balanced per call: {counts:?}");
+    let mut c = client.clone();
+    let mut s = c.count("4").await.unwrap().into_inner();
+    let mut n = 0;
+    while s.message().await.unwrap().is_some() {
+        n += 1;
+    }
+    assert_eq!(n, 4);
+    let source = "source_principal\":\"spiffe://cluster.local/ns/default/sa/sleep";
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !f.wp.stdout().contains(source) {
+        assert!(Instant::now() < deadline, "{}", f.wp.stdout());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
