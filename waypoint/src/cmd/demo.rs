@@ -133,6 +133,7 @@ pub fn demo(args: DemoArgs) -> CmdResult {
         println!("  waypoint client --hbone {} --cert-dir {} --authority {vip} -n 200 --count-by x-pod {url}", args.hbone_addr, client_dir.display());
         println!("  waypoint client --hbone {} --cert-dir {} --authority {vip} -H 'version: v2' {url}", args.hbone_addr, client_dir.display());
         println!("  curl -s -H 'host: {host}' http://{}/productpage", args.http_addr);
+        println!("  curl -s --http2-prior-knowledge -H 'host: {host}' http://{}/productpage", args.http_addr);
         println!("  waypoint check --config-dir {}", config_dir.display());
         println!("  curl -s http://{}/config_dump", args.admin_addr);
         println!("  tail -f {}", access_log.display());
