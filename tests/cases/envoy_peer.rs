@@ -39,12 +39,13 @@ status: {{podIP: {pod_ip}}}
     dir
 }
 
-/// Envoy as the destination ztunnel at `ip`, presenting `server_sa`'s identity.
-async fn destination_signed_by(
+/// Envoy as the destination ztunnel at `ip`, presenting `server_sa`'s identity
+/// and carrying every tunnel to `workload_port` on loopback.
+pub(super) async fn destination_signed_by(
     ca: &waypoint::identity::DevCa,
     ip: &str,
     server_sa: &str,
-    workload: &Echo,
+    workload_port: u16,
 ) -> (Envoy, u16, tempfile::TempDir) {
     let cert_dir = tempfile::tempdir().unwrap();
     ca.write_cert_dir(cert_dir.path(), &id(server_sa)).unwrap();
@@ -61,7 +62,7 @@ async fn destination_signed_by(
             ("LISTEN_PORT", port.to_string()),
             ("CERT_DIR", cert_dir.path().display().to_string()),
             ("PEER_ID", id("productpage-waypoint").to_string()),
-            ("WORKLOAD_PORT", workload.addr.port().to_string()),
+            ("WORKLOAD_PORT", workload_port.to_string()),
         ],
         listen,
     )
@@ -104,7 +105,8 @@ impl Mesh {
             .unwrap();
         let ip = format!("127.0.0.{octet}");
         let (envoy, port, cert_dir) =
-            destination_signed_by(ca.unwrap_or(&certs.ca), &ip, server_sa, &workload).await;
+            destination_signed_by(ca.unwrap_or(&certs.ca), &ip, server_sa, workload.addr.port())
+                .await;
         let config = mesh_world(&ip, &format!("10.96.0.{octet}"), manifests);
         let port_flag = port.to_string();
         let mut flags = vec!["--hbone-upstream-port", port_flag.as_str()];

@@ -435,3 +435,90 @@ async fn grpc_through_envoy_as_the_source_ztunnel() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// gRPC and TCP to mesh endpoints: each rides HBONE to the endpoint's node, where
+/// Envoy plays the destination ztunnel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_and_tcp_to_mesh_endpoints_ride_hbone() {
+    use super::envoy_peer::destination_signed_by;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let certs = Certs::new();
+    let grpc = GrpcBackend::start("greeter-1").await;
+    let echo = super::protocols::tcp_server(None).await;
+    let (grpc_node, grpc_port, _d1) =
+        destination_signed_by(&certs.ca, "127.0.0.81", "greeter", grpc.addr.port()).await;
+    let (tcp_node, tcp_port, _d2) =
+        destination_signed_by(&certs.ca, "127.0.0.82", "db", echo).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("mesh.yaml"),
+        r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: default, labels: {istio.io/dataplane-mode: ambient}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: greeter, namespace: default}
+spec:
+  clusterIP: 10.96.0.81
+  ports: [{name: grpc, port: 9000}]
+  selector: {app: greeter}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: greeter-1, namespace: default, labels: {app: greeter}}
+spec: {serviceAccountName: greeter}
+status: {podIP: 127.0.0.81}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: db, namespace: default}
+spec:
+  clusterIP: 10.96.0.82
+  ports: [{name: tcp-db, port: 5432}]
+  selector: {app: db}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: db-1, namespace: default, labels: {app: db}}
+spec: {serviceAccountName: db}
+status: {podIP: 127.0.0.82}
+"#,
+    )
+    .unwrap();
+    // The two Envoys got different ports; the waypoint dials one port for every
+    // node, so the TCP node is reached through a second waypoint.
+    let grpc_wp = WaypointProc::start_with(
+        dir.path(),
+        &certs.waypoint_dir,
+        &["--hbone-upstream-port", &grpc_port.to_string()],
+    )
+    .await;
+    let node_connections = format!("listener.127.0.0.81_{grpc_port}.downstream_cx_total");
+    // Envoy counts the harness's readiness probe too: measure the difference.
+    let before = grpc_node.stat(&node_connections).await;
+    let hbone = common::connect(&grpc_wp, &certs.client()).await;
+    let client = EchoClient::new(tunnel_channel(&hbone, "10.96.0.81:9000").await);
+    let counts = pods_answering(&client, 100).await;
+    assert_eq!(counts.get("greeter-1"), Some(&100), "{counts:?}");
+    // Every call's tunnel rode one pooled mTLS connection to the node. (Each
+    // call has a tunnel of its own: Pingora cannot reuse an HTTP/2 connection
+    // over a virtual stream, see the README.)
+    assert_eq!(grpc_node.stat(&node_connections).await - before, 1);
+    let tcp_wp = WaypointProc::start_with(
+        dir.path(),
+        &certs.waypoint_dir,
+        &["--hbone-upstream-port", &tcp_port.to_string()],
+    )
+    .await;
+    let hbone = common::connect(&tcp_wp, &certs.client()).await;
+    let mut t = hbone.open("10.96.0.82:5432").await.unwrap();
+    t.write_all(b"over two tunnels").await.unwrap();
+    t.shutdown().await.unwrap();
+    let mut back = Vec::new();
+    t.read_to_end(&mut back).await.unwrap();
+    assert_eq!(back, b"over two tunnels");
+    assert_eq!(tcp_node.stat("cluster.workload.upstream_cx_total").await, 1);
+    assert_eq!(grpc_node.stat("cluster.workload.upstream_cx_total").await, 100);
+}

@@ -57,7 +57,7 @@ spec:
 
 /// Echoes what it reads; when the client half-closes, answers the rest and
 /// closes its side. With `banner`, speaks first.
-async fn tcp_server(banner: Option<&'static str>) -> u16 {
+pub(super) async fn tcp_server(banner: Option<&'static str>) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {

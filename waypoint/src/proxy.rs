@@ -469,6 +469,13 @@ impl ProxyHttp for WaypointProxy {
         }
         peer.options.connection_timeout = Some(pool.connect_timeout.unwrap_or(CONNECT_TIMEOUT));
         peer.options.idle_timeout = pool.idle_timeout;
+        if ctx.upstream_h2 && peer.options.custom_l4.is_some() {
+            // Pingora reuses an HTTP/2 connection only over a socket whose peer
+            // address it can check, never over a tunnel: this one serves one
+            // request, so it closes as soon as it is idle rather than holding
+            // its tunnel open.
+            peer.options.idle_timeout = Some(Duration::ZERO);
+        }
         Ok(Box::new(peer))
     }
 
