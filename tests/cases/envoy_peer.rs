@@ -104,9 +104,13 @@ impl Mesh {
             .await
             .unwrap();
         let ip = format!("127.0.0.{octet}");
-        let (envoy, port, cert_dir) =
-            destination_signed_by(ca.unwrap_or(&certs.ca), &ip, server_sa, workload.addr.port())
-                .await;
+        let (envoy, port, cert_dir) = destination_signed_by(
+            ca.unwrap_or(&certs.ca),
+            &ip,
+            server_sa,
+            workload.addr.port(),
+        )
+        .await;
         let config = mesh_world(&ip, &format!("10.96.0.{octet}"), manifests);
         let port_flag = port.to_string();
         let mut flags = vec!["--hbone-upstream-port", port_flag.as_str()];

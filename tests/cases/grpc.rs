@@ -520,5 +520,8 @@ status: {podIP: 127.0.0.82}
     t.read_to_end(&mut back).await.unwrap();
     assert_eq!(back, b"over two tunnels");
     assert_eq!(tcp_node.stat("cluster.workload.upstream_cx_total").await, 1);
-    assert_eq!(grpc_node.stat("cluster.workload.upstream_cx_total").await, 100);
+    assert_eq!(
+        grpc_node.stat("cluster.workload.upstream_cx_total").await,
+        100
+    );
 }

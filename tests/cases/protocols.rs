@@ -334,3 +334,92 @@ async fn a_tcp_route_splits_connections_by_weight() {
         "{counts:?}"
     );
 }
+
+/// `db` on port 7300: a live pod and one whose port refuses connections, with
+/// one connection allowed at a time and ejection after one failed dial.
+const TCP_POLICY: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: db, namespace: default}
+spec:
+  clusterIP: 10.96.1.8
+  ports: [{name: tcp-db, port: 7300, targetPort: http}]
+  selector: {app: db}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: db, namespace: default}
+spec:
+  host: db
+  trafficPolicy:
+    loadBalancer: {simple: ROUND_ROBIN}
+    connectionPool: {tcp: {maxConnections: 1, connectTimeout: 1s}}
+    outlierDetection: {consecutiveGatewayErrors: 1, interval: 1s, baseEjectionTime: 30s, maxEjectionPercent: 100}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_connections_obey_the_pool_limit_and_dead_endpoints_are_ejected() {
+    // The dead pod: a port that was bound and let go, so connecting is refused.
+    let dead = crate::common::proc::free_addr().port();
+    let f = fixture_with(TCP_POLICY, &[("db", "db says hi\n")]).await;
+    std::fs::write(
+        f._world.dir().join("dead-pod.yaml"),
+        pods_yaml(&[Pod {
+            name: "db-dead",
+            app: "db",
+            version: "v1",
+            port: dead,
+        }]),
+    )
+    .unwrap();
+    // The config directory is re-read within a second.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let client = common::connect(&f.wp, &f.certs_client).await;
+    let greeting = |t: waypoint::hbone::H2Stream| async move {
+        let mut lines = tokio::io::BufReader::new(t);
+        let mut first = String::new();
+        tokio::time::timeout(Duration::from_secs(5), lines.read_line(&mut first))
+            .await
+            .expect("an answer or a close")
+            .map(|_| first)
+            .unwrap_or_default()
+    };
+    // Round robin over the two: within two connections the dead pod is dialled,
+    // fails (the client's tunnel closes with nothing said) and is ejected; every
+    // later connection reaches the live one.
+    let mut answers = Vec::new();
+    for _ in 0..6 {
+        let t = client.open("10.96.1.8:7300").await.unwrap();
+        answers.push(greeting(t).await);
+        // Closed: its one connection slot frees once both sides have closed.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let failed = answers.iter().filter(|a| a.is_empty()).count();
+    assert_eq!(failed, 1, "{answers:?}");
+    assert!(
+        answers[2..].iter().all(|a| a == "db says hi\n"),
+        "{answers:?}"
+    );
+    // maxConnections: 1. While one connection is open, another is closed at once.
+    let held = client.open("10.96.1.8:7300").await.unwrap();
+    let mut held = tokio::io::BufReader::new(held);
+    let mut first = String::new();
+    held.read_line(&mut first).await.unwrap();
+    assert_eq!(first, "db says hi\n");
+    let refused = client.open("10.96.1.8:7300").await.unwrap();
+    assert_eq!(greeting(refused).await, "", "over the limit: closed");
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let again = client.open("10.96.1.8:7300").await.unwrap();
+    assert_eq!(greeting(again).await, "db says hi\n");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let logged = |flag: &str| {
+        f.wp.stdout().lines().any(|l| {
+            l.contains("outbound|7300||db") && l.contains(&format!("\"response_flags\":\"{flag}\""))
+        })
+    };
+    while !(logged("UF") && logged("UO")) {
+        assert!(Instant::now() < deadline, "{}", f.wp.stdout());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
