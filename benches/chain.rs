@@ -61,7 +61,7 @@ fn everything() -> RoutePolicy {
         // Configured, but drawing "no fault": the cost of the draw, not of a sleep.
         fault: Some(Fault {
             delay: Some((Duration::from_millis(100), Percent::new(0.0).unwrap())),
-            abort: Some((503, Percent::new(0.0).unwrap())),
+            abort: Some((waypoint_ir::Abort::Http(503), Percent::new(0.0).unwrap())),
         }),
         rate_limits: vec![RateLimit {
             name: "per-user".into(),

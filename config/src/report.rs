@@ -317,7 +317,7 @@ fn policy(out: &mut String, p: &waypoint_ir::RoutePolicy) {
         if let Some((d, pct)) = f.delay {
             let _ = writeln!(out, "      fault delay {d:?} for {}%", pct.value());
         }
-        if let Some((s, pct)) = f.abort {
+        if let Some((s, pct)) = &f.abort {
             let _ = writeln!(out, "      fault abort {s} for {}%", pct.value());
         }
     }

@@ -350,6 +350,8 @@ fn every_error_names_file_resource_and_field() {
         "errors.in.yaml: VirtualService shop/bad-policy: spec.http[0].timeout: \"soon\" is not a duration",
         "errors.in.yaml: VirtualService shop/bad-policy: spec.http[0].retries.retryOn: unknown retry condition \"sometimes\"",
         "errors.in.yaml: VirtualService shop/bad-policy: spec.http[0].fault.abort.percentage.value: 150 is not between 0 and 100",
+        "errors.in.yaml: VirtualService shop/bad-policy: spec.http[1].fault.abort.grpcStatus: \"Unavailable\" is not a gRPC status code name",
+        "errors.in.yaml: VirtualService shop/bad-policy: spec.http[2].fault.abort.http2Error: not supported",
         "errors.in.yaml: a document without apiVersion and kind",
     ];
     for e in expect {

@@ -4,15 +4,15 @@
 
 use rand::Rng;
 use std::time::Duration;
-use waypoint_ir::{Fault, Percent};
+use waypoint_ir::{Abort, Fault, Percent};
 
 #[must_use]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct FaultAction {
     /// Hold the request this long before anything else happens to it.
     pub delay: Option<Duration>,
-    /// Then answer with this status instead of forwarding.
-    pub abort: Option<u16>,
+    /// Then answer this instead of forwarding.
+    pub abort: Option<Abort>,
 }
 
 fn hit(p: Percent, rng: &mut impl Rng) -> bool {
@@ -36,7 +36,7 @@ mod tests {
     fn fault(delay_pct: f64, abort_pct: f64) -> Fault {
         Fault {
             delay: Some((Duration::from_millis(5), Percent::new(delay_pct).unwrap())),
-            abort: Some((503, Percent::new(abort_pct).unwrap())),
+            abort: Some((Abort::Http(503), Percent::new(abort_pct).unwrap())),
         }
     }
 
@@ -65,7 +65,7 @@ mod tests {
                 a,
                 FaultAction {
                     delay: None,
-                    abort: Some(503)
+                    abort: Some(Abort::Http(503))
                 }
             );
         }

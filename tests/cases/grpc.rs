@@ -525,3 +525,24 @@ status: {podIP: 127.0.0.82}
         100
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fault_aborts_with_the_grpc_status_it_names() {
+    let f = fixture_with(
+        r#"
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: nobody, namespace: default}
+spec:
+  hosts: [nobody]
+  http:
+  - fault: {abort: {grpcStatus: RESOURCE_EXHAUSTED, percentage: {value: 100}}}
+    route: [{destination: {host: nobody}}]
+"#,
+    )
+    .await;
+    let mut client = f.plaintext_client("nobody:9000").await;
+    let err = client.unary(Request::new(msg("x"))).await.unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert_eq!(err.message(), "fault filter abort");
+}

@@ -360,9 +360,17 @@ impl ProxyHttp for WaypointProxy {
                         ctx.flag = ResponseFlag::DelayInjected;
                         tokio::time::sleep(delay).await;
                     }
-                    if let Some(status) = action.abort {
+                    if let Some(abort) = action.abort {
                         ctx.flag = ResponseFlag::FaultInjected;
-                        reply::send(session, status, &[], "fault filter abort\n").await?;
+                        let body = "fault filter abort\n";
+                        match abort {
+                            waypoint_ir::Abort::Http(status) => {
+                                reply::send(session, status, &[], body).await?
+                            }
+                            waypoint_ir::Abort::Grpc(code) => {
+                                reply::send_grpc_status(session, code, &[], body).await?
+                            }
+                        }
                         return Ok(true);
                     }
                 }

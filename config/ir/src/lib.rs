@@ -17,8 +17,8 @@ pub use backend::{
 };
 pub use names::{ResourceKind, ResourceRef};
 pub use policy::{
-    ClientSelector, ConnectionPool, Fault, LbPolicy, OutlierDetection, Percent, RateLimit, RetryOn,
-    RetryPolicy, RoutePolicy, TrafficPolicy,
+    Abort, ClientSelector, ConnectionPool, Fault, LbPolicy, OutlierDetection, Percent, RateLimit,
+    RetryOn, RetryPolicy, RoutePolicy, TrafficPolicy, GRPC_CODES,
 };
 pub use route::{
     BackendFilters, BackendRef, BackendTarget, HeaderMatch, HeaderModifier, Method, PathMatch,

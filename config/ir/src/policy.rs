@@ -109,7 +109,46 @@ impl RetryOn {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Fault {
     pub delay: Option<(Duration, Percent)>,
-    pub abort: Option<(u16, Percent)>,
+    pub abort: Option<(Abort, Percent)>,
+}
+
+/// What an aborted request is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Abort {
+    /// `httpStatus`.
+    Http(u16),
+    /// `grpcStatus`: HTTP 200 with this `grpc-status`, trailers-only.
+    Grpc(u8),
+}
+
+/// gRPC status codes by name, as `grpcStatus` spells them (grpc's statuscodes.md).
+pub const GRPC_CODES: [&str; 17] = [
+    "OK",
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+    "UNAUTHENTICATED",
+];
+
+impl std::fmt::Display for Abort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Abort::Http(s) => write!(f, "{s}"),
+            Abort::Grpc(c) => write!(f, "grpc {}", GRPC_CODES[usize::from(*c)]),
+        }
+    }
 }
 
 /// A token bucket: `requests` per `unit`, filled continuously, shared by every

@@ -109,6 +109,7 @@ pub struct FaultDelay {
 #[serde(rename_all = "camelCase")]
 pub struct FaultAbort {
     pub http_status: Option<u16>,
+    pub grpc_status: Option<i32>,
     pub percentage: Option<f64>,
 }
 

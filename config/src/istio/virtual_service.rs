@@ -62,6 +62,9 @@ pub struct Delay {
 #[serde(rename_all = "camelCase", default)]
 pub struct Abort {
     pub http_status: Option<u16>,
+    /// A gRPC status code's name (`UNAVAILABLE`).
+    pub grpc_status: Option<String>,
+    pub http2_error: Option<String>,
     pub percentage: Option<PercentSpec>,
 }
 

@@ -6,7 +6,7 @@ use crate::gateway_api::Rule;
 use crate::istio::{FaultSpec, HttpRoute, PercentSpec, Retries};
 use crate::Diagnostic;
 use std::time::Duration;
-use waypoint_ir::{Fault, Percent, RetryOn, RetryPolicy, RoutePolicy};
+use waypoint_ir::{Abort, Fault, Percent, RetryOn, RetryPolicy, RoutePolicy};
 
 pub fn virtual_service(
     at: &At<'_>,
@@ -186,19 +186,40 @@ fn fault(at: &At<'_>, field: &str, f: &FaultSpec, diags: &mut Vec<Diagnostic>) -
         None => None,
         Some(a) => {
             let f = format!("{field}.abort");
-            let status = match a.http_status {
-                Some(s) if (200..600).contains(&s) => s,
-                Some(s) => {
+            let status = match (a.http_status, &a.grpc_status, &a.http2_error) {
+                (Some(s), None, None) if (200..600).contains(&s) => Abort::Http(s),
+                (Some(s), None, None) => {
                     diags.push(at.error(
                         format!("{f}.httpStatus"),
                         format!("{s} is not an HTTP status"),
                     ));
                     return None;
                 }
-                None => {
+                (None, Some(name), None) => {
+                    match waypoint_ir::GRPC_CODES.iter().position(|c| c == name) {
+                        Some(code) => Abort::Grpc(code as u8),
+                        None => {
+                            diags.push(at.error(
+                                format!("{f}.grpcStatus"),
+                                format!(
+                                    "{name:?} is not a gRPC status code name (e.g. UNAVAILABLE)"
+                                ),
+                            ));
+                            return None;
+                        }
+                    }
+                }
+                (None, None, Some(_)) => {
                     diags.push(at.error(
-                        format!("{f}.httpStatus"),
-                        "required (gRPC and HTTP/2 aborts are not supported)",
+                        format!("{f}.http2Error"),
+                        "not supported: an HTTP/2 error cannot be answered per request",
+                    ));
+                    return None;
+                }
+                _ => {
+                    diags.push(at.error(
+                        f.clone(),
+                        "exactly one of httpStatus, grpcStatus and http2Error is required",
                     ));
                     return None;
                 }

@@ -14,8 +14,8 @@ use crate::envoy_gateway::{BackendTrafficPolicyDoc, TargetRef};
 use crate::parse::Obj;
 use std::time::Duration;
 use waypoint_ir::{
-    ClientSelector, Fault, Percent, RateLimit, ResourceKind, ResourceRef, RetryOn, RetryPolicy,
-    RoutePolicy, Service,
+    Abort, ClientSelector, Fault, Percent, RateLimit, ResourceKind, ResourceRef, RetryOn,
+    RetryPolicy, RoutePolicy, Service,
 };
 
 /// The fields one policy sets; `None` leaves the route's own value.
@@ -244,18 +244,22 @@ fn overlay(cx: &mut Cx<'_>, at: &At<'_>, doc: &BackendTrafficPolicyDoc) -> Optio
                 None => None,
             };
         let abort = match &fi.abort {
-            Some(a) => match a.http_status {
-                Some(s) if (200..600).contains(&s) => {
-                    pct(cx, "spec.faultInjection.abort.percentage", a.percentage).map(|p| (s, p))
-                }
-                _ => {
-                    cx.diags.push(at.error(
-                        "spec.faultInjection.abort.httpStatus",
-                        "an HTTP status (200-599) is required",
-                    ));
-                    None
-                }
-            },
+            Some(a) => {
+                let with = match (a.http_status, a.grpc_status) {
+                    (Some(s), None) if (200..600).contains(&s) => Some(Abort::Http(s)),
+                    (None, Some(c)) if (0..=16).contains(&c) => Some(Abort::Grpc(c as u8)),
+                    _ => {
+                        cx.diags.push(at.error(
+                            "spec.faultInjection.abort",
+                            "exactly one of httpStatus (200-599) and grpcStatus (0-16) is required",
+                        ));
+                        None
+                    }
+                };
+                with.and_then(|w| {
+                    pct(cx, "spec.faultInjection.abort.percentage", a.percentage).map(|p| (w, p))
+                })
+            }
             None => None,
         };
         o.fault = Some(Fault { delay, abort });

@@ -13,10 +13,11 @@ pub async fn send(
     headers: &[(String, String)],
     body: &str,
 ) -> Result<()> {
-    settle_h2_request(session).await;
     if super::grpc::is_grpc(&session.req_header().headers) {
-        return send_grpc(session, status, headers, body).await;
+        let code = super::grpc::status_for(status);
+        return send_grpc_status(session, code, headers, body).await;
     }
+    settle_h2_request(session).await;
     let mut resp = ResponseHeader::build(status, Some(headers.len() + 2))?;
     for (name, value) in headers {
         resp.insert_header(name.clone(), value.as_str())?;
@@ -31,20 +32,21 @@ pub async fn send(
 }
 
 /// A gRPC client reads only `grpc-status`: the reply is HTTP 200 with the
-/// status in the headers and no body (trailers-only), as Envoy answers.
-async fn send_grpc(
+/// status `code` in the headers and no body (trailers-only), as Envoy answers.
+pub async fn send_grpc_status(
     session: &mut Session,
-    status: u16,
+    code: u8,
     headers: &[(String, String)],
     body: &str,
 ) -> Result<()> {
     use super::grpc;
+    settle_h2_request(session).await;
     let mut resp = ResponseHeader::build(200, Some(headers.len() + 3))?;
     for (name, value) in headers {
         resp.insert_header(name.clone(), value.as_str())?;
     }
     resp.insert_header("content-type", "application/grpc")?;
-    resp.insert_header("grpc-status", grpc::status_for(status).to_string())?;
+    resp.insert_header("grpc-status", code.to_string())?;
     resp.insert_header("grpc-message", grpc::message(body))?;
     // Pingora's session ends an HTTP/2 response only with a body; trailers-only
     // needs END_STREAM on the headers themselves.
