@@ -423,3 +423,40 @@ async fn tcp_connections_obey_the_pool_limit_and_dead_endpoints_are_ejected() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_tcp_connection_is_closed_after_the_idle_timeout() {
+    let f = fixture_with(
+        r#"
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: echo-tcp, namespace: default}
+spec:
+  host: echo-tcp
+  trafficPolicy: {connectionPool: {tcp: {idleTimeout: 300ms}}}
+"#,
+        &[],
+    )
+    .await;
+    let client = common::connect(&f.wp, &f.certs_client).await;
+    let mut t = client.open("10.96.1.3:7000").await.unwrap();
+    // Traffic keeps it open past the timeout...
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        t.write_all(b"tick").await.unwrap();
+        let mut back = [0u8; 4];
+        t.read_exact(&mut back).await.unwrap();
+    }
+    // ...silence closes it.
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(3), t.read_to_end(&mut rest))
+        .await
+        .expect("closed after the idle timeout")
+        .ok();
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        started.elapsed()
+    );
+}

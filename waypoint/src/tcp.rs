@@ -3,9 +3,12 @@
 //! picks), over HBONE for mesh endpoints and in plaintext otherwise, as Envoy's
 //! TCP proxy does: the cluster's `maxConnections` bounds connections (past it
 //! a connection is closed, UO), `connectTimeout` bounds the dial, a failed
-//! dial counts towards outlier ejection (UF), and each end's close is passed
-//! on as a half-close so a request-then-EOF protocol still gets its answer.
+//! dial counts towards outlier ejection (UF), each end's close is passed on as
+//! a half-close so a request-then-EOF protocol still gets its answer, and
+//! `tcp.idleTimeout` (1 h unset) and `tcp.maxConnectionDuration` end it.
 //! One access-log line per connection, when it ends.
+
+mod timed;
 
 use crate::hbone::H2Stream;
 use crate::identity::SpiffeId;
@@ -17,12 +20,15 @@ use crate::upstream::{ActiveTry, Cluster};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use timed::{lived, Clock, Timed};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use waypoint_filters::ResponseFlag;
 use waypoint_ir::{BackendTarget, EndpointIdx, ServiceIdx, Target};
 
 /// Istio's default `connectTimeout`.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Istio's default TCP `idleTimeout`.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// A byte stream in either direction.
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -54,6 +60,7 @@ struct Backend {
 /// What the chosen upstream holds while the connection lives.
 struct Upstream {
     io: Box<dyn Io>,
+    cluster: Arc<Cluster>,
     addr: SocketAddr,
     endpoint: EndpointIdx,
     _admission: Admission,
@@ -84,11 +91,28 @@ impl TcpProxy {
                             .endpoint(up.endpoint)
                             .identity
                             .clone();
+                        let pool = &up.cluster.policy.pool;
+                        let idle = pool.tcp_idle_timeout.unwrap_or(IDLE_TIMEOUT);
+                        let lifetime = pool.max_connection_duration;
+                        let clock = Arc::new(Clock::new());
+                        let mut from = Timed::new(&mut down, clock.clone(), true);
+                        let mut to = Timed::new(&mut up.io, clock.clone(), false);
                         let copied = async {
-                            up.io.write_all(&seen).await?;
-                            tokio::io::copy_bidirectional(&mut down, &mut up.io).await
+                            to.write_all(&seen).await?;
+                            tokio::io::copy_bidirectional(&mut from, &mut to).await
                         };
-                        match copied.await {
+                        let ended = tokio::select! {
+                            r = copied => r,
+                            () = clock.idle_for(idle) => {
+                                log::debug!("tcp: {} idle for {idle:?}; closing", up.addr);
+                                Ok(clock.bytes())
+                            }
+                            () = lived(lifetime) => {
+                                log::debug!("tcp: {} reached its maximum duration; closing", up.addr);
+                                Ok(clock.bytes())
+                            }
+                        };
+                        match ended {
                             Ok((to_up, to_down)) => {
                                 received = to_up;
                                 sent = to_down;
@@ -264,6 +288,7 @@ impl TcpProxy {
                 }
                 Ok(Upstream {
                     io,
+                    cluster: cluster.clone(),
                     addr,
                     endpoint,
                     _admission: admission,

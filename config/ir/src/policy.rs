@@ -202,6 +202,11 @@ pub struct ConnectionPool {
     /// `http.maxRetries`: retries in flight at once.
     pub max_retries: Option<u32>,
     pub idle_timeout: Option<Duration>,
+    /// `tcp.idleTimeout`: a proxied TCP connection with no bytes either way
+    /// for this long is closed (Istio's default, 1 h, when unset).
+    pub tcp_idle_timeout: Option<Duration>,
+    /// `tcp.maxConnectionDuration`: a proxied TCP connection is closed at this age.
+    pub max_connection_duration: Option<Duration>,
 }
 
 /// Istio `outlierDetection`, resolved with Istio's defaults.

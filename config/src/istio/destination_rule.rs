@@ -68,6 +68,8 @@ pub struct ConnectionPoolSpec {
 pub struct TcpSettings {
     pub max_connections: Option<u32>,
     pub connect_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub max_connection_duration: Option<String>,
 }
 
 #[derive(Deserialize, Debug, Default, Clone)]

@@ -102,6 +102,11 @@ fn resolve(
         if let Some(tcp) = &p.tcp {
             pool.max_connections = tcp.max_connections;
             pool.connect_timeout = dur("connectionPool.tcp.connectTimeout", &tcp.connect_timeout);
+            pool.tcp_idle_timeout = dur("connectionPool.tcp.idleTimeout", &tcp.idle_timeout);
+            pool.max_connection_duration = dur(
+                "connectionPool.tcp.maxConnectionDuration",
+                &tcp.max_connection_duration,
+            );
         }
         if let Some(http) = &p.http {
             pool.max_pending = http.http1_max_pending_requests;
