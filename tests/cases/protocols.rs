@@ -254,6 +254,18 @@ async fn a_tcp_port_carries_bytes_both_ways_with_half_close() {
     assert_eq!(entry["bytes_sent"], sent.len(), "{line}");
     assert_eq!(entry["method"], serde_json::Value::Null, "{line}");
     assert_eq!(entry["response_flags"], "-", "{line}");
+    // Istio's TCP metrics, as the waypoint reports them.
+    use super::telemetry::{scrape, value};
+    let metrics = scrape(f.wp.metrics).await;
+    let service = [
+        ("reporter", "waypoint"),
+        ("destination_service", "echo-tcp.default.svc.cluster.local"),
+    ];
+    let counter = |name| value(&metrics, name, &service);
+    assert_eq!(counter("istio_tcp_connections_opened_total"), 1.0);
+    assert_eq!(counter("istio_tcp_connections_closed_total"), 1.0);
+    assert_eq!(counter("istio_tcp_received_bytes_total"), sent.len() as f64);
+    assert_eq!(counter("istio_tcp_sent_bytes_total"), sent.len() as f64);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
