@@ -78,6 +78,11 @@ async fn fixture() -> Fixture {
 
 /// With `extra` manifests beside the seed ones.
 async fn fixture_with(extra: &str) -> Fixture {
+    fixture_full(extra, &[], &[]).await
+}
+
+/// With extra manifests, `waypoint run` flags and environment.
+async fn fixture_full(extra: &str, flags: &[&str], env: &[(&str, &str)]) -> Fixture {
     let mut backends = BTreeMap::new();
     for name in ["greeter-v1", "greeter-v2", "greeter-v3"] {
         backends.insert(name, GrpcBackend::start(name).await);
@@ -105,7 +110,7 @@ async fn fixture_with(extra: &str) -> Fixture {
     std::fs::write(dir.path().join("world.yaml"), MANIFESTS).unwrap();
     std::fs::write(dir.path().join("extra.yaml"), extra).unwrap();
     let certs = Certs::new();
-    let wp = WaypointProc::start(dir.path(), &certs.waypoint_dir).await;
+    let wp = WaypointProc::start_with_env(dir.path(), &certs.waypoint_dir, flags, env).await;
     Fixture {
         backends,
         _slow: slow,
@@ -545,4 +550,33 @@ spec:
     let err = client.unary(Request::new(msg("x"))).await.unwrap_err();
     assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
     assert_eq!(err.message(), "fault filter abort");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grpc_call_is_a_span_with_its_grpc_status() {
+    use crate::common::otlp::Collector;
+    let collector = Collector::start().await;
+    let endpoint = collector.endpoint();
+    let f = fixture_full(
+        "",
+        &["--otlp-endpoint", &endpoint],
+        &[("OTEL_BSP_SCHEDULE_DELAY", "50")],
+    )
+    .await;
+    let mut client = f.plaintext_client("greeter:9000").await;
+    let trace = "0af7651916cd43dd8448eb211c80319c";
+    let mut req = Request::new(msg("x"));
+    let parent = format!("00-{trace}-b7ad6b7169203331-01");
+    req.metadata_mut()
+        .insert("traceparent", parent.parse().unwrap());
+    req.metadata_mut()
+        .insert("x-echo-code", "5".parse().unwrap());
+    assert_eq!(client.unary(req).await.unwrap_err().code(), Code::NotFound);
+    let spans = collector.wait_for_trace(trace, 2).await;
+    let server = spans
+        .iter()
+        .find(|s| s.attr("rpc.system").is_some())
+        .unwrap_or_else(|| panic!("no span with rpc.system: {spans:#?}"));
+    assert_eq!(server.attr("rpc.system").as_deref(), Some("grpc"));
+    assert_eq!(server.attr("rpc.grpc.status_code").as_deref(), Some("5"));
 }
