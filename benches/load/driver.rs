@@ -1,21 +1,14 @@
-//! Closed-loop load: `conns` keep-alive HTTP/1.1 connections (or HBONE tunnels),
-//! each sending the next request when the last answer arrives.
+//! Closed-loop load and its report: each caller makes the next call when the
+//! last answer arrives, for a warm-up second and then the measured window.
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::TokioIo;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::future::Future;
 use std::time::{Duration, Instant};
-use waypoint::hbone::client::HboneClient;
 
-#[derive(Clone)]
-pub enum Scenario {
-    Plaintext(SocketAddr),
-    Hbone {
-        addr: SocketAddr,
-        tls: Arc<rustls::ClientConfig>,
-    },
+/// One closed loop: an HTTP/1.1 connection, a gRPC stream slot on a shared
+/// HTTP/2 connection, or a TCP connection doing ping-pong.
+pub trait Caller: Send + 'static {
+    /// One call; `false` when it failed.
+    fn call(&mut self) -> impl Future<Output = bool> + Send;
 }
 
 pub struct Report {
@@ -28,6 +21,9 @@ pub struct Report {
     /// Proxy CPU time over the measured window, and its resident memory after it.
     pub cpu_ms: Option<f64>,
     pub rss_mib: Option<f64>,
+    /// The bench process's own CPU over the window (clients and backends, on
+    /// one runtime thread): near 100% of a core, it, not the proxy, sets the pace.
+    pub bench_cpu_ms: Option<f64>,
 }
 
 impl Report {
@@ -39,6 +35,10 @@ impl Report {
         Some(self.cpu_ms? * 1000.0 / self.requests.max(1) as f64)
     }
 
+    pub fn bench_cpu_percent(&self) -> Option<f64> {
+        Some(self.bench_cpu_ms? / (self.seconds * 10.0))
+    }
+
     pub fn percentile(&self, p: f64) -> f64 {
         if self.latencies.is_empty() {
             return f64::NAN;
@@ -48,102 +48,46 @@ impl Report {
     }
 }
 
-type Sender = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
-
-async fn open(scenario: &Scenario, hbone: Option<&HboneClient>) -> Sender {
-    let (sender, conn) = match scenario {
-        Scenario::Plaintext(addr) => {
-            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-            tcp.set_nodelay(true).unwrap();
-            hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-                .await
-                .unwrap()
-        }
-        Scenario::Hbone { .. } => {
-            let stream = hbone
-                .unwrap()
-                .open(super::world::PRODUCTPAGE_VIP)
-                .await
-                .unwrap();
-            let (s, c) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                .await
-                .unwrap();
-            tokio::spawn(async move {
-                let _ = c.await;
-            });
-            return s;
-        }
-    };
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    sender
-}
-
-async fn one(sender: &mut Sender) -> bool {
-    let req = http::Request::builder()
-        .uri("/productpage")
-        .header("host", "productpage:9080")
-        .body(Empty::new())
-        .unwrap();
-    if sender.ready().await.is_err() {
-        return false;
-    }
-    match sender.send_request(req).await {
-        Ok(resp) => {
-            let ok = resp.status() == 200;
-            ok && resp.into_body().collect().await.is_ok()
-        }
-        Err(_) => false,
-    }
-}
-
-pub async fn run(
-    scenario: Scenario,
+/// Runs every caller in its own task and reads `pid`'s CPU over the window.
+pub async fn closed_loop<C: Caller>(
     name: &str,
-    conns: usize,
+    callers: Vec<C>,
     duration: Duration,
     pid: u32,
 ) -> Report {
-    // One HBONE connection carries every tunnel, as one ztunnel-to-waypoint pair does.
-    let hbone = match &scenario {
-        Scenario::Hbone { addr, tls } => {
-            Some(HboneClient::connect(*addr, tls.clone()).await.unwrap())
-        }
-        Scenario::Plaintext(_) => None,
-    };
     let warmup = Duration::from_secs(1);
-    let start = Instant::now();
-    let measure_from = start + warmup;
+    let measure_from = Instant::now() + warmup;
     let end = measure_from + duration;
-    let mut tasks = Vec::new();
-    for _ in 0..conns {
-        let mut sender = open(&scenario, hbone.as_ref()).await;
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::with_capacity(1 << 16);
-            let mut errors = 0;
-            loop {
-                let t0 = Instant::now();
-                if t0 >= end {
-                    break;
-                }
-                let ok = one(&mut sender).await;
-                if t0 >= measure_from {
-                    if ok {
-                        lat.push(t0.elapsed().as_micros() as u32);
-                    } else {
-                        errors += 1;
+    let tasks: Vec<_> = callers
+        .into_iter()
+        .map(|mut caller| {
+            tokio::spawn(async move {
+                let mut lat = Vec::with_capacity(1 << 16);
+                let mut errors = 0;
+                loop {
+                    let t0 = Instant::now();
+                    if t0 >= end {
+                        break;
+                    }
+                    let ok = caller.call().await;
+                    if t0 >= measure_from {
+                        if ok {
+                            lat.push(t0.elapsed().as_micros() as u32);
+                        } else {
+                            errors += 1;
+                        }
+                    }
+                    if !ok {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
                     }
                 }
-                if !ok {
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
-            }
-            (lat, errors)
-        }));
-    }
+                (lat, errors)
+            })
+        })
+        .collect();
     tokio::time::sleep_until(measure_from.into()).await;
     let cpu_start = super::procstat::cpu_ms(pid);
+    let bench_start = super::procstat::cpu_ms(std::process::id());
     let mut latencies = Vec::new();
     let mut errors = 0;
     for t in tasks {
@@ -153,6 +97,9 @@ pub async fn run(
     }
     let cpu_ms = super::procstat::cpu_ms(pid)
         .zip(cpu_start)
+        .map(|(end, start)| end - start);
+    let bench_cpu_ms = super::procstat::cpu_ms(std::process::id())
+        .zip(bench_start)
         .map(|(end, start)| end - start);
     let rss_mib = super::procstat::rss_mib(pid);
     latencies.sort_unstable();
@@ -164,29 +111,35 @@ pub async fn run(
         latencies,
         cpu_ms,
         rss_mib,
+        bench_cpu_ms,
     }
 }
 
-pub fn print(reports: &[Report]) {
-    let envoy = reports.iter().find(|r| r.name.starts_with("envoy"));
+/// A table of `reports` in `unit`s (`req`, `call`, `rt`), the ratio column
+/// against the first row, then one line per `(ours, yardstick)` pair of row
+/// names, so a row compared with something other than the first says so.
+pub fn print(unit: &str, reports: &[Report], pairs: &[(&str, &str)]) {
+    let first = reports.first();
+    let (rate, cpu) = (format!("{unit}/s"), format!("cpu µs/{unit}"));
     println!(
-        "{:<31} {:>10} {:>8} {:>9} {:>9} {:>9} {:>12} {:>14} {:>8}",
+        "{:<34} {:>10} {:>8} {:>9} {:>9} {:>9} {:>10} {:>14} {:>8} {:>10}",
         "path",
-        "req/s",
+        rate,
         "errors",
         "p50 ms",
         "p90 ms",
         "p99 ms",
-        "vs envoy",
-        "cpu µs/req",
-        "rss MiB"
+        "vs row 1",
+        cpu,
+        "rss MiB",
+        "bench cpu"
     );
     for r in reports {
-        let ratio = envoy
-            .map(|e| format!("{:.2}x rps", r.rps() / e.rps()))
+        let ratio = first
+            .map(|e| format!("{:.2}x", r.rps() / e.rps()))
             .unwrap_or_else(|| "-".into());
         println!(
-            "{:<31} {:>10.0} {:>8} {:>9.3} {:>9.3} {:>9.3} {:>12} {:>14.1} {:>8.1}",
+            "{:<34} {:>10.0} {:>8} {:>9.3} {:>9.3} {:>9.3} {:>10} {:>14.1} {:>8.1} {:>9.0}%",
             r.name,
             r.rps(),
             r.errors,
@@ -195,27 +148,36 @@ pub fn print(reports: &[Report]) {
             r.percentile(0.99),
             ratio,
             r.cpu_us_per_request().unwrap_or(f64::NAN),
-            r.rss_mib.unwrap_or(f64::NAN)
+            r.rss_mib.unwrap_or(f64::NAN),
+            r.bench_cpu_percent().unwrap_or(f64::NAN)
         );
     }
-    if let Some(e) = envoy {
-        for r in reports.iter().filter(|r| !r.name.starts_with("envoy")) {
-            let cpu = r
-                .cpu_us_per_request()
-                .zip(e.cpu_us_per_request())
-                .map(|(a, b)| format!(", CPU per request {:.2}x", a / b))
-                .unwrap_or_default();
-            let mem = r
-                .rss_mib
-                .zip(e.rss_mib)
-                .map(|(a, b)| format!(", memory {:.2}x", a / b))
-                .unwrap_or_default();
-            println!(
-                "{}: p50 latency {:.2}x envoy's, p99 {:.2}x{cpu}{mem}",
-                r.name.split_whitespace().collect::<Vec<_>>().join(" "),
-                r.percentile(0.5) / e.percentile(0.5),
-                r.percentile(0.99) / e.percentile(0.99)
-            );
-        }
+    let find = |name: &str| reports.iter().find(|r| r.name == name);
+    for (ours, theirs) in pairs {
+        let (Some(r), Some(e)) = (find(ours), find(theirs)) else {
+            continue;
+        };
+        let cpu = r
+            .cpu_us_per_request()
+            .zip(e.cpu_us_per_request())
+            .map(|(a, b)| format!(", CPU per {unit} {:.2}x", a / b))
+            .unwrap_or_default();
+        let mem = r
+            .rss_mib
+            .zip(e.rss_mib)
+            .map(|(a, b)| format!(", memory {:.2}x", a / b))
+            .unwrap_or_default();
+        println!(
+            "{} vs {}: {unit}/s {:.2}x, p50 {:.2}x, p99 {:.2}x{cpu}{mem}",
+            squash(ours),
+            squash(theirs),
+            r.rps() / e.rps(),
+            r.percentile(0.5) / e.percentile(0.5),
+            r.percentile(0.99) / e.percentile(0.99)
+        );
     }
+}
+
+fn squash(name: &str) -> String {
+    name.split_whitespace().collect::<Vec<_>>().join(" ")
 }

@@ -1,7 +1,9 @@
-//! The benchmark's world: three echo pods, the seed config, certificates, and the
-//! waypoint binary running it.
+//! The benchmark's world: three HTTP echo pods with the seed routing, three gRPC
+//! pods and a TCP echo pod with theirs, certificates, and the waypoint binary
+//! running it all.
 
 use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,12 +16,15 @@ pub use waypoint::testing::PRODUCTPAGE_VIP;
 pub struct World {
     _dir: tempfile::TempDir,
     _backends: Vec<Echo>,
+    pub grpc: super::grpc::Backends,
+    pub tcp: super::tcp::EchoServer,
     /// `(version, address)` of each backend, for the peer's config.
     pub endpoints: Vec<(&'static str, SocketAddr)>,
     waypoint: Child,
     /// The same waypoint with the access log off, for the telemetry's cost.
     quiet: Child,
     pub quiet_http: SocketAddr,
+    pub quiet_hbone: SocketAddr,
     /// The same waypoint with no per-request telemetry at all.
     bare: Child,
     pub bare_http: SocketAddr,
@@ -30,6 +35,8 @@ pub struct World {
     pub waypoint_http: SocketAddr,
     pub waypoint_hbone: SocketAddr,
     pub client_tls: Arc<rustls::ClientConfig>,
+    /// The waypoint's certificate files, which Envoy's HBONE server uses too.
+    pub waypoint_certs: PathBuf,
 }
 
 pub fn free_addr() -> SocketAddr {
@@ -70,6 +77,12 @@ impl World {
         std::fs::create_dir_all(&config).unwrap();
         std::fs::write(config.join("pods.yaml"), pods_yaml(&specs)).unwrap();
         std::fs::write(config.join("routing.yaml"), PRODUCTPAGE).unwrap();
+        let grpc = super::grpc::Backends::start().await;
+        std::fs::write(config.join("grpc-pods.yaml"), &grpc.pods).unwrap();
+        std::fs::write(config.join("grpc.yaml"), super::grpc::MANIFESTS).unwrap();
+        let tcp = super::tcp::EchoServer::start().await;
+        std::fs::write(config.join("tcp-pods.yaml"), tcp.pod()).unwrap();
+        std::fs::write(config.join("tcp.yaml"), super::tcp::MANIFESTS).unwrap();
 
         let ca = DevCa::new("bench CA").unwrap();
         let td = "cluster.local";
@@ -107,7 +120,7 @@ impl World {
             (child, http, hbone)
         };
         let (waypoint, http, hbone) = spawn(&[]);
-        let (quiet, quiet_http, _) = spawn(&["--access-log", "false"]);
+        let (quiet, quiet_http, quiet_hbone) = spawn(&["--access-log", "false"]);
         let (bare, bare_http, _) = spawn(&["--access-log", "false", "--request-metrics", "false"]);
         let collector = super::otlp::Collector::start().await;
         let (traced, traced_http, _) = spawn(&["--otlp-endpoint", &collector.endpoint()]);
@@ -116,13 +129,18 @@ impl World {
         wait_listening(bare_http).await;
         wait_listening(http).await;
         wait_listening(hbone).await;
+        wait_listening(quiet_hbone).await;
         World {
+            waypoint_certs: dir.path().join("wp"),
             _dir: dir,
             _backends: backends,
+            grpc,
+            tcp,
             endpoints,
             waypoint,
             quiet,
             quiet_http,
+            quiet_hbone,
             bare,
             bare_http,
             traced,

@@ -68,7 +68,11 @@ impl GrpcBackend {
             let _ = tonic::transport::Server::builder()
                 .add_service(health)
                 .add_service(echo)
-                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
+                // As gRPC servers do (grpc-go, tonic's own `serve`): with Nagle,
+                // answers multiplexed on one connection wait for delayed ACKs.
+                .serve_with_incoming(
+                    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+                )
                 .await;
         });
         GrpcBackend { addr, shared, task }

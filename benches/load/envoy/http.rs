@@ -1,0 +1,112 @@
+//! The seed routing as Envoy config: a header-matched route, then
+//! `weighted_clusters` 90/10, `ROUND_ROBIN` within each version. Over HTTP/1.1
+//! for the seed rows; over HTTP/2 both sides for the gRPC rows.
+
+use std::fmt::Write;
+use std::net::SocketAddr;
+
+/// Which protocol the listener and the clusters speak.
+#[derive(Clone, Copy, PartialEq)]
+pub enum Codec {
+    Http1,
+    /// HTTP/2 with prior knowledge downstream and h2c upstream, as gRPC needs.
+    Http2,
+}
+
+fn cluster(name: &str, codec: Codec, endpoints: &[(&str, SocketAddr)]) -> String {
+    let mut eps = String::new();
+    for (_, a) in endpoints.iter().filter(|(v, _)| *v == name) {
+        write!(
+            eps,
+            "\n        - endpoint: {{address: {{socket_address: {{address: {}, port_value: {}}}}}}}",
+            a.ip(),
+            a.port()
+        )
+        .unwrap();
+    }
+    let h2 = if codec == Codec::Http2 {
+        H2_UPSTREAM
+    } else {
+        ""
+    };
+    format!(
+        "  - name: {name}\n    type: STATIC\n    lb_policy: ROUND_ROBIN{h2}\n    load_assignment:\n      cluster_name: {name}\n      endpoints:\n      - lb_endpoints:{eps}\n"
+    )
+}
+
+const H2_UPSTREAM: &str = r#"
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: {http2_protocol_options: {}}"#;
+
+fn tracing(collector: SocketAddr) -> (String, String) {
+    let hcm = r#"
+          tracing:
+            random_sampling: {value: 100}
+            spawn_upstream_span: true
+            provider:
+              name: envoy.tracers.opentelemetry
+              typed_config:
+                "@type": type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig
+                grpc_service: {envoy_grpc: {cluster_name: otlp}}
+                service_name: envoy"#;
+    let cluster = format!(
+        r#"  - name: otlp
+    type: STATIC{H2_UPSTREAM}
+    load_assignment:
+      cluster_name: otlp
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{address: {{socket_address: {{address: {}, port_value: {}}}}}}}
+"#,
+        collector.ip(),
+        collector.port()
+    );
+    (hcm.to_string(), cluster)
+}
+
+/// With `traces`, every request is traced (a server span, and a client span
+/// per upstream try, as ours) to that OTLP/gRPC collector.
+pub fn config(
+    addr: SocketAddr,
+    codec: Codec,
+    endpoints: &[(&str, SocketAddr)],
+    traces: Option<SocketAddr>,
+) -> String {
+    let (hcm_tracing, otlp_cluster) = traces.map(tracing).unwrap_or_default();
+    let hcm_codec = match codec {
+        Codec::Http1 => "",
+        Codec::Http2 => "\n          codec_type: HTTP2\n          http2_protocol_options: {}",
+    };
+    format!(
+        r#"static_resources:
+  listeners:
+  - name: http
+    address: {{socket_address: {{address: {ip}, port_value: {port}}}}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: bench{hcm_codec}{hcm_tracing}
+          route_config:
+            virtual_hosts:
+            - name: seed
+              domains: ["*"]
+              routes:
+              - match: {{prefix: "/", headers: [{{name: version, string_match: {{exact: v2}}}}]}}
+                route: {{cluster: v2}}
+              - match: {{prefix: "/"}}
+                route: {{weighted_clusters: {{clusters: [{{name: v1, weight: 90}}, {{name: v2, weight: 10}}]}}}}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
+  clusters:
+{v1}{v2}{otlp_cluster}"#,
+        ip = addr.ip(),
+        port = addr.port(),
+        v1 = cluster("v1", codec, endpoints),
+        v2 = cluster("v2", codec, endpoints),
+    )
+}
