@@ -45,6 +45,7 @@ impl SnapshotBuilder {
             route_source: Default::default(),
             consumers: Vec::new(),
             tcp_routes: Vec::new(),
+            authz: Vec::new(),
             traffic: Default::default(),
             port_traffic: Default::default(),
         }));

@@ -44,6 +44,9 @@ pub struct Service {
     /// protocol is not HTTP (Istio's waypoint builds no TCP chain there), and
     /// on a `Detect` port only when no HTTPRoute or GRPCRoute binds it (GEP-1426).
     pub tcp_routes: Vec<TcpRoute>,
+    /// AuthorizationPolicies whose `targetRefs` name this Service (or
+    /// ServiceEntry).
+    pub authz: Vec<crate::AuthzPolicy>,
     /// DestinationRule `trafficPolicy` (top level), and per port with
     /// `portLevelSettings` merged over it.
     pub traffic: TrafficPolicy,

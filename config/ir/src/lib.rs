@@ -6,11 +6,16 @@
 //! A snapshot is immutable once built and shared as `Arc<Snapshot>`, so a request sees
 //! one consistent world for its whole life, retries included.
 
+mod authz;
 mod backend;
 mod names;
 mod policy;
 mod route;
 
+pub use authz::{
+    AuthzAction, AuthzPolicy, AuthzRule, Cidr, Condition, ConditionKey, ConditionValue, Field,
+    OperationMatch, PathPattern, PathSegment, SourceMatch, StrMatch,
+};
 pub use backend::{
     ConsumerRoutes, Endpoint, EndpointIdx, Protocol, RouteConflict, RouteSource, Service,
     ServiceIdx, ServicePort, Subset, TcpRoute,
@@ -68,6 +73,10 @@ pub struct Snapshot {
     pub by_host: HashMap<String, ServiceIdx>,
     /// The `istio-waypoint` Gateway this config declares, if any.
     pub waypoint: Option<WaypointGateway>,
+    /// AuthorizationPolicies for everything this waypoint serves: those that
+    /// target its Gateway, and the root namespace's for every waypoint. A
+    /// service's own are `Service::authz`; a request is judged by both.
+    pub authz: Vec<AuthzPolicy>,
 }
 
 /// A `Gateway` of class `istio-waypoint`: who this waypoint is.

@@ -120,6 +120,7 @@ pub fn kube_service(cx: &mut Cx<'_>, obj: &Obj<crate::kube::ServiceDoc>) -> Serv
         route_source: Default::default(),
         consumers: Vec::new(),
         tcp_routes: Vec::new(),
+        authz: Vec::new(),
         traffic: Default::default(),
         port_traffic: Default::default(),
     }
@@ -360,6 +361,7 @@ fn service_entry(cx: &mut Cx<'_>, se: &Obj<crate::istio::ServiceEntryDoc>) -> Ve
             route_source: Default::default(),
             consumers: Vec::new(),
             tcp_routes: Vec::new(),
+            authz: Vec::new(),
             traffic: Default::default(),
             port_traffic: Default::default(),
         })
