@@ -16,10 +16,12 @@
 //! The building blocks ([`route::select`], [`split::pick`]) are public for tests and
 //! benches; the adapter should not need them.
 
+pub mod authz;
 pub mod chain;
 pub mod fault;
 mod flags;
 pub mod headers;
+pub mod normalize;
 pub mod ratelimit;
 pub mod retry;
 pub mod route;

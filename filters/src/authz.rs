@@ -1,0 +1,210 @@
+//! AuthorizationPolicy evaluation, in Istio's order: CUSTOM, then DENY, then
+//! ALLOW (see `waypoint_ir::AuthzPolicy` for how a policy matches). AUDIT
+//! policies decide nothing; the ones that match are reported.
+
+use std::net::IpAddr;
+use waypoint_ir::{
+    AuthzAction, AuthzPolicy, AuthzRule, Condition, ConditionKey, ConditionValue, OperationMatch,
+    PathPattern, PathSegment, ResourceRef, SourceMatch, StrMatch,
+};
+
+/// What a request offers to be judged on. Strings are as Istio compares them.
+#[derive(Debug, Clone, Copy)]
+pub struct AuthzRequest<'a> {
+    /// The peer's identity as `cluster.local/ns/x/sa/y` (no `spiffe://`).
+    pub principal: Option<&'a str>,
+    pub namespace: Option<&'a str>,
+    /// The connection's peer.
+    pub source_ip: Option<IpAddr>,
+    /// `iss/sub` of a validated JWT.
+    pub request_principal: Option<&'a str>,
+    /// The request's host (`:authority`/`Host`), as sent.
+    pub host: &'a str,
+    pub method: &'a str,
+    /// Normalised, without the query.
+    pub path: &'a str,
+    pub headers: &'a http::HeaderMap,
+    pub destination_ip: Option<IpAddr>,
+    pub destination_port: u16,
+}
+
+/// The outcome, naming the policy that decided a denial.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict<'p> {
+    Allow,
+    /// Denied by a matching DENY (or unenforceable CUSTOM) policy.
+    DeniedBy(&'p ResourceRef),
+    /// ALLOW policies apply and none matched.
+    NotAllowed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Judgement<'p> {
+    pub verdict: Verdict<'p>,
+    /// AUDIT policies that matched.
+    pub audited: Vec<&'p ResourceRef>,
+    /// The ALLOW policy that let the request through, if one did.
+    pub allowed_by: Option<&'p ResourceRef>,
+}
+
+/// Judges `req` by `policies` (the waypoint's and the service's together).
+pub fn evaluate<'p, I>(policies: I, req: &AuthzRequest<'_>) -> Judgement<'p>
+where
+    I: IntoIterator<Item = &'p AuthzPolicy>,
+    I::IntoIter: Clone,
+{
+    let policies = policies.into_iter();
+    let matching = |action: fn(&AuthzAction) -> bool| {
+        policies
+            .clone()
+            .filter(move |p| action(&p.action) && matches(p, req))
+    };
+    let audited = matching(|a| *a == AuthzAction::Audit)
+        .map(|p| &p.source)
+        .collect();
+    // CUSTOM is not implemented: translation refuses it, and any that reaches
+    // here fails closed, as a DENY that matched.
+    let denied = matching(|a| matches!(a, AuthzAction::Custom { .. }))
+        .chain(matching(|a| *a == AuthzAction::Deny))
+        .next();
+    let verdict = |verdict, allowed_by| Judgement {
+        verdict,
+        audited,
+        allowed_by,
+    };
+    if let Some(p) = denied {
+        return verdict(Verdict::DeniedBy(&p.source), None);
+    }
+    let mut allows = policies
+        .filter(|p| p.action == AuthzAction::Allow)
+        .peekable();
+    if allows.peek().is_none() {
+        return verdict(Verdict::Allow, None);
+    }
+    match allows.find(|p| matches(p, req)) {
+        Some(p) => verdict(Verdict::Allow, Some(&p.source)),
+        None => verdict(Verdict::NotAllowed, None),
+    }
+}
+
+/// A policy matches when one of its rules does; one without rules never does.
+pub fn matches(policy: &AuthzPolicy, req: &AuthzRequest<'_>) -> bool {
+    policy.rules.iter().any(|r| rule(r, req))
+}
+
+fn rule(r: &AuthzRule, req: &AuthzRequest<'_>) -> bool {
+    (r.from.is_empty() || r.from.iter().any(|s| source(s, req)))
+        && (r.to.is_empty() || r.to.iter().any(|o| operation(o, req)))
+        && r.when.iter().all(|c| condition(c, req))
+}
+
+/// A string field against a value that may be absent: an absent value
+/// matches no value, so it fails `any_of` and passes `none_of`.
+fn str_field(f: &waypoint_ir::Field<StrMatch>, v: Option<&str>) -> bool {
+    f.accepts(|m| v.is_some_and(|v| m.matches(v)))
+}
+
+fn source(s: &SourceMatch, req: &AuthzRequest<'_>) -> bool {
+    let ip = |f: &waypoint_ir::Field<waypoint_ir::Cidr>| {
+        f.accepts(|c| req.source_ip.is_some_and(|ip| c.contains(ip)))
+    };
+    str_field(&s.principals, req.principal)
+        && str_field(&s.namespaces, req.namespace)
+        && str_field(&s.request_principals, req.request_principal)
+        && ip(&s.ip_blocks)
+        && ip(&s.remote_ip_blocks)
+}
+
+fn operation(o: &OperationMatch, req: &AuthzRequest<'_>) -> bool {
+    o.hosts.accepts(|m| host(m, req.host))
+        && o.ports.accepts(|p| *p == req.destination_port)
+        && str_field(&o.methods, Some(req.method))
+        && o.paths.accepts(|p| path(p, req.path))
+}
+
+/// Hosts compare case-insensitively, and a value without a port also matches
+/// the host with any port, as Istio builds the match.
+fn host(m: &StrMatch, host: &str) -> bool {
+    let host = host.to_ascii_lowercase();
+    let lower = |s: &str| s.to_ascii_lowercase();
+    let bare = waypoint_ir::split_host_port(&host).0.to_string();
+    let one = |h: &str| match m {
+        StrMatch::Exact(e) => h == lower(e),
+        StrMatch::Prefix(p) => h.starts_with(&lower(p)),
+        StrMatch::Suffix(s) => h.ends_with(&lower(s)),
+        StrMatch::Any => true,
+    };
+    one(&host) || (bare != host && one(&bare))
+}
+
+fn path(p: &PathPattern, path: &str) -> bool {
+    match p {
+        PathPattern::Str(m) => m.matches(path),
+        PathPattern::Template(segments) => template(segments, path),
+    }
+}
+
+/// `{*}` is one whole non-empty segment; `{**}` one or more segments to the end.
+fn template(pattern: &[PathSegment], path: &str) -> bool {
+    let Some(rest) = path.strip_prefix('/') else {
+        return false;
+    };
+    let mut parts = rest.split('/');
+    for (i, seg) in pattern.iter().enumerate() {
+        match seg {
+            PathSegment::Rest => {
+                let remaining: Vec<&str> = parts.by_ref().collect();
+                return i == pattern.len() - 1 && !remaining.is_empty() && remaining[0] != "";
+            }
+            PathSegment::One => match parts.next() {
+                Some(p) if !p.is_empty() => {}
+                _ => return false,
+            },
+            PathSegment::Literal(l) => {
+                if parts.next() != Some(l.as_str()) {
+                    return false;
+                }
+            }
+        }
+    }
+    parts.next().is_none()
+}
+
+fn condition(c: &Condition, req: &AuthzRequest<'_>) -> bool {
+    let value = |v: &ConditionValue| match (&c.key, v) {
+        (ConditionKey::RequestHeader(name), ConditionValue::Str(m)) => {
+            header(req.headers, name).is_some_and(|h| m.matches(&h))
+        }
+        (ConditionKey::SourceIp | ConditionKey::RemoteIp, ConditionValue::Ip(c)) => {
+            req.source_ip.is_some_and(|ip| c.contains(ip))
+        }
+        (ConditionKey::DestinationIp, ConditionValue::Ip(c)) => {
+            req.destination_ip.is_some_and(|ip| c.contains(ip))
+        }
+        (ConditionKey::DestinationPort, ConditionValue::Port(p)) => *p == req.destination_port,
+        (ConditionKey::SourceNamespace, ConditionValue::Str(m)) => {
+            req.namespace.is_some_and(|n| m.matches(n))
+        }
+        (ConditionKey::SourcePrincipal, ConditionValue::Str(m)) => {
+            req.principal.is_some_and(|p| m.matches(p))
+        }
+        (ConditionKey::RequestPrincipal, ConditionValue::Str(m)) => {
+            req.request_principal.is_some_and(|p| m.matches(p))
+        }
+        // No JWT attributes yet (RequestAuthentication), no SNI inside a
+        // tunnel: nothing to match.
+        _ => false,
+    };
+    c.values.accepts(value)
+}
+
+/// A header's values joined with `,`, as Istio compares repeated headers.
+fn header(headers: &http::HeaderMap, name: &str) -> Option<String> {
+    let mut values = headers.get_all(name).iter().peekable();
+    values.peek()?;
+    let joined: Vec<&str> = values.filter_map(|v| v.to_str().ok()).collect();
+    Some(joined.join(","))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,297 @@
+use super::*;
+use waypoint_ir::{Cidr, Field, ResourceKind};
+
+fn policy(name: &str, action: AuthzAction, rules: Vec<AuthzRule>) -> AuthzPolicy {
+    AuthzPolicy {
+        source: ResourceRef::new(ResourceKind::AuthorizationPolicy, "default", name),
+        action,
+        rules,
+    }
+}
+
+fn any<T>(v: Vec<T>) -> Field<T> {
+    Field {
+        any_of: v,
+        none_of: Vec::new(),
+    }
+}
+
+fn none<T>(v: Vec<T>) -> Field<T> {
+    Field {
+        any_of: Vec::new(),
+        none_of: v,
+    }
+}
+
+fn s(v: &str) -> StrMatch {
+    StrMatch::parse(v)
+}
+
+fn from(src: SourceMatch) -> AuthzRule {
+    AuthzRule {
+        from: vec![src],
+        ..AuthzRule::default()
+    }
+}
+
+fn to(op: OperationMatch) -> AuthzRule {
+    AuthzRule {
+        to: vec![op],
+        ..AuthzRule::default()
+    }
+}
+
+struct Req {
+    headers: http::HeaderMap,
+    principal: Option<&'static str>,
+    method: &'static str,
+    path: &'static str,
+    host: &'static str,
+    ip: Option<IpAddr>,
+}
+
+impl Req {
+    fn new() -> Req {
+        Req {
+            headers: http::HeaderMap::new(),
+            principal: Some("cluster.local/ns/front/sa/web"),
+            method: "GET",
+            path: "/api/orders",
+            host: "orders.shop.svc.cluster.local:8080",
+            ip: Some("10.1.2.3".parse().unwrap()),
+        }
+    }
+
+    fn view(&self) -> AuthzRequest<'_> {
+        AuthzRequest {
+            principal: self.principal,
+            namespace: self.principal.map(|p| p.split('/').nth(2).unwrap()),
+            source_ip: self.ip,
+            request_principal: None,
+            host: self.host,
+            method: self.method,
+            path: self.path,
+            headers: &self.headers,
+            destination_ip: Some("10.96.0.5".parse().unwrap()),
+            destination_port: 8080,
+        }
+    }
+}
+
+fn denied(policies: &[AuthzPolicy], r: &Req) -> bool {
+    evaluate(policies, &r.view()).verdict != Verdict::Allow
+}
+
+#[test]
+fn no_policy_allows_and_allow_policies_allow_only_what_they_match() {
+    let r = Req::new();
+    assert!(!denied(&[], &r));
+    let web_only = from(SourceMatch {
+        principals: any(vec![s("cluster.local/ns/front/sa/web")]),
+        ..Default::default()
+    });
+    assert!(!denied(
+        &[policy("a", AuthzAction::Allow, vec![web_only.clone()])],
+        &r
+    ));
+    let other = Req {
+        principal: Some("cluster.local/ns/front/sa/other"),
+        ..Req::new()
+    };
+    assert!(denied(
+        &[policy("a", AuthzAction::Allow, vec![web_only])],
+        &other
+    ));
+}
+
+#[test]
+fn the_empty_cases_are_istios() {
+    let r = Req::new();
+    // ALLOW with no rules: allows nothing. With `rules: [{}]`: everything.
+    assert!(denied(&[policy("a", AuthzAction::Allow, vec![])], &r));
+    assert!(!denied(
+        &[policy("a", AuthzAction::Allow, vec![AuthzRule::default()])],
+        &r
+    ));
+    // DENY with no rules denies nothing; with `rules: [{}]`, everything.
+    assert!(!denied(&[policy("d", AuthzAction::Deny, vec![])], &r));
+    assert!(denied(
+        &[policy("d", AuthzAction::Deny, vec![AuthzRule::default()])],
+        &r
+    ));
+}
+
+#[test]
+fn deny_wins_over_allow_and_audit_decides_nothing() {
+    let r = Req::new();
+    let all = || vec![AuthzRule::default()];
+    let policies = [
+        policy("allow", AuthzAction::Allow, all()),
+        policy("deny", AuthzAction::Deny, all()),
+        policy("audit", AuthzAction::Audit, all()),
+    ];
+    let j = evaluate(&policies, &r.view());
+    assert_eq!(j.verdict, Verdict::DeniedBy(&policies[1].source));
+    assert_eq!(j.audited, vec![&policies[2].source]);
+    let j = evaluate(&policies[2..], &r.view());
+    assert_eq!(j.verdict, Verdict::Allow, "AUDIT alone is not an ALLOW");
+    // CUSTOM cannot be asked yet: a matching one denies.
+    let custom = [policy(
+        "c",
+        AuthzAction::Custom {
+            provider: "opa".into(),
+        },
+        all(),
+    )];
+    assert!(denied(&custom, &r));
+}
+
+#[test]
+fn absent_identities_fail_positive_matches_and_pass_negative_ones() {
+    let anonymous = Req {
+        principal: None,
+        ..Req::new()
+    };
+    let any_identity = from(SourceMatch {
+        principals: any(vec![s("*")]),
+        ..Default::default()
+    });
+    let not_web = from(SourceMatch {
+        principals: none(vec![s("cluster.local/ns/front/sa/web")]),
+        ..Default::default()
+    });
+    assert!(denied(
+        &[policy("a", AuthzAction::Allow, vec![any_identity.clone()])],
+        &anonymous
+    ));
+    assert!(!denied(
+        &[policy("a", AuthzAction::Allow, vec![any_identity])],
+        &Req::new()
+    ));
+    assert!(!denied(
+        &[policy("a", AuthzAction::Allow, vec![not_web.clone()])],
+        &anonymous
+    ));
+    assert!(denied(
+        &[policy("a", AuthzAction::Allow, vec![not_web])],
+        &Req::new()
+    ));
+}
+
+#[test]
+fn source_fields_and_together_and_values_or() {
+    let rule = from(SourceMatch {
+        namespaces: any(vec![s("front"), s("back")]),
+        ip_blocks: any(vec![Cidr {
+            addr: "10.1.0.0".parse().unwrap(),
+            prefix: 16,
+        }]),
+        ..Default::default()
+    });
+    let p = [policy("a", AuthzAction::Allow, vec![rule])];
+    assert!(!denied(&p, &Req::new()));
+    let elsewhere = Req {
+        ip: Some("192.168.0.1".parse().unwrap()),
+        ..Req::new()
+    };
+    assert!(denied(&p, &elsewhere), "both fields must match");
+}
+
+#[test]
+fn operations_match_hosts_ports_methods_and_paths() {
+    let op = |o: OperationMatch| [policy("a", AuthzAction::Allow, vec![to(o)])];
+    let r = Req::new();
+    let hosts = op(OperationMatch {
+        hosts: any(vec![s("ORDERS.shop.svc.cluster.local")]),
+        ..Default::default()
+    });
+    assert!(!denied(&hosts, &r), "case-insensitive, any port");
+    let suffix = op(OperationMatch {
+        hosts: any(vec![s("*.svc.cluster.local:8080")]),
+        ..Default::default()
+    });
+    assert!(!denied(&suffix, &r));
+    let ports = op(OperationMatch {
+        ports: none(vec![8080]),
+        ..Default::default()
+    });
+    assert!(denied(&ports, &r));
+    let post = op(OperationMatch {
+        methods: any(vec![s("POST")]),
+        ..Default::default()
+    });
+    assert!(denied(&post, &r));
+    let api = op(OperationMatch {
+        paths: any(vec![PathPattern::Str(s("/api/*"))]),
+        ..Default::default()
+    });
+    assert!(!denied(&api, &r));
+    let not_api = op(OperationMatch {
+        paths: none(vec![PathPattern::Str(s("/api/*"))]),
+        ..Default::default()
+    });
+    assert!(denied(&not_api, &r));
+}
+
+#[test]
+fn path_templates_match_whole_segments() {
+    use PathSegment::*;
+    let lit = |s: &str| Literal(s.to_string());
+    let one = [lit("api"), One, lit("orders")];
+    assert!(template(&one, "/api/v1/orders"));
+    assert!(!template(&one, "/api/v1/v2/orders"));
+    assert!(!template(&one, "/api//orders"));
+    assert!(!template(&one, "/api/v1/orders/x"));
+    let rest = [lit("api"), Rest];
+    assert!(template(&rest, "/api/a"));
+    assert!(template(&rest, "/api/a/b/c"));
+    assert!(!template(&rest, "/api"));
+    assert!(!template(&rest, "/api/"));
+    assert!(!template(&rest, "/apix/a"));
+}
+
+#[test]
+fn when_conditions_read_headers_and_addresses() {
+    let mut r = Req::new();
+    r.headers.append("x-team", "a".parse().unwrap());
+    r.headers.append("x-team", "b".parse().unwrap());
+    let when = |key, values| {
+        [policy(
+            "a",
+            AuthzAction::Allow,
+            vec![AuthzRule {
+                when: vec![Condition { key, values }],
+                ..AuthzRule::default()
+            }],
+        )]
+    };
+    let header = |v: &str| {
+        when(
+            ConditionKey::RequestHeader("x-team".into()),
+            any(vec![ConditionValue::Str(s(v))]),
+        )
+    };
+    assert!(
+        !denied(&header("a,b"), &r),
+        "repeated headers joined with ,"
+    );
+    assert!(denied(&header("a"), &r));
+    let ip = when(
+        ConditionKey::SourceIp,
+        none(vec![ConditionValue::Ip(Cidr {
+            addr: "10.1.2.3".parse().unwrap(),
+            prefix: 32,
+        })]),
+    );
+    assert!(denied(&ip, &r));
+    let jwt = when(
+        ConditionKey::RequestClaim(vec!["groups".into()]),
+        any(vec![ConditionValue::Str(s("admin"))]),
+    );
+    assert!(denied(&jwt, &r), "no token, no claim");
+    let port = when(
+        ConditionKey::DestinationPort,
+        any(vec![ConditionValue::Port(8080)]),
+    );
+    assert!(!denied(&port, &r));
+}
