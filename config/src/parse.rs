@@ -238,6 +238,8 @@ fn one(
         ResourceKind::TCPRoute => push!(tcp_routes),
         ResourceKind::Gateway => push!(gateways),
         ResourceKind::BackendTrafficPolicy => push!(traffic_policies),
+        // Parsed by the AuthorizationPolicy source (issue 13, in progress).
+        ResourceKind::AuthorizationPolicy => {}
         ResourceKind::Namespace => out.namespaces.push(Obj {
             file: file.to_string(),
             id,

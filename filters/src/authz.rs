@@ -32,8 +32,12 @@ pub struct AuthzRequest<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict<'p> {
     Allow,
-    /// Denied by a matching DENY (or unenforceable CUSTOM) policy.
-    DeniedBy(&'p ResourceRef),
+    /// Denied by a matching DENY (or unenforceable CUSTOM) policy, through its
+    /// rule `rule`.
+    DeniedBy {
+        policy: &'p ResourceRef,
+        rule: usize,
+    },
     /// ALLOW policies apply and none matched.
     NotAllowed,
 }
@@ -73,7 +77,14 @@ where
         allowed_by,
     };
     if let Some(p) = denied {
-        return verdict(Verdict::DeniedBy(&p.source), None);
+        let rule = matching_rule(p, req).unwrap_or_default();
+        return verdict(
+            Verdict::DeniedBy {
+                policy: &p.source,
+                rule,
+            },
+            None,
+        );
     }
     let mut allows = policies
         .filter(|p| p.action == AuthzAction::Allow)
@@ -89,7 +100,12 @@ where
 
 /// A policy matches when one of its rules does; one without rules never does.
 pub fn matches(policy: &AuthzPolicy, req: &AuthzRequest<'_>) -> bool {
-    policy.rules.iter().any(|r| rule(r, req))
+    matching_rule(policy, req).is_some()
+}
+
+/// The first of the policy's rules that matches.
+fn matching_rule(policy: &AuthzPolicy, req: &AuthzRequest<'_>) -> Option<usize> {
+    policy.rules.iter().position(|r| rule(r, req))
 }
 
 fn rule(r: &AuthzRule, req: &AuthzRequest<'_>) -> bool {

@@ -40,6 +40,9 @@ pub struct Entry<'a> {
     /// Envoy's `%GRPC_STATUS%` as a number, for gRPC requests.
     pub grpc_status: Option<u8>,
     pub response_flags: std::borrow::Cow<'static, str>,
+    /// Envoy's `%RESPONSE_CODE_DETAILS%`, when the waypoint answered itself
+    /// for a reason worth naming (an authorization denial).
+    pub response_code_details: Option<&'a str>,
     pub bytes_received: usize,
     pub bytes_sent: usize,
     /// Milliseconds from the request's arrival to the end of the response.

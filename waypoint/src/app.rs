@@ -53,6 +53,8 @@ pub struct Listeners {
     pub metrics: Vec<SocketAddr>,
     /// Spans per request, when an exporter is configured.
     pub tracing: Option<Arc<crate::trace::Tracing>>,
+    /// Istio's `meshConfig.pathNormalization`.
+    pub path_normalization: waypoint_filters::normalize::PathNormalization,
 }
 
 impl Listeners {
@@ -75,6 +77,7 @@ impl Listeners {
             request_metrics: true,
             metrics: Vec::new(),
             tracing: None,
+            path_normalization: Default::default(),
         }
     }
 }
@@ -180,7 +183,8 @@ impl Waypoint {
             .with_access_log(access_log.clone())
             .with_request_metrics(listeners.request_metrics)
             .with_limits(listeners.limits)
-            .with_tracing(listeners.tracing.clone());
+            .with_tracing(listeners.tracing.clone())
+            .with_path_normalization(listeners.path_normalization);
         let tcp = crate::tcp::TcpProxy {
             state: state.clone(),
             hbone,

@@ -77,6 +77,9 @@ pub struct Metrics {
     pub flagged: IntCounterVec,
     pub retries: IntCounterVec,
     pub ejections: IntCounterVec,
+    /// Requests denied by an AuthorizationPolicy, by the policy that decided
+    /// (`none`: ALLOW policies apply and none matched).
+    pub authz_denied: IntCounterVec,
     pub config_reloads: IntCounterVec,
     pub config_generation: IntGauge,
     /// 1 while the config source (the Kubernetes API) answers.
@@ -184,6 +187,14 @@ impl Metrics {
             &["destination_service"],
         )
         .expect("static metric");
+        let authz_denied = IntCounterVec::new(
+            Opts::new(
+                "waypoint_authz_denied_total",
+                "Requests denied by an AuthorizationPolicy, by the policy that decided.",
+            ),
+            &["policy"],
+        )
+        .expect("static metric");
         let config_reloads = IntCounterVec::new(
             Opts::new("waypoint_config_reloads_total", "Config reloads by result."),
             &["result"],
@@ -218,6 +229,7 @@ impl Metrics {
             &flagged,
             &retries,
             &ejections,
+            &authz_denied,
             &config_reloads,
             &tcp_opened,
             &tcp_closed,
@@ -303,6 +315,7 @@ impl Metrics {
             flagged,
             retries,
             ejections,
+            authz_denied,
             config_reloads,
             config_generation,
             config_source_up,

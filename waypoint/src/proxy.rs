@@ -21,6 +21,7 @@
 //! tracing is on, the server span opened in step 1 (each try of step 5 has a
 //! client span, and its context goes upstream in `upstream_request_filter`).
 
+mod authz;
 mod ctx;
 pub mod grpc;
 mod reply;
@@ -41,6 +42,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use waypoint_filters::normalize::PathNormalization;
 use waypoint_filters::retry::TryOutcome;
 use waypoint_filters::{Decision, RequestView, ResponseFlag};
 use waypoint_ir::EndpointIdx;
@@ -68,6 +70,8 @@ pub struct WaypointProxy {
     tracing: Option<Arc<crate::trace::Tracing>>,
     /// Request header bounds (431 beyond them).
     limits: crate::limits::Limits,
+    /// How request paths are normalised before policies and routes see them.
+    path_normalization: PathNormalization,
 }
 
 /// How mesh endpoints are reached: the pool of HBONE connections and the port
@@ -89,7 +93,13 @@ impl WaypointProxy {
             request_metrics: true,
             tracing: None,
             limits: Default::default(),
+            path_normalization: PathNormalization::default(),
         }
+    }
+
+    pub fn with_path_normalization(mut self, mode: PathNormalization) -> Self {
+        self.path_normalization = mode;
+        self
     }
 
     pub fn with_limits(mut self, limits: crate::limits::Limits) -> Self {
@@ -240,6 +250,27 @@ fn upstream_is_h2(ctx: &RequestCtx, downstream: http::Version) -> bool {
     }
 }
 
+/// Normalises the request path in place (Istio's normalisation, which the
+/// backend sees too) and refuses a method that is not upper case, as Istio does.
+fn normalize_request(session: &mut Session, mode: PathNormalization) -> Result<(), String> {
+    let req = session.req_header();
+    if req.method.as_str().bytes().any(|b| b.is_ascii_lowercase()) {
+        return Err(format!("method {} is not upper case", req.method));
+    }
+    let Some(pq) = req.uri.path_and_query() else {
+        return Ok(());
+    };
+    let normalized =
+        waypoint_filters::normalize::normalize(pq.as_str(), mode).map_err(|e| e.to_string())?;
+    if let std::borrow::Cow::Owned(new) = normalized {
+        let mut parts = req.uri.clone().into_parts();
+        parts.path_and_query = Some(new.parse().map_err(|e| format!("{e}"))?);
+        let uri = http::Uri::from_parts(parts).map_err(|e| e.to_string())?;
+        session.req_header_mut().set_uri(uri);
+    }
+    Ok(())
+}
+
 /// `%PROTOCOL%` as Envoy writes it.
 fn protocol_name(v: http::Version) -> &'static str {
     match v {
@@ -284,6 +315,13 @@ impl ProxyHttp for WaypointProxy {
             reply::send(session, 431, &[], "request header fields too large\n").await?;
             return Ok(true);
         }
+        if let Err(why) = normalize_request(session, self.path_normalization) {
+            // Istio's normalisation refuses what it cannot make safe: a
+            // policy must see the path the backend will.
+            ctx.flag = ResponseFlag::DownstreamProtocolError;
+            reply::send(session, 400, &[], &format!("{why}\n")).await?;
+            return Ok(true);
+        }
         if !session.req_header().headers.contains_key("x-request-id") {
             // Generated here and sent upstream, as Envoy does, so one id follows
             // the request through every hop and log.
@@ -293,6 +331,7 @@ impl ProxyHttp for WaypointProxy {
         let rt = self.state.current();
         ctx.runtime = Some(rt.clone());
         let meta = hbone_meta(session);
+        let meta_target = meta.as_ref().map(|m| m.target);
         let target = match &meta {
             Some(meta) => rt.snapshot.resolve_target(meta.target),
             None => session
@@ -314,6 +353,16 @@ impl ProxyHttp for WaypointProxy {
             reply::send(session, 404, &[], "no service for this destination\n").await?;
             return Ok(true);
         };
+        let destination = meta_target;
+        if let Some(denied) = authz::check(&rt, session, ctx, target, destination) {
+            self.metrics
+                .authz_denied
+                .with_label_values(&[denied.policy.as_str()])
+                .inc();
+            ctx.details = Some(denied.details);
+            reply::send(session, 403, &[], "RBAC: access denied").await?;
+            return Ok(true);
+        }
         let decision = {
             let req = session.req_header();
             let port = match target {
@@ -717,6 +766,7 @@ impl ProxyHttp for WaypointProxy {
             protocol: Some(protocol_name(req.version)),
             response_code: status,
             grpc_status: ctx.grpc_status,
+            response_code_details: ctx.details.as_deref(),
             response_flags: ctx.flags(),
             bytes_received: session.as_downstream().body_bytes_read(),
             bytes_sent: session.as_downstream().body_bytes_sent(),

@@ -153,6 +153,7 @@ impl TcpProxy {
             protocol: None,
             response_code: 0,
             grpc_status: None,
+            response_code_details: None,
             response_flags: flag.as_str().into(),
             bytes_received: received as usize,
             bytes_sent: sent as usize,

@@ -131,7 +131,13 @@ fn deny_wins_over_allow_and_audit_decides_nothing() {
         policy("audit", AuthzAction::Audit, all()),
     ];
     let j = evaluate(&policies, &r.view());
-    assert_eq!(j.verdict, Verdict::DeniedBy(&policies[1].source));
+    assert_eq!(
+        j.verdict,
+        Verdict::DeniedBy {
+            policy: &policies[1].source,
+            rule: 0
+        }
+    );
     assert_eq!(j.audited, vec![&policies[2].source]);
     let j = evaluate(&policies[2..], &r.view());
     assert_eq!(j.verdict, Verdict::Allow, "AUDIT alone is not an ALLOW");

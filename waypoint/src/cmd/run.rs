@@ -59,6 +59,12 @@ pub struct RunArgs {
     /// HTTP/2 window per HBONE connection, bytes (ztunnel's default).
     #[arg(long, env = "WAYPOINT_HBONE_CONNECTION_WINDOW_SIZE", default_value_t = 16 << 20)]
     pub hbone_connection_window_size: u32,
+    /// How request paths are normalised before authorization policies and
+    /// routes see them, and as the backend receives them (Istio's
+    /// meshConfig.pathNormalization): NONE, BASE, MERGE_SLASHES or
+    /// DECODE_AND_MERGE_SLASHES.
+    #[arg(long, env = "WAYPOINT_PATH_NORMALIZATION", default_value = "BASE")]
+    pub path_normalization: waypoint_filters::normalize::PathNormalization,
     /// Add `x-forwarded-client-cert` (By=<waypoint>;URI=<source>) to requests.
     #[arg(long, env = "WAYPOINT_XFCC")]
     pub xfcc: bool,
@@ -176,6 +182,7 @@ pub fn run(args: RunArgs) -> CmdResult {
                     max_connection_age: args.limits.max_connection_age(),
                 },
                 limits: args.limits.limits(),
+                path_normalization: args.path_normalization,
                 ..Listeners::new(Some(args.hbone_addr), args.http_addr, Some(args.admin_addr))
             },
             Some(identity.clone()),

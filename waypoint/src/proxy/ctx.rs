@@ -94,6 +94,8 @@ pub struct RequestCtx {
     pub grpc: bool,
     /// The answer's `grpc-status`, from its headers or trailers.
     pub grpc_status: Option<u8>,
+    /// Envoy's `%RESPONSE_CODE_DETAILS%`, where the waypoint decided the answer.
+    pub details: Option<String>,
     /// The current try's claim on its HBONE tunnel, settled in `logging`.
     pub tunnel: Option<crate::hbone::lease::Lease>,
     /// A retriable outcome was not retried: attempts, deadline or budget ran out.

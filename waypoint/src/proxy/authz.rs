@@ -1,0 +1,85 @@
+//! AuthorizationPolicy at request time: the waypoint's and the destination
+//! service's policies, judged against the request after its path is
+//! normalised and before any route is chosen, so no route (a redirect, a
+//! direct response) answers a request the policies deny.
+
+use super::RequestCtx;
+use crate::state::Runtime;
+use pingora::proxy::Session;
+use std::net::SocketAddr;
+use waypoint_filters::authz::{evaluate, AuthzRequest, Verdict};
+use waypoint_ir::Target;
+
+/// Why a request was denied, as Envoy's RBAC filter words it.
+pub struct Denied {
+    /// `namespace/name` of the deciding policy; `none` when ALLOW policies
+    /// apply and none matched.
+    pub policy: String,
+    /// Envoy's `%RESPONSE_CODE_DETAILS%`.
+    pub details: String,
+}
+
+/// Judges the request; `None` when it may go on.
+pub fn check(
+    rt: &Runtime,
+    session: &Session,
+    ctx: &RequestCtx,
+    target: Target,
+    destination: Option<SocketAddr>,
+) -> Option<Denied> {
+    let (service, port) = match target {
+        Target::Service { service, port } | Target::Workload { service, port, .. } => {
+            (rt.snapshot.service(service), port)
+        }
+    };
+    let waypoint = &rt.snapshot.authz;
+    if waypoint.is_empty() && service.authz.is_empty() {
+        return None;
+    }
+    let req = session.req_header();
+    // Istio compares the principal without its `spiffe://` scheme.
+    let principal = ctx.source.as_ref().map(|s| {
+        format!(
+            "{}/ns/{}/sa/{}",
+            s.trust_domain, s.namespace, s.service_account
+        )
+    });
+    let host = req
+        .headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri.authority().map(|a| a.as_str()))
+        .unwrap_or_default();
+    let view = AuthzRequest {
+        principal: principal.as_deref(),
+        namespace: ctx.source.as_ref().map(|s| s.namespace.as_str()),
+        source_ip: ctx.client_ip,
+        request_principal: None,
+        host,
+        method: req.method.as_str(),
+        path: req.uri.path(),
+        headers: &req.headers,
+        destination_ip: destination
+            .map(|d| d.ip())
+            .or_else(|| service.addresses.first().copied()),
+        destination_port: port,
+    };
+    let judged = evaluate(waypoint.iter().chain(service.authz.iter()), &view);
+    for audited in &judged.audited {
+        log::info!(target: "audit", "{audited} audits {} {}", req.method, req.uri);
+    }
+    match judged.verdict {
+        Verdict::Allow => None,
+        Verdict::DeniedBy { policy, rule } => Some(Denied {
+            policy: format!("{}/{}", policy.namespace, policy.name),
+            details: format!(
+                "rbac_access_denied_matched_policy[ns[{}]-policy[{}]-rule[{rule}]]",
+                policy.namespace, policy.name
+            ),
+        }),
+        Verdict::NotAllowed => Some(Denied {
+            policy: "none".into(),
+            details: "rbac_access_denied_matched_policy[none]".into(),
+        }),
+    }
+}
