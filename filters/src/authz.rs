@@ -160,7 +160,10 @@ fn path(p: &PathPattern, path: &str) -> bool {
     }
 }
 
-/// `{*}` is one whole non-empty segment; `{**}` one or more segments to the end.
+/// `{*}` is one whole non-empty segment; `{**}` (last only) is whatever
+/// follows, zero or more segments, as Envoy's URI template matcher, which
+/// Istio's templates compile to, reads it: `/api/{**}` matches `/api/` and
+/// `/api/a/b`, not `/api`.
 fn template(pattern: &[PathSegment], path: &str) -> bool {
     let Some(rest) = path.strip_prefix('/') else {
         return false;
@@ -168,10 +171,7 @@ fn template(pattern: &[PathSegment], path: &str) -> bool {
     let mut parts = rest.split('/');
     for (i, seg) in pattern.iter().enumerate() {
         match seg {
-            PathSegment::Rest => {
-                let remaining: Vec<&str> = parts.by_ref().collect();
-                return i == pattern.len() - 1 && !remaining.is_empty() && remaining[0] != "";
-            }
+            PathSegment::Rest => return i == pattern.len() - 1 && parts.next().is_some(),
             PathSegment::One => match parts.next() {
                 Some(p) if !p.is_empty() => {}
                 _ => return false,

@@ -148,7 +148,8 @@ pub enum PathSegment {
     Literal(String),
     /// `{*}`: exactly one non-empty segment.
     One,
-    /// `{**}`: the rest of the path, one segment or more.
+    /// `{**}`: the rest of the path, zero or more segments (Envoy's URI
+    /// template semantics).
     Rest,
 }
 

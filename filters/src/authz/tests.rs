@@ -251,8 +251,8 @@ fn path_templates_match_whole_segments() {
     let rest = [lit("api"), Rest];
     assert!(template(&rest, "/api/a"));
     assert!(template(&rest, "/api/a/b/c"));
+    assert!(template(&rest, "/api/"), "zero segments, as Envoy's `**`");
     assert!(!template(&rest, "/api"));
-    assert!(!template(&rest, "/api/"));
     assert!(!template(&rest, "/apix/a"));
 }
 
