@@ -1,3 +1,4 @@
+mod authz;
 mod breaker;
 mod ca;
 mod check;

@@ -41,6 +41,14 @@ impl Certs {
         load_cert_dir(dir.path()).unwrap()
     }
 
+    /// A client from the mesh CA as `sa` in `namespace`.
+    pub fn client_as(&self, namespace: &str, sa: &str) -> CertBundle {
+        let dir = tempfile::tempdir().unwrap();
+        let id = SpiffeId::new("cluster.local", namespace, sa);
+        self.ca.write_cert_dir(dir.path(), &id).unwrap();
+        load_cert_dir(dir.path()).unwrap()
+    }
+
     /// A client certificate from the same CA without any SPIFFE URI SAN.
     pub fn client_without_spiffe(&self) -> CertBundle {
         let dir = tempfile::tempdir().unwrap();
