@@ -19,6 +19,7 @@ pub enum ResourceKind {
     DestinationRule,
     Gateway,
     BackendTrafficPolicy,
+    AuthorizationPolicy,
 }
 
 impl ResourceKind {
@@ -37,6 +38,7 @@ impl ResourceKind {
             ResourceKind::DestinationRule => "DestinationRule",
             ResourceKind::Gateway => "Gateway",
             ResourceKind::BackendTrafficPolicy => "BackendTrafficPolicy",
+            ResourceKind::AuthorizationPolicy => "AuthorizationPolicy",
         }
     }
 }
