@@ -29,7 +29,9 @@ fn rule(i: usize) -> AuthzRule {
         }],
         to: vec![OperationMatch {
             methods: any(vec![StrMatch::parse("GET"), StrMatch::parse("POST")]),
-            paths: any(vec![PathPattern::Str(StrMatch::parse(&format!("/api/{i}/*")))]),
+            paths: any(vec![PathPattern::Str(StrMatch::parse(&format!(
+                "/api/{i}/*"
+            )))]),
             ..Default::default()
         }],
         when: Vec::new(),
@@ -42,6 +44,7 @@ fn policies(rules: usize) -> Vec<AuthzPolicy> {
         AuthzPolicy {
             source: r("deny-debug"),
             action: AuthzAction::Deny,
+            fail_closed: false,
             rules: vec![AuthzRule {
                 to: vec![OperationMatch {
                     paths: any(vec![PathPattern::Str(StrMatch::parse("/debug/*"))]),
@@ -53,6 +56,7 @@ fn policies(rules: usize) -> Vec<AuthzPolicy> {
         AuthzPolicy {
             source: r("allow-teams"),
             action: AuthzAction::Allow,
+            fail_closed: false,
             rules: (0..rules).map(rule).collect(),
         },
     ]
@@ -68,7 +72,9 @@ fn bench(c: &mut Criterion) {
         let path = format!("/api/{last}/orders");
         let req = AuthzRequest {
             principal: Some(&principal),
+            trust_domain: Some("cluster.local"),
             namespace: Some("team"),
+            service_account: Some("client"),
             source_ip: Some("10.1.2.3".parse().unwrap()),
             request_principal: None,
             host: "orders.shop.svc.cluster.local",

@@ -9,6 +9,12 @@ pub enum Severity {
     Error,
     /// Loaded, but not everything as written (a shadowed route, an unknown backend).
     Warning,
+    /// A security policy the waypoint cannot enforce exactly. It stays in
+    /// force in a fail-closed form (see `AuthzPolicy::fail_closed`) and the
+    /// load goes on: failing the load would keep the last good snapshot, and
+    /// rejecting the resource would drop it, and either lets through what a
+    /// new DENY denies. As loud as an error everywhere else.
+    Refused,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +40,18 @@ impl Diagnostic {
             field: field.into(),
             message: message.into(),
             severity: Severity::Error,
+        }
+    }
+
+    pub fn refused(
+        file: &str,
+        resource: Option<&ResourceRef>,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Diagnostic {
+            severity: Severity::Refused,
+            ..Diagnostic::error(file, resource, field, message)
         }
     }
 

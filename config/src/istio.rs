@@ -1,9 +1,12 @@
-//! Istio networking resources (`networking.istio.io` v1, v1beta1, v1alpha3).
+//! Istio networking resources (`networking.istio.io` v1, v1beta1, v1alpha3)
+//! and `AuthorizationPolicy` (`security.istio.io` v1, v1beta1).
 
+pub mod authorization_policy;
 pub mod destination_rule;
 mod service_entry;
 mod virtual_service;
 
+pub use authorization_policy::AuthorizationPolicyDoc;
 pub use destination_rule::DestinationRuleDoc;
 pub use service_entry::{ServiceEntryDoc, WorkloadEntryDoc, WorkloadEntrySpec};
 pub use virtual_service::{

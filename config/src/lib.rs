@@ -33,6 +33,10 @@ pub struct Options {
     pub cluster_domain: String,
     /// SPIFFE trust domain of workload identities.
     pub trust_domain: String,
+    /// Istio's root namespace (mesh config `rootNamespace`): its
+    /// AuthorizationPolicies targeting GatewayClass `istio-waypoint` apply to
+    /// every waypoint.
+    pub root_namespace: String,
 }
 
 impl Default for Options {
@@ -40,11 +44,13 @@ impl Default for Options {
         Options {
             cluster_domain: "cluster.local".into(),
             trust_domain: "cluster.local".into(),
+            root_namespace: "istio-system".into(),
         }
     }
 }
 
-/// A valid world, with whatever did not stop it from loading.
+/// A valid world, with whatever did not stop it from loading: warnings, and
+/// policies [`Severity::Refused`] (in force in their fail-closed form).
 #[derive(Debug)]
 pub struct Loaded {
     pub snapshot: waypoint_ir::Snapshot,
@@ -77,7 +83,9 @@ pub fn load_sources(sources: &[Source], opts: &Options) -> Result<Loaded, Vec<Di
 #[derive(Debug)]
 pub struct Partial {
     pub snapshot: waypoint_ir::Snapshot,
-    /// Errors of the resources left out (each names its `Kind namespace/name`).
+    /// Errors of the resources left out (each names its `Kind namespace/name`),
+    /// and of policies [`Severity::Refused`], which are kept in a fail-closed
+    /// form instead: leaving out a DENY would let through what it denies.
     pub rejected: Vec<Diagnostic>,
     pub warnings: Vec<Diagnostic>,
 }
@@ -100,13 +108,15 @@ pub fn load_objects(objects: &[serde_json::Value], opts: &Options) -> Partial {
         let snapshot = translate::translate(&resources, opts, &mut diags);
         let (errors, warnings): (Vec<_>, Vec<_>) = diags
             .into_iter()
-            .partition(|d| d.severity == Severity::Error);
+            .partition(|d| d.severity != Severity::Warning);
         let mut progress = false;
-        for e in &errors {
+        for e in errors.iter().filter(|e| e.severity == Severity::Error) {
             if let Some(id) = &e.resource {
                 progress |= left_out.insert(id.clone());
             }
         }
+        // A refusal is reported once, by the round that publishes.
+        rejected.retain(|d: &Diagnostic| d.severity == Severity::Error);
         rejected.extend(errors);
         // An error that names no resource cannot be isolated; it is reported
         // with the rest rather than looping.

@@ -2,7 +2,10 @@
 
 use crate::envoy_gateway::BackendTrafficPolicyDoc;
 use crate::gateway_api::{GatewayDoc, GrpcRouteDoc, HttpRouteDoc, TcpRouteDoc};
-use crate::istio::{DestinationRuleDoc, ServiceEntryDoc, VirtualServiceDoc, WorkloadEntryDoc};
+use crate::istio::{
+    AuthorizationPolicyDoc, DestinationRuleDoc, ServiceEntryDoc, VirtualServiceDoc,
+    WorkloadEntryDoc,
+};
 use crate::kube::{EndpointSliceDoc, PodDoc, ServiceDoc};
 use crate::{Diagnostic, Source};
 use serde::de::DeserializeOwned;
@@ -46,6 +49,7 @@ pub struct Resources {
     pub tcp_routes: Vec<Obj<TcpRouteDoc>>,
     pub gateways: Vec<Obj<GatewayDoc>>,
     pub traffic_policies: Vec<Obj<BackendTrafficPolicyDoc>>,
+    pub authorization_policies: Vec<Obj<AuthorizationPolicyDoc>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -143,6 +147,9 @@ fn kind_of(api_version: &str, kind: &str) -> Option<ResourceKind> {
         // and served by the experimental channel only.
         ("gateway.networking.k8s.io", "TCPRoute") => (ResourceKind::TCPRoute, &["v1", "v1alpha2"]),
         ("gateway.networking.k8s.io", "Gateway") => (ResourceKind::Gateway, GATEWAY_API),
+        ("security.istio.io", "AuthorizationPolicy") => {
+            (ResourceKind::AuthorizationPolicy, &["v1", "v1beta1"])
+        }
         ("gateway.envoyproxy.io", "BackendTrafficPolicy") => {
             (ResourceKind::BackendTrafficPolicy, &["v1alpha1"])
         }
@@ -238,8 +245,7 @@ fn one(
         ResourceKind::TCPRoute => push!(tcp_routes),
         ResourceKind::Gateway => push!(gateways),
         ResourceKind::BackendTrafficPolicy => push!(traffic_policies),
-        // Parsed by the AuthorizationPolicy source (issue 13, in progress).
-        ResourceKind::AuthorizationPolicy => {}
+        ResourceKind::AuthorizationPolicy => push!(authorization_policies),
         ResourceKind::Namespace => out.namespaces.push(Obj {
             file: file.to_string(),
             id,

@@ -24,7 +24,11 @@ fn render(result: &Result<Loaded, Vec<crate::Diagnostic>>) -> String {
         Ok(loaded) => {
             let mut out = String::new();
             for w in &loaded.warnings {
-                out.push_str(&format!("warning: {w}\n"));
+                let level = match w.severity {
+                    Severity::Refused => "refused",
+                    _ => "warning",
+                };
+                out.push_str(&format!("{level}: {w}\n"));
             }
             out + &routing_table(&loaded.snapshot)
         }

@@ -2,6 +2,7 @@
 //! endpoints first (everything else refers to them), then DestinationRule subsets
 //! (routes refer to subsets by index), then routes, then the lookup indexes.
 
+mod authz;
 mod grpc_route;
 mod hosts;
 mod http_route;
@@ -70,10 +71,12 @@ pub fn translate(res: &Resources, opts: &Options, diags: &mut Vec<Diagnostic>) -
     let tcp = tcp_route::routes(&mut cx, &world, &mesh);
     attach(&mut cx, &mut services, vs, mesh, tcp);
     traffic_policy::apply(&mut cx, &index, &mut services);
+    let authz = authz::apply(&mut cx, &mut services, waypoint.as_ref());
 
     let mut snapshot = Snapshot {
         services: services.into_iter().map(std::sync::Arc::new).collect(),
         waypoint,
+        authz,
         ..Snapshot::default()
     };
     hosts::index(&mut cx, &mut snapshot);

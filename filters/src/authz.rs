@@ -11,9 +11,12 @@ use waypoint_ir::{
 /// What a request offers to be judged on. Strings are as Istio compares them.
 #[derive(Debug, Clone, Copy)]
 pub struct AuthzRequest<'a> {
-    /// The peer's identity as `cluster.local/ns/x/sa/y` (no `spiffe://`).
+    /// The peer's identity as `cluster.local/ns/x/sa/y` (no `spiffe://`),
+    /// and its parts.
     pub principal: Option<&'a str>,
+    pub trust_domain: Option<&'a str>,
     pub namespace: Option<&'a str>,
+    pub service_account: Option<&'a str>,
     /// The connection's peer.
     pub source_ip: Option<IpAddr>,
     /// `iss/sub` of a validated JWT.
@@ -126,6 +129,8 @@ fn source(s: &SourceMatch, req: &AuthzRequest<'_>) -> bool {
     };
     str_field(&s.principals, req.principal)
         && str_field(&s.namespaces, req.namespace)
+        && s.service_accounts.accepts(|sa| service_account(sa, req))
+        && str_field(&s.trust_domains, req.trust_domain)
         && str_field(&s.request_principals, req.request_principal)
         && ip(&s.ip_blocks)
         && ip(&s.remote_ip_blocks)
@@ -160,30 +165,29 @@ fn path(p: &PathPattern, path: &str) -> bool {
     }
 }
 
-/// `{*}` is one whole non-empty segment; `{**}` (last only) is whatever
-/// follows, zero or more segments, as Envoy's URI template matcher, which
-/// Istio's templates compile to, reads it: `/api/{**}` matches `/api/` and
-/// `/api/a/b`, not `/api`.
+/// `{*}` is one whole non-empty segment; `{**}` is one or more `/`-separated
+/// parts that may be empty, which is Envoy's URI template `**` (any text after
+/// the `/` before it): `/api/{**}` matches `/api/` and `/api/a/b`, not `/api`.
+/// Literal segments may follow `{**}`, as Istio allows.
 fn template(pattern: &[PathSegment], path: &str) -> bool {
     let Some(rest) = path.strip_prefix('/') else {
         return false;
     };
-    let mut parts = rest.split('/');
-    for (i, seg) in pattern.iter().enumerate() {
-        match seg {
-            PathSegment::Rest => return i == pattern.len() - 1 && parts.next().is_some(),
-            PathSegment::One => match parts.next() {
-                Some(p) if !p.is_empty() => {}
-                _ => return false,
-            },
-            PathSegment::Literal(l) => {
-                if parts.next() != Some(l.as_str()) {
-                    return false;
-                }
-            }
+    let parts: Vec<&str> = rest.split('/').collect();
+    segments(pattern, &parts)
+}
+
+fn segments(pattern: &[PathSegment], parts: &[&str]) -> bool {
+    match pattern.split_first() {
+        None => parts.is_empty(),
+        Some((PathSegment::Literal(l), more)) => {
+            parts.first() == Some(&l.as_str()) && segments(more, &parts[1..])
         }
+        Some((PathSegment::One, more)) => {
+            parts.first().is_some_and(|p| !p.is_empty()) && segments(more, &parts[1..])
+        }
+        Some((PathSegment::Rest, more)) => (1..=parts.len()).any(|k| segments(more, &parts[k..])),
     }
-    parts.next().is_none()
 }
 
 fn condition(c: &Condition, req: &AuthzRequest<'_>) -> bool {
@@ -201,6 +205,12 @@ fn condition(c: &Condition, req: &AuthzRequest<'_>) -> bool {
         (ConditionKey::SourceNamespace, ConditionValue::Str(m)) => {
             req.namespace.is_some_and(|n| m.matches(n))
         }
+        (ConditionKey::SourceServiceAccount, ConditionValue::ServiceAccount(sa)) => {
+            service_account(sa, req)
+        }
+        (ConditionKey::SourceTrustDomain, ConditionValue::Str(m)) => {
+            req.trust_domain.is_some_and(|t| m.matches(t))
+        }
         (ConditionKey::SourcePrincipal, ConditionValue::Str(m)) => {
             req.principal.is_some_and(|p| m.matches(p))
         }
@@ -212,6 +222,12 @@ fn condition(c: &Condition, req: &AuthzRequest<'_>) -> bool {
         _ => false,
     };
     c.values.accepts(value)
+}
+
+/// Istio's `serviceAccounts`: the peer's namespace and account, in any trust
+/// domain.
+fn service_account(sa: &waypoint_ir::ServiceAccount, req: &AuthzRequest<'_>) -> bool {
+    req.namespace == Some(sa.namespace.as_str()) && req.service_account == Some(sa.name.as_str())
 }
 
 /// A header's values joined with `,`, as Istio compares repeated headers.

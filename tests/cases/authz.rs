@@ -85,11 +85,26 @@ async fn allow_rules_match_identity_method_path_and_conditions() {
     let (status, body) = f.call(WEB, "POST", "/api/orders", &[]).await;
     assert_eq!((status, body.as_str()), (403, "RBAC: access denied"));
     assert_eq!(f.call(WEB, "GET", "/other", &[]).await.0, 403);
-    assert_eq!(f.call(("front", "intruder"), "GET", "/api/orders", &[]).await.0, 403);
+    assert_eq!(
+        f.call(("front", "intruder"), "GET", "/api/orders", &[])
+            .await
+            .0,
+        403
+    );
     // The second rule: any identity in `ops`, with a ticket header.
     let ops = ("ops", "oncall");
-    assert_eq!(f.call(ops, "DELETE", "/x", &[("x-ticket", "OPS-12")]).await.0, 200);
-    assert_eq!(f.call(ops, "DELETE", "/x", &[("x-ticket", "DEV-1")]).await.0, 403);
+    assert_eq!(
+        f.call(ops, "DELETE", "/x", &[("x-ticket", "OPS-12")])
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        f.call(ops, "DELETE", "/x", &[("x-ticket", "DEV-1")])
+            .await
+            .0,
+        403
+    );
     assert_eq!(f.call(ops, "DELETE", "/x", &[]).await.0, 403);
 }
 
@@ -107,7 +122,11 @@ async fn deny_comes_first_and_normalised_paths_cannot_walk_around_it() {
         "/api\\..\\admin",
     ] {
         let (status, body) = f.call(WEB, "GET", path, &[]).await;
-        assert_eq!((status, body.as_str()), (403, "RBAC: access denied"), "{path}");
+        assert_eq!(
+            (status, body.as_str()),
+            (403, "RBAC: access denied"),
+            "{path}"
+        );
     }
     // Paths are case-sensitive, as in Istio: /ADMIN is not /admin, and the
     // ALLOW policy does not cover it either.
@@ -141,9 +160,16 @@ async fn double_slashes_need_merge_slashes_as_in_istio() {
     let merged = fixture(POLICIES, &["--path-normalization", "MERGE_SLASHES"]).await;
     assert_eq!(merged.call(WEB, "GET", "//api//orders", &[]).await.0, 200);
     assert_eq!(merged.call(WEB, "GET", "//admin", &[]).await.0, 403);
-    let decoded = fixture(POLICIES, &["--path-normalization", "DECODE_AND_MERGE_SLASHES"]).await;
+    let decoded = fixture(
+        POLICIES,
+        &["--path-normalization", "DECODE_AND_MERGE_SLASHES"],
+    )
+    .await;
     assert_eq!(decoded.call(WEB, "GET", "/api%2Forders", &[]).await.0, 200);
-    assert_eq!(decoded.call(WEB, "GET", "/api%2F..%2Fadmin", &[]).await.0, 403);
+    assert_eq!(
+        decoded.call(WEB, "GET", "/api%2F..%2Fadmin", &[]).await.0,
+        403
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

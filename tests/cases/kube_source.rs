@@ -594,3 +594,83 @@ async fn only_the_elected_replica_writes_status_within_its_rbac() {
     // Every call both replicas made is one docker/k8s/rbac.yaml grants.
     crate::common::rbac::assert_granted(&c.api, "docker/k8s/rbac.yaml");
 }
+
+/// The config the waypoint serves, from its admin `/config_dump`.
+async fn config_dump(wp: &WaypointProc) -> serde_json::Value {
+    let raw = super::telemetry::admin_get(wp.admin, "/config_dump").await;
+    let body = raw.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    serde_json::from_str(body).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authorization_policies_reach_the_snapshot_and_a_refused_one_stays_fail_closed() {
+    let mut c = Cluster::new().await;
+    c.add_pod("pp-1", "v1", true).await;
+    let certs = Certs::new();
+    let wp = start(&c, &certs).await;
+    c.api.apply_yaml(
+        r#"
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: readers, namespace: shop}
+spec:
+  targetRefs: [{kind: Service, group: "", name: productpage}]
+  rules: [{to: [{operation: {methods: [GET]}}]}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: no-admin, namespace: shop}
+spec:
+  action: DENY
+  targetRefs: [{kind: Gateway, group: gateway.networking.k8s.io, name: wp}]
+  rules: [{when: [{key: "experimental.envoy.filters.x[y]", values: [z]}]}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: elsewhere, namespace: other}
+spec:
+  action: DENY
+  targetRefs: [{kind: Service, group: "", name: productpage}]
+  rules: [{}]
+"#,
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let dump = loop {
+        let dump = config_dump(&wp).await;
+        let wide = dump["snapshot"]["authz"].as_array().map_or(0, Vec::len);
+        let own = dump["snapshot"]["services"][0]["authz"]
+            .as_array()
+            .map_or(0, Vec::len);
+        if wide == 1 && own == 1 {
+            break dump;
+        }
+        assert!(Instant::now() < deadline, "policies never applied: {dump}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let own = &dump["snapshot"]["services"][0]["authz"][0];
+    assert_eq!(own["source"]["name"], "readers");
+    assert_eq!(own["action"], "Allow");
+    assert_eq!(own["fail_closed"], false);
+    // The refused DENY is kept as a DENY of every request, not left out.
+    let wide = &dump["snapshot"]["authz"][0];
+    assert_eq!(wide["source"]["name"], "no-admin");
+    assert_eq!(
+        (&wide["action"], &wide["fail_closed"]),
+        (&json!("Deny"), &json!(true))
+    );
+    assert_eq!(wide["rules"], json!([{"from": [], "to": [], "when": []}]));
+    eventually("an Event names the refused policy", || {
+        c.api.list("events.events.k8s.io").iter().any(|e| {
+            e["regarding"]["name"] == "no-admin"
+                && e["note"]
+                    .as_str()
+                    .is_some_and(|n| n.contains("spec.rules[0].when[0].key"))
+        })
+    })
+    .await;
+    assert!(
+        wp.log_contains("config rejected: AuthorizationPolicy shop/no-admin")
+            .await
+    );
+    crate::common::rbac::assert_granted(&c.api, "docker/k8s/rbac.yaml");
+}

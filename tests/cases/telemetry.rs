@@ -224,7 +224,7 @@ async fn scrape_at(addr: std::net::SocketAddr) -> prometheus_parse::Scrape {
     scrape(addr).await
 }
 
-async fn admin_get(addr: std::net::SocketAddr, path: &str) -> String {
+pub async fn admin_get(addr: std::net::SocketAddr, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     let req = format!("GET {path} HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n");

@@ -28,6 +28,10 @@ pub struct Domains {
     /// Kubernetes cluster domain, for service FQDNs.
     #[arg(long, env = "WAYPOINT_CLUSTER_DOMAIN", default_value = "cluster.local")]
     pub cluster_domain: String,
+    /// Istio's root namespace (mesh config `rootNamespace`), for
+    /// AuthorizationPolicies that apply to every waypoint.
+    #[arg(long, env = "WAYPOINT_ROOT_NAMESPACE", default_value = "istio-system")]
+    pub root_namespace: String,
 }
 
 impl Domains {
@@ -35,6 +39,7 @@ impl Domains {
         waypoint_config::Options {
             cluster_domain: self.cluster_domain.clone(),
             trust_domain: self.trust_domain.clone(),
+            root_namespace: self.root_namespace.clone(),
         }
     }
 }

@@ -50,7 +50,10 @@ impl ConfigWatcher {
         match waypoint_config::load_dir(&self.dir, &self.options) {
             Ok(loaded) => {
                 for w in &loaded.warnings {
-                    log::warn!("{w}");
+                    match w.severity {
+                        waypoint_config::Severity::Warning => log::warn!("{w}"),
+                        _ => log::error!("{w}"),
+                    }
                 }
                 let generation = self.state.replace(loaded.snapshot);
                 self.metrics.config_reloads.with_label_values(&["ok"]).inc();

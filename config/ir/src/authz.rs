@@ -22,6 +22,10 @@ pub struct AuthzPolicy {
     pub source: ResourceRef,
     pub action: AuthzAction,
     pub rules: Vec<AuthzRule>,
+    /// The resource could not be enforced as written, and this is its
+    /// fail-closed stand-in (a DENY of every request, or an ALLOW of none; a
+    /// CUSTOM policy a DENY of what its rules match). A diagnostic says why.
+    pub fail_closed: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -82,11 +86,25 @@ pub struct SourceMatch {
     pub principals: Field<StrMatch>,
     pub request_principals: Field<StrMatch>,
     pub namespaces: Field<StrMatch>,
+    /// `serviceAccounts`: the peer identity's namespace and service account,
+    /// whatever its trust domain.
+    pub service_accounts: Field<ServiceAccount>,
+    /// `trustDomains`: the peer identity's trust domain.
+    pub trust_domains: Field<StrMatch>,
     /// The connection's peer (the client's ztunnel or the client).
     pub ip_blocks: Field<Cidr>,
     /// The original client (X-Forwarded-For aware in Envoy; here the same
     /// peer, as the waypoint trusts no forwarding header).
     pub remote_ip_blocks: Field<Cidr>,
+}
+
+/// A `serviceAccounts` value: `ns/sa`, or `sa` in the policy's namespace
+/// (resolved here). Istio matches it against the peer's SPIFFE identity as
+/// `spiffe://<any trust domain>/ns/<ns>/sa/<sa>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServiceAccount {
+    pub namespace: String,
+    pub name: String,
 }
 
 /// `to.operation`.
@@ -112,14 +130,15 @@ pub enum StrMatch {
 }
 
 impl StrMatch {
-    /// Reads Istio's notation.
+    /// Reads Istio's notation. A leading `*` is tested first, as Istio's
+    /// `StringMatcherWithPrefix` does (`*a*` is the suffix `a*`).
     pub fn parse(s: &str) -> StrMatch {
         if s == "*" {
             StrMatch::Any
-        } else if let Some(p) = s.strip_suffix('*') {
-            StrMatch::Prefix(p.to_string())
         } else if let Some(p) = s.strip_prefix('*') {
             StrMatch::Suffix(p.to_string())
+        } else if let Some(p) = s.strip_suffix('*') {
+            StrMatch::Prefix(p.to_string())
         } else {
             StrMatch::Exact(s.to_string())
         }
@@ -135,8 +154,11 @@ impl StrMatch {
     }
 }
 
-/// A `paths` value: Istio's string match, or a path template with `{*}` (one
-/// segment) and `{**}` (any number of segments, last only).
+/// A `paths` value: Istio's string match, or an Envoy URI template with `{*}`
+/// (one segment) and `{**}` (zero or more; the last operator, though literal
+/// segments may follow it). A template's segments are the path's after its
+/// leading `/`, split at `/`: a trailing `/` leaves a final empty literal,
+/// which matters (`/foo/{**}/` does not match `/foo/bar`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub enum PathPattern {
     Str(StrMatch),
@@ -195,6 +217,10 @@ pub enum ConditionKey {
     SourceIp,
     RemoteIp,
     SourceNamespace,
+    /// `source.serviceAccount`; values are [`ConditionValue::ServiceAccount`].
+    SourceServiceAccount,
+    /// `source.trustDomain`.
+    SourceTrustDomain,
     SourcePrincipal,
     RequestPrincipal,
     /// `request.auth.audiences`.
@@ -216,6 +242,7 @@ pub enum ConditionValue {
     Str(StrMatch),
     Ip(Cidr),
     Port(u16),
+    ServiceAccount(ServiceAccount),
 }
 
 #[cfg(test)]
@@ -230,6 +257,7 @@ mod tests {
         assert!(StrMatch::parse("*.example.com").matches("a.example.com"));
         assert!(StrMatch::parse("GET").matches("GET"));
         assert!(!StrMatch::parse("GET").matches("get"));
+        assert_eq!(StrMatch::parse("*a*"), StrMatch::Suffix("a*".into()));
     }
 
     #[test]

@@ -14,7 +14,7 @@ mod route;
 
 pub use authz::{
     AuthzAction, AuthzPolicy, AuthzRule, Cidr, Condition, ConditionKey, ConditionValue, Field,
-    OperationMatch, PathPattern, PathSegment, SourceMatch, StrMatch,
+    OperationMatch, PathPattern, PathSegment, ServiceAccount, SourceMatch, StrMatch,
 };
 pub use backend::{
     ConsumerRoutes, Endpoint, EndpointIdx, Protocol, RouteConflict, RouteSource, Service,

@@ -6,6 +6,7 @@ fn policy(name: &str, action: AuthzAction, rules: Vec<AuthzRule>) -> AuthzPolicy
         source: ResourceRef::new(ResourceKind::AuthorizationPolicy, "default", name),
         action,
         rules,
+        fail_closed: false,
     }
 }
 
@@ -65,7 +66,9 @@ impl Req {
     fn view(&self) -> AuthzRequest<'_> {
         AuthzRequest {
             principal: self.principal,
+            trust_domain: self.principal.map(|p| p.split('/').next().unwrap()),
             namespace: self.principal.map(|p| p.split('/').nth(2).unwrap()),
+            service_account: self.principal.map(|p| p.split('/').nth(4).unwrap()),
             source_ip: self.ip,
             request_principal: None,
             host: self.host,
@@ -185,6 +188,35 @@ fn absent_identities_fail_positive_matches_and_pass_negative_ones() {
 }
 
 #[test]
+fn service_accounts_and_trust_domains_match_the_peer() {
+    let sa = |ns: &str, name: &str| waypoint_ir::ServiceAccount {
+        namespace: ns.into(),
+        name: name.into(),
+    };
+    let allow = |src: SourceMatch| [policy("a", AuthzAction::Allow, vec![from(src)])];
+    let web = allow(SourceMatch {
+        service_accounts: any(vec![sa("front", "web")]),
+        ..Default::default()
+    });
+    assert!(!denied(&web, &Req::new()));
+    let other = allow(SourceMatch {
+        service_accounts: any(vec![sa("front", "api")]),
+        ..Default::default()
+    });
+    assert!(denied(&other, &Req::new()));
+    let td = allow(SourceMatch {
+        trust_domains: none(vec![s("cluster.local")]),
+        ..Default::default()
+    });
+    assert!(denied(&td, &Req::new()));
+    let anonymous = Req {
+        principal: None,
+        ..Req::new()
+    };
+    assert!(denied(&web, &anonymous));
+}
+
+#[test]
 fn source_fields_and_together_and_values_or() {
     let rule = from(SourceMatch {
         namespaces: any(vec![s("front"), s("back")]),
@@ -254,6 +286,14 @@ fn path_templates_match_whole_segments() {
     assert!(template(&rest, "/api/"), "zero segments, as Envoy's `**`");
     assert!(!template(&rest, "/api"));
     assert!(!template(&rest, "/apix/a"));
+    let inner = [lit("a"), Rest, lit("b")];
+    assert!(template(&inner, "/a/x/y/b"));
+    assert!(template(&inner, "/a//b"));
+    assert!(!template(&inner, "/a/b"));
+    assert!(!template(&inner, "/a/x/b/c"));
+    let trailing = [lit("foo"), Rest, lit("")];
+    assert!(template(&trailing, "/foo/bar/"));
+    assert!(!template(&trailing, "/foo/bar"));
 }
 
 #[test]

@@ -121,7 +121,10 @@ pub fn run(args: RunArgs) -> CmdResult {
         Source::Dir(dir) => match waypoint_config::load_dir(dir, &args.domains.options()) {
             Ok(loaded) => {
                 for w in &loaded.warnings {
-                    log::warn!("{w}");
+                    match w.severity {
+                        waypoint_config::Severity::Warning => log::warn!("{w}"),
+                        _ => log::error!("{w}"),
+                    }
                 }
                 Arc::new(State::new(loaded.snapshot))
             }

@@ -19,6 +19,7 @@ pub enum Kind {
     TcpRoute,
     Gateway,
     BackendTrafficPolicy,
+    AuthorizationPolicy,
 }
 
 impl Kind {
@@ -64,6 +65,12 @@ impl Kind {
                 "v1alpha1",
                 "BackendTrafficPolicy",
                 "backendtrafficpolicies",
+            ),
+            Kind::AuthorizationPolicy => (
+                "security.istio.io",
+                "v1",
+                "AuthorizationPolicy",
+                "authorizationpolicies",
             ),
         }
     }

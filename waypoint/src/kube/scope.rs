@@ -15,7 +15,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 const USE_WAYPOINT: &str = "istio.io/use-waypoint";
 const USE_WAYPOINT_NAMESPACE: &str = "istio.io/use-waypoint-namespace";
 pub(super) const SERVICE_NAME: &str = "kubernetes.io/service-name";
-/// Istio's mesh-wide config namespace: its DestinationRules apply everywhere.
+/// Istio's mesh-wide config namespace: its DestinationRules apply everywhere,
+/// and its AuthorizationPolicies targeting GatewayClass `istio-waypoint` to
+/// every waypoint. The default of `--root-namespace`, which this does not
+/// follow yet.
 const ROOT_NAMESPACE: &str = "istio-system";
 
 /// The waypoint's own Gateway.
@@ -279,7 +282,9 @@ pub fn keeps(kind: Kind, object: &Value, gw: &GatewayRef, wanted: &BTreeSet<Stri
         Kind::Namespace => wanted.contains(&name) || names_us(&name),
         Kind::Service => names_us(&ns),
         Kind::ServiceEntry => names_us(&ns) || wanted.contains(&ns),
-        Kind::DestinationRule => wanted.contains(&ns) || ns == ROOT_NAMESPACE,
+        Kind::DestinationRule | Kind::AuthorizationPolicy => {
+            wanted.contains(&ns) || ns == ROOT_NAMESPACE
+        }
         Kind::HttpRoute | Kind::GrpcRoute | Kind::TcpRoute => object
             .pointer("/spec/parentRefs")
             .and_then(Value::as_array)
@@ -399,6 +404,14 @@ pub fn scope(store: &Store, gw: &GatewayRef) -> Scope {
     objects.extend(in_namespaces(Kind::VirtualService, None));
     objects.extend(in_namespaces(Kind::DestinationRule, Some(ROOT_NAMESPACE)));
     objects.extend(in_namespaces(Kind::BackendTrafficPolicy, None));
+    // Those of the served Services' namespaces (targeting a Service or
+    // ServiceEntry), the Gateway's (targeting it), and the root namespace's
+    // (targeting every waypoint): where Istio looks them up for a waypoint
+    // (`ListAuthorizationPolicies`).
+    objects.extend(in_namespaces(
+        Kind::AuthorizationPolicy,
+        Some(ROOT_NAMESPACE),
+    ));
     for kind in [Kind::HttpRoute, Kind::GrpcRoute, Kind::TcpRoute] {
         objects.extend(
             store

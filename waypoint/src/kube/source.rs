@@ -45,7 +45,7 @@ pub struct KubeSource {
 }
 
 /// Kinds read cluster-wide: few objects each, whoever they serve.
-const CLUSTER_WIDE: [Kind; 9] = [
+const CLUSTER_WIDE: [Kind; 10] = [
     Kind::Namespace,
     Kind::ServiceEntry,
     Kind::WorkloadEntry,
@@ -55,6 +55,7 @@ const CLUSTER_WIDE: [Kind; 9] = [
     Kind::GrpcRoute,
     Kind::TcpRoute,
     Kind::BackendTrafficPolicy,
+    Kind::AuthorizationPolicy,
 ];
 
 fn cluster(kind: Kind) -> WatchId {

@@ -52,7 +52,9 @@ pub fn check(
         .unwrap_or_default();
     let view = AuthzRequest {
         principal: principal.as_deref(),
+        trust_domain: ctx.source.as_ref().map(|s| s.trust_domain.as_str()),
         namespace: ctx.source.as_ref().map(|s| s.namespace.as_str()),
+        service_account: ctx.source.as_ref().map(|s| s.service_account.as_str()),
         source_ip: ctx.client_ip,
         request_principal: None,
         host,

@@ -18,6 +18,7 @@ fn store(yaml: &str) -> Store {
             "VirtualService" => Kind::VirtualService,
             "DestinationRule" => Kind::DestinationRule,
             "HTTPRoute" => Kind::HttpRoute,
+            "AuthorizationPolicy" => Kind::AuthorizationPolicy,
             "Gateway" => Kind::Gateway,
             other => panic!("{other}"),
         };
@@ -269,4 +270,39 @@ fn cluster_wide_watches_keep_only_what_can_concern_this_waypoint() {
     }
     assert!(keeps(Kind::Namespace, "metadata: {name: shop}"));
     assert!(!keeps(Kind::Namespace, "metadata: {name: team-c}"));
+}
+
+#[test]
+fn authorization_policies_come_from_where_istio_looks_for_a_waypoint() {
+    let policy = |ns: &str, name: &str| {
+        format!("---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {{name: {name}, namespace: {ns}}}\n")
+    };
+    let yaml = [
+        WORLD.to_string(),
+        policy("shop", "on-cart"),
+        policy("waypoints", "on-gateway"),
+        policy("istio-system", "every-waypoint"),
+        policy("team-c", "unrelated"),
+    ]
+    .concat();
+    let s = scope(&store(&yaml), &gw());
+    let kept: Vec<String> = names(&s)
+        .into_iter()
+        .filter(|n| n.starts_with("AuthorizationPolicy"))
+        .collect();
+    assert_eq!(
+        kept,
+        [
+            "AuthorizationPolicy istio-system/every-waypoint",
+            "AuthorizationPolicy shop/on-cart",
+            "AuthorizationPolicy waypoints/on-gateway",
+        ]
+    );
+    let wanted: BTreeSet<String> = s.namespaces.clone();
+    let held = |ns: &str| {
+        let v: Value = serde_json::json!({"metadata": {"namespace": ns, "name": "p"}});
+        keeps(Kind::AuthorizationPolicy, &v, &gw(), &wanted)
+    };
+    assert!(held("shop") && held("istio-system") && held("waypoints"));
+    assert!(!held("team-c"), "dropped on arrival");
 }
