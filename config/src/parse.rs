@@ -3,8 +3,8 @@
 use crate::envoy_gateway::BackendTrafficPolicyDoc;
 use crate::gateway_api::{GatewayDoc, GrpcRouteDoc, HttpRouteDoc, TcpRouteDoc};
 use crate::istio::{
-    AuthorizationPolicyDoc, DestinationRuleDoc, ServiceEntryDoc, VirtualServiceDoc,
-    WorkloadEntryDoc,
+    AuthorizationPolicyDoc, DestinationRuleDoc, RequestAuthenticationDoc, ServiceEntryDoc,
+    VirtualServiceDoc, WorkloadEntryDoc,
 };
 use crate::kube::{EndpointSliceDoc, PodDoc, ServiceDoc};
 use crate::{Diagnostic, Source};
@@ -50,6 +50,7 @@ pub struct Resources {
     pub gateways: Vec<Obj<GatewayDoc>>,
     pub traffic_policies: Vec<Obj<BackendTrafficPolicyDoc>>,
     pub authorization_policies: Vec<Obj<AuthorizationPolicyDoc>>,
+    pub request_authentications: Vec<Obj<RequestAuthenticationDoc>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -150,6 +151,9 @@ fn kind_of(api_version: &str, kind: &str) -> Option<ResourceKind> {
         ("security.istio.io", "AuthorizationPolicy") => {
             (ResourceKind::AuthorizationPolicy, &["v1", "v1beta1"])
         }
+        ("security.istio.io", "RequestAuthentication") => {
+            (ResourceKind::RequestAuthentication, &["v1", "v1beta1"])
+        }
         ("gateway.envoyproxy.io", "BackendTrafficPolicy") => {
             (ResourceKind::BackendTrafficPolicy, &["v1alpha1"])
         }
@@ -246,6 +250,7 @@ fn one(
         ResourceKind::Gateway => push!(gateways),
         ResourceKind::BackendTrafficPolicy => push!(traffic_policies),
         ResourceKind::AuthorizationPolicy => push!(authorization_policies),
+        ResourceKind::RequestAuthentication => push!(request_authentications),
         ResourceKind::Namespace => out.namespaces.push(Obj {
             file: file.to_string(),
             id,

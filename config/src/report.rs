@@ -1,6 +1,7 @@
 //! `waypoint check`'s routing table: what the waypoint will do, per service.
 
 mod authz;
+mod jwt;
 
 use std::fmt::Write;
 use waypoint_ir::{
@@ -95,6 +96,7 @@ fn service(out: &mut String, s: &Snapshot, svc: &Service) {
         table(out, s, svc, c.start..c.end);
     }
     tcp_routes(out, s, svc);
+    jwt::section(out, s, svc);
     authz::section(out, s, svc);
     if svc.traffic != waypoint_ir::TrafficPolicy::default() {
         let _ = writeln!(out, "  traffic policy: {}", traffic(&svc.traffic));

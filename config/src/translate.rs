@@ -2,10 +2,12 @@
 //! endpoints first (everything else refers to them), then DestinationRule subsets
 //! (routes refer to subsets by index), then routes, then the lookup indexes.
 
+mod attach;
 mod authz;
 mod grpc_route;
 mod hosts;
 mod http_route;
+mod jwt;
 mod matchers;
 mod mesh_routes;
 mod policy;
@@ -72,11 +74,13 @@ pub fn translate(res: &Resources, opts: &Options, diags: &mut Vec<Diagnostic>) -
     attach(&mut cx, &mut services, vs, mesh, tcp);
     traffic_policy::apply(&mut cx, &index, &mut services);
     let authz = authz::apply(&mut cx, &mut services, waypoint.as_ref());
+    let jwt = jwt::apply(&mut cx, &mut services, waypoint.as_ref());
 
     let mut snapshot = Snapshot {
         services: services.into_iter().map(std::sync::Arc::new).collect(),
         waypoint,
         authz,
+        jwt,
         ..Snapshot::default()
     };
     hosts::index(&mut cx, &mut snapshot);

@@ -47,6 +47,8 @@ pub struct Service {
     /// AuthorizationPolicies whose `targetRefs` name this Service (or
     /// ServiceEntry).
     pub authz: Vec<crate::AuthzPolicy>,
+    /// RequestAuthentication rules whose `targetRefs` name this service.
+    pub jwt: Vec<crate::JwtRule>,
     /// DestinationRule `trafficPolicy` (top level), and per port with
     /// `portLevelSettings` merged over it.
     pub traffic: TrafficPolicy,

@@ -8,6 +8,7 @@
 
 mod authz;
 mod backend;
+mod jwt;
 mod names;
 mod policy;
 mod route;
@@ -20,6 +21,7 @@ pub use backend::{
     ConsumerRoutes, Endpoint, EndpointIdx, Protocol, RouteConflict, RouteSource, Service,
     ServiceIdx, ServicePort, Subset, TcpRoute,
 };
+pub use jwt::{default_locations, JwksSource, JwtRule, TokenLocation, JWKS_FETCH_TIMEOUT};
 pub use names::{ResourceKind, ResourceRef};
 pub use policy::{
     Abort, ClientSelector, ConnectionPool, Fault, LbPolicy, OutlierDetection, Percent, RateLimit,
@@ -77,6 +79,9 @@ pub struct Snapshot {
     /// target its Gateway, and the root namespace's for every waypoint. A
     /// service's own are `Service::authz`; a request is judged by both.
     pub authz: Vec<AuthzPolicy>,
+    /// RequestAuthentication rules for everything this waypoint serves,
+    /// attached as `authz` is; a service's own are `Service::jwt`.
+    pub jwt: Vec<JwtRule>,
 }
 
 /// A `Gateway` of class `istio-waypoint`: who this waypoint is.

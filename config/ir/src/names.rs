@@ -20,6 +20,7 @@ pub enum ResourceKind {
     Gateway,
     BackendTrafficPolicy,
     AuthorizationPolicy,
+    RequestAuthentication,
 }
 
 impl ResourceKind {
@@ -39,6 +40,7 @@ impl ResourceKind {
             ResourceKind::Gateway => "Gateway",
             ResourceKind::BackendTrafficPolicy => "BackendTrafficPolicy",
             ResourceKind::AuthorizationPolicy => "AuthorizationPolicy",
+            ResourceKind::RequestAuthentication => "RequestAuthentication",
         }
     }
 }

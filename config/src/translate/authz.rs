@@ -21,24 +21,13 @@
 
 mod rules;
 
+use super::attach::{self, Attach};
 use super::Cx;
-use crate::istio::authorization_policy::{AuthorizationPolicySpec, SpecHead, TargetRef};
+use crate::istio::authorization_policy::{AuthorizationPolicySpec, SpecHead};
 use crate::istio::AuthorizationPolicyDoc;
 use crate::parse::Obj;
 use crate::Diagnostic;
-use waypoint_ir::{AuthzAction, AuthzPolicy, AuthzRule, ResourceKind, Service, WaypointGateway};
-
-/// Istio's `constants.WaypointGatewayClassName`: the only class a root
-/// namespace policy can target.
-const WAYPOINT_CLASS: &str = "istio-waypoint";
-const GATEWAY_API: &str = "gateway.networking.k8s.io";
-
-/// Where a policy applies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Attach {
-    Waypoint,
-    Service(usize),
-}
+use waypoint_ir::{AuthzAction, AuthzPolicy, AuthzRule, Service, WaypointGateway};
 
 /// Attaches every AuthorizationPolicy to `services[i].authz`, and returns the
 /// waypoint-wide ones; each list ordered by namespace/name.
@@ -94,41 +83,23 @@ fn one(
         },
         None => serde_json::from_value(obj.doc.spec.clone()).unwrap_or_default(),
     };
-    let mut refs = head.target_refs.clone();
-    let field = if refs.is_empty() {
-        refs.extend(head.target_ref.clone());
-        "spec.targetRef"
-    } else {
-        if head.target_ref.is_some() {
-            problems.push((
-                "spec.targetRef".into(),
-                "set only one of targetRef and targetRefs".into(),
-            ));
-        }
-        "spec.targetRefs"
-    };
-    if refs.is_empty() {
-        let why = if head.selector.is_some() {
-            "a policy with a selector applies to the selected workloads (ztunnel or sidecars), never to a waypoint; target the Service, ServiceEntry or waypoint Gateway with targetRefs"
-        } else if obj.ns() == cx.opts.root_namespace {
-            "a root namespace policy without targetRefs applies mesh-wide to workloads (ztunnel), not to waypoints; target GatewayClass istio-waypoint to apply it to every waypoint"
-        } else {
-            "a policy without targetRefs applies to the workloads of its namespace (ztunnel), not to waypoints; target the Service, ServiceEntry or waypoint Gateway with targetRefs"
-        };
-        cx.diags
-            .push(Diagnostic::warning(&obj.file, Some(&obj.id), "spec", why));
+    let Some(attach) = attach::targets(
+        cx,
+        obj,
+        attach::Targeting {
+            selector: head.selector.is_some(),
+            target_ref: head.target_ref.as_ref(),
+            target_refs: &head.target_refs,
+        },
+        services,
+        waypoint,
+        &mut problems,
+    ) else {
         return (
             Vec::new(),
             policy(obj, AuthzAction::Allow, Vec::new(), false),
         );
-    }
-    if head.selector.is_some() {
-        problems.push((
-            "spec.selector".into(),
-            "only one of targetRefs or selector can be set".into(),
-        ));
-    }
-    let attach = attachments(cx, obj, &refs, field, services, waypoint, &mut problems);
+    };
 
     let action = match head.action.as_deref() {
         None | Some("ALLOW") => Some(AuthzAction::Allow),
@@ -240,88 +211,6 @@ fn policy(
         rules,
         fail_closed,
     }
-}
-
-/// Where the policy's targets are, here; invalid targets are problems
-/// (Istio's `validatePolicyTargetReference`), and targets naming nothing this
-/// waypoint serves a warning.
-fn attachments(
-    cx: &mut Cx<'_>,
-    obj: &Obj<AuthorizationPolicyDoc>,
-    refs: &[TargetRef],
-    field: &str,
-    services: &[Service],
-    waypoint: Option<&waypoint_ir::ResourceRef>,
-    problems: &mut rules::Problems,
-) -> Vec<Attach> {
-    let ns = obj.ns();
-    let mut out: Vec<Attach> = Vec::new();
-    for (i, r) in refs.iter().enumerate() {
-        let at = if field == "spec.targetRef" {
-            field.to_string()
-        } else {
-            format!("{field}[{i}]")
-        };
-        if r.name.is_empty() {
-            problems.push((format!("{at}.name"), "must be set".into()));
-        }
-        if !r.namespace.is_empty() {
-            problems.push((
-                format!("{at}.namespace"),
-                "must not be set; cross namespace referencing is not supported".into(),
-            ));
-        }
-        let group = if r.group.is_empty() {
-            "core"
-        } else {
-            r.group.as_str()
-        };
-        let mut found = Vec::new();
-        match (group, r.kind.as_str()) {
-            ("core", "Service") | ("networking.istio.io", "ServiceEntry") => {
-                let kind = if r.kind == "Service" {
-                    ResourceKind::Service
-                } else {
-                    ResourceKind::ServiceEntry
-                };
-                for (k, s) in services.iter().enumerate() {
-                    if s.source.kind == kind && s.source.namespace == ns && s.source.name == r.name {
-                        found.push(Attach::Service(k));
-                    }
-                }
-            }
-            (GATEWAY_API, "Gateway") => {
-                let same_ns = r.namespace.is_empty() || r.namespace == ns;
-                if waypoint.is_some_and(|w| w.namespace == ns && w.name == r.name) && same_ns {
-                    found.push(Attach::Waypoint);
-                }
-            }
-            (GATEWAY_API, "GatewayClass") => {
-                if ns != cx.opts.root_namespace {
-                    cx.diags.push(Diagnostic::warning(&obj.file, Some(&obj.id), &at, format!("a policy targeting a GatewayClass applies only from the root namespace {}; ignored", cx.opts.root_namespace)));
-                } else if r.name != WAYPOINT_CLASS {
-                    cx.diags.push(Diagnostic::warning(&obj.file, Some(&obj.id), &at, format!("Istio binds policies to GatewayClass {WAYPOINT_CLASS} only; ignored")));
-                } else {
-                    found.push(Attach::Waypoint);
-                }
-            }
-            _ => problems.push((format!("{at}.kind"), format!("{}/{} is not a valid target: Service, networking.istio.io/ServiceEntry, {GATEWAY_API}/Gateway or {GATEWAY_API}/GatewayClass", r.group, r.kind))),
-        }
-        for a in found {
-            if !out.contains(&a) {
-                out.push(a);
-            }
-        }
-    }
-    if out.is_empty() {
-        cx.diags.push(Diagnostic::warning(
-            &obj.file,
-            Some(&obj.id),
-            field,
-            "names nothing this waypoint serves: the policy applies to nothing here",
-        ));
-    }
-    out
 }
 
 #[cfg(test)]

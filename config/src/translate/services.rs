@@ -121,6 +121,7 @@ pub fn kube_service(cx: &mut Cx<'_>, obj: &Obj<crate::kube::ServiceDoc>) -> Serv
         consumers: Vec::new(),
         tcp_routes: Vec::new(),
         authz: Vec::new(),
+        jwt: Vec::new(),
         traffic: Default::default(),
         port_traffic: Default::default(),
     }
@@ -362,6 +363,7 @@ fn service_entry(cx: &mut Cx<'_>, se: &Obj<crate::istio::ServiceEntryDoc>) -> Ve
             consumers: Vec::new(),
             tcp_routes: Vec::new(),
             authz: Vec::new(),
+            jwt: Vec::new(),
             traffic: Default::default(),
             port_traffic: Default::default(),
         })
