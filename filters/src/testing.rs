@@ -46,6 +46,7 @@ impl SnapshotBuilder {
             consumers: Vec::new(),
             tcp_routes: Vec::new(),
             authz: Vec::new(),
+            jwt: Vec::new(),
             traffic: Default::default(),
             port_traffic: Default::default(),
         }));

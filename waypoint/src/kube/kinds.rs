@@ -20,6 +20,7 @@ pub enum Kind {
     Gateway,
     BackendTrafficPolicy,
     AuthorizationPolicy,
+    RequestAuthentication,
 }
 
 impl Kind {
@@ -71,6 +72,12 @@ impl Kind {
                 "v1",
                 "AuthorizationPolicy",
                 "authorizationpolicies",
+            ),
+            Kind::RequestAuthentication => (
+                "security.istio.io",
+                "v1",
+                "RequestAuthentication",
+                "requestauthentications",
             ),
         }
     }

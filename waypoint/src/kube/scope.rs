@@ -282,7 +282,7 @@ pub fn keeps(kind: Kind, object: &Value, gw: &GatewayRef, wanted: &BTreeSet<Stri
         Kind::Namespace => wanted.contains(&name) || names_us(&name),
         Kind::Service => names_us(&ns),
         Kind::ServiceEntry => names_us(&ns) || wanted.contains(&ns),
-        Kind::DestinationRule | Kind::AuthorizationPolicy => {
+        Kind::DestinationRule | Kind::AuthorizationPolicy | Kind::RequestAuthentication => {
             wanted.contains(&ns) || ns == ROOT_NAMESPACE
         }
         Kind::HttpRoute | Kind::GrpcRoute | Kind::TcpRoute => object
@@ -407,11 +407,10 @@ pub fn scope(store: &Store, gw: &GatewayRef) -> Scope {
     // Those of the served Services' namespaces (targeting a Service or
     // ServiceEntry), the Gateway's (targeting it), and the root namespace's
     // (targeting every waypoint): where Istio looks them up for a waypoint
-    // (`ListAuthorizationPolicies`).
-    objects.extend(in_namespaces(
-        Kind::AuthorizationPolicy,
-        Some(ROOT_NAMESPACE),
-    ));
+    // (`ListAuthorizationPolicies`); RequestAuthentication attaches the same way.
+    for kind in [Kind::AuthorizationPolicy, Kind::RequestAuthentication] {
+        objects.extend(in_namespaces(kind, Some(ROOT_NAMESPACE)));
+    }
     for kind in [Kind::HttpRoute, Kind::GrpcRoute, Kind::TcpRoute] {
         objects.extend(
             store

@@ -45,7 +45,7 @@ pub struct KubeSource {
 }
 
 /// Kinds read cluster-wide: few objects each, whoever they serve.
-const CLUSTER_WIDE: [Kind; 10] = [
+const CLUSTER_WIDE: [Kind; 11] = [
     Kind::Namespace,
     Kind::ServiceEntry,
     Kind::WorkloadEntry,
@@ -56,6 +56,7 @@ const CLUSTER_WIDE: [Kind; 10] = [
     Kind::TcpRoute,
     Kind::BackendTrafficPolicy,
     Kind::AuthorizationPolicy,
+    Kind::RequestAuthentication,
 ];
 
 fn cluster(kind: Kind) -> WatchId {

@@ -19,6 +19,7 @@ fn store(yaml: &str) -> Store {
             "DestinationRule" => Kind::DestinationRule,
             "HTTPRoute" => Kind::HttpRoute,
             "AuthorizationPolicy" => Kind::AuthorizationPolicy,
+            "RequestAuthentication" => Kind::RequestAuthentication,
             "Gateway" => Kind::Gateway,
             other => panic!("{other}"),
         };

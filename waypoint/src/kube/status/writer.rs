@@ -231,7 +231,7 @@ fn api_version(kind: waypoint_ir::ResourceKind) -> &'static str {
         }
         K::HTTPRoute | K::GRPCRoute | K::TCPRoute | K::Gateway => "gateway.networking.k8s.io/v1",
         K::BackendTrafficPolicy => "gateway.envoyproxy.io/v1alpha1",
-        K::AuthorizationPolicy => "security.istio.io/v1",
+        K::AuthorizationPolicy | K::RequestAuthentication => "security.istio.io/v1",
     }
 }
 

@@ -175,6 +175,14 @@ pub(crate) fn builtins() -> Vec<ResourceType> {
             true,
         ),
         r(
+            "security.istio.io",
+            &["v1", "v1beta1"],
+            "requestauthentications",
+            "RequestAuthentication",
+            true,
+            true,
+        ),
+        r(
             "coordination.k8s.io",
             &["v1"],
             "leases",
