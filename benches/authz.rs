@@ -76,7 +76,7 @@ fn bench(c: &mut Criterion) {
             namespace: Some("team"),
             service_account: Some("client"),
             source_ip: Some("10.1.2.3".parse().unwrap()),
-            request_principal: None,
+            auth: None,
             host: "orders.shop.svc.cluster.local",
             method: "POST",
             path: &path,

@@ -19,8 +19,9 @@ pub struct AuthzRequest<'a> {
     pub service_account: Option<&'a str>,
     /// The connection's peer.
     pub source_ip: Option<IpAddr>,
-    /// `iss/sub` of a validated JWT.
-    pub request_principal: Option<&'a str>,
+    /// What a verified JWT says (RequestAuthentication); `None` when the
+    /// request carries none.
+    pub auth: Option<&'a crate::jwt::RequestAuth>,
     /// The request's host (`:authority`/`Host`), as sent.
     pub host: &'a str,
     pub method: &'a str,
@@ -131,7 +132,10 @@ fn source(s: &SourceMatch, req: &AuthzRequest<'_>) -> bool {
         && str_field(&s.namespaces, req.namespace)
         && s.service_accounts.accepts(|sa| service_account(sa, req))
         && str_field(&s.trust_domains, req.trust_domain)
-        && str_field(&s.request_principals, req.request_principal)
+        && str_field(
+            &s.request_principals,
+            req.auth.map(|a| a.principal.as_str()),
+        )
         && ip(&s.ip_blocks)
         && ip(&s.remote_ip_blocks)
 }
@@ -215,10 +219,21 @@ fn condition(c: &Condition, req: &AuthzRequest<'_>) -> bool {
             req.principal.is_some_and(|p| m.matches(p))
         }
         (ConditionKey::RequestPrincipal, ConditionValue::Str(m)) => {
-            req.request_principal.is_some_and(|p| m.matches(p))
+            req.auth.is_some_and(|a| m.matches(&a.principal))
         }
-        // No JWT attributes yet (RequestAuthentication), no SNI inside a
-        // tunnel: nothing to match.
+        // A list claim matches when one of its elements does (Istio's
+        // `MetadataListValueMatcher`, string or list).
+        (ConditionKey::RequestAudiences, ConditionValue::Str(m)) => req
+            .auth
+            .is_some_and(|a| a.audiences.iter().any(|v| m.matches(v))),
+        (ConditionKey::RequestPresenter, ConditionValue::Str(m)) => req
+            .auth
+            .and_then(|a| a.presenter.as_deref())
+            .is_some_and(|p| m.matches(p)),
+        (ConditionKey::RequestClaim(path), ConditionValue::Str(m)) => req
+            .auth
+            .is_some_and(|a| a.claim(path).into_iter().any(|v| m.matches(v))),
+        // No SNI inside a tunnel: nothing to match.
         _ => false,
     };
     c.values.accepts(value)

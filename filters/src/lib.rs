@@ -21,6 +21,7 @@ pub mod chain;
 pub mod fault;
 mod flags;
 pub mod headers;
+pub mod jwt;
 pub mod normalize;
 pub mod ratelimit;
 pub mod retry;

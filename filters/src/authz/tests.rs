@@ -49,6 +49,7 @@ struct Req {
     path: &'static str,
     host: &'static str,
     ip: Option<IpAddr>,
+    auth: Option<crate::jwt::RequestAuth>,
 }
 
 impl Req {
@@ -60,6 +61,7 @@ impl Req {
             path: "/api/orders",
             host: "orders.shop.svc.cluster.local:8080",
             ip: Some("10.1.2.3".parse().unwrap()),
+            auth: None,
         }
     }
 
@@ -70,7 +72,7 @@ impl Req {
             namespace: self.principal.map(|p| p.split('/').nth(2).unwrap()),
             service_account: self.principal.map(|p| p.split('/').nth(4).unwrap()),
             source_ip: self.ip,
-            request_principal: None,
+            auth: self.auth.as_ref(),
             host: self.host,
             method: self.method,
             path: self.path,
@@ -340,4 +342,54 @@ fn when_conditions_read_headers_and_addresses() {
         any(vec![ConditionValue::Port(8080)]),
     );
     assert!(!denied(&port, &r));
+}
+
+#[test]
+fn jwt_attributes_match_principal_audiences_presenter_and_claims() {
+    let cond = |key: ConditionKey, v: &str| AuthzRule {
+        when: vec![Condition {
+            key,
+            values: any(vec![ConditionValue::Str(s(v))]),
+        }],
+        ..AuthzRule::default()
+    };
+    let allow = |r: AuthzRule| [policy("jwt", AuthzAction::Allow, vec![r])];
+    let anonymous = Req::new();
+    let signed = Req {
+        auth: Some(crate::jwt::RequestAuth::from_payload(
+            serde_json::json!({"iss": "idp", "sub": "alice", "aud": "shop", "azp": "web",
+                               "groups": ["dev", "ops"], "org": {"team": "core"}}),
+            &[],
+        )),
+        ..Req::new()
+    };
+    let any_principal = from(SourceMatch {
+        request_principals: any(vec![s("*")]),
+        ..Default::default()
+    });
+    assert!(denied(&allow(any_principal.clone()), &anonymous));
+    assert!(!denied(&allow(any_principal), &signed));
+    for (key, value) in [
+        (ConditionKey::RequestPrincipal, "idp/alice"),
+        (ConditionKey::RequestAudiences, "shop"),
+        (ConditionKey::RequestPresenter, "web"),
+        (ConditionKey::RequestClaim(vec!["groups".into()]), "ops"),
+        (
+            ConditionKey::RequestClaim(vec!["org".into(), "team".into()]),
+            "core",
+        ),
+    ] {
+        assert!(
+            !denied(&allow(cond(key.clone(), value)), &signed),
+            "{key:?}"
+        );
+        assert!(
+            denied(&allow(cond(key.clone(), value)), &anonymous),
+            "{key:?}"
+        );
+        assert!(
+            denied(&allow(cond(key.clone(), "other")), &signed),
+            "{key:?}"
+        );
+    }
 }

@@ -56,7 +56,7 @@ pub fn check(
         namespace: ctx.source.as_ref().map(|s| s.namespace.as_str()),
         service_account: ctx.source.as_ref().map(|s| s.service_account.as_str()),
         source_ip: ctx.client_ip,
-        request_principal: None,
+        auth: None,
         host,
         method: req.method.as_str(),
         path: req.uri.path(),
