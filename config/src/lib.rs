@@ -10,7 +10,7 @@
 //! No networking, no async.
 
 mod diag;
-mod duration;
+pub mod duration;
 mod envoy_gateway;
 mod gateway_api;
 mod istio;

@@ -55,6 +55,8 @@ pub struct Listeners {
     pub tracing: Option<Arc<crate::trace::Tracing>>,
     /// Istio's `meshConfig.pathNormalization`.
     pub path_normalization: waypoint_filters::normalize::PathNormalization,
+    /// How often remote JWKS are fetched again (istiod's default 20 min).
+    pub jwks_refresh: std::time::Duration,
 }
 
 impl Listeners {
@@ -78,6 +80,7 @@ impl Listeners {
             metrics: Vec::new(),
             tracing: None,
             path_normalization: Default::default(),
+            jwks_refresh: crate::jwt::jwks::DEFAULT_REFRESH,
         }
     }
 }
@@ -177,7 +180,10 @@ impl Waypoint {
             .transpose()
             .map_err(StartError::AccessLog)?
             .map(Arc::new);
+        let jwks = crate::jwt::Jwks::new(listeners.jwks_refresh);
+        tokio::spawn(jwks.clone().run(state.clone(), watch.clone()));
         let app = WaypointProxy::new(state.clone(), hbone.clone())
+            .with_jwks(jwks)
             .with_metrics(metrics.clone())
             .with_xfcc(xfcc)
             .with_access_log(access_log.clone())

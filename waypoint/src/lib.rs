@@ -18,6 +18,7 @@ pub mod echo;
 pub mod error;
 pub mod hbone;
 pub mod identity;
+pub mod jwt;
 pub mod kube;
 pub mod limits;
 pub mod logging;

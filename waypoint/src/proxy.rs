@@ -21,6 +21,7 @@
 //! tracing is on, the server span opened in step 1 (each try of step 5 has a
 //! client span, and its context goes upstream in `upstream_request_filter`).
 
+mod authn;
 mod authz;
 mod ctx;
 pub mod grpc;
@@ -72,6 +73,8 @@ pub struct WaypointProxy {
     limits: crate::limits::Limits,
     /// How request paths are normalised before policies and routes see them.
     path_normalization: PathNormalization,
+    /// RequestAuthentication's keys.
+    jwks: Arc<crate::jwt::Jwks>,
 }
 
 /// How mesh endpoints are reached: the pool of HBONE connections and the port
@@ -94,7 +97,13 @@ impl WaypointProxy {
             tracing: None,
             limits: Default::default(),
             path_normalization: PathNormalization::default(),
+            jwks: crate::jwt::Jwks::new(crate::jwt::jwks::DEFAULT_REFRESH),
         }
+    }
+
+    pub fn with_jwks(mut self, jwks: Arc<crate::jwt::Jwks>) -> Self {
+        self.jwks = jwks;
+        self
     }
 
     pub fn with_path_normalization(mut self, mode: PathNormalization) -> Self {
@@ -354,7 +363,18 @@ impl ProxyHttp for WaypointProxy {
             return Ok(true);
         };
         let destination = meta_target;
-        if let Some(denied) = authz::check(&rt, session, ctx, target, destination) {
+        let auth = match authn::check(&rt, &self.jwks, session, target) {
+            Ok(auth) => auth,
+            Err(refused) => {
+                ctx.details = Some(format!(
+                    "jwt_authn_access_denied{{{}}}",
+                    refused.body.replace(' ', "_")
+                ));
+                reply::send(session, refused.status, &refused.headers, refused.body).await?;
+                return Ok(true);
+            }
+        };
+        if let Some(denied) = authz::check(&rt, session, ctx, target, destination, auth.as_ref()) {
             self.metrics
                 .authz_denied
                 .with_label_values(&[denied.policy.as_str()])

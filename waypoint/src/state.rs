@@ -51,6 +51,8 @@ pub struct State {
     /// The config source has delivered a whole config (a directory at once;
     /// the Kubernetes API once every watch has listed).
     synced: std::sync::atomic::AtomicBool,
+    /// The generation, for tasks that follow the config (the JWKS fetcher).
+    changed: tokio::sync::watch::Sender<u64>,
 }
 
 impl State {
@@ -60,6 +62,7 @@ impl State {
             replacing: Default::default(),
             ready: std::sync::atomic::AtomicBool::new(false),
             synced: std::sync::atomic::AtomicBool::new(true),
+            changed: tokio::sync::watch::Sender::new(1),
         }
     }
 
@@ -89,6 +92,11 @@ impl State {
         self.current.read().expect("state lock poisoned").clone()
     }
 
+    /// Wakes on every new snapshot.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
     /// Swaps in a new, already validated snapshot; returns its generation.
     pub fn replace(&self, snapshot: Snapshot) -> u64 {
         let _one = self.replacing.lock().expect("state lock poisoned");
@@ -96,6 +104,7 @@ impl State {
         let next = Arc::new(self.current().next(snapshot));
         let generation = next.generation;
         *self.current.write().expect("state lock poisoned") = next;
+        self.changed.send_replace(generation);
         generation
     }
 }

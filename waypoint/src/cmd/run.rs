@@ -65,6 +65,10 @@ pub struct RunArgs {
     /// DECODE_AND_MERGE_SLASHES.
     #[arg(long, env = "WAYPOINT_PATH_NORMALIZATION", default_value = "BASE")]
     pub path_normalization: waypoint_filters::normalize::PathNormalization,
+    /// How often RequestAuthentication's remote JWKS (`jwksUri`, OpenID
+    /// discovery) are fetched again; istiod's PILOT_JWT_PUB_KEY_REFRESH_INTERVAL.
+    #[arg(long, env = "WAYPOINT_JWKS_REFRESH_INTERVAL", default_value = "20m", value_parser = waypoint_config::duration::parse)]
+    pub jwks_refresh_interval: std::time::Duration,
     /// Add `x-forwarded-client-cert` (By=<waypoint>;URI=<source>) to requests.
     #[arg(long, env = "WAYPOINT_XFCC")]
     pub xfcc: bool,
@@ -186,6 +190,7 @@ pub fn run(args: RunArgs) -> CmdResult {
                 },
                 limits: args.limits.limits(),
                 path_normalization: args.path_normalization,
+                jwks_refresh: args.jwks_refresh_interval,
                 ..Listeners::new(Some(args.hbone_addr), args.http_addr, Some(args.admin_addr))
             },
             Some(identity.clone()),

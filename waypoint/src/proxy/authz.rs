@@ -26,6 +26,7 @@ pub fn check(
     ctx: &RequestCtx,
     target: Target,
     destination: Option<SocketAddr>,
+    auth: Option<&waypoint_filters::jwt::RequestAuth>,
 ) -> Option<Denied> {
     let (service, port) = match target {
         Target::Service { service, port } | Target::Workload { service, port, .. } => {
@@ -56,7 +57,7 @@ pub fn check(
         namespace: ctx.source.as_ref().map(|s| s.namespace.as_str()),
         service_account: ctx.source.as_ref().map(|s| s.service_account.as_str()),
         source_ip: ctx.client_ip,
-        auth: None,
+        auth,
         host,
         method: req.method.as_str(),
         path: req.uri.path(),
