@@ -12,6 +12,7 @@ mod grpc;
 mod hbone_reuse;
 mod hostile;
 mod httproute;
+mod jwt;
 mod kube_routes;
 mod kube_source;
 mod live;

@@ -3,6 +3,7 @@
 pub mod certs;
 pub mod envoy;
 pub mod grpc;
+pub mod jwks;
 pub mod kube;
 pub mod otlp;
 pub mod proc;
