@@ -674,3 +674,53 @@ spec:
     );
     crate::common::rbac::assert_granted(&c.api, "docker/k8s/rbac.yaml");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_authentications_reach_the_snapshot_where_they_attach() {
+    let mut c = Cluster::new().await;
+    c.add_pod("pp-1", "v1", true).await;
+    let certs = Certs::new();
+    let wp = start(&c, &certs).await;
+    c.api.apply_yaml(
+        r#"
+apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: jwt, namespace: shop}
+spec:
+  targetRefs: [{kind: Service, group: "", name: productpage}]
+  jwtRules: [{issuer: https://idp.example.com, jwksUri: "https://idp.example.com/keys"}]
+---
+apiVersion: security.istio.io/v1beta1
+kind: RequestAuthentication
+metadata: {name: mesh, namespace: istio-system}
+spec:
+  targetRefs: [{kind: GatewayClass, group: gateway.networking.k8s.io, name: istio-waypoint}]
+  jwtRules: [{issuer: mesh.example.com, jwks: '{"keys":[]}'}]
+---
+apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: elsewhere, namespace: other}
+spec:
+  targetRefs: [{kind: Service, group: "", name: productpage}]
+  jwtRules: [{issuer: other.example.com}]
+"#,
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let dump = loop {
+        let dump = config_dump(&wp).await;
+        let wide = dump["snapshot"]["jwt"].as_array().map_or(0, Vec::len);
+        let own = dump["snapshot"]["services"][0]["jwt"]
+            .as_array()
+            .map_or(0, Vec::len);
+        if wide == 1 && own == 1 {
+            break dump;
+        }
+        assert!(Instant::now() < deadline, "rules never applied: {dump}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let own = &dump["snapshot"]["services"][0]["jwt"][0];
+    assert_eq!(own["issuer"], "https://idp.example.com");
+    assert_eq!(own["jwks"], json!({"Uri": "https://idp.example.com/keys"}));
+    assert_eq!(dump["snapshot"]["jwt"][0]["issuer"], "mesh.example.com");
+    crate::common::rbac::assert_granted(&c.api, "docker/k8s/rbac.yaml");
+}
