@@ -2,7 +2,10 @@
 //! Each hook asks `waypoint_filters` for a decision and does the I/O it implies.
 //!
 //! The chain, in its fixed order (each step's response flag in brackets):
-//! 1. `request_filter`: the target (HBONE authority or `Host`) and the route
+//! 1. `request_filter`: the target (HBONE authority or `Host`); after path
+//!    normalisation, RequestAuthentication (`authn`: a bad token 401/403) and
+//!    then AuthorizationPolicy (`authz`: 403), which reads what `authn`
+//!    verified, both before any route can answer; then the route
 //!    (`decide`: no match 404 [NR]; redirects and direct responses answer here).
 //!    Policy is per route, so everything below comes after routing.
 //! 2. Rate limit: 429 [RL] before anything costs more.
