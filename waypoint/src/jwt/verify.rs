@@ -183,3 +183,79 @@ fn signature(
         Failure::KidAlgMismatch
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn time_allows_envoys_sixty_seconds_of_skew() {
+        let now = 1_000_000;
+        assert_eq!(time(&json!({}), now), Ok(()));
+        assert_eq!(time(&json!({"exp": now - 60}), now), Ok(()));
+        assert_eq!(time(&json!({"exp": now - 61}), now), Err(Failure::Expired));
+        assert_eq!(time(&json!({"nbf": now + 60}), now), Ok(()));
+        assert_eq!(
+            time(&json!({"nbf": now + 61}), now),
+            Err(Failure::NotYetValid)
+        );
+        assert_eq!(time(&json!({"exp": "soon"}), now), Err(Failure::BadFormat));
+    }
+
+    #[test]
+    fn audiences_compare_without_scheme_and_trailing_slash() {
+        let cfg = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(audience_allowed(&[], &json!({})));
+        assert!(audience_allowed(
+            &cfg(&["shop"]),
+            &json!({"aud": ["x", "shop"]})
+        ));
+        assert!(audience_allowed(
+            &cfg(&["https://api.example.com/"]),
+            &json!({"aud": "http://api.example.com"})
+        ));
+        assert!(!audience_allowed(
+            &cfg(&["shop"]),
+            &json!({"aud": "reviews"})
+        ));
+        assert!(!audience_allowed(&cfg(&["shop"]), &json!({})));
+    }
+
+    #[test]
+    fn a_token_of_no_configured_issuer_is_refused_before_its_keys_are_looked_at() {
+        let rule = JwtRule {
+            source: waypoint_ir::ResourceRef::new(
+                waypoint_ir::ResourceKind::RequestAuthentication,
+                "ns",
+                "ra",
+            ),
+            issuer: "idp".into(),
+            audiences: Vec::new(),
+            jwks: waypoint_ir::JwksSource::RejectAll,
+            locations: waypoint_ir::default_locations(),
+            output_payload_to_header: None,
+            output_claim_to_headers: Vec::new(),
+            forward_original_token: false,
+            timeout: waypoint_ir::JWKS_FETCH_TIMEOUT,
+            space_delimited_claims: Vec::new(),
+            fail_closed: false,
+        };
+        let jwks = Jwks::new(std::time::Duration::from_secs(60));
+        let b64 = |v: serde_json::Value| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+        };
+        let token = |iss: &str| {
+            format!(
+                "{}.{}.c2ln",
+                b64(json!({"alg": "RS256"})),
+                b64(json!({"iss": iss}))
+            )
+        };
+        let verify = |t: &str| verify(t, &[&rule], &jwks, 0).err();
+        assert_eq!(verify(&token("other")), Some(Failure::UnknownIssuer));
+        // Known issuer, no keys (a stand-in): refused.
+        assert_eq!(verify(&token("idp")), Some(Failure::VerificationFails));
+        assert_eq!(verify("a.b"), Some(Failure::BadFormat));
+    }
+}
