@@ -83,6 +83,7 @@ fn bench(c: &mut Criterion) {
             headers: &headers,
             destination_ip: None,
             destination_port: 8080,
+            http: true,
         };
         assert_eq!(evaluate(&p, &req).verdict, Verdict::Allow);
         group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {

@@ -30,6 +30,10 @@ pub struct AuthzRequest<'a> {
     pub headers: &'a http::HeaderMap,
     pub destination_ip: Option<IpAddr>,
     pub destination_port: u16,
+    /// An HTTP request; `false` for a TCP connection, which has no method,
+    /// path, host, headers or JWT: rules that ask for them match as Istio
+    /// builds TCP policies (`Cx::http_only`).
+    pub http: bool,
 }
 
 /// The outcome, naming the policy that decided a denial.
@@ -109,13 +113,38 @@ pub fn matches(policy: &AuthzPolicy, req: &AuthzRequest<'_>) -> bool {
 
 /// The first of the policy's rules that matches.
 fn matching_rule(policy: &AuthzPolicy, req: &AuthzRequest<'_>) -> Option<usize> {
-    policy.rules.iter().position(|r| rule(r, req))
+    let denies = matches!(
+        policy.action,
+        AuthzAction::Deny | AuthzAction::Custom { .. }
+    );
+    let cx = Cx { req, denies };
+    policy.rules.iter().position(|r| rule(r, &cx))
 }
 
-fn rule(r: &AuthzRule, req: &AuthzRequest<'_>) -> bool {
-    (r.from.is_empty() || r.from.iter().any(|s| source(s, req)))
-        && (r.to.is_empty() || r.to.iter().any(|o| operation(o, req)))
-        && r.when.iter().all(|c| condition(c, req))
+/// A request and the action of the policy judging it.
+struct Cx<'r, 'a> {
+    req: &'r AuthzRequest<'a>,
+    /// A DENY (or CUSTOM) policy: on TCP its HTTP-only constraints are dropped.
+    denies: bool,
+}
+
+impl Cx<'_, '_> {
+    /// A constraint only HTTP has, on a connection that may not be HTTP. As
+    /// Istio builds TCP policies: an ALLOW (or AUDIT) rule with one never
+    /// matches, and a DENY rule's are dropped, so it denies more, not less.
+    fn http_only(&self, constrains: bool, eval: impl FnOnce() -> bool) -> bool {
+        if self.req.http || !constrains {
+            eval()
+        } else {
+            self.denies
+        }
+    }
+}
+
+fn rule(r: &AuthzRule, cx: &Cx<'_, '_>) -> bool {
+    (r.from.is_empty() || r.from.iter().any(|s| source(s, cx)))
+        && (r.to.is_empty() || r.to.iter().any(|o| operation(o, cx)))
+        && r.when.iter().all(|c| condition(c, cx))
 }
 
 /// A string field against a value that may be absent: an absent value
@@ -124,7 +153,8 @@ fn str_field(f: &waypoint_ir::Field<StrMatch>, v: Option<&str>) -> bool {
     f.accepts(|m| v.is_some_and(|v| m.matches(v)))
 }
 
-fn source(s: &SourceMatch, req: &AuthzRequest<'_>) -> bool {
+fn source(s: &SourceMatch, cx: &Cx<'_, '_>) -> bool {
+    let req = cx.req;
     let ip = |f: &waypoint_ir::Field<waypoint_ir::Cidr>| {
         f.accepts(|c| req.source_ip.is_some_and(|ip| c.contains(ip)))
     };
@@ -132,19 +162,27 @@ fn source(s: &SourceMatch, req: &AuthzRequest<'_>) -> bool {
         && str_field(&s.namespaces, req.namespace)
         && s.service_accounts.accepts(|sa| service_account(sa, req))
         && str_field(&s.trust_domains, req.trust_domain)
-        && str_field(
-            &s.request_principals,
-            req.auth.map(|a| a.principal.as_str()),
-        )
+        && cx.http_only(!s.request_principals.is_empty(), || {
+            str_field(
+                &s.request_principals,
+                req.auth.map(|a| a.principal.as_str()),
+            )
+        })
         && ip(&s.ip_blocks)
         && ip(&s.remote_ip_blocks)
 }
 
-fn operation(o: &OperationMatch, req: &AuthzRequest<'_>) -> bool {
-    o.hosts.accepts(|m| host(m, req.host))
-        && o.ports.accepts(|p| *p == req.destination_port)
-        && str_field(&o.methods, Some(req.method))
-        && o.paths.accepts(|p| path(p, req.path))
+fn operation(o: &OperationMatch, cx: &Cx<'_, '_>) -> bool {
+    let req = cx.req;
+    cx.http_only(!o.hosts.is_empty(), || {
+        o.hosts.accepts(|m| host(m, req.host))
+    }) && o.ports.accepts(|p| *p == req.destination_port)
+        && cx.http_only(!o.methods.is_empty(), || {
+            str_field(&o.methods, Some(req.method))
+        })
+        && cx.http_only(!o.paths.is_empty(), || {
+            o.paths.accepts(|p| path(p, req.path))
+        })
 }
 
 /// Hosts compare case-insensitively, and a value without a port also matches
@@ -194,7 +232,20 @@ fn segments(pattern: &[PathSegment], parts: &[&str]) -> bool {
     }
 }
 
-fn condition(c: &Condition, req: &AuthzRequest<'_>) -> bool {
+fn condition(c: &Condition, cx: &Cx<'_, '_>) -> bool {
+    let req = cx.req;
+    let http_only = matches!(
+        c.key,
+        ConditionKey::RequestHeader(_)
+            | ConditionKey::RequestPrincipal
+            | ConditionKey::RequestAudiences
+            | ConditionKey::RequestPresenter
+            | ConditionKey::RequestClaim(_)
+    );
+    cx.http_only(http_only, || condition_holds(c, req))
+}
+
+fn condition_holds(c: &Condition, req: &AuthzRequest<'_>) -> bool {
     let value = |v: &ConditionValue| match (&c.key, v) {
         (ConditionKey::RequestHeader(name), ConditionValue::Str(m)) => {
             header(req.headers, name).is_some_and(|h| m.matches(&h))

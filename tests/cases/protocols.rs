@@ -472,3 +472,50 @@ spec:
         started.elapsed()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authorization_policies_apply_to_tcp_connections() {
+    let f = fixture_with(
+        r#"
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: echo-callers, namespace: default}
+spec:
+  targetRefs: [{kind: Service, group: "", name: echo-tcp}]
+  rules:
+  - from: [{source: {principals: ["cluster.local/ns/front/sa/web"]}}]
+  # A rule that needs HTTP never allows a TCP connection, as in Istio.
+  - from: [{source: {principals: ["cluster.local/ns/default/sa/sleep"]}}]
+    to: [{operation: {methods: [GET]}}]
+"#,
+        &[],
+    )
+    .await;
+    let echo = |bundle: waypoint::identity::CertBundle| {
+        let wp = &f.wp;
+        async move {
+            let client = common::connect(wp, &bundle).await;
+            let mut t = client.open("10.96.1.3:7000").await.unwrap();
+            let _ = t.write_all(b"hello").await;
+            let _ = t.shutdown().await;
+            let mut back = Vec::new();
+            let _ = tokio::time::timeout(Duration::from_secs(5), t.read_to_end(&mut back)).await;
+            back
+        }
+    };
+    assert_eq!(echo(f._certs.client_as("front", "web")).await, b"hello");
+    assert_eq!(
+        echo(f._certs.client()).await,
+        b"",
+        "sleep: closed unanswered"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !f
+        .wp
+        .stdout()
+        .contains("rbac_access_denied_matched_policy[none]")
+    {
+        assert!(Instant::now() < deadline, "{}", f.wp.stdout());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

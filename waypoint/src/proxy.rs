@@ -25,7 +25,7 @@
 //! client span, and its context goes upstream in `upstream_request_filter`).
 
 mod authn;
-mod authz;
+pub mod authz;
 mod ctx;
 pub mod grpc;
 mod reply;

@@ -46,6 +46,8 @@ pub struct Inbound {
     pub source: Option<SpiffeId>,
     pub peer: SocketAddr,
     pub target: Target,
+    /// The address the client asked for (the CONNECT authority).
+    pub destination: SocketAddr,
 }
 
 /// The backend a connection goes to: (service, subset, service port), and the
@@ -78,7 +80,26 @@ impl TcpProxy {
         let mut upstream_addr = None;
         let mut destination = None;
         let (mut received, mut sent) = (0u64, 0u64);
-        match self.choose(&rt, &inbound) {
+        // AuthorizationPolicy, as Envoy's network RBAC filter applies it: a
+        // denied connection is closed before anything is dialled.
+        let denied = crate::proxy::authz::check_connection(
+            &rt,
+            inbound.source.as_ref(),
+            inbound.peer.ip(),
+            inbound.target,
+            inbound.destination,
+        );
+        if let Some(d) = &denied {
+            self.metrics
+                .authz_denied
+                .with_label_values(&[d.policy.as_str()])
+                .inc();
+        }
+        let chosen = match &denied {
+            Some(_) => Err(ResponseFlag::None),
+            None => self.choose(&rt, &inbound),
+        };
+        match chosen {
             Err(f) => flag = f,
             Ok(b) => {
                 match self.connect(&rt, &b, inbound.peer).await {
@@ -153,7 +174,7 @@ impl TcpProxy {
             protocol: None,
             response_code: 0,
             grpc_status: None,
-            response_code_details: None,
+            response_code_details: denied.as_ref().map(|d| d.details.as_str()),
             response_flags: flag.as_str().into(),
             bytes_received: received as usize,
             bytes_sent: sent as usize,

@@ -50,6 +50,7 @@ struct Req {
     host: &'static str,
     ip: Option<IpAddr>,
     auth: Option<crate::jwt::RequestAuth>,
+    http: bool,
 }
 
 impl Req {
@@ -62,6 +63,7 @@ impl Req {
             host: "orders.shop.svc.cluster.local:8080",
             ip: Some("10.1.2.3".parse().unwrap()),
             auth: None,
+            http: true,
         }
     }
 
@@ -79,6 +81,7 @@ impl Req {
             headers: &self.headers,
             destination_ip: Some("10.96.0.5".parse().unwrap()),
             destination_port: 8080,
+            http: self.http,
         }
     }
 }
@@ -392,4 +395,54 @@ fn jwt_attributes_match_principal_audiences_presenter_and_claims() {
             "{key:?}"
         );
     }
+}
+
+#[test]
+fn on_tcp_http_only_rules_never_allow_and_always_deny() {
+    let tcp = Req {
+        http: false,
+        ..Req::new()
+    };
+    let get = OperationMatch {
+        methods: any(vec![s("GET")]),
+        ..Default::default()
+    };
+    let web = SourceMatch {
+        principals: any(vec![s("cluster.local/ns/front/sa/web")]),
+        ..Default::default()
+    };
+    // ALLOW web GET: on TCP the method cannot hold, so nothing is allowed...
+    let allow = [policy(
+        "a",
+        AuthzAction::Allow,
+        vec![AuthzRule {
+            from: vec![web.clone()],
+            to: vec![get.clone()],
+            when: vec![],
+        }],
+    )];
+    assert!(denied(&allow, &tcp));
+    assert!(!denied(&allow, &Req::new()));
+    // ...while ALLOW web alone (no HTTP field) still allows the connection.
+    assert!(!denied(
+        &[policy("a", AuthzAction::Allow, vec![from(web.clone())])],
+        &tcp
+    ));
+    // DENY GET from web: on TCP the method is dropped, so web is denied.
+    let deny = [policy(
+        "d",
+        AuthzAction::Deny,
+        vec![AuthzRule {
+            from: vec![web],
+            to: vec![get],
+            when: vec![],
+        }],
+    )];
+    assert!(denied(&deny, &tcp));
+    let other = Req {
+        principal: Some("cluster.local/ns/front/sa/other"),
+        http: false,
+        ..Req::new()
+    };
+    assert!(!denied(&deny, &other), "the rest of the rule still applies");
 }

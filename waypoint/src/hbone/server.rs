@@ -288,6 +288,7 @@ impl HboneServer {
                     source: Some(source),
                     peer,
                     target: resolved,
+                    destination: target,
                 };
                 self.dispatch.tcp(tunnel, seen, inbound).await;
             }

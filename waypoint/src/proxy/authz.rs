@@ -4,9 +4,10 @@
 //! direct response) answers a request the policies deny.
 
 use super::RequestCtx;
+use crate::identity::SpiffeId;
 use crate::state::Runtime;
 use pingora::proxy::Session;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use waypoint_filters::authz::{evaluate, AuthzRequest, Verdict};
 use waypoint_ir::Target;
 
@@ -38,13 +39,7 @@ pub fn check(
         return None;
     }
     let req = session.req_header();
-    // Istio compares the principal without its `spiffe://` scheme.
-    let principal = ctx.source.as_ref().map(|s| {
-        format!(
-            "{}/ns/{}/sa/{}",
-            s.trust_domain, s.namespace, s.service_account
-        )
-    });
+    let principal = ctx.source.as_ref().map(principal_of);
     let host = req
         .headers
         .get(http::header::HOST)
@@ -66,12 +61,68 @@ pub fn check(
             .map(|d| d.ip())
             .or_else(|| service.addresses.first().copied()),
         destination_port: port,
+        http: true,
     };
     let judged = evaluate(waypoint.iter().chain(service.authz.iter()), &view);
     for audited in &judged.audited {
         log::info!(target: "audit", "{audited} audits {} {}", req.method, req.uri);
     }
-    match judged.verdict {
+    denial(judged.verdict)
+}
+
+/// Judges a TCP connection, which has only its peer and destination to offer:
+/// rules that need HTTP match as Istio builds TCP policies (an ALLOW rule
+/// never, a DENY rule without them).
+pub fn check_connection(
+    rt: &Runtime,
+    source: Option<&SpiffeId>,
+    peer: IpAddr,
+    target: Target,
+    destination: SocketAddr,
+) -> Option<Denied> {
+    let (service, port) = match target {
+        Target::Service { service, port } | Target::Workload { service, port, .. } => {
+            (rt.snapshot.service(service), port)
+        }
+    };
+    let waypoint = &rt.snapshot.authz;
+    if waypoint.is_empty() && service.authz.is_empty() {
+        return None;
+    }
+    let principal = source.map(principal_of);
+    let headers = http::HeaderMap::new();
+    let view = AuthzRequest {
+        principal: principal.as_deref(),
+        trust_domain: source.map(|s| s.trust_domain.as_str()),
+        namespace: source.map(|s| s.namespace.as_str()),
+        service_account: source.map(|s| s.service_account.as_str()),
+        source_ip: Some(peer),
+        auth: None,
+        host: "",
+        method: "",
+        path: "",
+        headers: &headers,
+        destination_ip: Some(destination.ip()),
+        destination_port: port,
+        http: false,
+    };
+    let judged = evaluate(waypoint.iter().chain(service.authz.iter()), &view);
+    for audited in &judged.audited {
+        log::info!(target: "audit", "{audited} audits a TCP connection to {destination}");
+    }
+    denial(judged.verdict)
+}
+
+/// Istio compares the principal without its `spiffe://` scheme.
+fn principal_of(s: &SpiffeId) -> String {
+    format!(
+        "{}/ns/{}/sa/{}",
+        s.trust_domain, s.namespace, s.service_account
+    )
+}
+
+fn denial(verdict: Verdict<'_>) -> Option<Denied> {
+    match verdict {
         Verdict::Allow => None,
         Verdict::DeniedBy { policy, rule } => Some(Denied {
             policy: format!("{}/{}", policy.namespace, policy.name),
