@@ -79,6 +79,11 @@ impl Envoys {
     }
 }
 
+const PLAIN_QUIET: &str = "waypoint   plain, no log";
+const PLAIN_AUTHZ: &str = "waypoint   plain, 10-rule authz";
+const HBONE_QUIET: &str = "waypoint   hbone, no log";
+const HBONE_AUTHZ: &str = "waypoint   hbone, 10-rule authz";
+
 /// The seed routing over HTTP/1.1; the first row is the ratio column's yardstick.
 async fn seed_http(world: &World, envoys: &Envoys, load: &Load) -> Vec<Report> {
     let plain = http::Scenario::Plaintext;
@@ -88,7 +93,9 @@ async fn seed_http(world: &World, envoys: &Envoys, load: &Load) -> Vec<Report> {
     }
     let (wp, quiet) = (world.waypoint_pid(), world.quiet_pid());
     rows.push((plain(world.waypoint_http), "waypoint   plaintext", wp));
-    rows.push((plain(world.quiet_http), "waypoint   plain, no log", quiet));
+    rows.push((plain(world.quiet_http), PLAIN_QUIET, quiet));
+    let authz = world.authz_pid();
+    rows.push((plain(world.authz_http), PLAIN_AUTHZ, authz));
     let bare = world.bare_pid();
     rows.push((
         plain(world.bare_http),
@@ -102,6 +109,22 @@ async fn seed_http(world: &World, envoys: &Envoys, load: &Load) -> Vec<Report> {
     }
     let (addr, tls) = (world.waypoint_hbone, world.client_tls.clone());
     rows.push((http::Scenario::Hbone { addr, tls }, "waypoint   hbone", wp));
+    let hbone = |addr| http::Scenario::Hbone {
+        addr,
+        tls: world.client_tls.clone(),
+    };
+    rows.push((hbone(world.quiet_hbone), HBONE_QUIET, quiet));
+    rows.push((hbone(world.authz_hbone), HBONE_AUTHZ, authz));
+    for scenario in [plain(world.authz_http), hbone(world.authz_hbone)] {
+        // A row of 403s would look like a cheap policy: make sure it allows
+        // the timed requests and still denies what it should.
+        let got = http::statuses(&scenario, &["/productpage", "/team-0/x"]).await;
+        assert_eq!(
+            got,
+            [Some(200), Some(403)],
+            "the 10-rule policy allows /productpage and denies /team-0/x"
+        );
+    }
     let mut reports = Vec::new();
     for (scenario, name, pid) in rows {
         reports.push(http::run(scenario, name, load.conns, load.duration, pid).await);
@@ -207,7 +230,12 @@ fn main() {
         );
         let mut pairs = versus(&seed, "envoy      plaintext");
         pairs.push(("waypoint   plain, traced", "envoy      plain, traced"));
+        pairs.push((PLAIN_AUTHZ, PLAIN_QUIET));
+        pairs.push((HBONE_AUTHZ, HBONE_QUIET));
         driver::print("req", &seed, &pairs);
+        for (with, without) in [(PLAIN_AUTHZ, PLAIN_QUIET), (HBONE_AUTHZ, HBONE_QUIET)] {
+            driver::print_added_cpu("req", &seed, with, without);
+        }
         println!(
             "spans received: {ours} from the traced waypoint, {envoys_spans} from the traced envoy"
         );

@@ -178,6 +178,25 @@ pub fn print(unit: &str, reports: &[Report], pairs: &[(&str, &str)]) {
     }
 }
 
+/// CPU µs per `unit` that row `with` spends beyond row `without`: what a
+/// feature costs, where a ratio would hide how small it is.
+pub fn print_added_cpu(unit: &str, reports: &[Report], with: &str, without: &str) {
+    let cpu = |name: &str| {
+        reports
+            .iter()
+            .find(|r| r.name == name)
+            .and_then(Report::cpu_us_per_request)
+    };
+    if let (Some(a), Some(b)) = (cpu(with), cpu(without)) {
+        println!(
+            "{} adds {:+.1} cpu µs/{unit} ({a:.1} vs {b:.1}) to {}",
+            squash(with),
+            a - b,
+            squash(without)
+        );
+    }
+}
+
 fn squash(name: &str) -> String {
     name.split_whitespace().collect::<Vec<_>>().join(" ")
 }

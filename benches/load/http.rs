@@ -51,23 +51,46 @@ async fn open(scenario: &Scenario, hbone: Option<&HboneClient>) -> Connection {
     Connection(sender)
 }
 
-impl Caller for Connection {
-    async fn call(&mut self) -> bool {
+impl Connection {
+    /// The status of `GET path`, once the body is read; `None` when the call failed.
+    async fn get(&mut self, path: &str) -> Option<u16> {
         let req = http::Request::builder()
-            .uri("/productpage")
+            .uri(path)
             .header("host", "productpage:9080")
             .body(Empty::new())
             .unwrap();
-        if self.0.ready().await.is_err() {
-            return false;
+        self.0.ready().await.ok()?;
+        let resp = self.0.send_request(req).await.ok()?;
+        let status = resp.status().as_u16();
+        resp.into_body().collect().await.ok()?;
+        Some(status)
+    }
+}
+
+impl Caller for Connection {
+    async fn call(&mut self) -> bool {
+        self.get("/productpage").await == Some(200)
+    }
+}
+
+/// The statuses of one `GET` per path, on one connection (or tunnel): a check
+/// before a timed run that it measures the answers it means to.
+pub async fn statuses(scenario: &Scenario, paths: &[&str]) -> Vec<Option<u16>> {
+    let hbone = connect(scenario).await;
+    let mut conn = open(scenario, hbone.as_ref()).await;
+    let mut out = Vec::new();
+    for path in paths {
+        out.push(conn.get(path).await);
+    }
+    out
+}
+
+async fn connect(scenario: &Scenario) -> Option<HboneClient> {
+    match scenario {
+        Scenario::Hbone { addr, tls } => {
+            Some(HboneClient::connect(*addr, tls.clone()).await.unwrap())
         }
-        match self.0.send_request(req).await {
-            Ok(resp) => {
-                let ok = resp.status() == 200;
-                ok && resp.into_body().collect().await.is_ok()
-            }
-            Err(_) => false,
-        }
+        Scenario::Plaintext(_) => None,
     }
 }
 
@@ -79,12 +102,7 @@ pub async fn run(
     pid: u32,
 ) -> Report {
     // One HBONE connection carries every tunnel, as one ztunnel-to-waypoint pair does.
-    let hbone = match &scenario {
-        Scenario::Hbone { addr, tls } => {
-            Some(HboneClient::connect(*addr, tls.clone()).await.unwrap())
-        }
-        Scenario::Plaintext(_) => None,
-    };
+    let hbone = connect(&scenario).await;
     let mut callers = Vec::new();
     for _ in 0..conns {
         callers.push(open(&scenario, hbone.as_ref()).await);

@@ -28,6 +28,11 @@ pub struct World {
     /// The same waypoint with no per-request telemetry at all.
     bare: Child,
     pub bare_http: SocketAddr,
+    /// The quiet waypoint with `TEN_RULES` attached to productpage, for the
+    /// policy's cost per request.
+    authz: Child,
+    pub authz_http: SocketAddr,
+    pub authz_hbone: SocketAddr,
     /// The same waypoint tracing every request to `collector`.
     traced: Child,
     pub traced_http: SocketAddr,
@@ -38,6 +43,42 @@ pub struct World {
     /// The waypoint's certificate files, which Envoy's HBONE server uses too.
     pub waypoint_certs: PathBuf,
 }
+
+/// Ten ALLOW rules where only the last admits the bench's requests, so every
+/// request tries all ten: the worst case for a policy of this size. The last
+/// rule's second source is "no peer identity", the plaintext listener's, so the
+/// plaintext rows are allowed too; over HBONE its first source matches.
+const TEN_RULES: &str = r#"
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: ten-rules, namespace: default}
+spec:
+  targetRefs: [{kind: Service, group: "", name: productpage}]
+  action: ALLOW
+  rules:
+  - from: [{source: {principals: ["cluster.local/ns/team-0/sa/client"]}}]
+    to: [{operation: {methods: [GET, POST], paths: ["/team-0/*"]}}]
+  - from: [{source: {principals: ["cluster.local/ns/team-1/sa/client"]}}]
+    to: [{operation: {methods: [GET, POST], paths: ["/team-1/*"]}}]
+  - from: [{source: {principals: ["cluster.local/ns/team-2/sa/client"]}}]
+    to: [{operation: {methods: [GET, POST], paths: ["/team-2/*"]}}]
+  - from: [{source: {principals: ["cluster.local/ns/team-3/sa/client"]}}]
+    to: [{operation: {methods: [GET, POST], paths: ["/team-3/*"]}}]
+  - from: [{source: {principals: ["cluster.local/ns/team-4/sa/client"]}}]
+    to: [{operation: {methods: [GET, POST], paths: ["/team-4/*"]}}]
+  - from: [{source: {principals: ["cluster.local/ns/team-5/sa/client"]}}]
+    to: [{operation: {methods: [GET, POST], paths: ["/team-5/*"]}}]
+  - from: [{source: {principals: ["cluster.local/ns/team-6/sa/client"]}}]
+    to: [{operation: {methods: [GET, POST], paths: ["/team-6/*"]}}]
+  - from: [{source: {principals: ["cluster.local/ns/team-7/sa/client"]}}]
+    to: [{operation: {methods: [GET, POST], paths: ["/team-7/*"]}}]
+  - from: [{source: {principals: ["cluster.local/ns/team-8/sa/client"]}}]
+    to: [{operation: {methods: [GET, POST], paths: ["/team-8/*"]}}]
+  - from:
+    - {source: {principals: ["cluster.local/ns/default/sa/client"]}}
+    - {source: {notPrincipals: ["*"]}}
+    to: [{operation: {methods: [GET], paths: ["/productpage"]}}]
+"#;
 
 pub fn free_addr() -> SocketAddr {
     TcpListener::bind("127.0.0.1:0")
@@ -84,6 +125,15 @@ impl World {
         std::fs::write(config.join("tcp-pods.yaml"), tcp.pod()).unwrap();
         std::fs::write(config.join("tcp.yaml"), super::tcp::MANIFESTS).unwrap();
 
+        // A copy of the whole config plus the policy, for the authz waypoint alone.
+        let config_authz = dir.path().join("config-authz");
+        std::fs::create_dir_all(&config_authz).unwrap();
+        for entry in std::fs::read_dir(&config).unwrap() {
+            let path = entry.unwrap().path();
+            std::fs::copy(&path, config_authz.join(path.file_name().unwrap())).unwrap();
+        }
+        std::fs::write(config_authz.join("authz.yaml"), TEN_RULES).unwrap();
+
         let ca = DevCa::new("bench CA").unwrap();
         let td = "cluster.local";
         ca.write_cert_dir(
@@ -99,12 +149,12 @@ impl World {
         let client = load_cert_dir(&dir.path().join("client")).unwrap();
         let client_tls = waypoint::hbone::tls::client_config(&client, None).unwrap();
 
-        let spawn = |extra: &[&str]| {
+        let spawn_in = |config: &std::path::Path, extra: &[&str]| {
             let (http, hbone, admin) = (free_addr(), free_addr(), free_addr());
             let child = Command::new(env!("CARGO_BIN_EXE_waypoint"))
                 .arg("run")
                 .arg("--config-dir")
-                .arg(&config)
+                .arg(config)
                 .arg("--cert-dir")
                 .arg(dir.path().join("wp"))
                 .args(["--http-addr", &http.to_string()])
@@ -119,8 +169,10 @@ impl World {
                 .unwrap();
             (child, http, hbone)
         };
+        let spawn = |extra: &[&str]| spawn_in(&config, extra);
         let (waypoint, http, hbone) = spawn(&[]);
         let (quiet, quiet_http, quiet_hbone) = spawn(&["--access-log", "false"]);
+        let (authz, authz_http, authz_hbone) = spawn_in(&config_authz, &["--access-log", "false"]);
         let (bare, bare_http, _) = spawn(&["--access-log", "false", "--request-metrics", "false"]);
         let collector = super::otlp::Collector::start().await;
         let (traced, traced_http, _) = spawn(&["--otlp-endpoint", &collector.endpoint()]);
@@ -130,6 +182,8 @@ impl World {
         wait_listening(http).await;
         wait_listening(hbone).await;
         wait_listening(quiet_hbone).await;
+        wait_listening(authz_http).await;
+        wait_listening(authz_hbone).await;
         World {
             waypoint_certs: dir.path().join("wp"),
             _dir: dir,
@@ -141,6 +195,9 @@ impl World {
             quiet,
             quiet_http,
             quiet_hbone,
+            authz,
+            authz_http,
+            authz_hbone,
             bare,
             bare_http,
             traced,
@@ -160,6 +217,10 @@ impl World {
 
     pub fn quiet_pid(&self) -> u32 {
         self.quiet.id()
+    }
+
+    pub fn authz_pid(&self) -> u32 {
+        self.authz.id()
     }
 
     pub fn bare_pid(&self) -> u32 {
@@ -184,6 +245,7 @@ impl Drop for World {
         for child in [
             &mut self.waypoint,
             &mut self.quiet,
+            &mut self.authz,
             &mut self.bare,
             &mut self.traced,
         ] {
