@@ -378,7 +378,20 @@ async fn the_api_server_going_away_loses_nothing() {
     let certs = Certs::new();
     let wp = start(&c, &certs).await;
     let load = Load::start(&wp, &certs, &[("x-canary", "1")]).await;
-
+    // The route's backend exists before the outage. Objects of different kinds
+    // come back on different watches, each reconnecting on its own back-off,
+    // so a Service and a route naming it, created together while the server
+    // was away, can arrive a moment apart (an unresolved backend answers 500
+    // meanwhile, as Gateway API says); that window is not what this test is
+    // about.
+    let service = CANARY.split("---").next().unwrap();
+    let generation = metric(&wp, "waypoint_config_generation").await;
+    c.api.apply_yaml(service);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(&wp, "waypoint_config_generation").await <= generation {
+        assert!(Instant::now() < deadline, "the Service was never seen");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     c.api.pause();
     until_metric(&wp, "waypoint_config_source_up", 0.0).await;
     // Changed while it was away: seen once it is back.
