@@ -186,18 +186,23 @@ fn operation(o: &OperationMatch, cx: &Cx<'_, '_>) -> bool {
 }
 
 /// Hosts compare case-insensitively, and a value without a port also matches
-/// the host with any port, as Istio builds the match.
+/// the host with any port, as Istio builds the match. No allocation: this runs
+/// for every rule tried on every request.
 fn host(m: &StrMatch, host: &str) -> bool {
-    let host = host.to_ascii_lowercase();
-    let lower = |s: &str| s.to_ascii_lowercase();
-    let bare = waypoint_ir::split_host_port(&host).0.to_string();
     let one = |h: &str| match m {
-        StrMatch::Exact(e) => h == lower(e),
-        StrMatch::Prefix(p) => h.starts_with(&lower(p)),
-        StrMatch::Suffix(s) => h.ends_with(&lower(s)),
+        StrMatch::Exact(e) => h.eq_ignore_ascii_case(e),
+        StrMatch::Prefix(p) => h
+            .get(..p.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(p)),
+        StrMatch::Suffix(s) => h
+            .len()
+            .checked_sub(s.len())
+            .and_then(|at| h.get(at..))
+            .is_some_and(|tail| tail.eq_ignore_ascii_case(s)),
         StrMatch::Any => true,
     };
-    one(&host) || (bare != host && one(&bare))
+    let bare = waypoint_ir::split_host_port(host).0;
+    one(host) || (bare.len() != host.len() && one(bare))
 }
 
 fn path(p: &PathPattern, path: &str) -> bool {
