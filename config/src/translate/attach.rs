@@ -31,6 +31,23 @@ pub enum Attach {
     Service(usize),
 }
 
+/// Puts `items` where `attach` says: the waypoint-wide list, or the list
+/// `field` picks on each attached service.
+pub fn distribute<T: Clone>(
+    attach: &[Attach],
+    items: &[T],
+    wide: &mut Vec<T>,
+    services: &mut [waypoint_ir::Service],
+    field: fn(&mut waypoint_ir::Service) -> &mut Vec<T>,
+) {
+    for a in attach {
+        match a {
+            Attach::Waypoint => wide.extend_from_slice(items),
+            Attach::Service(i) => field(&mut services[*i]).extend_from_slice(items),
+        }
+    }
+}
+
 /// A policy's selection fields, as written.
 pub struct Targeting<'a> {
     pub selector: bool,

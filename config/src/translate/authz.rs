@@ -43,12 +43,8 @@ pub fn apply(
     let mut wide = Vec::new();
     for obj in policies {
         let (attach, policy) = one(cx, obj, services, waypoint);
-        for a in attach {
-            match a {
-                Attach::Waypoint => wide.push(policy.clone()),
-                Attach::Service(i) => services[i].authz.push(policy.clone()),
-            }
-        }
+        let items = std::slice::from_ref(&policy);
+        super::attach::distribute(&attach, items, &mut wide, services, |s| &mut s.authz);
     }
     wide
 }

@@ -39,12 +39,7 @@ pub fn apply(
     let mut wide = Vec::new();
     for obj in all {
         let (attach, rules) = one(cx, obj, services, waypoint);
-        for a in attach {
-            match a {
-                Attach::Waypoint => wide.extend(rules.iter().cloned()),
-                Attach::Service(i) => services[i].jwt.extend(rules.iter().cloned()),
-            }
-        }
+        super::attach::distribute(&attach, &rules, &mut wide, services, |s| &mut s.jwt);
     }
     wide
 }
