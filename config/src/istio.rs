@@ -3,12 +3,14 @@
 
 pub mod authorization_policy;
 pub mod destination_rule;
+pub mod mesh_config;
 pub mod request_authentication;
 mod service_entry;
 mod virtual_service;
 
 pub use authorization_policy::AuthorizationPolicyDoc;
 pub use destination_rule::DestinationRuleDoc;
+pub use mesh_config::ConfigMapDoc;
 pub use request_authentication::RequestAuthenticationDoc;
 pub use service_entry::{ServiceEntryDoc, WorkloadEntryDoc, WorkloadEntrySpec};
 pub use virtual_service::{

@@ -3,8 +3,8 @@
 use crate::envoy_gateway::BackendTrafficPolicyDoc;
 use crate::gateway_api::{GatewayDoc, GrpcRouteDoc, HttpRouteDoc, TcpRouteDoc};
 use crate::istio::{
-    AuthorizationPolicyDoc, DestinationRuleDoc, RequestAuthenticationDoc, ServiceEntryDoc,
-    VirtualServiceDoc, WorkloadEntryDoc,
+    AuthorizationPolicyDoc, ConfigMapDoc, DestinationRuleDoc, RequestAuthenticationDoc,
+    ServiceEntryDoc, VirtualServiceDoc, WorkloadEntryDoc,
 };
 use crate::kube::{EndpointSliceDoc, PodDoc, ServiceDoc};
 use crate::{Diagnostic, Source};
@@ -12,6 +12,9 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use waypoint_ir::{ResourceKind, ResourceRef};
+
+/// The ConfigMap istiod reads the mesh config from (revision `default`).
+pub const MESH_CONFIG_MAP: &str = "istio";
 
 /// One resource of a known kind.
 #[derive(Debug)]
@@ -51,6 +54,9 @@ pub struct Resources {
     pub traffic_policies: Vec<Obj<BackendTrafficPolicyDoc>>,
     pub authorization_policies: Vec<Obj<AuthorizationPolicyDoc>>,
     pub request_authentications: Vec<Obj<RequestAuthenticationDoc>>,
+    /// ConfigMaps named `istio` (mesh config); translation reads the root
+    /// namespace's.
+    pub mesh_configs: Vec<Obj<ConfigMapDoc>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -137,6 +143,7 @@ fn kind_of(api_version: &str, kind: &str) -> Option<ResourceKind> {
         ("", "Service") => (ResourceKind::Service, &["v1"]),
         ("", "Pod") => (ResourceKind::Pod, &["v1"]),
         ("", "Namespace") => (ResourceKind::Namespace, &["v1"]),
+        ("", "ConfigMap") => (ResourceKind::ConfigMap, &["v1"]),
         ("discovery.k8s.io", "EndpointSlice") => (ResourceKind::EndpointSlice, &["v1"]),
         ("networking.istio.io", "VirtualService") => (ResourceKind::VirtualService, ISTIO),
         ("networking.istio.io", "DestinationRule") => (ResourceKind::DestinationRule, ISTIO),
@@ -208,6 +215,10 @@ fn one(
         ));
         return;
     };
+    if kind == ResourceKind::ConfigMap && name != MESH_CONFIG_MAP {
+        log::debug!("{file}: skipping ConfigMap {namespace}/{name}");
+        return;
+    }
     let id = ResourceRef::new(kind, namespace, name);
     // The API server holds one object per kind/namespace/name; two in the
     // manifests is a mistake, and which one "wins" must not depend on luck.
@@ -251,6 +262,7 @@ fn one(
         ResourceKind::BackendTrafficPolicy => push!(traffic_policies),
         ResourceKind::AuthorizationPolicy => push!(authorization_policies),
         ResourceKind::RequestAuthentication => push!(request_authentications),
+        ResourceKind::ConfigMap => push!(mesh_configs),
         ResourceKind::Namespace => out.namespaces.push(Obj {
             file: file.to_string(),
             id,

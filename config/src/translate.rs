@@ -4,6 +4,7 @@
 
 mod attach;
 mod authz;
+mod ext_authz;
 mod grpc_route;
 mod hosts;
 mod http_route;
@@ -73,7 +74,8 @@ pub fn translate(res: &Resources, opts: &Options, diags: &mut Vec<Diagnostic>) -
     let tcp = tcp_route::routes(&mut cx, &world, &mesh);
     attach(&mut cx, &mut services, vs, mesh, tcp);
     traffic_policy::apply(&mut cx, &index, &mut services);
-    let authz = authz::apply(&mut cx, &mut services, waypoint.as_ref());
+    let providers = ext_authz::providers(&mut cx, &services);
+    let authz = authz::apply(&mut cx, &mut services, waypoint.as_ref(), &providers);
     let jwt = jwt::apply(&mut cx, &mut services, waypoint.as_ref());
 
     let mut snapshot = Snapshot {
@@ -81,6 +83,7 @@ pub fn translate(res: &Resources, opts: &Options, diags: &mut Vec<Diagnostic>) -
         waypoint,
         authz,
         jwt,
+        ext_authz: providers.usable,
         ..Snapshot::default()
     };
     hosts::index(&mut cx, &mut snapshot);

@@ -40,8 +40,8 @@ pub struct AuthzRequest<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict<'p> {
     Allow,
-    /// Denied by a matching DENY (or unenforceable CUSTOM) policy, through its
-    /// rule `rule`.
+    /// Denied by a matching DENY policy (or a CUSTOM one whose service has two
+    /// providers), through its rule `rule`.
     DeniedBy {
         policy: &'p ResourceRef,
         rule: usize,
@@ -57,6 +57,17 @@ pub struct Judgement<'p> {
     pub audited: Vec<&'p ResourceRef>,
     /// The ALLOW policy that let the request through, if one did.
     pub allowed_by: Option<&'p ResourceRef>,
+    /// A CUSTOM policy matched: its provider must allow the request before
+    /// `verdict` counts (the authorizer is asked first, as Envoy's ext_authz
+    /// filter runs before RBAC).
+    pub ask: Option<Ask<'p>>,
+}
+
+/// The external authorizer to ask, and the CUSTOM policy that asks it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ask<'p> {
+    pub policy: &'p ResourceRef,
+    pub provider: &'p str,
 }
 
 /// Judges `req` by `policies` (the waypoint's and the service's together).
@@ -74,15 +85,28 @@ where
     let audited = matching(|a| *a == AuthzAction::Audit)
         .map(|p| &p.source)
         .collect();
-    // CUSTOM is not implemented: translation refuses it, and any that reaches
-    // here fails closed, as a DENY that matched.
-    let denied = matching(|a| matches!(a, AuthzAction::Custom { .. }))
-        .chain(matching(|a| *a == AuthzAction::Deny))
-        .next();
+    let provider = |p: &'p AuthzPolicy| match &p.action {
+        AuthzAction::Custom { provider } => Some(provider.as_str()),
+        _ => None,
+    };
+    let mut providers = policies.clone().filter_map(provider);
+    let one_provider = providers
+        .next()
+        .is_none_or(|first| providers.all(|p| p == first));
+    let custom = matching(|a| matches!(a, AuthzAction::Custom { .. })).next();
+    // Two providers for one service: istiod denies what their rules match.
+    let ask = custom.filter(|_| one_provider).map(|p| Ask {
+        policy: &p.source,
+        provider: provider(p).unwrap_or_default(),
+    });
+    let denied = custom
+        .filter(|_| !one_provider)
+        .or_else(|| matching(|a| *a == AuthzAction::Deny).next());
     let verdict = |verdict, allowed_by| Judgement {
         verdict,
         audited,
         allowed_by,
+        ask,
     };
     if let Some(p) = denied {
         let rule = matching_rule(p, req).unwrap_or_default();

@@ -8,6 +8,7 @@
 
 mod authz;
 mod backend;
+mod ext_authz;
 mod jwt;
 mod names;
 mod policy;
@@ -20,6 +21,10 @@ pub use authz::{
 pub use backend::{
     ConsumerRoutes, Endpoint, EndpointIdx, Protocol, RouteConflict, RouteSource, Service,
     ServiceIdx, ServicePort, Subset, TcpRoute,
+};
+pub use ext_authz::{
+    BodyInCheck, ExtAuthzProtocol, ExtAuthzProvider, HttpCheck, EXT_AUTHZ_MAX_BODY,
+    EXT_AUTHZ_TIMEOUT,
 };
 pub use jwt::{default_locations, JwksSource, JwtRule, TokenLocation, JWKS_FETCH_TIMEOUT};
 pub use names::{ResourceKind, ResourceRef};
@@ -82,6 +87,8 @@ pub struct Snapshot {
     /// RequestAuthentication rules for everything this waypoint serves,
     /// attached as `authz` is; a service's own are `Service::jwt`.
     pub jwt: Vec<JwtRule>,
+    /// The mesh config's external authorizers CUSTOM policies can name.
+    pub ext_authz: Vec<ExtAuthzProvider>,
 }
 
 /// A `Gateway` of class `istio-waypoint`: who this waypoint is.
@@ -95,6 +102,10 @@ pub struct WaypointGateway {
 impl Snapshot {
     pub fn service(&self, idx: ServiceIdx) -> &Service {
         &self.services[idx.0]
+    }
+
+    pub fn ext_authz(&self, provider: &str) -> Option<&ExtAuthzProvider> {
+        self.ext_authz.iter().find(|p| p.name == provider)
     }
 
     /// Fills `by_workload` from the services' endpoints.

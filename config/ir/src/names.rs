@@ -21,6 +21,8 @@ pub enum ResourceKind {
     BackendTrafficPolicy,
     AuthorizationPolicy,
     RequestAuthentication,
+    /// Only Istio's mesh config, ConfigMap `istio` of the root namespace.
+    ConfigMap,
 }
 
 impl ResourceKind {
@@ -41,6 +43,7 @@ impl ResourceKind {
             ResourceKind::BackendTrafficPolicy => "BackendTrafficPolicy",
             ResourceKind::AuthorizationPolicy => "AuthorizationPolicy",
             ResourceKind::RequestAuthentication => "RequestAuthentication",
+            ResourceKind::ConfigMap => "ConfigMap",
         }
     }
 }

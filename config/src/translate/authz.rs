@@ -12,8 +12,13 @@
 //! - `GatewayClass` `istio-waypoint`, policy in the root namespace: every
 //!   waypoint, whatever its class.
 //!
+//! CUSTOM names an ext_authz provider of the mesh config (`super::ext_authz`);
+//! a service may be judged by one provider only, as in istiod without
+//! `PILOT_ENABLE_MULTIPLE_CUSTOM_AUTHZ_PROVIDERS`.
+//!
 //! Fail closed: a policy the waypoint cannot enforce exactly (invalid as Istio
-//! validates it, a field or attribute not supported here, CUSTOM) is
+//! validates it, a field or attribute not supported here, a CUSTOM provider
+//! that is unknown or cannot be used) is
 //! [`Severity::Refused`](crate::Severity::Refused) and replaced, where it
 //! attaches, by a DENY of every request (for DENY, or an unknown action), an
 //! ALLOW of none (ALLOW), or a DENY of what its rules match (CUSTOM: what
@@ -22,6 +27,7 @@
 mod rules;
 
 use super::attach::{self, Attach};
+use super::ext_authz::Providers;
 use super::Cx;
 use crate::istio::authorization_policy::{AuthorizationPolicySpec, SpecHead};
 use crate::istio::AuthorizationPolicyDoc;
@@ -35,6 +41,7 @@ pub fn apply(
     cx: &mut Cx<'_>,
     services: &mut [Service],
     waypoint: Option<&WaypointGateway>,
+    providers: &Providers,
 ) -> Vec<AuthzPolicy> {
     let mut policies: Vec<&Obj<AuthorizationPolicyDoc>> =
         cx.res.authorization_policies.iter().collect();
@@ -42,11 +49,54 @@ pub fn apply(
     let waypoint = waypoint.map(|w| &w.source);
     let mut wide = Vec::new();
     for obj in policies {
-        let (attach, policy) = one(cx, obj, services, waypoint);
+        let (attach, policy) = one(cx, obj, services, waypoint, providers);
         let items = std::slice::from_ref(&policy);
         super::attach::distribute(&attach, items, &mut wide, services, |s| &mut s.authz);
     }
+    one_provider_each(cx, services, &wide);
     wide
+}
+
+/// Refuses the CUSTOM policies of a service judged by two providers: the data
+/// path then denies what any of them matches, as istiod does.
+fn one_provider_each(cx: &mut Cx<'_>, services: &[Service], wide: &[AuthzPolicy]) {
+    let mut reported = std::collections::BTreeSet::new();
+    for svc in services {
+        let custom: Vec<(&waypoint_ir::ResourceRef, &str)> = wide
+            .iter()
+            .chain(&svc.authz)
+            .filter_map(|p| match &p.action {
+                AuthzAction::Custom { provider } => Some((&p.source, provider.as_str())),
+                _ => None,
+            })
+            .collect();
+        let mut names: Vec<&str> = custom.iter().map(|(_, n)| *n).collect();
+        names.sort_unstable();
+        names.dedup();
+        if names.len() < 2 {
+            continue;
+        }
+        for (policy, _) in custom {
+            if !reported.insert((policy.clone(), svc.hostname.clone())) {
+                continue;
+            }
+            let file = cx
+                .res
+                .authorization_policies
+                .iter()
+                .find(|o| &o.id == policy)
+                .map_or("-", |o| o.file.as_str());
+            cx.diags.push(Diagnostic::refused(
+                file,
+                Some(policy),
+                "spec.provider.name",
+                format!(
+                    "{} is judged by CUSTOM policies of several providers {names:?}; only one provider can be used per service, so for it these policies deny what their rules match",
+                    svc.hostname
+                ),
+            ));
+        }
+    }
 }
 
 fn one(
@@ -54,6 +104,7 @@ fn one(
     obj: &Obj<AuthorizationPolicyDoc>,
     services: &[Service],
     waypoint: Option<&waypoint_ir::ResourceRef>,
+    providers: &Providers,
 ) -> (Vec<Attach>, AuthzPolicy) {
     let mut problems = rules::Problems::new();
     let spec: Option<AuthorizationPolicySpec> =
@@ -151,11 +202,10 @@ fn one(
         }
     }
     let valid = problems.is_empty();
-    if custom {
-        problems.push((
-            "spec.action".into(),
-            "CUSTOM (external authorization) is not supported by this waypoint yet".into(),
-        ));
+    if let (true, Some(AuthzAction::Custom { provider })) = (valid, &action) {
+        if let Some(why) = providers.why_not(provider) {
+            problems.push(("spec.provider.name".into(), why));
+        }
     }
     if problems.is_empty() {
         return (

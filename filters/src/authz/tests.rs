@@ -149,15 +149,62 @@ fn deny_wins_over_allow_and_audit_decides_nothing() {
     assert_eq!(j.audited, vec![&policies[2].source]);
     let j = evaluate(&policies[2..], &r.view());
     assert_eq!(j.verdict, Verdict::Allow, "AUDIT alone is not an ALLOW");
-    // CUSTOM cannot be asked yet: a matching one denies.
-    let custom = [policy(
-        "c",
+}
+
+fn custom(name: &str, provider: &str, rules: Vec<AuthzRule>) -> AuthzPolicy {
+    policy(
+        name,
         AuthzAction::Custom {
-            provider: "opa".into(),
+            provider: provider.into(),
         },
-        all(),
-    )];
-    assert!(denied(&custom, &r));
+        rules,
+    )
+}
+
+#[test]
+fn a_matching_custom_policy_asks_its_provider_before_deny_and_allow() {
+    let r = Req::new();
+    let admin = to(OperationMatch {
+        paths: any(vec![PathPattern::Str(s("/admin*"))]),
+        ..Default::default()
+    });
+    let policies = [
+        custom("c", "opa", vec![admin]),
+        policy("d", AuthzAction::Deny, vec![AuthzRule::default()]),
+    ];
+    // The CUSTOM rules match: ask, and the DENY still counts after.
+    let j = evaluate(
+        &policies,
+        &Req {
+            path: "/admin/x",
+            ..Req::new()
+        }
+        .view(),
+    );
+    let ask = j.ask.expect("asks");
+    assert_eq!((ask.policy, ask.provider), (&policies[0].source, "opa"));
+    assert!(matches!(j.verdict, Verdict::DeniedBy { .. }));
+    // They do not: nobody is asked.
+    assert_eq!(evaluate(&policies[..1], &r.view()).ask, None);
+    assert_eq!(evaluate(&policies[..1], &r.view()).verdict, Verdict::Allow);
+}
+
+#[test]
+fn two_providers_for_one_request_deny_what_either_matches() {
+    let r = Req::new();
+    let policies = [
+        custom("a", "opa", vec![AuthzRule::default()]),
+        custom("b", "other", vec![]),
+    ];
+    let j = evaluate(&policies, &r.view());
+    assert_eq!(j.ask, None);
+    assert_eq!(
+        j.verdict,
+        Verdict::DeniedBy {
+            policy: &policies[0].source,
+            rule: 0
+        }
+    );
 }
 
 #[test]
