@@ -224,7 +224,7 @@ fn route_resource(kind: waypoint_ir::ResourceKind, api_version: &str) -> ApiReso
 fn api_version(kind: waypoint_ir::ResourceKind) -> &'static str {
     use waypoint_ir::ResourceKind as K;
     match kind {
-        K::Service | K::Pod | K::Namespace => "v1",
+        K::Service | K::Pod | K::Namespace | K::ConfigMap => "v1",
         K::EndpointSlice => "discovery.k8s.io/v1",
         K::ServiceEntry | K::WorkloadEntry | K::VirtualService | K::DestinationRule => {
             "networking.istio.io/v1"
