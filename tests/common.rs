@@ -2,6 +2,7 @@
 
 pub mod certs;
 pub mod envoy;
+pub mod ext_authz;
 pub mod grpc;
 pub mod jwks;
 pub mod kube;
