@@ -35,6 +35,9 @@ pub enum ResponseFlag {
     DownstreamConnectionTermination,
     /// `DPE`: the downstream request broke the protocol or its limits.
     DownstreamProtocolError,
+    /// `UAEX`: the external authorizer denied the request, or could not be
+    /// asked and the provider does not fail open.
+    UnauthorizedExternalService,
 }
 
 impl ResponseFlag {
@@ -54,6 +57,7 @@ impl ResponseFlag {
             ResponseFlag::NoClusterFound => "NC",
             ResponseFlag::DownstreamConnectionTermination => "DC",
             ResponseFlag::DownstreamProtocolError => "DPE",
+            ResponseFlag::UnauthorizedExternalService => "UAEX",
         }
     }
 }

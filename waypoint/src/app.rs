@@ -182,8 +182,10 @@ impl Waypoint {
             .map(Arc::new);
         let jwks = crate::jwt::Jwks::new(listeners.jwks_refresh);
         tokio::spawn(jwks.clone().run(state.clone(), watch.clone()));
+        let ext_authz = Arc::new(crate::ext_authz::ExtAuthz::new(hbone.clone()));
         let app = WaypointProxy::new(state.clone(), hbone.clone())
             .with_jwks(jwks)
+            .with_ext_authz(ext_authz.clone())
             .with_metrics(metrics.clone())
             .with_xfcc(xfcc)
             .with_access_log(access_log.clone())
@@ -196,6 +198,7 @@ impl Waypoint {
             hbone,
             metrics: metrics.clone(),
             access_log: access_log.clone(),
+            ext_authz,
         };
         let dispatch = Arc::new(Dispatch {
             http1: Arc::new(http_proxy(&conf, app.clone())),

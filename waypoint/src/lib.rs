@@ -16,6 +16,7 @@ pub mod detect;
 pub mod dispatch;
 pub mod echo;
 pub mod error;
+pub mod ext_authz;
 pub mod hbone;
 pub mod identity;
 pub mod jwt;

@@ -27,6 +27,7 @@
 mod authn;
 pub mod authz;
 mod ctx;
+mod ext_authz;
 pub mod grpc;
 mod reply;
 
@@ -78,6 +79,8 @@ pub struct WaypointProxy {
     path_normalization: PathNormalization,
     /// RequestAuthentication's keys.
     jwks: Arc<crate::jwt::Jwks>,
+    /// Connections to CUSTOM policies' authorizers.
+    ext_authz: Arc<crate::ext_authz::ExtAuthz>,
 }
 
 /// How mesh endpoints are reached: the pool of HBONE connections and the port
@@ -92,7 +95,7 @@ impl WaypointProxy {
     pub fn new(state: Arc<State>, hbone: Option<HboneUpstream>) -> Self {
         WaypointProxy {
             state,
-            hbone,
+            hbone: hbone.clone(),
             xfcc: None,
             access_log: None,
             metrics: Default::default(),
@@ -101,7 +104,13 @@ impl WaypointProxy {
             limits: Default::default(),
             path_normalization: PathNormalization::default(),
             jwks: crate::jwt::Jwks::new(crate::jwt::jwks::DEFAULT_REFRESH),
+            ext_authz: Arc::new(crate::ext_authz::ExtAuthz::new(hbone)),
         }
+    }
+
+    pub fn with_ext_authz(mut self, ext_authz: Arc<crate::ext_authz::ExtAuthz>) -> Self {
+        self.ext_authz = ext_authz;
+        self
     }
 
     pub fn with_jwks(mut self, jwks: Arc<crate::jwt::Jwks>) -> Self {
@@ -377,7 +386,30 @@ impl ProxyHttp for WaypointProxy {
                 return Ok(true);
             }
         };
-        if let Some(denied) = authz::check(&rt, session, ctx, target, destination, auth.as_ref()) {
+        let judged = authz::check(&rt, session, ctx, target, destination, auth.as_ref());
+        let mut ext_edits = None;
+        if let Some(provider) = &judged.ask {
+            let peer = hbone_meta(session).map(|m| m.peer);
+            match ext_authz::ask(
+                &self.ext_authz,
+                &rt,
+                session,
+                ctx,
+                provider,
+                destination,
+                peer,
+            )
+            .await?
+            {
+                ext_authz::Asked::Replied => return Ok(true),
+                ext_authz::Asked::Go {
+                    edits: Some(edits),
+                    before_routing: true,
+                } => ext_authz::apply(session, ctx, edits)?,
+                ext_authz::Asked::Go { edits, .. } => ext_edits = edits,
+            }
+        }
+        if let Some(denied) = judged.denied {
             self.metrics
                 .authz_denied
                 .with_label_values(&[denied.policy.as_str()])
@@ -396,6 +428,9 @@ impl ProxyHttp for WaypointProxy {
                 .with_source_namespace(source_ns);
             waypoint_filters::decide(&rt.snapshot, target, &view, &mut rand::rng())
         };
+        if let Some(edits) = ext_edits {
+            ext_authz::apply(session, ctx, edits)?;
+        }
         match decision {
             Decision::Reply(local) => {
                 ctx.flag = local.flag;

@@ -10,6 +10,7 @@
 
 mod timed;
 
+use crate::ext_authz::Outcome;
 use crate::hbone::H2Stream;
 use crate::identity::SpiffeId;
 use crate::proxy::HboneUpstream;
@@ -39,6 +40,7 @@ pub struct TcpProxy {
     pub hbone: Option<HboneUpstream>,
     pub metrics: Arc<crate::metrics::Metrics>,
     pub access_log: Option<Arc<crate::access_log::AccessLog>>,
+    pub ext_authz: Arc<crate::ext_authz::ExtAuthz>,
 }
 
 /// Who opened the connection, and where to.
@@ -82,20 +84,27 @@ impl TcpProxy {
         let (mut received, mut sent) = (0u64, 0u64);
         // AuthorizationPolicy, as Envoy's network RBAC filter applies it: a
         // denied connection is closed before anything is dialled.
-        let denied = crate::proxy::authz::check_connection(
+        let judged = crate::proxy::authz::check_connection(
             &rt,
             inbound.source.as_ref(),
             inbound.peer.ip(),
             inbound.target,
             inbound.destination,
         );
-        if let Some(d) = &denied {
+        let mut details = None;
+        if let Some(d) = &judged.denied {
             self.metrics
                 .authz_denied
                 .with_label_values(&[d.policy.as_str()])
                 .inc();
+            details = Some(d.details.clone());
         }
-        let chosen = match &denied {
+        // CUSTOM first, as Envoy's network ext_authz filter runs before RBAC.
+        if let Some(refused) = self.ask(&rt, judged.ask.as_deref(), &inbound).await {
+            details = Some(refused.into());
+        }
+        let chosen = match &details {
+            Some(d) if d.starts_with("ext_authz") => Err(ResponseFlag::UnauthorizedExternalService),
             Some(_) => Err(ResponseFlag::None),
             None => self.choose(&rt, &inbound),
         };
@@ -174,7 +183,7 @@ impl TcpProxy {
             protocol: None,
             response_code: 0,
             grpc_status: None,
-            response_code_details: denied.as_ref().map(|d| d.details.as_str()),
+            response_code_details: details.as_deref(),
             response_flags: flag.as_str().into(),
             bytes_received: received as usize,
             bytes_sent: sent as usize,
@@ -239,6 +248,41 @@ impl TcpProxy {
             None => {
                 log::warn!("tcp: {} has no backend with weight; closing", route.name);
                 Err(ResponseFlag::NoClusterFound)
+            }
+        }
+    }
+
+    /// Asks a matching CUSTOM policy's authorizer about the connection; why
+    /// it is refused (Envoy's details), or `None`. Only a gRPC provider can
+    /// judge TCP: istiod leaves an HTTP provider out of TCP filter chains.
+    async fn ask(
+        &self,
+        rt: &Runtime,
+        provider: Option<&str>,
+        inbound: &Inbound,
+    ) -> Option<&'static str> {
+        let p = rt.snapshot.ext_authz(provider?)?;
+        if p.protocol != waypoint_ir::ExtAuthzProtocol::Grpc {
+            return None;
+        }
+        let input = crate::ext_authz::CheckInput {
+            head: None,
+            body: None,
+            source: inbound.source.as_ref(),
+            source_addr: Some(inbound.peer),
+            destination: Some(inbound.destination),
+            protocol: "",
+        };
+        match self.ext_authz.check(rt, p, &input).await {
+            Outcome::Allow(_) => None,
+            Outcome::Deny(_) => Some("ext_authz_denied"),
+            Outcome::Failed(why) if p.fail_open => {
+                log::warn!("ext_authz {}: {why}; failing open", p.name);
+                None
+            }
+            Outcome::Failed(why) => {
+                log::warn!("ext_authz {}: {why}; closing the connection", p.name);
+                Some("ext_authz_error")
             }
         }
     }

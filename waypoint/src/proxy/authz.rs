@@ -20,7 +20,15 @@ pub struct Denied {
     pub details: String,
 }
 
-/// Judges the request; `None` when it may go on.
+/// What the policies say about a request: the external authorizer to ask
+/// first (a matching CUSTOM policy's provider), then whether they deny it.
+#[derive(Default)]
+pub struct Judged {
+    pub ask: Option<String>,
+    pub denied: Option<Denied>,
+}
+
+/// Judges the request.
 pub fn check(
     rt: &Runtime,
     session: &Session,
@@ -28,7 +36,7 @@ pub fn check(
     target: Target,
     destination: Option<SocketAddr>,
     auth: Option<&waypoint_filters::jwt::RequestAuth>,
-) -> Option<Denied> {
+) -> Judged {
     let (service, port) = match target {
         Target::Service { service, port } | Target::Workload { service, port, .. } => {
             (rt.snapshot.service(service), port)
@@ -36,7 +44,7 @@ pub fn check(
     };
     let waypoint = &rt.snapshot.authz;
     if waypoint.is_empty() && service.authz.is_empty() {
-        return None;
+        return Judged::default();
     }
     let req = session.req_header();
     let principal = ctx.source.as_ref().map(principal_of);
@@ -67,7 +75,10 @@ pub fn check(
     for audited in &judged.audited {
         log::info!(target: "audit", "{audited} audits {} {}", req.method, req.uri);
     }
-    denial(judged.verdict)
+    Judged {
+        ask: judged.ask.map(|a| a.provider.to_string()),
+        denied: denial(judged.verdict),
+    }
 }
 
 /// Judges a TCP connection, which has only its peer and destination to offer:
@@ -79,7 +90,7 @@ pub fn check_connection(
     peer: IpAddr,
     target: Target,
     destination: SocketAddr,
-) -> Option<Denied> {
+) -> Judged {
     let (service, port) = match target {
         Target::Service { service, port } | Target::Workload { service, port, .. } => {
             (rt.snapshot.service(service), port)
@@ -87,7 +98,7 @@ pub fn check_connection(
     };
     let waypoint = &rt.snapshot.authz;
     if waypoint.is_empty() && service.authz.is_empty() {
-        return None;
+        return Judged::default();
     }
     let principal = source.map(principal_of);
     let headers = http::HeaderMap::new();
@@ -110,7 +121,10 @@ pub fn check_connection(
     for audited in &judged.audited {
         log::info!(target: "audit", "{audited} audits a TCP connection to {destination}");
     }
-    denial(judged.verdict)
+    Judged {
+        ask: judged.ask.map(|a| a.provider.to_string()),
+        denied: denial(judged.verdict),
+    }
 }
 
 /// Istio compares the principal without its `spiffe://` scheme.

@@ -110,6 +110,8 @@ pub struct RequestCtx {
     pub last_endpoint: Option<EndpointIdx>,
     /// The request's spans, when tracing is on.
     pub trace: Option<crate::trace::RequestTrace>,
+    /// Response headers an external authorizer set when it allowed.
+    pub ext_authz_response: Vec<crate::ext_authz::HeaderEdit>,
     cluster: Option<Arc<Cluster>>,
 }
 
@@ -205,6 +207,9 @@ impl RequestCtx {
     /// Response header edits: the picked backend's, then the route's (Envoy
     /// applies weighted-cluster headers before route headers).
     pub fn apply_response_edits(&self, resp: &mut ResponseHeader) -> Result<()> {
+        for edit in &self.ext_authz_response {
+            edit.apply(resp);
+        }
         let Some(route) = self.route() else {
             return Ok(());
         };

@@ -20,9 +20,11 @@ pub async fn send(
     settle_h2_request(session).await;
     let mut resp = ResponseHeader::build(status, Some(headers.len() + 2))?;
     for (name, value) in headers {
-        resp.insert_header(name.clone(), value.as_str())?;
+        resp.append_header(name.clone(), value.as_str())?;
     }
-    resp.insert_header("content-type", "text/plain")?;
+    if !resp.headers.contains_key(http::header::CONTENT_TYPE) {
+        resp.insert_header("content-type", "text/plain")?;
+    }
     resp.insert_header("content-length", body.len().to_string())?;
     session.write_response_header(Box::new(resp), false).await?;
     session
