@@ -5,6 +5,7 @@ mod check;
 mod controller;
 mod demo;
 mod envoy_peer;
+mod ext_authz;
 mod gamma;
 mod generate;
 mod generation_state;
