@@ -209,9 +209,10 @@ async fn an_http_authorizer_gets_the_head_and_passes_only_the_named_headers() {
     );
 
     let r = f.get("/api/orders", &[(DECISION_HEADER, "deny")]).await;
+    // The authorizer wrote the body about the path it was asked.
     assert_eq!(
         (r.status.as_u16(), r.text()),
-        (403, denied_body("/api/orders"))
+        (403, denied_body("/check/api/orders"))
     );
     assert_eq!(r.header(EXTRA_DENY_HEADER), Some("yes"));
     assert_eq!(
