@@ -95,13 +95,7 @@ impl Fixture {
     }
 
     /// `method path` with `headers` and `body`, as `front/web`.
-    async fn call(
-        &self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: &str,
-    ) -> Reply {
+    async fn call(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Reply {
         let client = connect(&self.wp, &self.certs.client_as("front", "web")).await;
         let mut t = Tunnel::open(&client, PRODUCTPAGE_VIP).await.unwrap();
         let headers: Vec<(String, String)> = headers

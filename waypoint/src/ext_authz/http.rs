@@ -52,12 +52,10 @@ pub async fn check(
     let headers = req.headers_mut().expect("a fresh builder");
     headers.insert(http::header::HOST, sent_host);
     for (name, value) in head.headers.iter() {
-        if *name == http::header::AUTHORIZATION
-            || matches_any(&rules.request_headers, name.as_str())
-        {
-            if !OWN.contains(&name.as_str()) {
-                headers.append(name.clone(), value.clone());
-            }
+        let sent = *name == http::header::AUTHORIZATION
+            || matches_any(&rules.request_headers, name.as_str());
+        if sent && !OWN.contains(&name.as_str()) {
+            headers.append(name.clone(), value.clone());
         }
     }
     for (name, value) in &rules.additional_headers {
@@ -99,10 +97,11 @@ pub async fn check(
         .to_bytes();
     let status = parts.status.as_u16();
     if status == 200 {
-        let mut allowed = Allowed::default();
-        allowed.request = picked(&parts.headers, &rules.to_upstream_on_allow);
-        allowed.response = picked(&parts.headers, &rules.to_downstream_on_allow);
-        return Ok(Outcome::Allow(allowed));
+        return Ok(Outcome::Allow(Allowed {
+            request: picked(&parts.headers, &rules.to_upstream_on_allow),
+            response: picked(&parts.headers, &rules.to_downstream_on_allow),
+            ..Allowed::default()
+        }));
     }
     if parts.status.is_server_error() {
         return Ok(Outcome::Failed(format!("the authorizer answered {status}")));
