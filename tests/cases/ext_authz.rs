@@ -291,3 +291,64 @@ async fn the_body_goes_to_the_authorizer_and_on_to_the_backend() {
         Some("true")
     );
 }
+
+/// A CUSTOM policy on a TCP service: the gRPC provider is asked about the
+/// connection (Envoy's network ext_authz); an HTTP provider cannot judge TCP
+/// and istiod leaves it out, so its policy does not apply to connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_connections_ask_a_grpc_authorizer() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let grpc = GrpcAuthz::start().await;
+    let http = HttpAuthz::start().await;
+    grpc.set_rule(GrpcRule::AllowPrincipal(
+        "spiffe://cluster.local/ns/front/sa/web".into(),
+    ));
+    let on = |service: &str, provider: &str| {
+        policy(provider)
+            .replace("name: ext,", &format!("name: ext-{service},"))
+            .replace("name: productpage}", &format!("name: {service}}}"))
+            .replace(
+                r#"rules: [{to: [{operation: {paths: ["/api/*"]}}]}]"#,
+                "rules: [{}]",
+            )
+    };
+    let extra = [
+        authorizer(grpc.addr.port(), http.addr.port()),
+        mesh(&format!("{GRPC}{HTTP}")),
+        on("echo-tcp", "grpc"),
+        on("mysql", "http"),
+    ]
+    .join("---\n");
+    let f = super::protocols::fixture_with(&extra, &[]).await;
+    let talk = |bundle: waypoint::identity::CertBundle, to: &'static str| {
+        let wp = &f.wp;
+        async move {
+            let client = connect(wp, &bundle).await;
+            let mut t = client.open(to).await.unwrap();
+            let _ = t.write_all(b"hello").await;
+            let _ = t.shutdown().await;
+            let mut back = Vec::new();
+            let _ = tokio::time::timeout(Duration::from_secs(5), t.read_to_end(&mut back)).await;
+            back
+        }
+    };
+    let web = f._certs.client_as("front", "web");
+    assert_eq!(talk(web, "10.96.1.3:7000").await, b"hello");
+    assert_eq!(
+        talk(f._certs.client(), "10.96.1.3:7000").await,
+        b"",
+        "refused: closed"
+    );
+    assert_eq!(grpc.calls(), 2);
+    let attrs = grpc.requests()[0].attributes.clone().unwrap();
+    assert!(
+        attrs.request.and_then(|r| r.http).is_none(),
+        "a connection has no HTTP request"
+    );
+    let to = attrs.destination.unwrap().address.unwrap();
+    assert!(format!("{to:?}").contains("10.96.1.3"), "{to:?}");
+    // The HTTP provider's policy does not judge TCP.
+    let greeting = talk(f._certs.client(), "10.96.1.5:3306").await;
+    assert!(greeting.starts_with(b"mysql says hello"), "{greeting:?}");
+    assert_eq!(http.calls(), 0);
+}

@@ -76,10 +76,10 @@ pub(super) async fn tcp_server(banner: Option<&'static str>) -> u16 {
     port
 }
 
-struct Fixture {
+pub(super) struct Fixture {
     _world: World,
-    _certs: Certs,
-    wp: WaypointProc,
+    pub(super) _certs: Certs,
+    pub(super) wp: WaypointProc,
     certs_client: waypoint::identity::CertBundle,
 }
 
@@ -88,7 +88,7 @@ async fn fixture() -> Fixture {
 }
 
 /// With `extra` manifests, and server-first TCP pods `(app, greeting)`.
-async fn fixture_with(extra: &str, more: &[(&'static str, &'static str)]) -> Fixture {
+pub(super) async fn fixture_with(extra: &str, more: &[(&'static str, &'static str)]) -> Fixture {
     let world = World::new(
         &[
             common::world::Pod("web-1", "web", "v1"),
