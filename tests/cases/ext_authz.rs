@@ -236,6 +236,22 @@ async fn a_failed_check_refuses_unless_the_provider_fails_open() {
     assert_eq!(f.get("/api/x", &[]).await.status, 503, "gRPC error");
     f.grpc = None;
     assert_eq!(f.get("/api/x", &[]).await.status, 503, "gone");
+    // Counted as Envoy's ext_authz stats are, and logged with Envoy's flag.
+    use crate::cases::telemetry::{scrape, value};
+    let metrics = scrape(f.wp.metrics).await;
+    let n = |result| {
+        value(
+            &metrics,
+            "waypoint_ext_authz_total",
+            &[("provider", "closed"), ("result", result)],
+        )
+    };
+    assert_eq!(n("error"), 3.0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !(f.wp.stdout().contains("\"UAEX\"") && f.wp.stdout().contains("ext_authz_error")) {
+        assert!(std::time::Instant::now() < deadline, "{}", f.wp.stdout());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     let providers = "    - name: open\n      envoyExtAuthzGrpc: {service: ext-authz.authz.svc.cluster.local, port: 9000, timeout: 0.2s, failOpen: true}\n";
     let f = fixture(providers, "open").await;
@@ -247,6 +263,15 @@ async fn a_failed_check_refuses_unless_the_provider_fails_open() {
         f.get("/api/x", &[(DECISION_HEADER, "deny")]).await.status,
         403
     );
+    let metrics = scrape(f.wp.metrics).await;
+    let n = |result| {
+        value(
+            &metrics,
+            "waypoint_ext_authz_total",
+            &[("provider", "open"), ("result", result)],
+        )
+    };
+    assert_eq!((n("failure_mode_allowed"), n("denied")), (1.0, 1.0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

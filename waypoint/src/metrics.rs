@@ -80,6 +80,9 @@ pub struct Metrics {
     /// Requests denied by an AuthorizationPolicy, by the policy that decided
     /// (`none`: ALLOW policies apply and none matched).
     pub authz_denied: IntCounterVec,
+    /// External authorization checks by provider and result, Envoy's
+    /// `ext_authz` stats: `ok`, `denied`, `error`, `failure_mode_allowed`.
+    pub ext_authz: IntCounterVec,
     pub config_reloads: IntCounterVec,
     pub config_generation: IntGauge,
     /// 1 while the config source (the Kubernetes API) answers.
@@ -195,6 +198,14 @@ impl Metrics {
             &["policy"],
         )
         .expect("static metric");
+        let ext_authz = IntCounterVec::new(
+            Opts::new(
+                "waypoint_ext_authz_total",
+                "External authorization checks (CUSTOM policies) by provider and result.",
+            ),
+            &["provider", "result"],
+        )
+        .expect("static metric");
         let config_reloads = IntCounterVec::new(
             Opts::new("waypoint_config_reloads_total", "Config reloads by result."),
             &["result"],
@@ -230,6 +241,7 @@ impl Metrics {
             &retries,
             &ejections,
             &authz_denied,
+            &ext_authz,
             &config_reloads,
             &tcp_opened,
             &tcp_closed,
@@ -316,6 +328,7 @@ impl Metrics {
             retries,
             ejections,
             authz_denied,
+            ext_authz,
             config_reloads,
             config_generation,
             config_source_up,

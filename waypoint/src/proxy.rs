@@ -27,7 +27,7 @@
 mod authn;
 pub mod authz;
 mod ctx;
-mod ext_authz;
+pub mod ext_authz;
 pub mod grpc;
 mod reply;
 
@@ -392,6 +392,7 @@ impl ProxyHttp for WaypointProxy {
             let peer = hbone_meta(session).map(|m| m.peer);
             match ext_authz::ask(
                 &self.ext_authz,
+                &self.metrics,
                 &rt,
                 session,
                 ctx,

@@ -273,7 +273,13 @@ impl TcpProxy {
             destination: Some(inbound.destination),
             protocol: "",
         };
-        match self.ext_authz.check(rt, p, &input).await {
+        let outcome = self.ext_authz.check(rt, p, &input).await;
+        let result = crate::proxy::ext_authz::result(&outcome, p.fail_open);
+        self.metrics
+            .ext_authz
+            .with_label_values(&[p.name.as_str(), result])
+            .inc();
+        match outcome {
             Outcome::Allow(_) => None,
             Outcome::Deny(_) => Some("ext_authz_denied"),
             Outcome::Failed(why) if p.fail_open => {

@@ -28,6 +28,7 @@ pub enum Asked {
 
 pub async fn ask(
     ext_authz: &ExtAuthz,
+    metrics: &crate::metrics::Metrics,
     rt: &Runtime,
     session: &mut Session,
     ctx: &mut RequestCtx,
@@ -59,7 +60,12 @@ pub async fn ask(
         destination,
         protocol: super::protocol_name(session.req_header().version),
     };
-    match ext_authz.check(rt, provider, &input).await {
+    let outcome = ext_authz.check(rt, provider, &input).await;
+    metrics
+        .ext_authz
+        .with_label_values(&[provider.name.as_str(), result(&outcome, provider.fail_open)])
+        .inc();
+    match outcome {
         Outcome::Allow(allowed) => Ok(Asked::Go {
             edits: Some(allowed),
             before_routing: provider.clear_route_cache,
@@ -87,6 +93,16 @@ pub async fn ask(
             log::warn!("ext_authz {}: {why}; refusing the request", provider.name);
             fail(session, ctx, provider.status_on_error, "ext_authz_error").await
         }
+    }
+}
+
+/// The result as Envoy's ext_authz stats name it.
+pub fn result(outcome: &Outcome, fail_open: bool) -> &'static str {
+    match outcome {
+        Outcome::Allow(_) => "ok",
+        Outcome::Deny(_) => "denied",
+        Outcome::Failed(_) if fail_open => "failure_mode_allowed",
+        Outcome::Failed(_) => "error",
     }
 }
 
