@@ -389,7 +389,6 @@ impl ProxyHttp for WaypointProxy {
         let judged = authz::check(&rt, session, ctx, target, destination, auth.as_ref());
         let mut ext_edits = None;
         if let Some(provider) = &judged.ask {
-            let peer = hbone_meta(session).map(|m| m.peer);
             match ext_authz::ask(
                 &self.ext_authz,
                 &self.metrics,
@@ -398,7 +397,6 @@ impl ProxyHttp for WaypointProxy {
                 ctx,
                 provider,
                 destination,
-                peer,
             )
             .await?
             {

@@ -34,7 +34,6 @@ pub async fn ask(
     ctx: &mut RequestCtx,
     provider: &str,
     destination: Option<SocketAddr>,
-    peer: Option<SocketAddr>,
 ) -> Result<Asked> {
     let Some(provider) = rt.snapshot.ext_authz(provider) else {
         // Translation keeps only CUSTOM policies with a usable provider.
@@ -56,7 +55,7 @@ pub async fn ask(
         head: Some(session.req_header()),
         body: body.as_ref().map(|(b, partial)| (&b[..], *partial)),
         source: ctx.source.as_ref(),
-        source_addr: peer,
+        source_addr: super::hbone_meta(session).map(|m| m.peer),
         destination,
         protocol: super::protocol_name(session.req_header().version),
     };
