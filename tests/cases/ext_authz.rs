@@ -377,3 +377,59 @@ async fn tcp_connections_ask_a_grpc_authorizer() {
     assert!(greeting.starts_with(b"mysql says hello"), "{greeting:?}");
     assert_eq!(http.calls(), 0);
 }
+
+/// An authorizer in the mesh is asked over HBONE, through its node (Envoy as
+/// the destination ztunnel), and its checks share one pooled connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_authorizer_in_the_mesh_is_asked_over_hbone() {
+    use super::envoy_peer::destination_signed_by;
+    let world = World::productpage().await;
+    let certs = Certs::new();
+    let grpc = GrpcAuthz::start().await;
+    let (node, node_port, _dir) =
+        destination_signed_by(&certs.ca, "127.0.0.83", "ext-authz", grpc.addr.port()).await;
+    let docs = [
+        r#"
+apiVersion: v1
+kind: Service
+metadata: {name: ext-authz, namespace: default}
+spec:
+  clusterIP: 10.96.0.90
+  ports: [{name: grpc, port: 9000}]
+  selector: {app: ext-authz}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: ext-authz-1, namespace: default, labels: {app: ext-authz, istio.io/dataplane-mode: ambient}}
+spec: {serviceAccountName: ext-authz}
+status: {podIP: 127.0.0.83}
+"#
+        .to_string(),
+        mesh("    - name: grpc\n      envoyExtAuthzGrpc: {service: ext-authz.default.svc.cluster.local, port: 9000}\n"),
+        policy("grpc"),
+    ];
+    std::fs::write(world.dir().join("ext_authz.yaml"), docs.join("---\n")).unwrap();
+    let wp = WaypointProc::start_with(
+        world.dir(),
+        &certs.waypoint_dir,
+        &["--hbone-upstream-port", &node_port.to_string()],
+    )
+    .await;
+    let connections = format!("listener.127.0.0.83_{node_port}.downstream_cx_total");
+    let before = node.stat(&connections).await;
+    let client = connect(&wp, &certs.client_as("front", "web")).await;
+    let mut t = Tunnel::open(&client, PRODUCTPAGE_VIP).await.unwrap();
+    for _ in 0..3 {
+        let r = t.get("http://productpage:9080/api/x", &[]).await.unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let deny = vec![(DECISION_HEADER.to_string(), "deny".to_string())];
+    let r = t.get("http://productpage:9080/api/x", &deny).await.unwrap();
+    assert_eq!(r.status, 403);
+    assert_eq!(grpc.calls(), 4);
+    assert_eq!(
+        node.stat(&connections).await - before,
+        1,
+        "one pooled mTLS connection"
+    );
+}
