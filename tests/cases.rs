@@ -14,6 +14,7 @@ mod hbone_reuse;
 mod hostile;
 mod httproute;
 mod jwt;
+mod kube_mesh_config;
 mod kube_routes;
 mod kube_source;
 mod live;

@@ -139,6 +139,20 @@ async fn a_gateway_of_our_class_gets_its_waypoint_and_status() {
     })
     .await;
     assert_eq!(svc["metadata"]["labels"]["istio.io/use-waypoint"], "none");
+    // The mesh config's read, granted in the root namespace only.
+    let mesh = eventually("the mesh config's RoleBinding exists", &c, || {
+        api.get(
+            "rolebindings",
+            "istio-system",
+            "pingora-waypoint:shop:reviews-wp",
+        )
+    })
+    .await;
+    assert_eq!(mesh["roleRef"]["name"], "pingora-waypoint-mesh-config");
+    assert_eq!(
+        mesh["subjects"],
+        json!([{"kind": "ServiceAccount", "name": "reviews", "namespace": "shop"}])
+    );
 
     let class = eventually("the class is accepted", &c, || {
         api.get("gatewayclasses", "", "pingora-waypoint")
@@ -226,20 +240,16 @@ async fn a_gateway_of_our_class_gets_its_waypoint_and_status() {
     assert!(api.get("deployments", "shop", "istios").is_none());
 
     // Deleted: the namespaced objects are the garbage collector's (owned by
-    // the Gateway); the cluster-scoped binding is the controller's to delete,
-    // and the Gateway waits for it.
+    // the Gateway); the bindings it cannot own (cluster-scoped, or in the root
+    // namespace) are the controller's to delete, and the Gateway waits for them.
     let gw = api.get("gateways", "shop", "reviews-wp").unwrap();
     assert_eq!(gw["metadata"]["finalizers"], json!([reconcile_finalizer()]));
     api.delete("gateways", "shop", "reviews-wp");
-    eventually("the Gateway and its binding are gone", &c, || {
+    let binding = "pingora-waypoint:shop:reviews-wp";
+    eventually("the Gateway and its bindings are gone", &c, || {
         (api.get("gateways", "shop", "reviews-wp").is_none()
-            && api
-                .get(
-                    "clusterrolebindings",
-                    "",
-                    "pingora-waypoint:shop:reviews-wp",
-                )
-                .is_none())
+            && api.get("clusterrolebindings", "", binding).is_none()
+            && api.get("rolebindings", "istio-system", binding).is_none())
         .then_some(())
     })
     .await;
@@ -321,6 +331,13 @@ async fn one_replica_acts_and_another_takes_over_when_it_goes() {
             && api.get("services", "shop", "first").is_none()
             && api
                 .get("clusterrolebindings", "", "pingora-waypoint:shop:first")
+                .is_none()
+            && api
+                .get(
+                    "rolebindings",
+                    "istio-system",
+                    "pingora-waypoint:shop:first",
+                )
                 .is_none();
         let released = gw["metadata"]
             .get("finalizers")

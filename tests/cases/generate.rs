@@ -52,6 +52,7 @@ fn what_generate_prints_validates_against_the_published_schemas() {
             "Gateway",
             "ServiceAccount",
             "ClusterRoleBinding",
+            "RoleBinding",
             "Deployment",
             "Service",
             "PodDisruptionBudget",

@@ -609,7 +609,7 @@ async fn only_the_elected_replica_writes_status_within_its_rbac() {
 }
 
 /// The config the waypoint serves, from its admin `/config_dump`.
-async fn config_dump(wp: &WaypointProc) -> serde_json::Value {
+pub(super) async fn config_dump(wp: &WaypointProc) -> serde_json::Value {
     let raw = super::telemetry::admin_get(wp.admin, "/config_dump").await;
     let body = raw.split_once("\r\n\r\n").map_or("", |(_, b)| b);
     serde_json::from_str(body).unwrap_or_default()

@@ -29,6 +29,10 @@ pub struct ControllerArgs {
     pub ca_address: String,
     #[arg(long, env = "WAYPOINT_CLUSTER_DOMAIN", default_value = "cluster.local")]
     pub cluster_domain: String,
+    /// Istio's root namespace: the waypoints' `--root-namespace`, and where
+    /// each gets its RoleBinding to read the mesh config (ConfigMap `istio`).
+    #[arg(long, env = "WAYPOINT_ROOT_NAMESPACE", default_value_t = Settings::default().root_namespace)]
+    pub root_namespace: String,
     /// Where the Lease that elects the one acting replica lives.
     #[arg(long, env = "POD_NAMESPACE", default_value = "pingora-waypoint-system")]
     pub lease_namespace: String,
@@ -61,6 +65,7 @@ pub fn controller(args: ControllerArgs) -> CmdResult {
                 replicas: args.replicas,
                 max_replicas: args.max_replicas,
                 ca_address: args.ca_address,
+                root_namespace: args.root_namespace,
                 ..Settings::default()
             },
             cluster_domain: args.cluster_domain,

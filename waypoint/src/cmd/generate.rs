@@ -28,6 +28,9 @@ pub struct GenerateArgs {
     /// With more than `--replicas`: an autoscaler on CPU up to this many.
     #[arg(long)]
     pub max_replicas: Option<u32>,
+    /// Istio's root namespace, where the waypoint reads the mesh config.
+    #[arg(long, default_value_t = Settings::default().root_namespace)]
+    pub root_namespace: String,
 }
 
 pub fn generate(args: GenerateArgs) -> CmdResult {
@@ -45,6 +48,7 @@ pub fn generate(args: GenerateArgs) -> CmdResult {
             image: args.image,
             replicas: args.replicas,
             max_replicas: args.max_replicas,
+            root_namespace: args.root_namespace,
             ..Settings::default()
         };
         docs.extend(render::render(&waypoint, &settings));

@@ -5,8 +5,9 @@
 //! field manager and `force`: what the Gateway says wins, and fields others
 //! own (an autoscaler's replica count, a mutating webhook's) are left alone.
 //! Deleting a Gateway leaves its namespaced objects to Kubernetes' garbage
-//! collector (owner references); its ClusterRoleBinding, which no namespaced
-//! object can own, is deleted here, held by a finalizer until then.
+//! collector (owner references); its ClusterRoleBinding, and its RoleBinding
+//! in Istio's root namespace, which the Gateway cannot own (another scope,
+//! another namespace), are deleted here, held by a finalizer until then.
 
 use super::gateway::{self, Stand};
 use super::params::Params;
@@ -14,7 +15,6 @@ use super::render::{self, Settings};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
-use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
@@ -23,7 +23,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub const FIELD_MANAGER: &str = "pingora-waypoint-controller";
-/// Held on each Gateway of our class until its ClusterRoleBinding is deleted.
+/// Held on each Gateway of our class until its bindings are deleted (named
+/// for the first of them; Gateways already hold it under this name).
 pub const FINALIZER: &str = "pingora-waypoint.dev/cluster-role-binding";
 
 #[derive(Debug, thiserror::Error)]
@@ -129,7 +130,7 @@ async fn deploy(
 ) -> Result<Stand, Error> {
     let objects = render::render_with(waypoint, &ctx.settings, params);
     for object in &objects {
-        apply(&ctx.client, ns, object).await?;
+        apply(&ctx.client, object).await?;
     }
     // A budget or autoscaler no longer asked for goes.
     for kind in render::OPTIONAL_KINDS {
@@ -170,7 +171,7 @@ async fn reconcile(gw: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action, 
         == Some(super::CLASS_NAME);
     if gw.metadata.deletion_timestamp.is_some() || !ours {
         if held {
-            release(&ctx.client, &gw, &finalizers, ours).await?;
+            release(&ctx, &gw, &finalizers, ours).await?;
         }
         return Ok(Action::await_change());
     }
@@ -245,31 +246,39 @@ fn strip_times(v: &mut Value) {
     }
 }
 
-/// The Gateway's ClusterRoleBinding is deleted (owner references cannot
-/// reach a cluster-scoped object from a namespaced one), then our finalizer
+/// The Gateway's bindings are deleted (owner references cannot reach a
+/// cluster-scoped object, nor one in another namespace), then our finalizer
 /// let go, so the Gateway can go too. A Gateway that stays but is no longer
 /// of our class (`ours` false) also loses what was deployed for it, which the
 /// garbage collector would leave while the Gateway lives.
 async fn release(
-    client: &kube::Client,
+    ctx: &Context,
     gw: &DynamicObject,
     finalizers: &[String],
     ours: bool,
 ) -> Result<(), Error> {
+    let client = &ctx.client;
     let ns = gw.metadata.namespace.as_deref().unwrap_or_default();
     let name = gw.metadata.name.as_deref().unwrap_or_default();
-    let bindings: Api<ClusterRoleBinding> = Api::all(client.clone());
     let binding = render::role_binding_name(ns, name);
-    match bindings.delete(&binding, &Default::default()).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(e)) if e.code == 404 => {}
-        Err(source) => {
-            return Err(Error::Apply {
-                kind: "ClusterRoleBinding".into(),
-                namespace: String::new(),
-                name: binding,
-                source,
-            })
+    let root = ctx.settings.root_namespace.as_str();
+    for (kind, namespace) in [("ClusterRoleBinding", None), ("RoleBinding", Some(root))] {
+        let ar = resource_of(&json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": kind}));
+        let api: Api<DynamicObject> = match namespace {
+            Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
+            None => Api::all_with(client.clone(), &ar),
+        };
+        match api.delete(&binding, &Default::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(source) => {
+                return Err(Error::Apply {
+                    kind: kind.into(),
+                    namespace: namespace.unwrap_or_default().into(),
+                    name: binding,
+                    source,
+                })
+            }
         }
     }
     if !ours {
@@ -365,17 +374,20 @@ async fn set_finalizers(
     }
 }
 
-async fn apply(client: &kube::Client, ns: &str, object: &Value) -> Result<(), Error> {
+async fn apply(client: &kube::Client, object: &Value) -> Result<(), Error> {
     let ar = resource_of(object);
     let name = object
         .pointer("/metadata/name")
         .and_then(Value::as_str)
         .unwrap_or_default();
-    // Cluster-scoped objects (the ClusterRoleBinding) carry no namespace.
-    let api: Api<DynamicObject> = if object.pointer("/metadata/namespace").is_some() {
-        Api::namespaced_with(client.clone(), ns, &ar)
-    } else {
-        Api::all_with(client.clone(), &ar)
+    // Cluster-scoped objects (the ClusterRoleBinding) carry no namespace; the
+    // mesh config's RoleBinding carries the root namespace, not the Gateway's.
+    let namespace = object
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str);
+    let api: Api<DynamicObject> = match namespace {
+        Some(own) => Api::namespaced_with(client.clone(), own, &ar),
+        None => Api::all_with(client.clone(), &ar),
     };
     api.patch(
         name,
@@ -386,7 +398,7 @@ async fn apply(client: &kube::Client, ns: &str, object: &Value) -> Result<(), Er
     .map(|_| ())
     .map_err(|source| Error::Apply {
         kind: ar.kind.clone(),
-        namespace: ns.to_string(),
+        namespace: namespace.unwrap_or_default().to_string(),
         name: name.to_string(),
         source,
     })

@@ -4,7 +4,8 @@
 //! of `waypoint run` with the labels istiod and ztunnel rely on and the Istio
 //! token and root-certificate volumes at Istio's paths, a Service with the
 //! HBONE port that never uses a waypoint itself, the ClusterRoleBinding that
-//! lets it read the cluster, and, when asked for, a
+//! lets it read the cluster and the RoleBinding that lets it read the mesh
+//! config in Istio's root namespace, and, when asked for, a
 //! PodDisruptionBudget and a HorizontalPodAutoscaler. Plain JSON, ready for
 //! server-side apply; no I/O.
 
@@ -56,6 +57,9 @@ pub struct Settings {
     /// `--hbone-max-connection-age`: ztunnels reconnect after about this
     /// long, so replicas an autoscaler adds get a share of them.
     pub max_connection_age: u64,
+    /// Istio's root namespace, the waypoint's `--root-namespace`: where its
+    /// mesh config is read, so where its RoleBinding for that goes.
+    pub root_namespace: String,
 }
 
 impl Default for Settings {
@@ -67,6 +71,7 @@ impl Default for Settings {
             drain_period: 5,
             ca_address: "https://istiod.istio-system.svc:15012".into(),
             max_connection_age: 600,
+            root_namespace: "istio-system".into(),
         }
     }
 }
@@ -115,6 +120,10 @@ impl Waypoint {
 /// (`docker/k8s/rbac.yaml`): reading what it serves, cluster-wide.
 pub const WAYPOINT_ROLE: &str = "pingora-waypoint";
 
+/// The ClusterRole (`docker/k8s/rbac.yaml`) that reads ConfigMap `istio`
+/// only, bound in the root namespace only: the mesh config.
+pub const MESH_CONFIG_ROLE: &str = "pingora-waypoint-mesh-config";
+
 /// What `render` makes only when the settings ask for it: (apiVersion, kind).
 pub const OPTIONAL_KINDS: [(&str, &str); 2] = [
     ("policy/v1", "PodDisruptionBudget"),
@@ -135,6 +144,7 @@ pub fn render_with(w: &Waypoint, s: &Settings, params: &Params) -> Vec<Value> {
     let mut out = vec![
         service_account(w),
         role_binding(w),
+        mesh_config_binding(w, s),
         deployment(w, s, autoscaled),
         service(w),
     ];
@@ -187,6 +197,26 @@ fn role_binding(w: &Waypoint) -> Value {
         "kind": "ClusterRoleBinding",
         "metadata": meta,
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": WAYPOINT_ROLE},
+        "subjects": [{"kind": "ServiceAccount", "name": w.service_account, "namespace": w.namespace}],
+    })
+}
+
+/// Grants the waypoint's service account its read of the mesh config, in the
+/// root namespace alone. Named as the ClusterRoleBinding is, and, as that,
+/// deleted by the controller: an owner reference cannot cross namespaces.
+fn mesh_config_binding(w: &Waypoint, s: &Settings) -> Value {
+    let mut meta = w.metadata(
+        &role_binding_name(&w.namespace, &w.name),
+        &[(GATEWAY_NAMESPACE, w.namespace.as_str())],
+    );
+    let m = meta.as_object_mut().expect("an object");
+    m.insert("namespace".into(), json!(s.root_namespace));
+    m.remove("ownerReferences");
+    json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": meta,
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": MESH_CONFIG_ROLE},
         "subjects": [{"kind": "ServiceAccount", "name": w.service_account, "namespace": w.namespace}],
     })
 }
@@ -251,6 +281,7 @@ fn deployment(w: &Waypoint, s: &Settings, autoscaled: bool) -> Value {
                         "--gateway", format!("{}/{}", w.namespace, w.name),
                         "--drain-period", s.drain_period.to_string(),
                         "--hbone-max-connection-age", s.max_connection_age.to_string(),
+                        "--root-namespace", s.root_namespace,
                     ],
                     "env": [
                         env("POD_NAME", field("metadata.name")),

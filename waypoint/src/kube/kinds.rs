@@ -21,6 +21,8 @@ pub enum Kind {
     BackendTrafficPolicy,
     AuthorizationPolicy,
     RequestAuthentication,
+    /// Istio's mesh config: only ConfigMap `istio` of the root namespace.
+    ConfigMap,
 }
 
 impl Kind {
@@ -32,6 +34,7 @@ impl Kind {
             Kind::Namespace => ("", "v1", "Namespace", "namespaces"),
             Kind::Service => ("", "v1", "Service", "services"),
             Kind::Pod => ("", "v1", "Pod", "pods"),
+            Kind::ConfigMap => ("", "v1", "ConfigMap", "configmaps"),
             Kind::EndpointSlice => ("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices"),
             Kind::ServiceEntry => (
                 "networking.istio.io",
@@ -110,14 +113,29 @@ impl Kind {
     pub fn is_custom(self) -> bool {
         !matches!(
             self,
-            Kind::Namespace | Kind::Service | Kind::Pod | Kind::EndpointSlice
+            Kind::Namespace | Kind::Service | Kind::Pod | Kind::EndpointSlice | Kind::ConfigMap
         )
+    }
+
+    /// The field selector every watch of this kind sends. ConfigMaps are read
+    /// one by name, so no other is ever listed (a ConfigMap may hold what only
+    /// its owner should read), and because RBAC's `resourceNames` grants a
+    /// list or watch only when it selects the name.
+    pub fn field_selector(self) -> Option<String> {
+        match self {
+            Kind::ConfigMap => Some(format!(
+                "metadata.name={}",
+                waypoint_config::MESH_CONFIG_MAP
+            )),
+            _ => None,
+        }
     }
 
     /// Keeps what the translation reads: identity and labels, `spec` (or an
     /// EndpointSlice's top-level fields), a Pod's IPs, ports, service account and
-    /// phase. Status, annotations and managed fields are dropped, so memory
-    /// follows what is served, not what the API server stores.
+    /// phase, a ConfigMap's mesh config (`data.mesh`). Status, annotations and
+    /// managed fields are dropped, so memory follows what is served, not what
+    /// the API server stores.
     pub fn trim(self, object: &Value) -> Value {
         self.trim_at(object, self.gvkp().1)
     }
@@ -137,6 +155,14 @@ impl Kind {
         out.insert("metadata".into(), trim_metadata(object.get("metadata")));
         match self {
             Kind::Namespace => {}
+            // Istio's own ConfigMap carries other keys (`meshNetworks`, and
+            // whatever an operator adds): only the mesh config is read.
+            Kind::ConfigMap => {
+                let key = waypoint_config::MESH_KEY;
+                if let Some(mesh) = object.get("data").and_then(|d| d.get(key)) {
+                    out.insert("data".into(), serde_json::json!({ key: mesh }));
+                }
+            }
             Kind::EndpointSlice => {
                 for field in ["addressType", "endpoints", "ports"] {
                     copy(object, &mut out, field);
@@ -221,5 +247,34 @@ mod tests {
                 "status": {"podIP": "10.0.0.1", "phase": "Running"}
             })
         );
+    }
+
+    #[test]
+    fn config_maps_keep_only_the_mesh_config() {
+        let cm = serde_json::json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "istio", "namespace": "istio-system", "labels": {"release": "istio"},
+                "annotations": {"big": "x"}, "managedFields": [{"manager": "helm"}],
+                "resourceVersion": "7"},
+            "data": {"mesh": "extensionProviders: []", "meshNetworks": "networks: {}",
+                "token": "not ours to hold"},
+            "binaryData": {"blob": "AAAA"}
+        });
+        assert_eq!(
+            Kind::ConfigMap.trim(&cm),
+            serde_json::json!({
+                "apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "istio", "namespace": "istio-system", "labels": {"release": "istio"}},
+                "data": {"mesh": "extensionProviders: []"}
+            })
+        );
+        let without = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "istio", "namespace": "istio-system"}, "data": {"other": "x"}});
+        assert_eq!(Kind::ConfigMap.trim(&without).get("data"), None);
+        assert_eq!(
+            Kind::ConfigMap.field_selector().as_deref(),
+            Some("metadata.name=istio")
+        );
+        assert!(!Kind::ConfigMap.is_custom(), "always served: no CRD");
     }
 }

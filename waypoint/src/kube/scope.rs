@@ -4,9 +4,15 @@
 //! (and `istio.io/use-waypoint-namespace` when the Gateway is in another
 //! namespace; `none` opts a Service out of its Namespace's waypoint), as Istio
 //! binds services to waypoints. With them come the endpoints and pods behind
-//! them, the ServiceEntries bound the same way, and the routes and policies
-//! that can apply to them. Everything here is plain data: tested by applying
-//! objects to it.
+//! them, the ServiceEntries bound the same way, the routes and policies
+//! that can apply to them, and the mesh config. Everything here is plain data:
+//! tested by applying objects to it.
+//!
+//! `root` is Istio's root namespace (`--root-namespace`, the translation's
+//! `Options::root_namespace`): its DestinationRules apply everywhere, its
+//! AuthorizationPolicies and RequestAuthentications targeting GatewayClass
+//! `istio-waypoint` to every waypoint, and its ConfigMap `istio` is the mesh
+//! config.
 
 use super::kinds::Kind;
 use serde_json::Value;
@@ -15,11 +21,6 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 const USE_WAYPOINT: &str = "istio.io/use-waypoint";
 const USE_WAYPOINT_NAMESPACE: &str = "istio.io/use-waypoint-namespace";
 pub(super) const SERVICE_NAME: &str = "kubernetes.io/service-name";
-/// Istio's mesh-wide config namespace: its DestinationRules apply everywhere,
-/// and its AuthorizationPolicies targeting GatewayClass `istio-waypoint` to
-/// every waypoint. The default of `--root-namespace`, which this does not
-/// follow yet.
-const ROOT_NAMESPACE: &str = "istio-system";
 
 /// The waypoint's own Gateway.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -275,7 +276,13 @@ pub struct Scope {
 /// config in (or, for routes, about Services in) those namespaces. The rest of
 /// the cluster is dropped on arrival; when `wanted` changes, those watches
 /// list again.
-pub fn keeps(kind: Kind, object: &Value, gw: &GatewayRef, wanted: &BTreeSet<String>) -> bool {
+pub fn keeps(
+    kind: Kind,
+    object: &Value,
+    gw: &GatewayRef,
+    wanted: &BTreeSet<String>,
+    root: &str,
+) -> bool {
     let (ns, name) = key(object);
     let names_us = |own: &str| is_ours(&binding(&labels(object), own), gw);
     match kind {
@@ -283,7 +290,7 @@ pub fn keeps(kind: Kind, object: &Value, gw: &GatewayRef, wanted: &BTreeSet<Stri
         Kind::Service => names_us(&ns),
         Kind::ServiceEntry => names_us(&ns) || wanted.contains(&ns),
         Kind::DestinationRule | Kind::AuthorizationPolicy | Kind::RequestAuthentication => {
-            wanted.contains(&ns) || ns == ROOT_NAMESPACE
+            wanted.contains(&ns) || ns == root
         }
         Kind::HttpRoute | Kind::GrpcRoute | Kind::TcpRoute => object
             .pointer("/spec/parentRefs")
@@ -299,7 +306,7 @@ pub fn keeps(kind: Kind, object: &Value, gw: &GatewayRef, wanted: &BTreeSet<Stri
     }
 }
 
-pub fn scope(store: &Store, gw: &GatewayRef) -> Scope {
+pub fn scope(store: &Store, gw: &GatewayRef, root: &str) -> Scope {
     let namespaces = store.of(Kind::Namespace);
     let ns_binding = |ns: &str| -> bool {
         namespaces
@@ -402,15 +409,24 @@ pub fn scope(store: &Store, gw: &GatewayRef) -> Scope {
             .map(|(_, o)| o.clone()),
     );
     objects.extend(in_namespaces(Kind::VirtualService, None));
-    objects.extend(in_namespaces(Kind::DestinationRule, Some(ROOT_NAMESPACE)));
+    objects.extend(in_namespaces(Kind::DestinationRule, Some(root)));
     objects.extend(in_namespaces(Kind::BackendTrafficPolicy, None));
     // Those of the served Services' namespaces (targeting a Service or
     // ServiceEntry), the Gateway's (targeting it), and the root namespace's
     // (targeting every waypoint): where Istio looks them up for a waypoint
     // (`ListAuthorizationPolicies`); RequestAuthentication attaches the same way.
     for kind in [Kind::AuthorizationPolicy, Kind::RequestAuthentication] {
-        objects.extend(in_namespaces(kind, Some(ROOT_NAMESPACE)));
+        objects.extend(in_namespaces(kind, Some(root)));
     }
+    // The mesh config. Its one watch reads only ConfigMap `istio` of the root
+    // namespace; the filter keeps that true should another watch ever hold one.
+    objects.extend(
+        store
+            .of(Kind::ConfigMap)
+            .into_iter()
+            .filter(|((ns, _), _)| ns == root)
+            .map(|(_, o)| o.clone()),
+    );
     for kind in [Kind::HttpRoute, Kind::GrpcRoute, Kind::TcpRoute] {
         objects.extend(
             store

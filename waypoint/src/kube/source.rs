@@ -82,6 +82,8 @@ impl KubeSource {
         }
         watches.ensure(cluster(Kind::Service), Some(LABELLED));
         watches.ensure(namespaced(Kind::Gateway, &self.gateway.namespace), None);
+        // The mesh config, from the namespace the translation reads it from.
+        watches.ensure(namespaced(Kind::ConfigMap, self.root()), None);
         let mut store = Store::default();
         let mut filters: BTreeMap<String, Filter> = BTreeMap::new();
         let mut namespaces: BTreeSet<String> = BTreeSet::new();
@@ -164,7 +166,7 @@ impl KubeSource {
                 continue;
             }
             let started = std::time::Instant::now();
-            let mut served = scope(&store, &self.gateway);
+            let mut served = scope(&store, &self.gateway, self.root());
             let mut rewatched = self.rewatch(&mut watches, &mut store, &mut filters, &served);
             if served.namespaces != namespaces {
                 // What was dropped as unwanted must be listed again now; what
@@ -201,7 +203,7 @@ impl KubeSource {
             }
             dirty = false;
             if rewatched {
-                served = scope(&store, &self.gateway);
+                served = scope(&store, &self.gateway, self.root());
             }
             self.publish(&served, &mut last_rejected, store.len());
             served_index = Served::new(&served);
@@ -219,6 +221,11 @@ impl KubeSource {
                 );
             }
         }
+    }
+
+    /// Istio's root namespace, as the translation takes it.
+    fn root(&self) -> &str {
+        &self.options.root_namespace
     }
 
     /// Translates what is served and swaps it in; logs rejections when they change.
@@ -301,7 +308,7 @@ impl KubeSource {
             Update::Listing(id, answer) => {
                 // The watch drops on arrival what this refuses, for its whole
                 // run (a changed filter restarts it), so what arrives is kept.
-                let keep = Keep::new(&id, p.filters, p.namespaces, &self.gateway);
+                let keep = Keep::new(&id, p.filters, p.namespaces, &self.gateway, self.root());
                 let _ = answer.send(keep.into_owned());
                 p.store.listing(&id);
             }

@@ -105,11 +105,16 @@ impl Watches {
         self.running.get(id).is_some_and(|(r, _)| *r == run)
     }
 
-    /// Starts `id` unless it runs; `labels` is a label selector for the API server.
+    /// Starts `id` unless it runs; `labels` is a label selector for the API
+    /// server (the kind adds its own field selector, [`Kind::field_selector`]).
     pub fn ensure(&mut self, id: WatchId, labels: Option<&'static str>) -> bool {
         if self.running.contains_key(&id) {
             return false;
         }
+        debug_assert!(
+            id.kind != Kind::ConfigMap || id.namespace.is_some(),
+            "ConfigMaps are read in the root namespace only, never cluster-wide"
+        );
         self.runs += 1;
         let task = tokio::spawn(run(
             self.client.clone(),
@@ -181,6 +186,9 @@ async fn run(
     let mut config = watcher::Config::default();
     if let Some(l) = labels {
         config = config.labels(l);
+    }
+    if let Some(f) = kind.field_selector() {
+        config = config.fields(&f);
     }
     let mut version = 0;
     let mut retry = Retry(Duration::from_millis(200));

@@ -28,11 +28,12 @@ fn a_waypoint_is_what_istiod_and_ztunnel_expect() {
         [
             "ServiceAccount",
             "ClusterRoleBinding",
+            "RoleBinding",
             "Deployment",
             "Service"
         ]
     );
-    let (sa, binding, deploy, svc) = (&objects[0], &objects[1], &objects[2], &objects[3]);
+    let (sa, binding, deploy, svc) = (&objects[0], &objects[1], &objects[3], &objects[4]);
     assert_eq!(sa["metadata"]["name"], "reviews");
     assert_eq!(
         binding["subjects"],
@@ -47,10 +48,25 @@ fn a_waypoint_is_what_istiod_and_ztunnel_expect() {
         sa["metadata"].get("ownerReferences").is_none(),
         "an annotated service account may be shared: no Gateway owns it"
     );
-    for o in objects
-        .iter()
-        .filter(|o| o["kind"] != "ClusterRoleBinding" && o["kind"] != "ServiceAccount")
-    {
+    // The mesh config is read in the root namespace, and only there.
+    let mesh = &objects[2];
+    assert_eq!(mesh["metadata"]["namespace"], "istio-system");
+    assert_eq!(
+        mesh["roleRef"],
+        json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+            "name": "pingora-waypoint-mesh-config"})
+    );
+    assert_eq!(mesh["subjects"], binding["subjects"]);
+    assert!(
+        mesh["metadata"].get("ownerReferences").is_none(),
+        "in another namespace than its Gateway"
+    );
+    for o in objects.iter().filter(|o| {
+        !matches!(
+            o["kind"].as_str(),
+            Some("ClusterRoleBinding" | "RoleBinding" | "ServiceAccount")
+        )
+    }) {
         assert_eq!(o["metadata"]["namespace"], "shop");
         assert_eq!(o["metadata"]["labels"][GATEWAY_NAME], "reviews-wp");
         assert_eq!(
@@ -108,6 +124,11 @@ fn a_waypoint_is_what_istiod_and_ztunnel_expect() {
             .any(|w| w == ["--hbone-max-connection-age", "600"]),
         "ztunnels reconnect, so new replicas get traffic: {args:?}"
     );
+    assert!(
+        args.windows(2)
+            .any(|w| w == ["--root-namespace", "istio-system"]),
+        "where its RoleBinding lets it read the mesh config: {args:?}"
+    );
     assert_eq!(svc["metadata"]["labels"]["istio.io/use-waypoint"], "none");
     let hbone = &svc["spec"]["ports"][1];
     assert_eq!(
@@ -130,6 +151,7 @@ fn spare_replicas_bring_a_budget_and_an_autoscaler_owns_the_count() {
         [
             "ServiceAccount",
             "ClusterRoleBinding",
+            "RoleBinding",
             "Deployment",
             "Service",
             "PodDisruptionBudget",
@@ -137,10 +159,10 @@ fn spare_replicas_bring_a_budget_and_an_autoscaler_owns_the_count() {
         ]
     );
     assert!(
-        objects[2]["spec"].get("replicas").is_none(),
+        objects[3]["spec"].get("replicas").is_none(),
         "the autoscaler's to set"
     );
-    let hpa = &objects[5]["spec"];
+    let hpa = &objects[6]["spec"];
     assert_eq!(
         (&hpa["minReplicas"], &hpa["maxReplicas"]),
         (&json!(2), &json!(6))
@@ -155,6 +177,7 @@ fn spare_replicas_bring_a_budget_and_an_autoscaler_owns_the_count() {
         [
             "ServiceAccount",
             "ClusterRoleBinding",
+            "RoleBinding",
             "Deployment",
             "Service",
             "PodDisruptionBudget"

@@ -1,5 +1,7 @@
 use super::*;
 
+const ROOT: &str = "istio-system";
+
 fn gw() -> GatewayRef {
     "waypoints/wp".parse().unwrap()
 }
@@ -21,6 +23,7 @@ fn store(yaml: &str) -> Store {
             "AuthorizationPolicy" => Kind::AuthorizationPolicy,
             "RequestAuthentication" => Kind::RequestAuthentication,
             "Gateway" => Kind::Gateway,
+            "ConfigMap" => Kind::ConfigMap,
             other => panic!("{other}"),
         };
         let id = WatchId {
@@ -147,7 +150,7 @@ metadata: {name: another, namespace: waypoints}
 
 #[test]
 fn serves_what_names_its_gateway_and_what_comes_with_it() {
-    let s = scope(&store(WORLD), &gw());
+    let s = scope(&store(WORLD), &gw(), ROOT);
     assert_eq!(
         names(&s),
         [
@@ -190,7 +193,7 @@ apiVersion: v1
 kind: Service
 metadata: {name: remote, namespace: other, labels: {istio.io/use-waypoint: wp}}
 "#;
-    let s = scope(&store(yaml), &gw());
+    let s = scope(&store(yaml), &gw(), ROOT);
     assert_eq!(names(&s), ["Service waypoints/local"]);
 }
 
@@ -208,9 +211,9 @@ fn a_relist_replaces_what_a_watch_held() {
             "metadata": {"name": "cart-2", "namespace": "shop", "labels": {"app": "cart"}}}),
     );
     // Until the list is done, the old objects stay.
-    assert!(names(&scope(&st, &gw())).contains(&"Pod shop/cart-1".to_string()));
+    assert!(names(&scope(&st, &gw(), ROOT)).contains(&"Pod shop/cart-1".to_string()));
     st.list_done(&id);
-    let after = names(&scope(&st, &gw()));
+    let after = names(&scope(&st, &gw(), ROOT));
     assert!(after.contains(&"Pod shop/cart-2".to_string()));
     assert!(!after.contains(&"Pod shop/cart-1".to_string()));
     assert!(!after.contains(&"Pod other/api-1".to_string()));
@@ -231,9 +234,9 @@ fn the_same_object_from_two_watches_is_served_once_and_outlives_either() {
     };
     st.apply(&cluster, svc.clone());
     st.apply(&local, svc);
-    assert_eq!(names(&scope(&st, &gw())), ["Service waypoints/x"]);
+    assert_eq!(names(&scope(&st, &gw(), ROOT)), ["Service waypoints/x"]);
     st.forget(&local);
-    assert_eq!(names(&scope(&st, &gw())), ["Service waypoints/x"]);
+    assert_eq!(names(&scope(&st, &gw(), ROOT)), ["Service waypoints/x"]);
 }
 
 #[test]
@@ -241,7 +244,7 @@ fn cluster_wide_watches_keep_only_what_can_concern_this_waypoint() {
     let wanted = BTreeSet::from(["shop".to_string(), "waypoints".to_string()]);
     let keeps = |kind, yaml: &str| {
         let v: Value = serde_yaml_ng::from_str(yaml).unwrap();
-        super::keeps(kind, &v, &gw(), &wanted)
+        super::keeps(kind, &v, &gw(), &wanted, ROOT)
     };
     let svc = "metadata: {name: s, namespace: other, labels: {istio.io/use-waypoint: wp, istio.io/use-waypoint-namespace: waypoints}}";
     assert!(keeps(Kind::Service, svc));
@@ -286,7 +289,7 @@ fn authorization_policies_come_from_where_istio_looks_for_a_waypoint() {
         policy("team-c", "unrelated"),
     ]
     .concat();
-    let s = scope(&store(&yaml), &gw());
+    let s = scope(&store(&yaml), &gw(), ROOT);
     let kept: Vec<String> = names(&s)
         .into_iter()
         .filter(|n| n.starts_with("AuthorizationPolicy"))
@@ -302,8 +305,59 @@ fn authorization_policies_come_from_where_istio_looks_for_a_waypoint() {
     let wanted: BTreeSet<String> = s.namespaces.clone();
     let held = |ns: &str| {
         let v: Value = serde_json::json!({"metadata": {"namespace": ns, "name": "p"}});
-        keeps(Kind::AuthorizationPolicy, &v, &gw(), &wanted)
+        keeps(Kind::AuthorizationPolicy, &v, &gw(), &wanted, ROOT)
     };
     assert!(held("shop") && held("istio-system") && held("waypoints"));
     assert!(!held("team-c"), "dropped on arrival");
+}
+
+#[test]
+fn the_mesh_config_and_mesh_wide_policies_come_from_the_root_namespace_given() {
+    let doc = |kind: &str, api: &str, ns: &str, name: &str| {
+        format!(
+            "---\napiVersion: {api}\nkind: {kind}\nmetadata: {{name: {name}, namespace: {ns}}}\n"
+        )
+    };
+    let mut yaml = WORLD.to_string();
+    for ns in ["istio-system", "mesh-root"] {
+        yaml += &doc("ConfigMap", "v1", ns, "istio");
+        yaml += &doc("AuthorizationPolicy", "security.istio.io/v1", ns, "all");
+    }
+    let st = store(&yaml);
+    let mesh_wide = |root: &str| -> Vec<String> {
+        names(&scope(&st, &gw(), root))
+            .into_iter()
+            .filter(|n| n.starts_with("ConfigMap") || n.ends_with("/all"))
+            .collect()
+    };
+    assert_eq!(
+        mesh_wide("mesh-root"),
+        [
+            "AuthorizationPolicy mesh-root/all",
+            "ConfigMap mesh-root/istio"
+        ]
+    );
+    assert_eq!(
+        mesh_wide(ROOT),
+        [
+            "AuthorizationPolicy istio-system/all",
+            "ConfigMap istio-system/istio"
+        ]
+    );
+    let policy = serde_json::json!({"metadata": {"namespace": "mesh-root", "name": "all"}});
+    let wanted = BTreeSet::new();
+    assert!(keeps(
+        Kind::AuthorizationPolicy,
+        &policy,
+        &gw(),
+        &wanted,
+        "mesh-root"
+    ));
+    assert!(!keeps(
+        Kind::AuthorizationPolicy,
+        &policy,
+        &gw(),
+        &wanted,
+        ROOT
+    ));
 }

@@ -21,22 +21,24 @@ pub enum Keep<'a> {
     /// none while the namespace has no filter.
     Endpoints(Kind, Option<Cow<'a, Filter>>),
     /// A cluster-wide watch: what names this waypoint, or is in (or, for
-    /// routes, about) the namespaces that matter.
+    /// routes, about) the namespaces that matter, or the root namespace.
     Cluster {
         kind: Kind,
         gateway: Cow<'a, GatewayRef>,
         wanted: Cow<'a, BTreeSet<String>>,
+        root: Cow<'a, str>,
     },
 }
 
 impl<'a> Keep<'a> {
-    /// What watch `id` keeps, given each endpoint namespace's filter and the
-    /// namespaces that matter.
+    /// What watch `id` keeps, given each endpoint namespace's filter, the
+    /// namespaces that matter and the root namespace.
     pub fn new(
         id: &WatchId,
         filters: &'a BTreeMap<String, Filter>,
         wanted: &'a BTreeSet<String>,
         gateway: &'a GatewayRef,
+        root: &'a str,
     ) -> Keep<'a> {
         match (&id.namespace, id.kind) {
             (Some(ns), Kind::Pod | Kind::EndpointSlice) => {
@@ -46,6 +48,7 @@ impl<'a> Keep<'a> {
                 kind,
                 gateway: Cow::Borrowed(gateway),
                 wanted: Cow::Borrowed(wanted),
+                root: Cow::Borrowed(root),
             },
             _ => Keep::All,
         }
@@ -62,7 +65,8 @@ impl<'a> Keep<'a> {
                 kind,
                 gateway,
                 wanted,
-            } => keeps(*kind, object, gateway, wanted),
+                root,
+            } => keeps(*kind, object, gateway, wanted, root),
         }
     }
 
@@ -76,10 +80,12 @@ impl<'a> Keep<'a> {
                 kind,
                 gateway,
                 wanted,
+                root,
             } => Keep::Cluster {
                 kind,
                 gateway: Cow::Owned(gateway.into_owned()),
                 wanted: Cow::Owned(wanted.into_owned()),
+                root: Cow::Owned(root.into_owned()),
             },
         }
     }

@@ -59,7 +59,7 @@ async fn a_watch_sends_only_what_its_keep_keeps() {
     };
     assert_eq!(listing, id);
     answer
-        .send(Keep::new(&id, &filters, &wanted, &gateway).into_owned())
+        .send(Keep::new(&id, &filters, &wanted, &gateway, "istio-system").into_owned())
         .unwrap();
     assert_eq!(next(&mut rx).await, "listed mine");
     assert_eq!(next(&mut rx).await, "listed wanted");
@@ -106,7 +106,7 @@ fn each_watch_keeps_what_the_source_loop_would() {
             kind,
             namespace: namespace.map(str::to_string),
         };
-        Keep::new(&id, &filters, &wanted, &gateway)
+        Keep::new(&id, &filters, &wanted, &gateway, "istio-system")
     };
     // A namespace without a filter keeps none of its Pods; a namespaced
     // Service or Gateway watch keeps all it lists.

@@ -150,6 +150,13 @@ fn on_resource(
         query,
     };
     let creatable = t.namespace.is_some() || !op.ty.namespaced;
+    if *method == Method::GET && t.name.is_none() {
+        // As the API server's RequestInfo names a list or watch, for RBAC's
+        // `resourceNames`.
+        log.name = query
+            .get("fieldSelector")
+            .and_then(super::selector::required_name);
+    }
     match (method, t.name) {
         (&Method::GET, None) if query.flag("watch") => {
             log.verb = Verb::Watch;

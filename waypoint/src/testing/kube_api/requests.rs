@@ -31,6 +31,8 @@ pub struct Request {
     /// The kind's name, `plural` or `plural.group`, for requests on objects.
     pub resource: Option<String>,
     pub namespace: Option<String>,
+    /// The object's; for a list or watch, the name its field selector
+    /// requires (`metadata.name=x`), as RBAC's `resourceNames` sees it.
     pub name: Option<String>,
     pub subresource: Option<String>,
     pub content_type: Option<String>,

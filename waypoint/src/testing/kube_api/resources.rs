@@ -201,6 +201,14 @@ pub(crate) fn builtins() -> Vec<ResourceType> {
             false,
         ),
         r(
+            "rbac.authorization.k8s.io",
+            &["v1"],
+            "rolebindings",
+            "RoleBinding",
+            true,
+            false,
+        ),
+        r(
             "",
             &["v1"],
             "serviceaccounts",

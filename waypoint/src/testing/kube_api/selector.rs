@@ -149,6 +149,16 @@ fn split_top_level(selector: &str) -> Vec<&str> {
     out
 }
 
+/// The name a field selector requires (`metadata.name=x` among its terms):
+/// what the API server authorizes a list or watch as, since Kubernetes 1.11.
+pub(crate) fn required_name(selector: &str) -> Option<String> {
+    let fields = parse_fields(selector).ok()?;
+    fields
+        .into_iter()
+        .find(|f| f.name && f.equal)
+        .map(|f| f.value)
+}
+
 /// Only the fields every kind supports; the API server answers 400 for a field a
 /// kind does not index, and so does this.
 fn parse_fields(selector: &str) -> Result<Vec<Field>, String> {
@@ -215,5 +225,17 @@ mod tests {
         let f = |s| Filter::new(None, None, Some(s)).unwrap().matches(&obj);
         assert!(f("metadata.name=n") && f("metadata.name==n") && !f("metadata.name=m"));
         assert!(f("metadata.namespace=ns,metadata.name!=m") && !f("metadata.namespace!=ns"));
+    }
+
+    #[test]
+    fn a_list_selecting_one_name_is_named() {
+        let name = required_name;
+        assert_eq!(name("metadata.name=istio").as_deref(), Some("istio"));
+        assert_eq!(
+            name("metadata.namespace=a,metadata.name==istio").as_deref(),
+            Some("istio")
+        );
+        assert_eq!(name("metadata.name!=istio"), None);
+        assert_eq!(name("metadata.namespace=a"), None);
     }
 }
