@@ -10,12 +10,13 @@ use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use waypoint::testing::kube_api::Request;
 
-/// The authorizer's Service, in the namespace bound to the waypoint (so in
-/// the world it translates), and a CUSTOM policy that asks it.
+/// The authorizer's Service, in a namespace of its own that is not bound to
+/// the waypoint (held because a provider names it, not served), and a CUSTOM
+/// policy that asks it.
 const AUTHORIZER: &str = r#"
 apiVersion: v1
 kind: Service
-metadata: {name: ext-authz, namespace: shop}
+metadata: {name: ext-authz, namespace: authz}
 spec:
   clusterIP: 10.96.0.30
   ports: [{name: grpc, port: 9000}]
@@ -36,7 +37,7 @@ fn mesh(namespace: &str, name: &str, provider: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "ConfigMap",
     "metadata": {"name": name, "namespace": namespace},
     "data": {
-        "mesh": format!("extensionProviders:\n- name: {provider}\n  envoyExtAuthzGrpc: {{service: ext-authz.shop.svc.cluster.local, port: 9000}}\n"),
+        "mesh": format!("extensionProviders:\n- name: {provider}\n  envoyExtAuthzGrpc: {{service: ext-authz.authz.svc.cluster.local, port: 9000}}\n"),
         "meshNetworks": "networks: {}",
     }})
 }

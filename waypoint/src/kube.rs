@@ -4,6 +4,7 @@
 //! snapshot is swapped in as a directory reload swaps it ([`source`]).
 
 mod args;
+mod authorizers;
 mod endpoints;
 pub mod kinds;
 pub mod lease;

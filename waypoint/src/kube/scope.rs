@@ -269,6 +269,9 @@ pub struct Scope {
     /// Namespaces whose labels matter: the served Services' and the Gateway's.
     /// Others are held only while they name this waypoint.
     pub namespaces: BTreeSet<String>,
+    /// Namespaces of the ext_authz providers' Services: their Services are
+    /// watched, and the providers' held with their endpoints, not served.
+    pub authorizer_namespaces: BTreeSet<String>,
 }
 
 /// Whether an object from a cluster-wide watch is worth holding, given the
@@ -338,15 +341,7 @@ pub fn scope(store: &Store, gw: &GatewayRef, root: &str) -> Scope {
     for ((ns, name), svc) in &services {
         let f = endpoint_namespaces.entry(ns.clone()).or_default();
         f.services.insert(name.clone());
-        let selector: BTreeMap<String, String> = svc
-            .pointer("/spec/selector")
-            .and_then(Value::as_object)
-            .map(|m| {
-                m.iter()
-                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let selector = selector_of(svc);
         // A Service without a selector has no Pods of its own (its
         // EndpointSlices are written by hand).
         if !selector.is_empty() && !f.selectors.contains(&selector) {
@@ -361,14 +356,37 @@ pub fn scope(store: &Store, gw: &GatewayRef, root: &str) -> Scope {
         .collect();
     // Where routes and policies for them may live: their namespaces and the
     // waypoint's, as Istio's waypoint reads them.
+    let served_namespaces: Vec<String> = endpoint_namespaces.keys().cloned().collect();
     let mut config_namespaces: BTreeSet<&str> =
-        endpoint_namespaces.keys().map(String::as_str).collect();
+        served_namespaces.iter().map(String::as_str).collect();
     config_namespaces.extend(entry_namespaces.iter().copied());
     config_namespaces.insert(gw.namespace.as_str());
+
+    // The authorizers: their Services and endpoints, for reaching them; their
+    // namespaces' config is not read (they are not served).
+    let authorizers = super::authorizers::authorizers(store, root);
+    let mut authorizer_services = Vec::new();
+    for (ns, name) in &authorizers {
+        if served.contains(&(ns.as_str(), name.as_str())) {
+            continue;
+        }
+        let Some(svc) = store.find(Kind::Service, ns, name) else {
+            continue;
+        };
+        let f = endpoint_namespaces.entry(ns.clone()).or_default();
+        f.services.insert(name.clone());
+        let selector = selector_of(svc);
+        if !selector.is_empty() && !f.selectors.contains(&selector) {
+            f.selectors.push(selector.clone());
+        }
+        selectors.insert((ns.clone(), name.clone()), selector);
+        authorizer_services.push(svc.clone());
+    }
 
     let mut objects: Vec<Value> = Vec::new();
     let mut wanted_ns: BTreeSet<&str> = config_namespaces.clone();
     wanted_ns.extend(service_namespaces.iter().map(String::as_str));
+    wanted_ns.extend(authorizers.iter().map(|(ns, _)| ns.as_str()));
     objects.extend(
         namespaces
             .iter()
@@ -376,6 +394,7 @@ pub fn scope(store: &Store, gw: &GatewayRef, root: &str) -> Scope {
             .map(|(_, o)| (*o).clone()),
     );
     objects.extend(services.iter().map(|(_, o)| (*o).clone()));
+    objects.extend(authorizer_services);
     objects.extend(entries.iter().map(|(_, o)| (*o).clone()));
     let held = |kind: Kind| -> Vec<Value> {
         store
@@ -454,7 +473,19 @@ pub fn scope(store: &Store, gw: &GatewayRef, root: &str) -> Scope {
         selectors,
         service_namespaces,
         endpoint_namespaces,
+        authorizer_namespaces: authorizers.into_iter().map(|(ns, _)| ns).collect(),
     }
+}
+
+fn selector_of(svc: &Value) -> BTreeMap<String, String> {
+    svc.pointer("/spec/selector")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Whether a route (HTTP, gRPC or TCP) names a served Service among its parents (a mesh

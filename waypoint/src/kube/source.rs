@@ -381,7 +381,11 @@ impl KubeSource {
             filters.remove(&ns);
         }
         let mut wanted: BTreeSet<WatchId> = BTreeSet::new();
-        for ns in &served.service_namespaces {
+        for ns in served
+            .service_namespaces
+            .iter()
+            .chain(&served.authorizer_namespaces)
+        {
             wanted.insert(namespaced(Kind::Service, ns));
         }
         for ns in filters.keys() {

@@ -361,3 +361,64 @@ fn the_mesh_config_and_mesh_wide_policies_come_from_the_root_namespace_given() {
         ROOT
     ));
 }
+
+#[test]
+fn authorizers_are_held_with_their_endpoints_but_not_served() {
+    let yaml = format!(
+        "{WORLD}---
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: istio, namespace: {ROOT}}}
+data:
+  mesh: |
+    extensionProviders:
+    - name: opa
+      envoyExtAuthzGrpc: {{service: opa.authz.svc.cluster.local, port: 9191}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {{name: authz}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: opa, namespace: authz}}
+spec: {{selector: {{app: opa}}, ports: [{{port: 9191}}]}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: unrelated, namespace: authz}}
+spec: {{selector: {{app: other}}, ports: [{{port: 80}}]}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: opa-1, namespace: authz, labels: {{app: opa}}}}
+status: {{podIP: 10.1.9.1}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: other-1, namespace: authz, labels: {{app: other}}}}
+status: {{podIP: 10.1.9.2}}
+"
+    );
+    let s = scope(&store(&yaml), &gw(), ROOT);
+    let held: Vec<String> = names(&s)
+        .into_iter()
+        .filter(|n| n.contains("authz"))
+        .collect();
+    assert_eq!(
+        held,
+        ["Namespace /authz", "Service authz/opa", "Pod authz/opa-1"]
+    );
+    assert!(
+        !s.services.contains(&("authz".into(), "opa".into())),
+        "not served"
+    );
+    assert_eq!(
+        s.authorizer_namespaces,
+        BTreeSet::from(["authz".to_string()])
+    );
+    assert!(s.endpoint_namespaces["authz"].keeps(
+        Kind::Pod,
+        &serde_json::json!({"metadata": {"labels": {"app": "opa"}}})
+    ));
+}
