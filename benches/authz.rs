@@ -45,6 +45,7 @@ fn policies(rules: usize) -> Vec<AuthzPolicy> {
             source: r("deny-debug"),
             action: AuthzAction::Deny,
             fail_closed: false,
+            dry_run: false,
             rules: vec![AuthzRule {
                 to: vec![OperationMatch {
                     paths: any(vec![PathPattern::Str(StrMatch::parse("/debug/*"))]),
@@ -57,6 +58,7 @@ fn policies(rules: usize) -> Vec<AuthzPolicy> {
             source: r("allow-teams"),
             action: AuthzAction::Allow,
             fail_closed: false,
+            dry_run: false,
             rules: (0..rules).map(rule).collect(),
         },
     ]

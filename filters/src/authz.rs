@@ -61,6 +61,18 @@ pub struct Judgement<'p> {
     /// `verdict` counts (the authorizer is asked first, as Envoy's ext_authz
     /// filter runs before RBAC).
     pub ask: Option<Ask<'p>>,
+    /// What the dry-run policies would have decided, per action that has
+    /// any (Envoy's shadow rules: `istio_dry_run_allow_*`, `..._deny_*`).
+    pub dry_run: Vec<Shadow<'p>>,
+}
+
+/// A dry-run verdict: the action judged, whether it would have denied, and
+/// the policy that decided it (the matching DENY, or the matching ALLOW).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shadow<'p> {
+    pub action: &'static str,
+    pub denied: bool,
+    pub policy: Option<&'p ResourceRef>,
 }
 
 /// The external authorizer to ask, and the CUSTOM policy that asks it.
@@ -76,7 +88,9 @@ where
     I: IntoIterator<Item = &'p AuthzPolicy>,
     I::IntoIter: Clone,
 {
-    let policies = policies.into_iter();
+    let all = policies.into_iter();
+    let dry_run = shadows(all.clone().filter(|p| p.dry_run), req);
+    let policies = all.filter(|p| !p.dry_run);
     let matching = |action: fn(&AuthzAction) -> bool| {
         policies
             .clone()
@@ -107,6 +121,7 @@ where
         audited,
         allowed_by,
         ask,
+        dry_run,
     };
     if let Some(p) = denied {
         let rule = matching_rule(p, req).unwrap_or_default();
@@ -128,6 +143,29 @@ where
         Some(p) => verdict(Verdict::Allow, Some(&p.source)),
         None => verdict(Verdict::NotAllowed, None),
     }
+}
+
+/// The dry-run policies' verdicts, as Envoy's shadow engines give them: the
+/// DENY ones deny when one matches; the ALLOW ones deny when none does.
+fn shadows<'p>(
+    dry: impl Iterator<Item = &'p AuthzPolicy> + Clone,
+    req: &AuthzRequest<'_>,
+) -> Vec<Shadow<'p>> {
+    let mut out = Vec::new();
+    for (action, name) in [(AuthzAction::Deny, "deny"), (AuthzAction::Allow, "allow")] {
+        let mut of_action = dry.clone().filter(|p| p.action == action).peekable();
+        if of_action.peek().is_none() {
+            continue;
+        }
+        let hit = of_action.find(|p| matches(p, req)).map(|p| &p.source);
+        let denied = (action == AuthzAction::Deny) == hit.is_some();
+        out.push(Shadow {
+            action: name,
+            denied,
+            policy: hit,
+        });
+    }
+    out
 }
 
 /// A policy matches when one of its rules does; one without rules never does.

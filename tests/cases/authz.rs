@@ -224,3 +224,30 @@ spec:
     assert_eq!(f.call(WEB, "GET", "/", &[]).await.0, 403);
     assert!(f.wp.log_contains("odd-deny").await, "{}", f.wp.logs());
 }
+
+/// `istio.io/dry-run`: the policy is judged and reported, not enforced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_policy_is_reported_not_enforced() {
+    let policies = r#"
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: would-deny, namespace: default, annotations: {istio.io/dry-run: "true"}}
+spec:
+  targetRefs: [{kind: Service, group: "", name: productpage}]
+  action: DENY
+  rules: [{to: [{operation: {paths: ["/admin*"]}}]}]
+"#;
+    let f = fixture(policies, &[]).await;
+    assert_eq!(f.call(WEB, "GET", "/admin", &[]).await.0, 200);
+    assert_eq!(f.call(WEB, "GET", "/other", &[]).await.0, 200);
+    use crate::cases::telemetry::{scrape, value};
+    let metrics = scrape(f.wp.metrics).await;
+    let n = |result| {
+        value(
+            &metrics,
+            "waypoint_authz_dry_run_total",
+            &[("action", "deny"), ("result", result)],
+        )
+    };
+    assert_eq!((n("denied"), n("allowed")), (1.0, 1.0));
+}

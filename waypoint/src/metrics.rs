@@ -83,6 +83,9 @@ pub struct Metrics {
     /// External authorization checks by provider and result, Envoy's
     /// `ext_authz` stats: `ok`, `denied`, `error`, `failure_mode_allowed`.
     pub ext_authz: IntCounterVec,
+    /// What dry-run AuthorizationPolicies would have done, by action and
+    /// result (Envoy's `rbac.istio_dry_run_*_shadow_*` stats).
+    pub authz_dry_run: IntCounterVec,
     pub config_reloads: IntCounterVec,
     pub config_generation: IntGauge,
     /// 1 while the config source (the Kubernetes API) answers.
@@ -206,6 +209,14 @@ impl Metrics {
             &["provider", "result"],
         )
         .expect("static metric");
+        let authz_dry_run = IntCounterVec::new(
+            Opts::new(
+                "waypoint_authz_dry_run_total",
+                "Requests and connections judged by dry-run AuthorizationPolicies, by action and what they would have done.",
+            ),
+            &["action", "result"],
+        )
+        .expect("static metric");
         let config_reloads = IntCounterVec::new(
             Opts::new("waypoint_config_reloads_total", "Config reloads by result."),
             &["result"],
@@ -242,6 +253,7 @@ impl Metrics {
             &ejections,
             &authz_denied,
             &ext_authz,
+            &authz_dry_run,
             &config_reloads,
             &tcp_opened,
             &tcp_closed,
@@ -329,6 +341,7 @@ impl Metrics {
             ejections,
             authz_denied,
             ext_authz,
+            authz_dry_run,
             config_reloads,
             config_generation,
             config_source_up,

@@ -387,6 +387,7 @@ impl ProxyHttp for WaypointProxy {
             }
         };
         let judged = authz::check(&rt, session, ctx, target, destination, auth.as_ref());
+        judged.count(&self.metrics);
         let mut ext_edits = None;
         if let Some(provider) = &judged.ask {
             match ext_authz::ask(

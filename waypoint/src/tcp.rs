@@ -91,6 +91,7 @@ impl TcpProxy {
             inbound.target,
             inbound.destination,
         );
+        judged.count(&self.metrics);
         let mut details = None;
         if let Some(d) = &judged.denied {
             self.metrics

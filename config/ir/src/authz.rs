@@ -26,6 +26,9 @@ pub struct AuthzPolicy {
     /// fail-closed stand-in (a DENY of every request, or an ALLOW of none; a
     /// CUSTOM policy a DENY of what its rules match). A diagnostic says why.
     pub fail_closed: bool,
+    /// `istio.io/dry-run`: judged and reported, never enforced (ALLOW and
+    /// DENY only).
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

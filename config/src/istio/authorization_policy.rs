@@ -10,8 +10,19 @@ use serde::Deserialize;
 #[derive(Deserialize, Debug, Default)]
 #[serde(default)]
 pub struct AuthorizationPolicyDoc {
+    pub metadata: Annotated,
     pub spec: serde_json::Value,
 }
+
+/// The annotations of a resource (only `istio.io/dry-run` is read).
+#[derive(Deserialize, Debug, Default)]
+#[serde(default)]
+pub struct Annotated {
+    pub annotations: std::collections::BTreeMap<String, String>,
+}
+
+/// Istio's annotation for a policy judged but not enforced.
+pub const DRY_RUN: &str = "istio.io/dry-run";
 
 // Unknown fields are errors: a field this waypoint does not know is a
 // condition it would not enforce.

@@ -29,7 +29,7 @@ mod rules;
 use super::attach::{self, Attach};
 use super::ext_authz::Providers;
 use super::Cx;
-use crate::istio::authorization_policy::{AuthorizationPolicySpec, SpecHead};
+use crate::istio::authorization_policy::{AuthorizationPolicySpec, SpecHead, DRY_RUN};
 use crate::istio::AuthorizationPolicyDoc;
 use crate::parse::Obj;
 use crate::Diagnostic;
@@ -201,6 +201,7 @@ fn one(
             }
         }
     }
+    let dry_run = dry_run(obj, action.as_ref(), &mut problems);
     let valid = problems.is_empty();
     if let (true, Some(AuthzAction::Custom { provider })) = (valid, &action) {
         if let Some(why) = providers.why_not(provider) {
@@ -208,15 +209,14 @@ fn one(
         }
     }
     if problems.is_empty() {
-        return (
-            attach,
-            policy(
-                obj,
-                action.expect("no problem: action known"),
-                translated,
-                false,
-            ),
+        let mut p = policy(
+            obj,
+            action.expect("no problem: action known"),
+            translated,
+            false,
         );
+        p.dry_run = dry_run;
+        return (attach, p);
     }
     let (action, rules, instead) = match action {
         Some(AuthzAction::Allow) => (AuthzAction::Allow, Vec::new(), "an ALLOW of no request"),
@@ -245,6 +245,31 @@ fn one(
     (attach, policy(obj, action, rules, true))
 }
 
+/// `istio.io/dry-run`, validated as Istio's webhook does: a boolean, on an
+/// ALLOW or DENY policy only.
+fn dry_run(
+    obj: &Obj<AuthorizationPolicyDoc>,
+    action: Option<&AuthzAction>,
+    problems: &mut rules::Problems,
+) -> bool {
+    let Some(value) = obj.doc.metadata.annotations.get(DRY_RUN) else {
+        return false;
+    };
+    let field = format!("metadata.annotations[{DRY_RUN}]");
+    if !matches!(action, Some(AuthzAction::Allow | AuthzAction::Deny)) {
+        problems.push((field, "only ALLOW and DENY policies can be dry-run".into()));
+        return false;
+    }
+    match value.as_str() {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => true,
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => false,
+        other => {
+            problems.push((field, format!("{other:?} is not true or false")));
+            false
+        }
+    }
+}
+
 fn policy(
     obj: &Obj<AuthorizationPolicyDoc>,
     action: AuthzAction,
@@ -256,6 +281,7 @@ fn policy(
         action,
         rules,
         fail_closed,
+        dry_run: false,
     }
 }
 

@@ -7,6 +7,7 @@ fn policy(name: &str, action: AuthzAction, rules: Vec<AuthzRule>) -> AuthzPolicy
         action,
         rules,
         fail_closed: false,
+        dry_run: false,
     }
 }
 
@@ -492,4 +493,35 @@ fn on_tcp_http_only_rules_never_allow_and_always_deny() {
         ..Req::new()
     };
     assert!(!denied(&deny, &other), "the rest of the rule still applies");
+}
+
+#[test]
+fn dry_run_policies_are_judged_but_never_enforced() {
+    let r = Req::new();
+    let dry = |name: &str, action: AuthzAction, rules: Vec<AuthzRule>| AuthzPolicy {
+        dry_run: true,
+        ..policy(name, action, rules)
+    };
+    let policies = [
+        dry("deny-all", AuthzAction::Deny, vec![AuthzRule::default()]),
+        dry("allow-none", AuthzAction::Allow, vec![]),
+    ];
+    let j = evaluate(&policies, &r.view());
+    assert_eq!(j.verdict, Verdict::Allow, "nothing enforced");
+    let shadow: Vec<(&str, bool, Option<&str>)> = j
+        .dry_run
+        .iter()
+        .map(|s| (s.action, s.denied, s.policy.map(|p| p.name.as_str())))
+        .collect();
+    assert_eq!(
+        shadow,
+        vec![("deny", true, Some("deny-all")), ("allow", true, None)]
+    );
+    // Beside enforced policies, a dry-run ALLOW does not turn on ALLOW's
+    // default deny.
+    let mixed = [
+        dry("allow-none", AuthzAction::Allow, vec![]),
+        policy("deny-nothing", AuthzAction::Deny, vec![]),
+    ];
+    assert_eq!(evaluate(&mixed, &r.view()).verdict, Verdict::Allow);
 }

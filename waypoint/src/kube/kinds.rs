@@ -218,6 +218,13 @@ fn trim_metadata(meta: Option<&Value>) -> Value {
         ] {
             copy(meta, &mut out, field);
         }
+        // The one annotation translation reads (AuthorizationPolicy dry-run).
+        if let Some(v) = meta.pointer("/annotations/istio.io~1dry-run") {
+            out.insert(
+                "annotations".into(),
+                serde_json::json!({ "istio.io/dry-run": v }),
+            );
+        }
     }
     Value::Object(out)
 }
@@ -225,6 +232,21 @@ fn trim_metadata(meta: Option<&Value>) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn of_the_annotations_only_dry_run_is_kept() {
+        let policy = serde_json::json!({
+            "apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+            "metadata": {"name": "p", "namespace": "n",
+                "annotations": {"istio.io/dry-run": "true", "kubectl.kubernetes.io/last-applied-configuration": "{}"}},
+            "spec": {"action": "DENY"}
+        });
+        let kept = Kind::AuthorizationPolicy.trim(&policy);
+        assert_eq!(
+            kept["metadata"]["annotations"],
+            serde_json::json!({"istio.io/dry-run": "true"})
+        );
+    }
 
     #[test]
     fn pods_keep_only_what_the_model_uses() {

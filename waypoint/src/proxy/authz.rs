@@ -26,6 +26,38 @@ pub struct Denied {
 pub struct Judged {
     pub ask: Option<String>,
     pub denied: Option<Denied>,
+    /// What the dry-run policies would have done: (action, `allowed` or
+    /// `denied`), Envoy's shadow results.
+    pub dry_run: Vec<(&'static str, &'static str)>,
+}
+
+impl Judged {
+    /// Counts the dry-run verdicts.
+    pub fn count(&self, metrics: &crate::metrics::Metrics) {
+        for (action, result) in &self.dry_run {
+            metrics
+                .authz_dry_run
+                .with_label_values(&[action, result])
+                .inc();
+        }
+    }
+}
+
+/// Logs and keeps the dry-run verdicts of `judged` about `what`.
+fn shadows(
+    judged: &waypoint_filters::authz::Judgement<'_>,
+    what: &dyn std::fmt::Display,
+) -> Vec<(&'static str, &'static str)> {
+    judged
+        .dry_run
+        .iter()
+        .map(|s| {
+            let result = if s.denied { "denied" } else { "allowed" };
+            let by = s.policy.map_or("none".to_string(), |p| format!("{}/{}", p.namespace, p.name));
+            log::info!(target: "dry_run", "dry-run {} policies: {what} would be {result} (by {by})", s.action);
+            (s.action, result)
+        })
+        .collect()
 }
 
 /// Judges the request.
@@ -75,9 +107,15 @@ pub fn check(
     for audited in &judged.audited {
         log::info!(target: "audit", "{audited} audits {} {}", req.method, req.uri);
     }
+    let dry_run = if judged.dry_run.is_empty() {
+        Vec::new()
+    } else {
+        shadows(&judged, &format_args!("{} {}", req.method, req.uri))
+    };
     Judged {
         ask: judged.ask.map(|a| a.provider.to_string()),
         denied: denial(judged.verdict),
+        dry_run,
     }
 }
 
@@ -121,9 +159,15 @@ pub fn check_connection(
     for audited in &judged.audited {
         log::info!(target: "audit", "{audited} audits a TCP connection to {destination}");
     }
+    let dry_run = if judged.dry_run.is_empty() {
+        Vec::new()
+    } else {
+        shadows(&judged, &format_args!("a TCP connection to {destination}"))
+    };
     Judged {
         ask: judged.ask.map(|a| a.provider.to_string()),
         denied: denial(judged.verdict),
+        dry_run,
     }
 }
 

@@ -289,7 +289,11 @@ fn attachment_follows_istio_for_waypoints() {
 
 /// The stand-in and the field each refusal names.
 fn refused(spec: &str) -> (AuthzPolicy, Vec<String>) {
-    let l = load(&on_reviews(spec));
+    refused_doc(&on_reviews(spec))
+}
+
+fn refused_doc(doc: &str) -> (AuthzPolicy, Vec<String>) {
+    let l = load(doc);
     let fields = refusals(&l).iter().map(|d| d.field.clone()).collect();
     let p = reviews_policy(&l).clone();
     assert!(p.fail_closed, "{p:?}");
@@ -486,4 +490,30 @@ fn a_refused_policy_stays_in_force_from_the_cluster_too() {
     assert!(partial.rejected[0]
         .to_string()
         .contains("AuthorizationPolicy shop/p: spec.rules[0].when[0].key"));
+}
+
+/// A policy on reviews with these metadata annotations and spec tail.
+fn annotated(annotations: &str, spec: &str) -> String {
+    on_reviews(spec).replace(
+        "metadata: {name: p, namespace: shop}",
+        &format!("metadata: {{name: p, namespace: shop, annotations: {{{annotations}}}}}"),
+    )
+}
+
+#[test]
+fn dry_run_marks_allow_and_deny_policies_and_refuses_others() {
+    let deny = "  action: DENY\n  rules: [{}]\n";
+    let l = load(&annotated("istio.io/dry-run: \"true\"", deny));
+    let p = reviews_policy(&l);
+    assert!(p.dry_run && !p.fail_closed, "{p:?}");
+    let l = load(&annotated("istio.io/dry-run: \"False\"", deny));
+    assert!(!reviews_policy(&l).dry_run);
+    // Istio's webhook: a boolean, on ALLOW or DENY only.
+    let (p, fields) = refused_doc(&annotated("istio.io/dry-run: \"maybe\"", deny));
+    assert!(!p.dry_run);
+    assert_eq!(fields, vec!["metadata.annotations[istio.io/dry-run]"]);
+    let audit = "  action: AUDIT\n  rules: [{}]\n";
+    let (p, fields) = refused_doc(&annotated("istio.io/dry-run: \"true\"", audit));
+    assert!(!p.dry_run && p.fail_closed);
+    assert_eq!(fields, vec!["metadata.annotations[istio.io/dry-run]"]);
 }
