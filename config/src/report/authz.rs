@@ -3,8 +3,8 @@
 
 use std::fmt::Write;
 use waypoint_ir::{
-    AuthzAction, AuthzPolicy, AuthzRule, Condition, ConditionKey, ConditionValue, Field,
-    PathPattern, PathSegment, Service, Snapshot, StrMatch,
+    AuthzAction, AuthzPolicy, AuthzRule, Condition, ConditionKey, ConditionValue, ExtAuthzProtocol,
+    Field, PathPattern, PathSegment, Service, Snapshot, StrMatch,
 };
 
 pub fn section(out: &mut String, s: &Snapshot, svc: &Service) {
@@ -17,23 +17,42 @@ pub fn section(out: &mut String, s: &Snapshot, svc: &Service) {
     );
     let wide = s.authz.iter().map(|p| (p, "waypoint-wide"));
     for (p, scope) in wide.chain(svc.authz.iter().map(|p| (p, "service"))) {
-        policy(out, p, scope);
+        policy(out, s, p, scope);
     }
 }
 
-fn policy(out: &mut String, p: &AuthzPolicy, scope: &str) {
+fn policy(out: &mut String, s: &Snapshot, p: &AuthzPolicy, scope: &str) {
     let action = match &p.action {
         AuthzAction::Allow => "ALLOW".to_string(),
         AuthzAction::Deny => "DENY".to_string(),
         AuthzAction::Audit => "AUDIT".to_string(),
-        AuthzAction::Custom { provider } => format!("CUSTOM provider {provider}"),
+        AuthzAction::Custom { provider } => match s.ext_authz(provider) {
+            Some(x) => format!(
+                "CUSTOM provider {provider} ({} {}:{}, timeout {:?}, {})",
+                match x.protocol {
+                    ExtAuthzProtocol::Grpc => "gRPC",
+                    ExtAuthzProtocol::Http(_) => "HTTP",
+                },
+                s.service(x.service).hostname,
+                x.port,
+                x.timeout,
+                if x.fail_open {
+                    "fails open".to_string()
+                } else {
+                    format!("fails closed with {}", x.status_on_error)
+                }
+            ),
+            None => format!("CUSTOM provider {provider}"),
+        },
     };
-    let fail = if p.fail_closed {
-        ", fail-closed stand-in: the policy as written is refused"
-    } else {
-        ""
-    };
-    let _ = writeln!(out, "    {action} from {} ({scope}{fail})", p.source);
+    let mut notes = String::new();
+    if p.fail_closed {
+        notes += ", fail-closed stand-in: the policy as written is refused";
+    }
+    if p.dry_run {
+        notes += ", dry-run: reported, not enforced";
+    }
+    let _ = writeln!(out, "    {action} from {} ({scope}{notes})", p.source);
     if p.rules.is_empty() {
         let _ = writeln!(out, "      no rules: matches no request");
     }
