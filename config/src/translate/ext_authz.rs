@@ -173,6 +173,23 @@ struct Common<'a> {
     fail_open: bool,
     status_on_error: &'a str,
     body: Option<&'a BodySpec>,
+    clear_route_cache: bool,
+}
+
+/// The shared fields of either spec (they are two types, as serde's
+/// `deny_unknown_fields` cannot flatten one into the other).
+macro_rules! common {
+    ($s:expr) => {
+        Common {
+            service: &$s.service,
+            port: $s.port,
+            timeout: $s.timeout.as_deref(),
+            fail_open: $s.fail_open,
+            status_on_error: &$s.status_on_error,
+            body: $s.include_request_body_in_check.as_ref(),
+            clear_route_cache: $s.clear_route_cache,
+        }
+    };
 }
 
 fn grpc(
@@ -182,22 +199,8 @@ fn grpc(
     at: &str,
     problems: &mut Problems,
 ) -> Option<ExtAuthzProvider> {
-    let common = Common {
-        service: &s.service,
-        port: s.port,
-        timeout: s.timeout.as_deref(),
-        fail_open: s.fail_open,
-        status_on_error: &s.status_on_error,
-        body: s.include_request_body_in_check.as_ref(),
-    };
-    common.build(
-        cx,
-        services,
-        at,
-        problems,
-        ExtAuthzProtocol::Grpc,
-        s.clear_route_cache,
-    )
+    let common = common!(s);
+    common.build(cx, services, at, problems, ExtAuthzProtocol::Grpc)
 }
 
 fn http(
@@ -266,22 +269,8 @@ fn http(
             ));
         }
     }
-    let common = Common {
-        service: &s.service,
-        port: s.port,
-        timeout: s.timeout.as_deref(),
-        fail_open: s.fail_open,
-        status_on_error: &s.status_on_error,
-        body: s.include_request_body_in_check.as_ref(),
-    };
-    common.build(
-        cx,
-        services,
-        at,
-        problems,
-        ExtAuthzProtocol::Http(check),
-        s.clear_route_cache,
-    )
+    let common = common!(s);
+    common.build(cx, services, at, problems, ExtAuthzProtocol::Http(check))
 }
 
 impl Common<'_> {
@@ -292,7 +281,6 @@ impl Common<'_> {
         at: &str,
         problems: &mut Problems,
         protocol: ExtAuthzProtocol,
-        clear_route_cache: bool,
     ) -> Option<ExtAuthzProvider> {
         let mut problem =
             |field: &str, message: String| problems.push((format!("{at}.{field}"), message));
@@ -368,7 +356,7 @@ impl Common<'_> {
             fail_open: self.fail_open,
             status_on_error,
             body,
-            clear_route_cache,
+            clear_route_cache: self.clear_route_cache,
         })
     }
 }

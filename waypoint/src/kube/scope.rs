@@ -339,15 +339,7 @@ pub fn scope(store: &Store, gw: &GatewayRef, root: &str) -> Scope {
     let mut endpoint_namespaces: BTreeMap<String, Filter> = BTreeMap::new();
     let mut selectors = BTreeMap::new();
     for ((ns, name), svc) in &services {
-        let f = endpoint_namespaces.entry(ns.clone()).or_default();
-        f.services.insert(name.clone());
-        let selector = selector_of(svc);
-        // A Service without a selector has no Pods of its own (its
-        // EndpointSlices are written by hand).
-        if !selector.is_empty() && !f.selectors.contains(&selector) {
-            f.selectors.push(selector.clone());
-        }
-        selectors.insert((ns.clone(), name.clone()), selector);
+        hold_endpoints(&mut endpoint_namespaces, &mut selectors, ns, name, svc);
     }
     let entry_namespaces: BTreeSet<&str> = entries.iter().map(|((ns, _), _)| ns.as_str()).collect();
     let served: BTreeSet<(&str, &str)> = services
@@ -373,13 +365,7 @@ pub fn scope(store: &Store, gw: &GatewayRef, root: &str) -> Scope {
         let Some(svc) = store.find(Kind::Service, ns, name) else {
             continue;
         };
-        let f = endpoint_namespaces.entry(ns.clone()).or_default();
-        f.services.insert(name.clone());
-        let selector = selector_of(svc);
-        if !selector.is_empty() && !f.selectors.contains(&selector) {
-            f.selectors.push(selector.clone());
-        }
-        selectors.insert((ns.clone(), name.clone()), selector);
+        hold_endpoints(&mut endpoint_namespaces, &mut selectors, ns, name, svc);
         authorizer_services.push(svc.clone());
     }
 
@@ -475,6 +461,26 @@ pub fn scope(store: &Store, gw: &GatewayRef, root: &str) -> Scope {
         endpoint_namespaces,
         authorizer_namespaces: authorizers.into_iter().map(|(ns, _)| ns).collect(),
     }
+}
+
+/// Has the endpoints of Service `ns/name` held: its EndpointSlices, and the
+/// Pods its selector picks.
+fn hold_endpoints(
+    filters: &mut BTreeMap<String, Filter>,
+    selectors: &mut BTreeMap<(String, String), BTreeMap<String, String>>,
+    ns: &str,
+    name: &str,
+    svc: &Value,
+) {
+    let f = filters.entry(ns.to_string()).or_default();
+    f.services.insert(name.to_string());
+    let selector = selector_of(svc);
+    // A Service without a selector has no Pods of its own (its
+    // EndpointSlices are written by hand).
+    if !selector.is_empty() && !f.selectors.contains(&selector) {
+        f.selectors.push(selector.clone());
+    }
+    selectors.insert((ns.to_string(), name.to_string()), selector);
 }
 
 fn selector_of(svc: &Value) -> BTreeMap<String, String> {
