@@ -272,3 +272,36 @@ async fn keys_are_refused_until_fetched_and_rotation_is_picked_up() {
         (401, "Jwks doesn't have key to match kid or alg from Jwt")
     );
 }
+
+/// As istiod: a jwksUri is never fetched from a link-local or cloud metadata
+/// address, so a token for it cannot be verified (401) and the log says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jwks_uri_at_the_metadata_address_is_never_fetched() {
+    let rsa = SigningKey::rsa(0, "rsa-1");
+    let world = World::productpage().await;
+    std::fs::write(
+        world.dir().join("jwt.yaml"),
+        config(
+            "http://169.254.169.254/latest/meta-data/keys",
+            &jwks(&[&SigningKey::ec("ec-1")]),
+        ),
+    )
+    .unwrap();
+    let certs = Certs::new();
+    let wp = WaypointProc::start(world.dir(), &certs.waypoint_dir).await;
+    let token = rsa
+        .sign(json!({"iss": RSA_ISSUER, "sub": "alice", "aud": "productpage", "exp": now() + 600}));
+    let client = connect(&wp, &certs.client()).await;
+    let mut t = Tunnel::open(&client, PRODUCTPAGE_VIP).await.unwrap();
+    let headers = vec![("authorization".to_string(), format!("Bearer {token}"))];
+    let r = t
+        .get("http://productpage:9080/secure", &headers)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 401, "{}", r.text());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !wp.logs().contains("link-local") {
+        assert!(Instant::now() < deadline, "{}", wp.logs());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -3,6 +3,7 @@
 //! means to AuthorizationPolicy is `waypoint_filters::jwt`; the request stage
 //! is `proxy::authn`.
 
+mod blocked;
 pub mod jwks;
 pub mod verify;
 

@@ -23,6 +23,9 @@ use waypoint_ir::ExtAuthzProvider;
 /// come and go with their pods).
 const REMEMBERED: usize = 64;
 
+/// Idle HTTP/1.1 connections kept per endpoint; more are closed when done.
+const IDLE_PER_ENDPOINT: usize = 16;
+
 /// An endpoint's address and, for a mesh endpoint, its tunnel.
 type Key = (SocketAddr, Option<TunnelKey>);
 
@@ -119,7 +122,10 @@ impl Dialer {
         if idle.len() >= REMEMBERED && !idle.contains_key(&to.key) {
             idle.clear();
         }
-        idle.entry(to.key.clone()).or_default().push(sender);
+        let list = idle.entry(to.key.clone()).or_default();
+        if list.len() < IDLE_PER_ENDPOINT {
+            list.push(sender);
+        }
     }
 }
 

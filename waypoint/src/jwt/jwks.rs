@@ -88,7 +88,9 @@ pub enum Remote {
 }
 
 type Client = hyper_util::client::legacy::Client<
-    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    hyper_rustls::HttpsConnector<
+        hyper_util::client::legacy::connect::HttpConnector<super::blocked::Resolver>,
+    >,
     Empty<Bytes>,
 >;
 
@@ -220,12 +222,16 @@ fn wanted(s: &Snapshot) -> HashMap<Remote, Duration> {
 }
 
 fn client() -> Result<Client, String> {
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new_with_resolver(
+        super::blocked::Resolver::new(),
+    );
+    http.enforce_http(false);
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_provider_and_native_roots(Arc::new(rustls::crypto::ring::default_provider()))
         .map_err(|e| format!("TLS roots: {e}"))?
         .https_or_http()
         .enable_http1()
-        .build();
+        .wrap_connector(http);
     Ok(
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
             .build(https),
@@ -259,6 +265,17 @@ async fn fetch(client: &Client, r: &Remote, timeout: Duration) -> Result<KeySet,
 
 async fn get(client: &Client, url: &str) -> Result<Bytes, String> {
     let uri: http::Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
+    // An address written in the URI is never resolved: check it here.
+    let literal = uri
+        .host()
+        .map(|h| h.trim_start_matches('[').trim_end_matches(']'));
+    if let Some(ip) = literal.and_then(|h| h.parse::<std::net::IpAddr>().ok()) {
+        if let Some(why) = super::blocked::blocked(ip) {
+            return Err(format!(
+                "{url}: {ip} is {why}, which a jwksUri may not reach"
+            ));
+        }
+    }
     let resp = client
         .get(uri)
         .await

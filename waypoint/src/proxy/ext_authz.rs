@@ -43,8 +43,9 @@ pub async fn ask(
         Some(b) => match read_body(session, b).await? {
             Some(body) => Some(body),
             None => {
-                ctx.flag = ResponseFlag::UnauthorizedExternalService;
+                // The rest of the body is unread: the connection cannot go on.
                 ctx.details = Some("request_payload_too_large".into());
+                session.set_keepalive(None);
                 reply::send(session, 413, &[], "Payload Too Large").await?;
                 return Ok(Asked::Replied);
             }
