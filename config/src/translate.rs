@@ -8,6 +8,7 @@ mod ext_authz;
 mod grpc_route;
 mod hosts;
 mod http_route;
+mod index;
 mod jwt;
 mod matchers;
 mod mesh_routes;
@@ -34,6 +35,8 @@ use waypoint_ir::{
 /// What every translation step shares.
 pub struct Cx<'a> {
     pub res: &'a Resources,
+    /// Lookups into `res`, built once.
+    pub idx: &'a index::Index<'a>,
     pub opts: &'a Options,
     pub diags: &'a mut Vec<Diagnostic>,
 }
@@ -58,7 +61,13 @@ impl Cx<'_> {
 }
 
 pub fn translate(res: &Resources, opts: &Options, diags: &mut Vec<Diagnostic>) -> Snapshot {
-    let mut cx = Cx { res, opts, diags };
+    let idx = index::Index::build(res);
+    let mut cx = Cx {
+        res,
+        idx: &idx,
+        opts,
+        diags,
+    };
     let mut services = services::build(&mut cx);
     let index = hosts::HostIndex::build(&services);
     subsets::apply(&mut cx, &index, &mut services);

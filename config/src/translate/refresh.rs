@@ -33,8 +33,10 @@ pub fn refresh_endpoints(
 ) -> Refresh {
     let mut diags = Vec::new();
     let res = parse::parse_values(objects.into_iter().map(|o| ("", o)), &mut diags);
+    let idx = super::index::Index::build(&res);
     let mut cx = Cx {
         res: &res,
+        idx: &idx,
         opts,
         diags: &mut diags,
     };

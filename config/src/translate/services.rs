@@ -52,9 +52,7 @@ fn in_mesh(cx: &Cx<'_>, ns: &str, labels: &BTreeMap<String, String>) -> bool {
     match labels.get(DATAPLANE_MODE).map(String::as_str) {
         Some("ambient") => true,
         Some("none") => false,
-        _ => cx.res.namespaces.iter().any(|n| {
-            n.name() == ns && n.labels.get(DATAPLANE_MODE).map(String::as_str) == Some("ambient")
-        }),
+        _ => cx.idx.is_ambient(ns),
     }
 }
 
@@ -93,19 +91,11 @@ pub fn kube_service(cx: &mut Cx<'_>, obj: &Obj<crate::kube::ServiceDoc>) -> Serv
             protocol: super::protocol::select(p.port, p.name.as_deref(), p.app_protocol.as_deref()),
         })
         .collect();
-    let slices: Vec<_> = cx
-        .res
-        .slices
-        .iter()
-        .filter(|s| {
-            s.ns() == ns
-                && s.labels.get(crate::kube::SERVICE_NAME_LABEL) == Some(&obj.name().to_string())
-        })
-        .collect();
+    let slices = cx.idx.slices(&ns, obj.name());
     let endpoints = if slices.is_empty() {
         pod_endpoints(cx, obj)
     } else {
-        slice_endpoints(cx, obj, &slices)
+        slice_endpoints(cx, obj, slices)
     };
     Service {
         hostname: format!("{}.{ns}.svc.{}", obj.name(), cx.opts.cluster_domain),
@@ -145,10 +135,8 @@ fn pod_endpoints(cx: &mut Cx<'_>, svc: &Obj<crate::kube::ServiceDoc>) -> Vec<End
         return Vec::new();
     };
     let mut pods: Vec<&Obj<PodDoc>> = cx
-        .res
-        .pods
-        .iter()
-        .filter(|p| p.ns() == svc.ns() && selector.iter().all(|(k, v)| p.labels.get(k) == Some(v)))
+        .idx
+        .selected(svc.ns(), selector)
         .filter(|p| p.doc.is_running())
         .collect();
     pods.sort_by(|a, b| a.id.cmp(&b.id));
@@ -199,10 +187,7 @@ fn slice_endpoints(
                 .filter(|t| t.kind.as_deref() == Some("Pod"))
                 .and_then(|t| {
                     let ns = t.namespace.as_deref().unwrap_or(slice.ns());
-                    cx.res
-                        .pods
-                        .iter()
-                        .find(|p| p.ns() == ns && Some(p.name()) == t.name.as_deref())
+                    cx.idx.pod(ns, t.name.as_deref()?)
                 });
             for (j, a) in ep.addresses.iter().enumerate() {
                 let field = format!("endpoints[{i}].addresses[{j}]");
