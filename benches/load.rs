@@ -56,6 +56,8 @@ struct Envoys {
     grpc: Option<Envoy>,
     tcp_proxy: Option<Envoy>,
     tcp_hbone: Option<Envoy>,
+    /// Envoy configured as Istio configures a waypoint, for the HBONE rows.
+    waypoint: Option<Envoy>,
 }
 
 impl Envoys {
@@ -75,6 +77,7 @@ impl Envoys {
             .await,
             tcp_proxy: Envoy::start(workers, |a| envoy::tcp::proxy(a, echo)).await,
             tcp_hbone: Envoy::start(workers, |a| envoy::tcp::hbone(a, echo, certs)).await,
+            waypoint: Envoy::start(workers, |a| envoy::http::waypoint(a, eps, certs)).await,
         }
     }
 }
@@ -83,6 +86,7 @@ const PLAIN_QUIET: &str = "waypoint   plain, no log";
 const PLAIN_AUTHZ: &str = "waypoint   plain, 10-rule authz";
 const HBONE_QUIET: &str = "waypoint   hbone, no log";
 const HBONE_AUTHZ: &str = "waypoint   hbone, 10-rule authz";
+const ENVOY_WAYPOINT: &str = "envoy      hbone, as a waypoint";
 
 /// The seed routing over HTTP/1.1; the first row is the ratio column's yardstick.
 async fn seed_http(world: &World, envoys: &Envoys, load: &Load) -> Vec<Report> {
@@ -115,6 +119,16 @@ async fn seed_http(world: &World, envoys: &Envoys, load: &Load) -> Vec<Report> {
     };
     rows.push((hbone(world.quiet_hbone), HBONE_QUIET, quiet));
     rows.push((hbone(world.authz_hbone), HBONE_AUTHZ, authz));
+    if let Some(e) = &envoys.waypoint {
+        // Its tunnels must reach the routes, or the row measures failures.
+        let got = http::statuses(&hbone(e.addr), &["/productpage"]).await;
+        assert_eq!(
+            got,
+            [Some(200)],
+            "Envoy as a waypoint routes inside tunnels"
+        );
+        rows.push((hbone(e.addr), ENVOY_WAYPOINT, e.pid()));
+    }
     for scenario in [plain(world.authz_http), hbone(world.authz_hbone)] {
         // A row of 403s would look like a cheap policy: make sure it allows
         // the timed requests and still denies what it should.
@@ -232,6 +246,11 @@ fn main() {
         pairs.push(("waypoint   plain, traced", "envoy      plain, traced"));
         pairs.push((PLAIN_AUTHZ, PLAIN_QUIET));
         pairs.push((HBONE_AUTHZ, HBONE_QUIET));
+        if envoys.waypoint.is_some() {
+            // The like-for-like HBONE yardstick: Envoy as Istio's waypoint.
+            pairs.push(("waypoint   hbone", ENVOY_WAYPOINT));
+            pairs.push((HBONE_QUIET, ENVOY_WAYPOINT));
+        }
         driver::print("req", &seed, &pairs);
         for (with, without) in [(PLAIN_AUTHZ, PLAIN_QUIET), (HBONE_AUTHZ, HBONE_QUIET)] {
             driver::print_added_cpu("req", &seed, with, without);

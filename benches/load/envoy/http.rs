@@ -66,6 +66,98 @@ fn tracing(collector: SocketAddr) -> (String, String) {
     (hcm.to_string(), cluster)
 }
 
+/// The seed routing, as an HTTP connection manager's `route_config`.
+const SEED_ROUTES: &str = r#"          route_config:
+            virtual_hosts:
+            - name: seed
+              domains: ["*"]
+              routes:
+              - match: {prefix: "/", headers: [{name: version, string_match: {exact: v2}}]}
+                route: {cluster: v2}
+              - match: {prefix: "/"}
+                route: {weighted_clusters: {clusters: [{name: v1, weight: 90}, {name: v2, weight: 10}]}}"#;
+
+/// Envoy as Istio builds a waypoint: HBONE (mTLS 1.3 with the client's
+/// certificate, HTTP/2 `CONNECT`) terminated by one connection manager, each
+/// tunnel handed to an internal listener whose connection manager routes the
+/// HTTP/1.1 inside it (`main_internal`, as istiod names it). `certs` as for
+/// [`super::tcp::hbone`].
+pub fn waypoint(
+    addr: SocketAddr,
+    endpoints: &[(&str, SocketAddr)],
+    certs: &std::path::Path,
+) -> String {
+    let certs = certs.display();
+    format!(
+        r#"bootstrap_extensions:
+- name: envoy.bootstrap.internal_listener
+  typed_config:
+    "@type": type.googleapis.com/envoy.extensions.bootstrap.internal_listener.v3.InternalListener
+static_resources:
+  listeners:
+  - name: hbone
+    address: {{socket_address: {{address: {ip}, port_value: {port}}}}}
+    filter_chains:
+    - transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+          require_client_certificate: true
+          common_tls_context:
+            tls_params: {{tls_minimum_protocol_version: TLSv1_3, tls_maximum_protocol_version: TLSv1_3}}
+            alpn_protocols: [h2]
+            tls_certificates:
+            - certificate_chain: {{filename: {certs}/cert-chain.pem}}
+              private_key: {{filename: {certs}/key.pem}}
+            validation_context:
+              trusted_ca: {{filename: {certs}/root-cert.pem}}
+      filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: hbone
+          codec_type: HTTP2
+          http2_protocol_options: {{allow_connect: true}}
+          upgrade_configs: [{{upgrade_type: CONNECT}}]
+          route_config:
+            virtual_hosts:
+            - name: tunnels
+              domains: ["*"]
+              routes:
+              - match: {{connect_matcher: {{}}}}
+                route:
+                  cluster: main_internal
+                  upgrade_configs: [{{upgrade_type: CONNECT, connect_config: {{}}}}]
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
+  - name: main_internal
+    internal_listener: {{}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: inbound
+{SEED_ROUTES}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
+  clusters:
+  - name: main_internal
+    load_assignment:
+      cluster_name: main_internal
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{address: {{envoy_internal_address: {{server_listener_name: main_internal}}}}}}
+{v1}{v2}"#,
+        ip = addr.ip(),
+        port = addr.port(),
+        v1 = cluster("v1", Codec::Http1, endpoints),
+        v2 = cluster("v2", Codec::Http1, endpoints),
+    )
+}
+
 /// With `traces`, every request is traced (a server span, and a client span
 /// per upstream try, as ours) to that OTLP/gRPC collector.
 pub fn config(
@@ -90,15 +182,7 @@ pub fn config(
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
           stat_prefix: bench{hcm_codec}{hcm_tracing}
-          route_config:
-            virtual_hosts:
-            - name: seed
-              domains: ["*"]
-              routes:
-              - match: {{prefix: "/", headers: [{{name: version, string_match: {{exact: v2}}}}]}}
-                route: {{cluster: v2}}
-              - match: {{prefix: "/"}}
-                route: {{weighted_clusters: {{clusters: [{{name: v1, weight: 90}}, {{name: v2, weight: 10}}]}}}}
+{SEED_ROUTES}
           http_filters:
           - name: envoy.filters.http.router
             typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
