@@ -150,7 +150,14 @@ impl TcpProxy {
                             }
                             Err(e) => {
                                 log::debug!("tcp: {} ended: {e}", up.addr);
-                                flag = ResponseFlag::UpstreamConnectionTermination;
+                                // Envoy's flags: the end that broke the connection.
+                                flag = match clock.failed() {
+                                    Some(timed::End::Downstream) => {
+                                        ResponseFlag::DownstreamConnectionTermination
+                                    }
+                                    _ => ResponseFlag::UpstreamConnectionTermination,
+                                };
+                                (received, sent) = clock.bytes();
                             }
                         }
                         received += seen.len() as u64;

@@ -24,6 +24,15 @@ pub struct Clock {
     last: AtomicU64,
     read_down: AtomicU64,
     read_up: AtomicU64,
+    /// Which end failed first: 0 none, 1 downstream, 2 upstream.
+    failed: std::sync::atomic::AtomicU8,
+}
+
+/// The end of a connection whose I/O failed first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    Downstream,
+    Upstream,
 }
 
 impl Default for Clock {
@@ -39,7 +48,24 @@ impl Clock {
             last: AtomicU64::new(0),
             read_down: AtomicU64::new(0),
             read_up: AtomicU64::new(0),
+            failed: std::sync::atomic::AtomicU8::new(0),
         }
+    }
+
+    /// The end that failed first, if one did.
+    pub fn failed(&self) -> Option<End> {
+        match self.failed.load(Ordering::Relaxed) {
+            1 => Some(End::Downstream),
+            2 => Some(End::Upstream),
+            _ => None,
+        }
+    }
+
+    fn fail(&self, downstream: bool) {
+        let end = if downstream { 1 } else { 2 };
+        let _ = self
+            .failed
+            .compare_exchange(0, end, Ordering::Relaxed, Ordering::Relaxed);
     }
 
     fn touch(&self) {
@@ -104,6 +130,9 @@ impl<T: AsyncRead + Unpin> AsyncRead for Timed<'_, T> {
             };
             counter.fetch_add(n, Ordering::Relaxed);
         }
+        if let Poll::Ready(Err(_)) = &polled {
+            self.clock.fail(self.downstream);
+        }
         polled
     }
 }
@@ -115,8 +144,10 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Timed<'_, T> {
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         let polled = Pin::new(&mut *self.io).poll_write(cx, buf);
-        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.clock.touch();
+        match &polled {
+            Poll::Ready(Ok(n)) if *n > 0 => self.clock.touch(),
+            Poll::Ready(Err(_)) => self.clock.fail(self.downstream),
+            _ => {}
         }
         polled
     }
@@ -126,6 +157,44 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Timed<'_, T> {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut *self.io).poll_shutdown(cx)
+        let polled = Pin::new(&mut *self.io).poll_shutdown(cx);
+        if let Poll::Ready(Err(_)) = &polled {
+            self.clock.fail(self.downstream);
+        }
+        polled
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    /// A peer that resets the connection.
+    struct Reset;
+
+    impl AsyncRead for Reset {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            _: &mut ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Err(std::io::ErrorKind::ConnectionReset.into()))
+        }
+    }
+
+    #[tokio::test]
+    async fn the_end_that_fails_first_is_remembered() {
+        let clock = Arc::new(Clock::new());
+        assert_eq!(clock.failed(), None);
+        let (mut down, mut up) = (Reset, Reset);
+        let mut buf = [0u8; 8];
+        let _ = Timed::new(&mut down, clock.clone(), true)
+            .read(&mut buf)
+            .await;
+        let _ = Timed::new(&mut up, clock.clone(), false)
+            .read(&mut buf)
+            .await;
+        assert_eq!(clock.failed(), Some(End::Downstream));
     }
 }
