@@ -87,6 +87,13 @@ pub fn translate(res: &Resources, opts: &Options, diags: &mut Vec<Diagnostic>) -
     let authz = authz::apply(&mut cx, &mut services, waypoint.as_ref(), &providers);
     let jwt = jwt::apply(&mut cx, &mut services, waypoint.as_ref());
 
+    // Vectors grown push by push keep spare room (four slots at least): at
+    // tens of thousands of services that is tens of megabytes.
+    for svc in &mut services {
+        svc.routes.shrink_to_fit();
+        svc.subsets.shrink_to_fit();
+        svc.endpoints.shrink_to_fit();
+    }
     let mut snapshot = Snapshot {
         services: services.into_iter().map(std::sync::Arc::new).collect(),
         waypoint,

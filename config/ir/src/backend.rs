@@ -191,7 +191,7 @@ impl Service {
     /// (merged over the top level), else the port's, else the top level.
     pub fn traffic_policy(&self, subset: Option<usize>, port: u16) -> &TrafficPolicy {
         subset
-            .and_then(|i| self.subsets.get(i)?.traffic.as_ref())
+            .and_then(|i| self.subsets.get(i)?.traffic.as_deref())
             .or_else(|| self.port_traffic.get(&port))
             .unwrap_or(&self.traffic)
     }
@@ -334,6 +334,7 @@ pub struct Subset {
     pub labels: BTreeMap<String, String>,
     pub endpoints: Vec<EndpointIdx>,
     pub source: ResourceRef,
-    /// The subset's `trafficPolicy` merged over the rule's top level.
-    pub traffic: Option<TrafficPolicy>,
+    /// The subset's `trafficPolicy` merged over the rule's top level (boxed:
+    /// most subsets have none, and a snapshot holds many subsets).
+    pub traffic: Option<Box<TrafficPolicy>>,
 }

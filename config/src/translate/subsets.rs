@@ -83,13 +83,13 @@ fn merge(cx: &mut Cx<'_>, svc: &mut Service, drs: &[&Obj<DestinationRuleDoc>]) {
                 continue;
             }
             let traffic = s.traffic_policy.as_ref().map(|sp| {
-                super::traffic::subset_policy(
+                Box::new(super::traffic::subset_policy(
                     &at,
                     &format!("spec.subsets[{k}].trafficPolicy"),
                     sp,
                     top.map(|(_, tp)| tp),
                     cx.diags,
-                )
+                ))
             });
             let endpoints = Subset::members(&s.labels, &svc.endpoints);
             svc.subsets.push(Subset {
