@@ -21,7 +21,8 @@ pub const MESH_CONFIG_MAP: &str = "istio";
 pub struct Obj<T> {
     pub file: String,
     pub id: ResourceRef,
-    pub labels: BTreeMap<String, String>,
+    /// Shared with the endpoints translated from the object (a Pod's).
+    pub labels: std::sync::Arc<BTreeMap<String, String>>,
     /// `metadata.creationTimestamp` (RFC 3339 sorts as text); empty when absent,
     /// which sorts first, as if oldest.
     pub created: String,
@@ -232,7 +233,7 @@ fn one(
         return;
     }
     seen.insert(id.clone(), file.to_string());
-    let labels = head.metadata.labels;
+    let labels = std::sync::Arc::new(head.metadata.labels);
     let created = head.metadata.creation_timestamp.unwrap_or_default();
     macro_rules! push {
         ($list:ident) => {

@@ -72,7 +72,7 @@ impl SnapshotBuilder {
         svc.endpoints.push(Endpoint {
             address,
             ports: svc.ports.iter().map(|p| (p.port, target_port)).collect(),
-            labels: labels_map(labels),
+            labels: std::sync::Arc::new(labels_map(labels)),
             identity: None,
             in_mesh: true,
             source: ResourceRef::new(

@@ -293,7 +293,7 @@ pub struct Endpoint {
     /// Service port → the port this endpoint listens on for it (targetPort resolved,
     /// named ports included). A service port missing here is not served by it.
     pub ports: BTreeMap<u16, u16>,
-    pub labels: BTreeMap<String, String>,
+    pub labels: std::sync::Arc<BTreeMap<String, String>>,
     /// `spiffe://<trust-domain>/ns/<ns>/sa/<sa>`, when the service account is known.
     pub identity: Option<String>,
     /// In the ambient mesh (reached over HBONE once upstream HBONE exists).

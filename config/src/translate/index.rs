@@ -22,7 +22,7 @@ impl<'a> Index<'a> {
         let mut idx = Index::default();
         for pod in &res.pods {
             idx.pods_by_name.insert((pod.ns(), pod.name()), pod);
-            for (k, v) in &pod.labels {
+            for (k, v) in pod.labels.iter() {
                 idx.pods_by_label
                     .entry((pod.ns(), k.as_str(), v.as_str()))
                     .or_default()

@@ -312,7 +312,7 @@ fn service_entry(cx: &mut Cx<'_>, se: &Obj<crate::istio::ServiceEntryDoc>) -> Ve
         endpoints.push(Endpoint {
             address,
             ports,
-            labels: w.labels.clone(),
+            labels: std::sync::Arc::new(w.labels.clone()),
             identity: w
                 .service_account
                 .as_deref()

@@ -118,7 +118,11 @@ pub fn apply(cx: &mut Cx<'_>, index: &HostIndex, services: &mut [Service]) {
 fn circuit_breaker(svc: &mut Service, cb: &crate::envoy_gateway::CircuitBreaker) {
     let pools = std::iter::once(&mut svc.traffic)
         .chain(svc.port_traffic.values_mut())
-        .chain(svc.subsets.iter_mut().filter_map(|s| s.traffic.as_deref_mut()));
+        .chain(
+            svc.subsets
+                .iter_mut()
+                .filter_map(|s| s.traffic.as_deref_mut()),
+        );
     for t in pools {
         let p = &mut t.pool;
         p.max_connections = cb.max_connections.or(p.max_connections);
