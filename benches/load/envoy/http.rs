@@ -87,7 +87,6 @@ pub fn waypoint(
     endpoints: &[(&str, SocketAddr)],
     certs: &std::path::Path,
 ) -> String {
-    let certs = certs.display();
     format!(
         r#"bootstrap_extensions:
 - name: envoy.bootstrap.internal_listener
@@ -95,43 +94,7 @@ pub fn waypoint(
     "@type": type.googleapis.com/envoy.extensions.bootstrap.internal_listener.v3.InternalListener
 static_resources:
   listeners:
-  - name: hbone
-    address: {{socket_address: {{address: {ip}, port_value: {port}}}}}
-    filter_chains:
-    - transport_socket:
-        name: envoy.transport_sockets.tls
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
-          require_client_certificate: true
-          common_tls_context:
-            tls_params: {{tls_minimum_protocol_version: TLSv1_3, tls_maximum_protocol_version: TLSv1_3}}
-            alpn_protocols: [h2]
-            tls_certificates:
-            - certificate_chain: {{filename: {certs}/cert-chain.pem}}
-              private_key: {{filename: {certs}/key.pem}}
-            validation_context:
-              trusted_ca: {{filename: {certs}/root-cert.pem}}
-      filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: hbone
-          codec_type: HTTP2
-          http2_protocol_options: {{allow_connect: true}}
-          upgrade_configs: [{{upgrade_type: CONNECT}}]
-          route_config:
-            virtual_hosts:
-            - name: tunnels
-              domains: ["*"]
-              routes:
-              - match: {{connect_matcher: {{}}}}
-                route:
-                  cluster: main_internal
-                  upgrade_configs: [{{upgrade_type: CONNECT, connect_config: {{}}}}]
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
-  - name: main_internal
+{hbone}  - name: main_internal
     internal_listener: {{}}
     filter_chains:
     - filters:
@@ -151,8 +114,7 @@ static_resources:
       - lb_endpoints:
         - endpoint: {{address: {{envoy_internal_address: {{server_listener_name: main_internal}}}}}}
 {v1}{v2}"#,
-        ip = addr.ip(),
-        port = addr.port(),
+        hbone = super::tcp::hbone_listener(addr, certs, "main_internal"),
         v1 = cluster("v1", Codec::Http1, endpoints),
         v2 = cluster("v2", Codec::Http1, endpoints),
     )

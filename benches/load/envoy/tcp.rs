@@ -46,11 +46,20 @@ pub fn proxy(addr: SocketAddr, to: SocketAddr) -> String {
 /// bench's CA, so the bench's HBONE client trusts Envoy as it trusts the
 /// waypoint, and Envoy asks for the client's certificate as the waypoint does.
 pub fn hbone(addr: SocketAddr, to: SocketAddr, certs: &Path) -> String {
+    format!(
+        "static_resources:\n  listeners:\n{}{}",
+        hbone_listener(addr, certs, "echo"),
+        backend(to)
+    )
+}
+
+/// A listener terminating HBONE (mTLS 1.3 asking for the client's certificate,
+/// HTTP/2 `CONNECT`) and handing each tunnel's bytes to `cluster`: ztunnel's
+/// inbound, and the front of Envoy as a waypoint.
+pub fn hbone_listener(addr: SocketAddr, certs: &Path, cluster: &str) -> String {
     let certs = certs.display();
     format!(
-        r#"static_resources:
-  listeners:
-  - name: hbone
+        r#"  - name: hbone
     address: {{socket_address: {{address: {ip}, port_value: {port}}}}}
     filter_chains:
     - transport_socket:
@@ -81,14 +90,13 @@ pub fn hbone(addr: SocketAddr, to: SocketAddr, certs: &Path) -> String {
               routes:
               - match: {{connect_matcher: {{}}}}
                 route:
-                  cluster: echo
+                  cluster: {cluster}
                   upgrade_configs: [{{upgrade_type: CONNECT, connect_config: {{}}}}]
           http_filters:
           - name: envoy.filters.http.router
             typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
-{clusters}"#,
+"#,
         ip = addr.ip(),
         port = addr.port(),
-        clusters = backend(to)
     )
 }
