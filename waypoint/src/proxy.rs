@@ -5,7 +5,9 @@
 //! 1. `request_filter`: the target (HBONE authority or `Host`); after path
 //!    normalisation, RequestAuthentication (`authn`: a bad token 401/403) and
 //!    then AuthorizationPolicy (`authz`: 403), which reads what `authn`
-//!    verified, both before any route can answer; then the route
+//!    verified: a matching CUSTOM policy's authorizer is asked first
+//!    (`ext_authz`: its denial, or `statusOnError` [UAEX]), then DENY and
+//!    ALLOW; all before any route can answer; then the route
 //!    (`decide`: no match 404 [NR]; redirects and direct responses answer here).
 //!    Policy is per route, so everything below comes after routing.
 //! 2. Rate limit: 429 [RL] before anything costs more.
