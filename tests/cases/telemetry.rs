@@ -193,11 +193,16 @@ async fn istio_metrics_are_served_in_prometheus_text_format() {
     );
     drop(t);
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    // A scrape reads the metric families in the registry's hash order, not
+    // in name order: it can read the byte counters before the tunnel closes and
+    // the closed counter after. Wait for all three rather than race them (seen
+    // twice in CI, once for each byte counter).
     let closed = loop {
         let s = scrape_at(wp.metrics).await;
-        if value(&s, "istio_tcp_connections_closed_total", &tcp) >= 1.0
-            || std::time::Instant::now() > deadline
-        {
+        let settled = value(&s, "istio_tcp_connections_closed_total", &tcp) >= 1.0
+            && value(&s, "istio_tcp_received_bytes_total", &tcp) > 7.0 * 30.0
+            && value(&s, "istio_tcp_sent_bytes_total", &tcp) > 7.0 * 100.0;
+        if settled || std::time::Instant::now() > deadline {
             break s;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
