@@ -23,7 +23,7 @@ mod translate;
 pub use diag::{Diagnostic, Severity};
 // Where the mesh config is read from (ConfigMap `MESH_CONFIG_MAP` of
 // `Options::root_namespace`, key `MESH_KEY`), for sources that fetch only it.
-pub use istio::mesh_config::MESH_KEY;
+pub use istio::mesh_config::{ext_authz_services, MESH_KEY};
 pub use parse::MESH_CONFIG_MAP;
 pub use report::routing_table;
 pub use source::Source;

@@ -89,7 +89,11 @@ where
     I::IntoIter: Clone,
 {
     let all = policies.into_iter();
-    let dry_run = shadows(all.clone().filter(|p| p.dry_run), req);
+    let dry = all.clone().filter(|p| p.dry_run);
+    let dry_run = match dry.clone().next() {
+        Some(_) => shadows(dry, req),
+        None => Vec::new(),
+    };
     let policies = all.filter(|p| !p.dry_run);
     let matching = |action: fn(&AuthzAction) -> bool| {
         policies
@@ -103,11 +107,11 @@ where
         AuthzAction::Custom { provider } => Some(provider.as_str()),
         _ => None,
     };
-    let mut providers = policies.clone().filter_map(provider);
-    let one_provider = providers
-        .next()
-        .is_none_or(|first| providers.all(|p| p == first));
     let custom = matching(|a| matches!(a, AuthzAction::Custom { .. })).next();
+    // Only when one matched: are all the CUSTOM policies' providers its own?
+    let one_provider = custom
+        .and_then(provider)
+        .is_none_or(|asked| policies.clone().filter_map(provider).all(|p| p == asked));
     // Two providers for one service: istiod denies what their rules match.
     let ask = custom.filter(|_| one_provider).map(|p| Ask {
         policy: &p.source,

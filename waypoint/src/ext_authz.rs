@@ -120,6 +120,27 @@ macro_rules! edit_headers {
 edit_headers!(RequestHeader);
 edit_headers!(pingora::http::ResponseHeader);
 
+/// What a check means for the request or connection, `failOpen` applied.
+pub enum Decision {
+    /// It goes on, with the authorizer's changes when it allowed.
+    Go(Option<Allowed>),
+    Deny(Denied),
+    /// The check failed and the provider does not fail open.
+    Refuse,
+}
+
+impl Outcome {
+    /// The result as Envoy's ext_authz stats name it.
+    fn stat(&self, fail_open: bool) -> &'static str {
+        match self {
+            Outcome::Allow(_) => "ok",
+            Outcome::Deny(_) => "denied",
+            Outcome::Failed(_) if fail_open => "failure_mode_allowed",
+            Outcome::Failed(_) => "error",
+        }
+    }
+}
+
 /// The waypoint's connections to authorizers, shared by every request.
 pub struct ExtAuthz {
     dial: dial::Dialer,
@@ -132,8 +153,37 @@ impl ExtAuthz {
         }
     }
 
+    /// Asks `provider` and applies its `failOpen`, counting the result in
+    /// `waypoint_ext_authz_total`.
+    pub async fn decide(
+        &self,
+        rt: &Runtime,
+        provider: &ExtAuthzProvider,
+        input: &CheckInput<'_>,
+        metrics: &crate::metrics::Metrics,
+    ) -> Decision {
+        let outcome = self.check(rt, provider, input).await;
+        let stat = outcome.stat(provider.fail_open);
+        metrics
+            .ext_authz
+            .with_label_values(&[provider.name.as_str(), stat])
+            .inc();
+        match outcome {
+            Outcome::Allow(allowed) => Decision::Go(Some(allowed)),
+            Outcome::Deny(denied) => Decision::Deny(denied),
+            Outcome::Failed(why) if provider.fail_open => {
+                log::warn!("ext_authz {}: {why}; failing open", provider.name);
+                Decision::Go(None)
+            }
+            Outcome::Failed(why) => {
+                log::warn!("ext_authz {}: {why}; refusing", provider.name);
+                Decision::Refuse
+            }
+        }
+    }
+
     /// Asks `provider` about `input`, within the provider's timeout.
-    pub async fn check(
+    async fn check(
         &self,
         rt: &Runtime,
         provider: &ExtAuthzProvider,

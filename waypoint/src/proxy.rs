@@ -391,8 +391,8 @@ impl ProxyHttp for WaypointProxy {
         let judged = authz::check(&rt, session, ctx, target, destination, auth.as_ref());
         judged.count(&self.metrics);
         let mut ext_edits = None;
-        if let Some(provider) = &judged.ask {
-            match ext_authz::ask(
+        if let Some(provider) = judged.ask {
+            let asked = ext_authz::ask(
                 &self.ext_authz,
                 &self.metrics,
                 &rt,
@@ -400,15 +400,10 @@ impl ProxyHttp for WaypointProxy {
                 ctx,
                 provider,
                 destination,
-            )
-            .await?
-            {
+            );
+            match asked.await? {
                 ext_authz::Asked::Replied => return Ok(true),
-                ext_authz::Asked::Go {
-                    edits: Some(edits),
-                    before_routing: true,
-                } => ext_authz::apply(session, ctx, edits)?,
-                ext_authz::Asked::Go { edits, .. } => ext_edits = edits,
+                ext_authz::Asked::Go(later) => ext_edits = later,
             }
         }
         if let Some(denied) = judged.denied {

@@ -10,7 +10,7 @@
 
 mod timed;
 
-use crate::ext_authz::Outcome;
+use crate::ext_authz::Decision;
 use crate::hbone::H2Stream;
 use crate::identity::SpiffeId;
 use crate::proxy::HboneUpstream;
@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use timed::{lived, Clock, Timed};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use waypoint_filters::ResponseFlag;
-use waypoint_ir::{BackendTarget, EndpointIdx, ServiceIdx, Target};
+use waypoint_ir::{BackendTarget, EndpointIdx, ExtAuthzProvider, ServiceIdx, Target};
 
 /// Istio's default `connectTimeout`.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -92,22 +92,22 @@ impl TcpProxy {
             inbound.destination,
         );
         judged.count(&self.metrics);
-        let mut details = None;
-        if let Some(d) = &judged.denied {
+        // CUSTOM first, as Envoy's network ext_authz filter runs before RBAC.
+        let refused = match judged.ask {
+            Some(p) => self.ask(&rt, p, &inbound).await,
+            None => None,
+        };
+        if let (None, Some(d)) = (refused, &judged.denied) {
             self.metrics
                 .authz_denied
                 .with_label_values(&[d.policy.as_str()])
                 .inc();
-            details = Some(d.details.clone());
         }
-        // CUSTOM first, as Envoy's network ext_authz filter runs before RBAC.
-        if let Some(refused) = self.ask(&rt, judged.ask.as_deref(), &inbound).await {
-            details = Some(refused.into());
-        }
-        let chosen = match &details {
-            Some(d) if d.starts_with("ext_authz") => Err(ResponseFlag::UnauthorizedExternalService),
-            Some(_) => Err(ResponseFlag::None),
-            None => self.choose(&rt, &inbound),
+        let details = refused.or(judged.denied.as_ref().map(|d| d.details.as_str()));
+        let chosen = match (refused, &judged.denied) {
+            (Some(_), _) => Err(ResponseFlag::UnauthorizedExternalService),
+            (None, Some(_)) => Err(ResponseFlag::None),
+            (None, None) => self.choose(&rt, &inbound),
         };
         match chosen {
             Err(f) => flag = f,
@@ -191,7 +191,7 @@ impl TcpProxy {
             protocol: None,
             response_code: 0,
             grpc_status: None,
-            response_code_details: details.as_deref(),
+            response_code_details: details,
             response_flags: flag.as_str().into(),
             bytes_received: received as usize,
             bytes_sent: sent as usize,
@@ -266,10 +266,9 @@ impl TcpProxy {
     async fn ask(
         &self,
         rt: &Runtime,
-        provider: Option<&str>,
+        p: &ExtAuthzProvider,
         inbound: &Inbound,
     ) -> Option<&'static str> {
-        let p = rt.snapshot.ext_authz(provider?)?;
         if p.protocol != waypoint_ir::ExtAuthzProtocol::Grpc {
             return None;
         }
@@ -281,23 +280,10 @@ impl TcpProxy {
             destination: Some(inbound.destination),
             protocol: "",
         };
-        let outcome = self.ext_authz.check(rt, p, &input).await;
-        let result = crate::proxy::ext_authz::result(&outcome, p.fail_open);
-        self.metrics
-            .ext_authz
-            .with_label_values(&[p.name.as_str(), result])
-            .inc();
-        match outcome {
-            Outcome::Allow(_) => None,
-            Outcome::Deny(_) => Some("ext_authz_denied"),
-            Outcome::Failed(why) if p.fail_open => {
-                log::warn!("ext_authz {}: {why}; failing open", p.name);
-                None
-            }
-            Outcome::Failed(why) => {
-                log::warn!("ext_authz {}: {why}; closing the connection", p.name);
-                Some("ext_authz_error")
-            }
+        match self.ext_authz.decide(rt, p, &input, &self.metrics).await {
+            Decision::Go(_) => None,
+            Decision::Deny(_) => Some("ext_authz_denied"),
+            Decision::Refuse => Some("ext_authz_error"),
         }
     }
 

@@ -73,3 +73,17 @@ pub struct BodySpec {
     pub allow_partial_message: bool,
     pub pack_as_bytes: bool,
 }
+
+/// The `service` of every ext_authz provider in a mesh config's text, for a
+/// source that must fetch those Services before translating (the Kubernetes
+/// source); an unreadable config names none (translation reports it).
+pub fn ext_authz_services(mesh: &str) -> Vec<String> {
+    let head: MeshConfigHead = serde_yaml_ng::from_str(mesh).unwrap_or_default();
+    head.extension_providers
+        .into_iter()
+        .filter_map(|v| serde_json::from_value::<ExtensionProvider>(v).ok())
+        .flat_map(|p| [p.envoy_ext_authz_grpc, p.envoy_ext_authz_http])
+        .flatten()
+        .filter_map(|spec| Some(spec.get("service")?.as_str()?.to_string()))
+        .collect()
+}

@@ -94,9 +94,10 @@ impl Dialer {
     pub async fn http(&self, to: &Picked) -> Result<SendRequest<Full<Bytes>>, String> {
         let idle = {
             let mut idle = self.http.lock().expect("ext_authz connections");
-            let list = idle.entry(to.key.clone()).or_default();
-            list.retain(|s| !s.is_closed());
-            list.pop()
+            idle.get_mut(&to.key).and_then(|list| {
+                list.retain(|s| !s.is_closed());
+                list.pop()
+            })
         };
         if let Some(sender) = idle {
             return Ok(sender);
@@ -122,9 +123,13 @@ impl Dialer {
         if idle.len() >= REMEMBERED && !idle.contains_key(&to.key) {
             idle.clear();
         }
-        let list = idle.entry(to.key.clone()).or_default();
-        if list.len() < IDLE_PER_ENDPOINT {
-            list.push(sender);
+        // The key (with its tunnel's identity) is cloned only for a new endpoint.
+        match idle.get_mut(&to.key) {
+            Some(list) if list.len() >= IDLE_PER_ENDPOINT => {}
+            Some(list) => list.push(sender),
+            None => {
+                idle.insert(to.key.clone(), vec![sender]);
+            }
         }
     }
 }

@@ -18,20 +18,10 @@ pub fn authorizers(store: &Store, root: &str) -> BTreeSet<(String, String)> {
         .find(Kind::ConfigMap, root, waypoint_config::MESH_CONFIG_MAP)
         .and_then(|cm| cm.pointer(&format!("/data/{}", waypoint_config::MESH_KEY)))
         .and_then(Value::as_str)
-        .and_then(|text| serde_yaml_ng::from_str::<Value>(text).ok());
-    let providers = mesh
-        .as_ref()
-        .and_then(|m| m.get("extensionProviders"))
-        .and_then(Value::as_array);
-    providers
-        .into_iter()
-        .flatten()
-        .flat_map(|p| {
-            ["envoyExtAuthzGrpc", "envoyExtAuthzHttp"].map(|t| p.pointer(&format!("/{t}/service")))
-        })
-        .flatten()
-        .filter_map(Value::as_str)
-        .filter_map(service_of)
+        .unwrap_or_default();
+    waypoint_config::ext_authz_services(mesh)
+        .iter()
+        .filter_map(|s| service_of(s))
         .collect()
 }
 

@@ -9,7 +9,7 @@ use crate::state::Runtime;
 use pingora::proxy::Session;
 use std::net::{IpAddr, SocketAddr};
 use waypoint_filters::authz::{evaluate, AuthzRequest, Verdict};
-use waypoint_ir::Target;
+use waypoint_ir::{ExtAuthzProvider, Target};
 
 /// Why a request was denied, as Envoy's RBAC filter words it.
 pub struct Denied {
@@ -23,15 +23,15 @@ pub struct Denied {
 /// What the policies say about a request: the external authorizer to ask
 /// first (a matching CUSTOM policy's provider), then whether they deny it.
 #[derive(Default)]
-pub struct Judged {
-    pub ask: Option<String>,
+pub struct Judged<'r> {
+    pub ask: Option<&'r ExtAuthzProvider>,
     pub denied: Option<Denied>,
     /// What the dry-run policies would have done: (action, `allowed` or
     /// `denied`), Envoy's shadow results.
     pub dry_run: Vec<(&'static str, &'static str)>,
 }
 
-impl Judged {
+impl Judged<'_> {
     /// Counts the dry-run verdicts.
     pub fn count(&self, metrics: &crate::metrics::Metrics) {
         for (action, result) in &self.dry_run {
@@ -43,32 +43,42 @@ impl Judged {
     }
 }
 
-/// Logs and keeps the dry-run verdicts of `judged` about `what`.
-fn shadows(
-    judged: &waypoint_filters::authz::Judgement<'_>,
+/// What `judged` means for the data path: the provider a matching CUSTOM
+/// policy asks (translation keeps only usable ones), the denial, and the
+/// dry-run verdicts, logged about `what`.
+fn for_data_path<'r>(
+    rt: &'r Runtime,
+    judged: waypoint_filters::authz::Judgement<'_>,
     what: &dyn std::fmt::Display,
-) -> Vec<(&'static str, &'static str)> {
-    judged
+) -> Judged<'r> {
+    let dry_run = judged
         .dry_run
         .iter()
         .map(|s| {
             let result = if s.denied { "denied" } else { "allowed" };
-            let by = s.policy.map_or("none".to_string(), |p| format!("{}/{}", p.namespace, p.name));
+            let by = s
+                .policy
+                .map_or("none".to_string(), |p| format!("{}/{}", p.namespace, p.name));
             log::info!(target: "dry_run", "dry-run {} policies: {what} would be {result} (by {by})", s.action);
             (s.action, result)
         })
-        .collect()
+        .collect();
+    Judged {
+        ask: judged.ask.and_then(|a| rt.snapshot.ext_authz(a.provider)),
+        denied: denial(judged.verdict),
+        dry_run,
+    }
 }
 
 /// Judges the request.
-pub fn check(
-    rt: &Runtime,
+pub fn check<'r>(
+    rt: &'r Runtime,
     session: &Session,
     ctx: &RequestCtx,
     target: Target,
     destination: Option<SocketAddr>,
     auth: Option<&waypoint_filters::jwt::RequestAuth>,
-) -> Judged {
+) -> Judged<'r> {
     let (service, port) = match target {
         Target::Service { service, port } | Target::Workload { service, port, .. } => {
             (rt.snapshot.service(service), port)
@@ -107,28 +117,19 @@ pub fn check(
     for audited in &judged.audited {
         log::info!(target: "audit", "{audited} audits {} {}", req.method, req.uri);
     }
-    let dry_run = if judged.dry_run.is_empty() {
-        Vec::new()
-    } else {
-        shadows(&judged, &format_args!("{} {}", req.method, req.uri))
-    };
-    Judged {
-        ask: judged.ask.map(|a| a.provider.to_string()),
-        denied: denial(judged.verdict),
-        dry_run,
-    }
+    for_data_path(rt, judged, &format_args!("{} {}", req.method, req.uri))
 }
 
 /// Judges a TCP connection, which has only its peer and destination to offer:
 /// rules that need HTTP match as Istio builds TCP policies (an ALLOW rule
 /// never, a DENY rule without them).
-pub fn check_connection(
-    rt: &Runtime,
+pub fn check_connection<'r>(
+    rt: &'r Runtime,
     source: Option<&SpiffeId>,
     peer: IpAddr,
     target: Target,
     destination: SocketAddr,
-) -> Judged {
+) -> Judged<'r> {
     let (service, port) = match target {
         Target::Service { service, port } | Target::Workload { service, port, .. } => {
             (rt.snapshot.service(service), port)
@@ -159,16 +160,11 @@ pub fn check_connection(
     for audited in &judged.audited {
         log::info!(target: "audit", "{audited} audits a TCP connection to {destination}");
     }
-    let dry_run = if judged.dry_run.is_empty() {
-        Vec::new()
-    } else {
-        shadows(&judged, &format_args!("a TCP connection to {destination}"))
-    };
-    Judged {
-        ask: judged.ask.map(|a| a.provider.to_string()),
-        denied: denial(judged.verdict),
-        dry_run,
-    }
+    for_data_path(
+        rt,
+        judged,
+        &format_args!("a TCP connection to {destination}"),
+    )
 }
 
 /// Istio compares the principal without its `spiffe://` scheme.

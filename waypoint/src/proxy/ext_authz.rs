@@ -4,24 +4,21 @@
 //! a failed check allows the request only when the provider fails open.
 
 use super::{reply, RequestCtx};
-use crate::ext_authz::{Allowed, CheckInput, ExtAuthz, Outcome};
+use crate::ext_authz::{Allowed, CheckInput, Decision, ExtAuthz};
 use crate::state::Runtime;
 use bytes::{Bytes, BytesMut};
 use pingora::prelude::*;
 use pingora::proxy::Session;
 use std::net::SocketAddr;
 use waypoint_filters::ResponseFlag;
-use waypoint_ir::BodyInCheck;
+use waypoint_ir::{BodyInCheck, ExtAuthzProvider};
 
 /// What asking left to do.
 pub enum Asked {
-    /// The request goes on; these changes are applied after routing (the
-    /// route was chosen on the request as it came, Envoy's route cache)
-    /// unless the provider clears the route cache.
-    Go {
-        edits: Option<Allowed>,
-        before_routing: bool,
-    },
+    /// The request goes on; these changes wait until the route is chosen
+    /// (Envoy's route cache: the route is picked on the request as it came,
+    /// unless the provider clears the cache, when they were applied already).
+    Go(Option<Allowed>),
     /// The client has its answer.
     Replied,
 }
@@ -32,13 +29,9 @@ pub async fn ask(
     rt: &Runtime,
     session: &mut Session,
     ctx: &mut RequestCtx,
-    provider: &str,
+    provider: &ExtAuthzProvider,
     destination: Option<SocketAddr>,
 ) -> Result<Asked> {
-    let Some(provider) = rt.snapshot.ext_authz(provider) else {
-        // Translation keeps only CUSTOM policies with a usable provider.
-        return fail(session, ctx, 403, "ext_authz_error").await;
-    };
     let body = match &provider.body {
         Some(b) => match read_body(session, b).await? {
             Some(body) => Some(body),
@@ -60,17 +53,13 @@ pub async fn ask(
         destination,
         protocol: super::protocol_name(session.req_header().version),
     };
-    let outcome = ext_authz.check(rt, provider, &input).await;
-    metrics
-        .ext_authz
-        .with_label_values(&[provider.name.as_str(), result(&outcome, provider.fail_open)])
-        .inc();
-    match outcome {
-        Outcome::Allow(allowed) => Ok(Asked::Go {
-            edits: Some(allowed),
-            before_routing: provider.clear_route_cache,
-        }),
-        Outcome::Deny(denied) => {
+    match ext_authz.decide(rt, provider, &input, metrics).await {
+        Decision::Go(Some(allowed)) if provider.clear_route_cache => {
+            apply(session, ctx, allowed)?;
+            Ok(Asked::Go(None))
+        }
+        Decision::Go(edits) => Ok(Asked::Go(edits)),
+        Decision::Deny(denied) => {
             ctx.flag = ResponseFlag::UnauthorizedExternalService;
             ctx.details = Some("ext_authz_denied".into());
             let headers: Vec<(String, String)> = denied
@@ -82,40 +71,13 @@ pub async fn ask(
             reply::send(session, denied.status, &headers, &body).await?;
             Ok(Asked::Replied)
         }
-        Outcome::Failed(why) if provider.fail_open => {
-            log::warn!("ext_authz {}: {why}; failing open", provider.name);
-            Ok(Asked::Go {
-                edits: None,
-                before_routing: false,
-            })
-        }
-        Outcome::Failed(why) => {
-            log::warn!("ext_authz {}: {why}; refusing the request", provider.name);
-            fail(session, ctx, provider.status_on_error, "ext_authz_error").await
+        Decision::Refuse => {
+            ctx.flag = ResponseFlag::UnauthorizedExternalService;
+            ctx.details = Some("ext_authz_error".into());
+            reply::send(session, provider.status_on_error, &[], "").await?;
+            Ok(Asked::Replied)
         }
     }
-}
-
-/// The result as Envoy's ext_authz stats name it.
-pub fn result(outcome: &Outcome, fail_open: bool) -> &'static str {
-    match outcome {
-        Outcome::Allow(_) => "ok",
-        Outcome::Deny(_) => "denied",
-        Outcome::Failed(_) if fail_open => "failure_mode_allowed",
-        Outcome::Failed(_) => "error",
-    }
-}
-
-async fn fail(
-    session: &mut Session,
-    ctx: &mut RequestCtx,
-    status: u16,
-    details: &str,
-) -> Result<Asked> {
-    ctx.flag = ResponseFlag::UnauthorizedExternalService;
-    ctx.details = Some(details.into());
-    reply::send(session, status, &[], "").await?;
-    Ok(Asked::Replied)
 }
 
 /// Reads up to `max_bytes` of the body for the check, keeping it in
