@@ -8,7 +8,10 @@
 //! `cargo bench -p waypoint --bench load` (or `./dev bench`). Env: LOAD_SECONDS,
 //! LOAD_CONNS (concurrent connections or tunnels, default 16), LOAD_STREAMS
 //! (gRPC calls in flight per connection, default 8), PROXY_WORKERS (threads for
-//! each proxy, default 1), ENVOY (path; default `envoy` on PATH).
+//! each proxy, default 1), ENVOY (path; default `envoy` on PATH),
+//! WAYPOINT_BIN (another waypoint binary to run in this harness), LOAD_ROWS
+//! (comma-separated parts of row names: only rows naming one of them run, for
+//! profiling one path).
 
 mod load {
     pub mod driver;
@@ -41,6 +44,20 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
+}
+
+/// Whether row `name` runs under LOAD_ROWS; a chosen row announces itself on
+/// stderr with its proxy's pid, for a profiler to attach to.
+fn wanted(row: &(impl Sized, &str, u32)) -> bool {
+    let Ok(rows) = std::env::var("LOAD_ROWS") else {
+        return true;
+    };
+    let (_, name, pid) = row;
+    let chosen = rows.split(',').any(|part| name.contains(part));
+    if chosen {
+        eprintln!("row starting: {name}: pid {pid}");
+    }
+    chosen
 }
 
 struct Load {
@@ -140,7 +157,7 @@ async fn seed_http(world: &World, envoys: &Envoys, load: &Load) -> Vec<Report> {
         );
     }
     let mut reports = Vec::new();
-    for (scenario, name, pid) in rows {
+    for (scenario, name, pid) in rows.into_iter().filter(wanted) {
         reports.push(http::run(scenario, name, load.conns, load.duration, pid).await);
     }
     reports
@@ -164,7 +181,7 @@ async fn grpc_unary(world: &World, envoys: &Envoys, load: &Load) -> Vec<Report> 
     let hbone = grpc::Scenario::Hbone { addr, tls };
     rows.push((hbone, "waypoint   grpc hbone, no log", quiet));
     let mut reports = Vec::new();
-    for (scenario, name, pid) in rows {
+    for (scenario, name, pid) in rows.into_iter().filter(wanted) {
         let shape = (load.conns, load.streams);
         reports.push(grpc::run(scenario, name, shape, load.duration, pid).await);
     }
@@ -194,7 +211,7 @@ async fn tcp_ping_pong(world: &World, envoys: &Envoys, load: &Load) -> Vec<Repor
         quiet,
     ));
     let mut reports = Vec::new();
-    for (scenario, name, pid) in rows {
+    for (scenario, name, pid) in rows.into_iter().filter(wanted) {
         reports.push(tcp::run(scenario, name, load.conns, load.duration, pid).await);
     }
     reports

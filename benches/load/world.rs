@@ -151,7 +151,13 @@ impl World {
 
         let spawn_in = |config: &std::path::Path, extra: &[&str]| {
             let (http, hbone, admin) = (free_addr(), free_addr(), free_addr());
-            let child = Command::new(env!("CARGO_BIN_EXE_waypoint"))
+            // WAYPOINT_BIN runs another build (say, the last commit's) in this
+            // build's harness, for a before/after in one sitting.
+            let bin = std::env::var_os("WAYPOINT_BIN");
+            let bin = bin
+                .as_deref()
+                .unwrap_or(env!("CARGO_BIN_EXE_waypoint").as_ref());
+            let child = Command::new(bin)
                 .arg("run")
                 .arg("--config-dir")
                 .arg(config)
