@@ -23,7 +23,7 @@ use std::net::SocketAddr;
 #[derive(Debug, Clone)]
 pub struct HboneMeta {
     /// The verified SPIFFE identity of the peer (the source ztunnel's client).
-    pub source: SpiffeId,
+    pub source: std::sync::Arc<SpiffeId>,
     /// The CONNECT `:authority`: the destination the client asked for.
     pub target: SocketAddr,
     /// The TCP peer of the tunnel's connection.

@@ -417,13 +417,13 @@ pub struct SeriesCache {
 }
 
 /// Keyed apart from the rest so a lookup borrows the request's source.
-type BySource = HashMap<Option<SpiffeId>, Arc<RequestSeries>>;
+type BySource = HashMap<Option<Arc<SpiffeId>>, Arc<RequestSeries>>;
 
 impl SeriesCache {
     pub fn get(
         &self,
         key: SeriesKey,
-        source: &Option<SpiffeId>,
+        source: &Option<Arc<SpiffeId>>,
         resolve: impl FnOnce() -> RequestSeries,
     ) -> Arc<RequestSeries> {
         let found = self
@@ -495,7 +495,7 @@ mod tests {
         let resolved = std::cell::Cell::new(0);
         let mut labels = RequestLabels::default();
         labels.set("response_code", "200");
-        let get = |key: SeriesKey, source: &Option<SpiffeId>| {
+        let get = |key: SeriesKey, source: &Option<Arc<SpiffeId>>| {
             cache.get(key, source, || {
                 resolved.set(resolved.get() + 1);
                 metrics.series(&labels)
@@ -509,7 +509,7 @@ mod tests {
             false,
             None,
         );
-        let alice = Some(SpiffeId::new("cluster.local", "default", "alice"));
+        let alice = Some(Arc::new(SpiffeId::new("cluster.local", "default", "alice")));
         let first = get(key, &alice);
         assert!(Arc::ptr_eq(&first, &get(key, &alice)));
         assert_eq!(resolved.get(), 1);

@@ -420,7 +420,7 @@ impl ProxyHttp for WaypointProxy {
             let port = match target {
                 Target::Service { port, .. } | Target::Workload { port, .. } => port,
             };
-            let source_ns = ctx.source.as_ref().map(|s| s.namespace.as_str());
+            let source_ns = ctx.source.as_deref().map(|s| s.namespace.as_str());
             let view = RequestView::new(&req.method, &req.uri, &req.headers, port)
                 .with_source_namespace(source_ns);
             waypoint_filters::decide(&rt.snapshot, target, &view, &mut rand::rng())
@@ -798,7 +798,7 @@ impl ProxyHttp for WaypointProxy {
             ctx.route_name().unwrap_or("-"),
             ctx.flags(),
             ctx.upstream.map(|a: SocketAddr| a.to_string()).unwrap_or_else(|| "-".into()),
-            ctx.source.as_ref().map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
+            ctx.source.as_deref().map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
             e.map(|e| e.to_string()).unwrap_or_else(|| "-".into()),
         );
         self.record_metrics(session, ctx, status);
@@ -835,7 +835,7 @@ impl ProxyHttp for WaypointProxy {
             upstream_cluster: ctx.cluster_name().map(Shown),
             downstream_remote_address: ctx.client_ip.map(Shown),
             route_name: ctx.route_name(),
-            source_principal: ctx.source.as_ref().map(Shown),
+            source_principal: ctx.source.as_deref().map(Shown),
             destination_principal: ctx.destination.as_deref(),
         };
         access_log.write(&entry);

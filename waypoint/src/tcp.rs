@@ -45,7 +45,7 @@ pub struct TcpProxy {
 
 /// Who opened the connection, and where to.
 pub struct Inbound {
-    pub source: Option<SpiffeId>,
+    pub source: Option<std::sync::Arc<SpiffeId>>,
     pub peer: SocketAddr,
     pub target: Target,
     /// The address the client asked for (the CONNECT authority).
@@ -86,7 +86,7 @@ impl TcpProxy {
         // denied connection is closed before anything is dialled.
         let judged = crate::proxy::authz::check_connection(
             &rt,
-            inbound.source.as_ref(),
+            inbound.source.as_deref(),
             inbound.peer.ip(),
             inbound.target,
             inbound.destination,
@@ -205,7 +205,7 @@ impl TcpProxy {
             upstream_cluster: cluster.map(Shown),
             downstream_remote_address: Some(Shown(inbound.peer.ip())),
             route_name: None,
-            source_principal: inbound.source.as_ref().map(Shown),
+            source_principal: inbound.source.as_deref().map(Shown),
             destination_principal: destination.as_deref(),
         });
     }
@@ -275,7 +275,7 @@ impl TcpProxy {
         let input = crate::ext_authz::CheckInput {
             head: None,
             body: None,
-            source: inbound.source.as_ref(),
+            source: inbound.source.as_deref(),
             source_addr: Some(inbound.peer),
             destination: Some(inbound.destination),
             protocol: "",

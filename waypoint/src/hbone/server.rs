@@ -118,6 +118,7 @@ impl HboneServer {
             .peer_certificates()
             .and_then(|certs| certs.first())
             .and_then(|leaf| spiffe_id_of(leaf))
+            .map(Arc::new)
             .ok_or(ConnError::NoIdentity)?;
         debug!("hbone connection from {peer} as {source}");
         let guard = Arc::new(GuardState::new(rejected.clone()));
@@ -208,7 +209,7 @@ impl HboneServer {
         &self,
         req: Request<h2::RecvStream>,
         mut respond: h2::server::SendResponse<Bytes>,
-        (source, peer): (crate::identity::SpiffeId, SocketAddr),
+        (source, peer): (Arc<crate::identity::SpiffeId>, SocketAddr),
         local: Option<SocketAddr>,
         shutdown: ShutdownWatch,
     ) {

@@ -89,7 +89,7 @@ pub fn check<'r>(
         return Judged::default();
     }
     let req = session.req_header();
-    let principal = ctx.source.as_ref().map(principal_of);
+    let principal = ctx.source.as_deref().map(principal_of);
     let host = req
         .headers
         .get(http::header::HOST)
@@ -98,9 +98,9 @@ pub fn check<'r>(
         .unwrap_or_default();
     let view = AuthzRequest {
         principal: principal.as_deref(),
-        trust_domain: ctx.source.as_ref().map(|s| s.trust_domain.as_str()),
-        namespace: ctx.source.as_ref().map(|s| s.namespace.as_str()),
-        service_account: ctx.source.as_ref().map(|s| s.service_account.as_str()),
+        trust_domain: ctx.source.as_deref().map(|s| s.trust_domain.as_str()),
+        namespace: ctx.source.as_deref().map(|s| s.namespace.as_str()),
+        service_account: ctx.source.as_deref().map(|s| s.service_account.as_str()),
         source_ip: ctx.client_ip,
         auth,
         host,

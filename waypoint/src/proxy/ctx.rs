@@ -70,7 +70,7 @@ pub struct RequestCtx {
     /// The config generation this request started on; kept for its whole life.
     pub runtime: Option<Arc<Runtime>>,
     pub forward: Option<Forward>,
-    pub source: Option<SpiffeId>,
+    pub source: Option<std::sync::Arc<SpiffeId>>,
     /// The downstream client's address (the tunnel's peer for HBONE).
     pub client_ip: Option<std::net::IpAddr>,
     pub flag: ResponseFlag,

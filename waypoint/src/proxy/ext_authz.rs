@@ -48,7 +48,7 @@ pub async fn ask(
     let input = CheckInput {
         head: Some(session.req_header()),
         body: body.as_ref().map(|(b, partial)| (&b[..], *partial)),
-        source: ctx.source.as_ref(),
+        source: ctx.source.as_deref(),
         source_addr: super::hbone_meta(session).map(|m| m.peer),
         destination,
         protocol: super::protocol_name(session.req_header().version),
