@@ -1,6 +1,8 @@
 //! Logging: `RUST_LOG` as env_logger reads it, plus a level that the admin
 //! `/logging?level=` endpoint raises or lowers at run time for every module.
 
+mod from_tracing;
+
 use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -54,6 +56,7 @@ pub fn init() {
     if log::set_boxed_logger(Box::new(Dynamic { env })).is_ok() {
         log::set_max_level(max);
     }
+    from_tracing::install();
 }
 
 /// Sets the run-time level for all modules (`Off` returns to `RUST_LOG` alone).
@@ -61,4 +64,5 @@ pub fn set_level(level: log::LevelFilter) {
     OVERRIDE.store(level as usize, Ordering::Relaxed);
     let env_max = log::max_level();
     log::set_max_level(env_max.max(level));
+    from_tracing::level_changed();
 }
