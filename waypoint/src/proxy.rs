@@ -322,6 +322,12 @@ impl ProxyHttp for WaypointProxy {
         RequestCtx::default()
     }
 
+    fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {
+        // Pingora's default adds a response compressor, disabled, that every
+        // request still runs through (a module instance and four filter calls).
+        // A waypoint passes bodies as they are, as Istio's does.
+    }
+
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         ctx.started = Some((Instant::now(), jiff::Timestamp::now()));
         ctx.grpc = grpc::is_grpc(&session.req_header().headers);
