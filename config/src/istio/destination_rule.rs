@@ -14,6 +14,7 @@ pub struct DestinationRuleDoc {
 #[serde(rename_all = "camelCase", default)]
 pub struct DestinationRuleSpec {
     pub host: String,
+    #[serde(deserialize_with = "crate::parse::exact")]
     pub subsets: Vec<SubsetSpec>,
     pub traffic_policy: Option<TrafficPolicySpec>,
 }

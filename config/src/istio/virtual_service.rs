@@ -13,8 +13,10 @@ pub struct VirtualServiceDoc {
 #[derive(Deserialize, Debug, Default)]
 #[serde(default)]
 pub struct VirtualServiceSpec {
+    #[serde(deserialize_with = "crate::parse::exact")]
     pub hosts: Vec<String>,
     pub gateways: Vec<String>,
+    #[serde(deserialize_with = "crate::parse::exact")]
     pub http: Vec<HttpRoute>,
 }
 
@@ -23,7 +25,9 @@ pub struct VirtualServiceSpec {
 pub struct HttpRoute {
     pub name: Option<String>,
     #[serde(rename = "match")]
+    #[serde(deserialize_with = "crate::parse::exact")]
     pub matches: Vec<HttpMatch>,
+    #[serde(deserialize_with = "crate::parse::exact")]
     pub route: Vec<Destination>,
     pub redirect: Option<Redirect>,
     pub direct_response: Option<DirectResponse>,

@@ -16,6 +16,7 @@ pub struct ServiceSpec {
     pub cluster_ip: Option<String>,
     #[serde(rename = "clusterIPs")]
     pub cluster_ips: Vec<String>,
+    #[serde(deserialize_with = "crate::parse::exact")]
     pub ports: Vec<ServicePortSpec>,
     pub selector: Option<BTreeMap<String, String>>,
 }

@@ -85,7 +85,13 @@ pub fn routes(cx: &mut Cx<'_>, world: &World<'_>) -> BTreeMap<ServiceIdx, Attach
                     ),
                 ));
             }
-            merged.routes.extend(routes.iter().cloned());
+            // A clone is exactly as long; extending an empty vector would
+            // leave room for four routes.
+            if merged.routes.is_empty() {
+                merged.routes = routes.clone();
+            } else {
+                merged.routes.extend(routes.iter().cloned());
+            }
             merged.from.push(vs.id.clone());
         }
     }
