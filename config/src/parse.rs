@@ -11,7 +11,7 @@ use crate::{Diagnostic, Source};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use waypoint_ir::{ResourceKind, ResourceRef};
+use waypoint_ir::{Labels, ResourceKind, ResourceRef};
 
 mod direct;
 mod strict;
@@ -25,7 +25,7 @@ pub struct Obj<T> {
     pub file: String,
     pub id: ResourceRef,
     /// Shared with the endpoints translated from the object (a Pod's).
-    pub labels: std::sync::Arc<BTreeMap<String, String>>,
+    pub labels: std::sync::Arc<Labels>,
     /// `metadata.creationTimestamp` (RFC 3339 sorts as text); empty when absent,
     /// which sorts first, as if oldest.
     pub created: String,
@@ -68,7 +68,7 @@ pub struct Resources {
 struct Meta {
     name: Option<String>,
     namespace: Option<String>,
-    labels: BTreeMap<String, String>,
+    labels: Labels,
     creation_timestamp: Option<String>,
 }
 
