@@ -13,8 +13,11 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use waypoint_ir::{Labels, ResourceKind, ResourceRef};
 
+mod compact;
 mod direct;
 mod strict;
+
+pub use compact::{exact, pairs};
 
 /// The ConfigMap istiod reads the mesh config from (revision `default`).
 pub const MESH_CONFIG_MAP: &str = "istio";
@@ -387,17 +390,3 @@ fn typed<T: DeserializeOwned>(
 
 #[cfg(test)]
 mod tests;
-
-/// A sequence read as a vector of its own length. YAML does not say how long
-/// a sequence is, so a vector read from it grows by doubling and keeps up to
-/// three spare elements: for the large elements of routes and rules, at
-/// 10,000 VirtualServices, tens of megabytes held through translation.
-pub fn exact<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    let mut v = Vec::deserialize(d)?;
-    v.shrink_to_fit();
-    Ok(v)
-}

@@ -82,9 +82,12 @@ pub struct PercentSpec {
 #[serde(rename_all = "camelCase", default)]
 pub struct HttpMatch {
     pub uri: Option<StringMatchSpec>,
-    pub headers: BTreeMap<String, StringMatchSpec>,
-    pub without_headers: BTreeMap<String, StringMatchSpec>,
-    pub query_params: BTreeMap<String, StringMatchSpec>,
+    #[serde(deserialize_with = "crate::parse::pairs")]
+    pub headers: Vec<(String, StringMatchSpec)>,
+    #[serde(deserialize_with = "crate::parse::pairs")]
+    pub without_headers: Vec<(String, StringMatchSpec)>,
+    #[serde(deserialize_with = "crate::parse::pairs")]
+    pub query_params: Vec<(String, StringMatchSpec)>,
     pub method: Option<StringMatchSpec>,
     pub port: Option<u16>,
     pub ignore_uri_case: bool,
