@@ -71,7 +71,7 @@ pub fn load_dir(dir: &Path, opts: &Options) -> Result<Loaded, Vec<Diagnostic>> {
 pub fn load_sources(sources: &[Source], opts: &Options) -> Result<Loaded, Vec<Diagnostic>> {
     let mut diags = Vec::new();
     let resources = parse::parse_all(sources, &mut diags);
-    let snapshot = translate::translate(&resources, opts, &mut diags);
+    let snapshot = translate::translate(resources, opts, &mut diags);
     if diags.iter().any(|d| d.severity == Severity::Error) {
         diags.sort_by_key(|d| d.severity != Severity::Error);
         return Err(diags);
@@ -109,7 +109,7 @@ pub fn load_objects(objects: &[serde_json::Value], opts: &Options) -> Partial {
             .filter(|o| parse::identity(o).is_none_or(|id| !left_out.contains(&id)))
             .map(|o| ("", o.clone()));
         let resources = parse::parse_values(kept, &mut diags);
-        let snapshot = translate::translate(&resources, opts, &mut diags);
+        let snapshot = translate::translate(resources, opts, &mut diags);
         let (errors, warnings): (Vec<_>, Vec<_>) = diags
             .into_iter()
             .partition(|d| d.severity != Severity::Warning);

@@ -11,7 +11,13 @@ use crate::{Diagnostic, Source};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use waypoint_ir::{ResourceKind, ResourceRef};
+use waypoint_ir::{Labels, ResourceKind, ResourceRef};
+
+mod compact;
+mod direct;
+mod strict;
+
+pub use compact::{exact, pairs};
 
 /// The ConfigMap istiod reads the mesh config from (revision `default`).
 pub const MESH_CONFIG_MAP: &str = "istio";
@@ -22,7 +28,7 @@ pub struct Obj<T> {
     pub file: String,
     pub id: ResourceRef,
     /// Shared with the endpoints translated from the object (a Pod's).
-    pub labels: std::sync::Arc<BTreeMap<String, String>>,
+    pub labels: std::sync::Arc<Labels>,
     /// `metadata.creationTimestamp` (RFC 3339 sorts as text); empty when absent,
     /// which sorts first, as if oldest.
     pub created: String,
@@ -65,7 +71,7 @@ pub struct Resources {
 struct Meta {
     name: Option<String>,
     namespace: Option<String>,
-    labels: BTreeMap<String, String>,
+    labels: Labels,
     creation_timestamp: Option<String>,
 }
 
@@ -82,23 +88,71 @@ pub fn parse_all(sources: &[Source], diags: &mut Vec<Diagnostic>) -> Resources {
     let mut out = Resources::default();
     let mut seen = BTreeMap::new();
     for src in sources {
-        for (i, doc) in serde_yaml_ng::Deserializer::from_str(&src.content).enumerate() {
-            match serde_json::Value::deserialize(doc) {
-                Ok(serde_json::Value::Null) => {}
-                Ok(value) => one(&src.file, value, &mut out, &mut seen, diags),
-                Err(e) => {
-                    diags.push(Diagnostic::error(
-                        &src.file,
-                        None,
-                        "",
-                        format!("document {}: not valid YAML: {e}", i + 1),
-                    ));
-                    // After a syntax error the stream cannot resynchronise: the
-                    // iterator would yield the same error forever.
+        let docs = serde_yaml_ng::Deserializer::from_str(&src.content);
+        for (i, doc) in docs.enumerate() {
+            match direct::read(doc) {
+                Ok(None) => {}
+                Ok(Some(direct::Read::Value(value))) => {
+                    one(&src.file, value, &mut out, &mut seen, diags)
+                }
+                Ok(Some(direct::Read::Typed(head, doc))) => place(
+                    &src.file,
+                    head,
+                    Body::Typed(doc),
+                    &mut out,
+                    &mut seen,
+                    diags,
+                ),
+                // Documents are independent, so those before this one are
+                // placed as the `Value` route would have; it takes over from
+                // here, with its own messages (and its leniency, where the
+                // direct reader was stricter).
+                Err(_) => {
+                    via_values(src, i, &mut out, &mut seen, diags);
                     break;
                 }
             }
         }
+    }
+    out
+}
+
+/// The documents of one file from the `skip`th on, each read into a
+/// `serde_json::Value`.
+fn via_values(
+    src: &Source,
+    skip: usize,
+    out: &mut Resources,
+    seen: &mut BTreeMap<ResourceRef, String>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let docs = serde_yaml_ng::Deserializer::from_str(&src.content);
+    for (i, doc) in docs.enumerate().skip(skip) {
+        match serde_json::Value::deserialize(doc) {
+            Ok(serde_json::Value::Null) => {}
+            Ok(value) => one(&src.file, value, out, seen, diags),
+            Err(e) => {
+                diags.push(Diagnostic::error(
+                    &src.file,
+                    None,
+                    "",
+                    format!("document {}: not valid YAML: {e}", i + 1),
+                ));
+                // After a syntax error the stream cannot resynchronise: the
+                // iterator would yield the same error forever.
+                break;
+            }
+        }
+    }
+}
+
+/// [`parse_all`] without the direct reader, for tests that compare the two.
+#[cfg(test)]
+pub fn parse_all_via_values(sources: &[Source], diags: &mut Vec<Diagnostic>) -> Resources {
+    let mut out = Resources::default();
+    let mut seen = BTreeMap::new();
+    for src in sources {
+        via_values(src, 0, &mut out, &mut seen, diags);
     }
     out
 }
@@ -189,6 +243,25 @@ fn one(
             return;
         }
     };
+    place(file, head, Body::Value(value), out, seen, diags);
+}
+
+/// What follows a document's head: the whole document, to be read once its
+/// identity has been checked, or the typed document already read.
+#[allow(clippy::large_enum_variant)] // as `direct::Read`
+enum Body {
+    Value(serde_json::Value),
+    Typed(direct::Doc),
+}
+
+fn place(
+    file: &str,
+    head: Head,
+    body: Body,
+    out: &mut Resources,
+    seen: &mut BTreeMap<ResourceRef, String>,
+    diags: &mut Vec<Diagnostic>,
+) {
     let (Some(api_version), Some(kind_name)) = (head.api_version, head.kind) else {
         diags.push(Diagnostic::error(
             file,
@@ -236,7 +309,26 @@ fn one(
     let labels = std::sync::Arc::new(head.metadata.labels);
     let created = head.metadata.creation_timestamp.unwrap_or_default();
     macro_rules! push {
-        ($list:ident) => {
+        ($list:ident, $variant:ident) => {{
+            let doc = match body {
+                Body::Typed(direct::Doc::$variant(doc)) => Some(doc),
+                Body::Typed(_) => unreachable!("typed as the kind it was read for"),
+                Body::Value(value) => typed(file, &id, value, diags),
+            };
+            if let Some(doc) = doc {
+                out.$list.push(Obj {
+                    file: file.to_string(),
+                    id,
+                    labels,
+                    created,
+                    doc,
+                });
+            }
+        }};
+        ($list:ident) => {{
+            let Body::Value(value) = body else {
+                unreachable!("only the kinds of direct::Doc are read directly")
+            };
             if let Some(doc) = typed(file, &id, value, diags) {
                 out.$list.push(Obj {
                     file: file.to_string(),
@@ -246,19 +338,19 @@ fn one(
                     doc,
                 });
             }
-        };
+        }};
     }
     match kind {
-        ResourceKind::Service => push!(services),
-        ResourceKind::Pod => push!(pods),
-        ResourceKind::EndpointSlice => push!(slices),
-        ResourceKind::ServiceEntry => push!(service_entries),
-        ResourceKind::WorkloadEntry => push!(workload_entries),
-        ResourceKind::VirtualService => push!(virtual_services),
-        ResourceKind::DestinationRule => push!(destination_rules),
-        ResourceKind::HTTPRoute => push!(http_routes),
-        ResourceKind::GRPCRoute => push!(grpc_routes),
-        ResourceKind::TCPRoute => push!(tcp_routes),
+        ResourceKind::Service => push!(services, Service),
+        ResourceKind::Pod => push!(pods, Pod),
+        ResourceKind::EndpointSlice => push!(slices, EndpointSlice),
+        ResourceKind::ServiceEntry => push!(service_entries, ServiceEntry),
+        ResourceKind::WorkloadEntry => push!(workload_entries, WorkloadEntry),
+        ResourceKind::VirtualService => push!(virtual_services, VirtualService),
+        ResourceKind::DestinationRule => push!(destination_rules, DestinationRule),
+        ResourceKind::HTTPRoute => push!(http_routes, HttpRoute),
+        ResourceKind::GRPCRoute => push!(grpc_routes, GrpcRoute),
+        ResourceKind::TCPRoute => push!(tcp_routes, TcpRoute),
         ResourceKind::Gateway => push!(gateways),
         ResourceKind::BackendTrafficPolicy => push!(traffic_policies),
         ResourceKind::AuthorizationPolicy => push!(authorization_policies),
@@ -295,3 +387,6 @@ fn typed<T: DeserializeOwned>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -2,7 +2,6 @@
 //! the `route_select` bench. Compiled always (it is a few functions with no extra
 //! dependencies) because a bench cannot turn on its own crate's features.
 
-use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use waypoint_ir::{
     BackendRef, BackendTarget, ConsumerRoutes, Endpoint, EndpointIdx, HeaderMatch, PathMatch,
@@ -98,7 +97,7 @@ impl SnapshotBuilder {
             .endpoints
             .iter()
             .enumerate()
-            .filter(|(_, e)| labels.iter().all(|(k, v)| e.labels.get(k) == Some(v)))
+            .filter(|(_, e)| e.labels.matches(&labels))
             .map(|(i, _)| EndpointIdx(i))
             .collect();
         svc.subsets.push(Subset {
@@ -139,11 +138,8 @@ impl SnapshotBuilder {
     }
 }
 
-fn labels_map(labels: &[(&str, &str)]) -> BTreeMap<String, String> {
-    labels
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+fn labels_map(labels: &[(&str, &str)]) -> waypoint_ir::Labels {
+    labels.iter().copied().collect()
 }
 
 /// A route named `name` with `matches` and `action`, and no filters.

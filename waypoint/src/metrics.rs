@@ -467,8 +467,8 @@ impl RequestLabels {
 }
 
 /// Istio's canonical service and revision of a workload, from its labels.
-pub fn canonical(labels: &BTreeMap<String, String>) -> (String, String) {
-    let get = |keys: &[&str]| keys.iter().find_map(|k| labels.get(*k)).cloned();
+pub fn canonical(labels: &waypoint_ir::Labels) -> (String, String) {
+    let get = |keys: &[&str]| keys.iter().find_map(|k| labels.get(k)).cloned();
     let service = get(&[
         "service.istio.io/canonical-name",
         "app.kubernetes.io/name",

@@ -1,6 +1,6 @@
 //! Services, their ports, endpoints and subsets.
 
-use crate::{ResourceRef, Route, TrafficPolicy};
+use crate::{Labels, ResourceRef, Route, TrafficPolicy};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -293,7 +293,7 @@ pub struct Endpoint {
     /// Service port → the port this endpoint listens on for it (targetPort resolved,
     /// named ports included). A service port missing here is not served by it.
     pub ports: BTreeMap<u16, u16>,
-    pub labels: std::sync::Arc<BTreeMap<String, String>>,
+    pub labels: std::sync::Arc<Labels>,
     /// `spiffe://<trust-domain>/ns/<ns>/sa/<sa>`, when the service account is known.
     pub identity: Option<String>,
     /// In the ambient mesh (reached over HBONE once upstream HBONE exists).
@@ -318,11 +318,11 @@ impl Endpoint {
 
 impl Subset {
     /// The endpoints whose labels include all of `labels`.
-    pub fn members(labels: &BTreeMap<String, String>, endpoints: &[Endpoint]) -> Vec<EndpointIdx> {
+    pub fn members(labels: &Labels, endpoints: &[Endpoint]) -> Vec<EndpointIdx> {
         endpoints
             .iter()
             .enumerate()
-            .filter(|(_, ep)| labels.iter().all(|(k, v)| ep.labels.get(k) == Some(v)))
+            .filter(|(_, ep)| ep.labels.matches(labels))
             .map(|(i, _)| EndpointIdx(i))
             .collect()
     }
@@ -331,7 +331,7 @@ impl Subset {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Subset {
     pub name: String,
-    pub labels: BTreeMap<String, String>,
+    pub labels: Labels,
     pub endpoints: Vec<EndpointIdx>,
     pub source: ResourceRef,
     /// The subset's `trafficPolicy` merged over the rule's top level (boxed:

@@ -10,6 +10,7 @@ mod authz;
 mod backend;
 mod ext_authz;
 mod jwt;
+mod labels;
 mod names;
 mod policy;
 mod route;
@@ -27,6 +28,7 @@ pub use ext_authz::{
     EXT_AUTHZ_TIMEOUT,
 };
 pub use jwt::{default_locations, JwksSource, JwtRule, TokenLocation, JWKS_FETCH_TIMEOUT};
+pub use labels::Labels;
 pub use names::{ResourceKind, ResourceRef};
 pub use policy::{
     Abort, ClientSelector, ConnectionPool, Fault, LbPolicy, OutlierDetection, Percent, RateLimit,

@@ -13,15 +13,20 @@ pub struct GrpcRouteDoc {
 #[derive(Deserialize, Debug, Default)]
 #[serde(rename_all = "camelCase", default)]
 pub struct GrpcRouteSpec {
+    #[serde(deserialize_with = "crate::parse::exact")]
     pub parent_refs: Vec<ParentRef>,
+    #[serde(deserialize_with = "crate::parse::exact")]
     pub rules: Vec<GrpcRule>,
 }
 
 #[derive(Deserialize, Debug, Default)]
 #[serde(rename_all = "camelCase", default)]
 pub struct GrpcRule {
+    #[serde(deserialize_with = "crate::parse::exact")]
     pub matches: Vec<GrpcMatch>,
+    #[serde(deserialize_with = "crate::parse::exact")]
     pub filters: Vec<RouteFilter>,
+    #[serde(deserialize_with = "crate::parse::exact")]
     pub backend_refs: Vec<BackendRefSpec>,
 }
 

@@ -11,7 +11,9 @@ pub struct HttpRouteDoc {
 #[derive(Deserialize, Debug, Default)]
 #[serde(rename_all = "camelCase", default)]
 pub struct HttpRouteSpec {
+    #[serde(deserialize_with = "crate::parse::exact")]
     pub parent_refs: Vec<ParentRef>,
+    #[serde(deserialize_with = "crate::parse::exact")]
     pub rules: Vec<Rule>,
 }
 
@@ -27,8 +29,11 @@ pub struct ParentRef {
 #[derive(Deserialize, Debug, Default)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Rule {
+    #[serde(deserialize_with = "crate::parse::exact")]
     pub matches: Vec<MatchSpec>,
+    #[serde(deserialize_with = "crate::parse::exact")]
     pub filters: Vec<RouteFilter>,
+    #[serde(deserialize_with = "crate::parse::exact")]
     pub backend_refs: Vec<BackendRefSpec>,
     pub timeouts: Option<Timeouts>,
     pub retry: Option<RetrySpec>,
@@ -55,6 +60,7 @@ pub struct RetrySpec {
 #[serde(rename_all = "camelCase", default)]
 pub struct MatchSpec {
     pub path: Option<PathSpec>,
+    #[serde(deserialize_with = "crate::parse::exact")]
     pub headers: Vec<ValueMatch>,
     pub query_params: Vec<ValueMatch>,
     pub method: Option<String>,

@@ -2,7 +2,6 @@
 //! outlier detection), at the top level, per port and per subset.
 
 use serde::Deserialize;
-use std::collections::BTreeMap;
 
 #[derive(Deserialize, Debug, Default)]
 #[serde(default)]
@@ -14,6 +13,7 @@ pub struct DestinationRuleDoc {
 #[serde(rename_all = "camelCase", default)]
 pub struct DestinationRuleSpec {
     pub host: String,
+    #[serde(deserialize_with = "crate::parse::exact")]
     pub subsets: Vec<SubsetSpec>,
     pub traffic_policy: Option<TrafficPolicySpec>,
 }
@@ -23,7 +23,7 @@ pub struct DestinationRuleSpec {
 pub struct SubsetSpec {
     pub name: String,
     #[serde(default)]
-    pub labels: BTreeMap<String, String>,
+    pub labels: waypoint_ir::Labels,
     pub traffic_policy: Option<TrafficPolicySpec>,
 }
 

@@ -32,7 +32,7 @@ pub struct SePort {
 #[derive(Deserialize, Debug, Default)]
 #[serde(default)]
 pub struct Selector {
-    pub labels: BTreeMap<String, String>,
+    pub labels: waypoint_ir::Labels,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -48,6 +48,6 @@ pub struct WorkloadEntrySpec {
     pub address: String,
     /// Port name → the port the workload listens on for it.
     pub ports: BTreeMap<String, u16>,
-    pub labels: BTreeMap<String, String>,
+    pub labels: waypoint_ir::Labels,
     pub service_account: Option<String>,
 }

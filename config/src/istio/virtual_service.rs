@@ -13,8 +13,10 @@ pub struct VirtualServiceDoc {
 #[derive(Deserialize, Debug, Default)]
 #[serde(default)]
 pub struct VirtualServiceSpec {
+    #[serde(deserialize_with = "crate::parse::exact")]
     pub hosts: Vec<String>,
     pub gateways: Vec<String>,
+    #[serde(deserialize_with = "crate::parse::exact")]
     pub http: Vec<HttpRoute>,
 }
 
@@ -23,7 +25,9 @@ pub struct VirtualServiceSpec {
 pub struct HttpRoute {
     pub name: Option<String>,
     #[serde(rename = "match")]
+    #[serde(deserialize_with = "crate::parse::exact")]
     pub matches: Vec<HttpMatch>,
+    #[serde(deserialize_with = "crate::parse::exact")]
     pub route: Vec<Destination>,
     pub redirect: Option<Redirect>,
     pub direct_response: Option<DirectResponse>,
@@ -78,9 +82,12 @@ pub struct PercentSpec {
 #[serde(rename_all = "camelCase", default)]
 pub struct HttpMatch {
     pub uri: Option<StringMatchSpec>,
-    pub headers: BTreeMap<String, StringMatchSpec>,
-    pub without_headers: BTreeMap<String, StringMatchSpec>,
-    pub query_params: BTreeMap<String, StringMatchSpec>,
+    #[serde(deserialize_with = "crate::parse::pairs")]
+    pub headers: Vec<(String, StringMatchSpec)>,
+    #[serde(deserialize_with = "crate::parse::pairs")]
+    pub without_headers: Vec<(String, StringMatchSpec)>,
+    #[serde(deserialize_with = "crate::parse::pairs")]
+    pub query_params: Vec<(String, StringMatchSpec)>,
     pub method: Option<StringMatchSpec>,
     pub port: Option<u16>,
     pub ignore_uri_case: bool,

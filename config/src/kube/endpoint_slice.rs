@@ -7,6 +7,7 @@ pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 #[derive(Deserialize, Debug, Default)]
 #[serde(default)]
 pub struct EndpointSliceDoc {
+    #[serde(deserialize_with = "crate::parse::exact")]
     pub endpoints: Vec<SliceEndpoint>,
     pub ports: Vec<SlicePort>,
 }
@@ -14,6 +15,7 @@ pub struct EndpointSliceDoc {
 #[derive(Deserialize, Debug, Default)]
 #[serde(rename_all = "camelCase", default)]
 pub struct SliceEndpoint {
+    #[serde(deserialize_with = "crate::parse::exact")]
     pub addresses: Vec<String>,
     pub conditions: Conditions,
     pub target_ref: Option<TargetRef>,

@@ -13,12 +13,14 @@ pub struct PodDoc {
 #[serde(rename_all = "camelCase", default)]
 pub struct PodSpec {
     pub service_account_name: Option<String>,
+    #[serde(deserialize_with = "crate::parse::exact")]
     pub containers: Vec<Container>,
 }
 
 #[derive(Deserialize, Debug, Default)]
 #[serde(default)]
 pub struct Container {
+    #[serde(deserialize_with = "crate::parse::exact")]
     pub ports: Vec<ContainerPort>,
 }
 

@@ -1,7 +1,6 @@
 //! `v1 Service`.
 
 use serde::Deserialize;
-use std::collections::BTreeMap;
 
 #[derive(Deserialize, Debug, Default)]
 #[serde(default)]
@@ -16,8 +15,9 @@ pub struct ServiceSpec {
     pub cluster_ip: Option<String>,
     #[serde(rename = "clusterIPs")]
     pub cluster_ips: Vec<String>,
+    #[serde(deserialize_with = "crate::parse::exact")]
     pub ports: Vec<ServicePortSpec>,
-    pub selector: Option<BTreeMap<String, String>>,
+    pub selector: Option<waypoint_ir::Labels>,
 }
 
 #[derive(Deserialize, Debug)]

@@ -5,7 +5,7 @@
 
 use crate::kube::{EndpointSliceDoc, PodDoc, DATAPLANE_MODE, SERVICE_NAME_LABEL};
 use crate::parse::{Obj, Resources};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 #[derive(Default)]
 pub struct Index<'a> {
@@ -50,7 +50,7 @@ impl<'a> Index<'a> {
     pub fn selected<'s>(
         &'s self,
         ns: &'s str,
-        selector: &'s BTreeMap<String, String>,
+        selector: &'s waypoint_ir::Labels,
     ) -> impl Iterator<Item = &'s Obj<PodDoc>> + 's {
         // Keys borrowed for less than 'a: the maps are covariant, so they are
         // looked at as holding shorter borrows.
@@ -67,7 +67,7 @@ impl<'a> Index<'a> {
         candidates
             .iter()
             .copied()
-            .filter(move |p| selector.iter().all(|(k, v)| p.labels.get(k) == Some(v)))
+            .filter(move |p| p.labels.matches(selector))
     }
 
     pub fn pod<'s>(&'s self, ns: &'s str, name: &'s str) -> Option<&'s Obj<PodDoc>> {

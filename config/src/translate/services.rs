@@ -6,7 +6,7 @@ use crate::istio::WorkloadEntrySpec;
 use crate::kube::{IntOrString, PodDoc, ServicePortSpec, DATAPLANE_MODE};
 use crate::parse::Obj;
 use crate::Diagnostic;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 use waypoint_ir::{Endpoint, ResourceRef, Service, ServicePort};
 
@@ -48,7 +48,7 @@ fn identity(cx: &Cx<'_>, ns: &str, sa: Option<&str>) -> String {
     )
 }
 
-fn in_mesh(cx: &Cx<'_>, ns: &str, labels: &BTreeMap<String, String>) -> bool {
+fn in_mesh(cx: &Cx<'_>, ns: &str, labels: &waypoint_ir::Labels) -> bool {
     match labels.get(DATAPLANE_MODE).map(String::as_str) {
         Some("ambient") => true,
         Some("none") => false,
@@ -267,12 +267,7 @@ fn service_entry(cx: &mut Cx<'_>, se: &Obj<crate::istio::ServiceEntryDoc>) -> Ve
         .collect();
     if let Some(sel) = &spec.workload_selector {
         for we in &cx.res.workload_entries {
-            if we.ns() == se.ns()
-                && sel
-                    .labels
-                    .iter()
-                    .all(|(k, v)| we.doc.spec.labels.get(k) == Some(v))
-            {
+            if we.ns() == se.ns() && we.doc.spec.labels.matches(&sel.labels) {
                 workloads.push((we.id.clone(), &we.doc.spec, "spec.address".into()));
             }
         }

@@ -17,8 +17,13 @@ use crate::Diagnostic;
 use std::collections::BTreeMap;
 use waypoint_ir::{Service, ServiceIdx, Subset};
 
-pub fn apply(cx: &mut Cx<'_>, index: &HostIndex, services: &mut [Service]) {
-    let mut rules: Vec<_> = cx.res.destination_rules.iter().collect();
+pub fn apply(
+    cx: &mut Cx<'_>,
+    index: &HostIndex,
+    services: &mut [Service],
+    rules: &[Obj<DestinationRuleDoc>],
+) {
+    let mut rules: Vec<_> = rules.iter().collect();
     rules.sort_by(|a, b| (&a.created, &a.id).cmp(&(&b.created, &b.id)));
     let mut per_service: BTreeMap<ServiceIdx, Vec<&Obj<DestinationRuleDoc>>> = BTreeMap::new();
     for dr in rules {

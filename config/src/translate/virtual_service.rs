@@ -18,8 +18,12 @@ use waypoint_ir::{
     StringMatch, UrlRewrite,
 };
 
-pub fn routes(cx: &mut Cx<'_>, world: &World<'_>) -> BTreeMap<ServiceIdx, Attached> {
-    let mut all: Vec<&Obj<VirtualServiceDoc>> = cx.res.virtual_services.iter().collect();
+pub fn routes(
+    cx: &mut Cx<'_>,
+    world: &World<'_>,
+    docs: &[Obj<VirtualServiceDoc>],
+) -> BTreeMap<ServiceIdx, Attached> {
+    let mut all: Vec<&Obj<VirtualServiceDoc>> = docs.iter().collect();
     all.sort_by(|a, b| (&a.created, a.name(), a.ns()).cmp(&(&b.created, b.name(), b.ns())));
     let mut out: BTreeMap<ServiceIdx, Attached> = BTreeMap::new();
     for vs in all {
@@ -85,7 +89,13 @@ pub fn routes(cx: &mut Cx<'_>, world: &World<'_>) -> BTreeMap<ServiceIdx, Attach
                     ),
                 ));
             }
-            merged.routes.extend(routes.iter().cloned());
+            // A clone is exactly as long; extending an empty vector would
+            // leave room for four routes.
+            if merged.routes.is_empty() {
+                merged.routes = routes.clone();
+            } else {
+                merged.routes.extend(routes.iter().cloned());
+            }
             merged.from.push(vs.id.clone());
         }
     }
