@@ -25,6 +25,7 @@ mod load {
     #[path = "../../tests/common/otlp.rs"]
     pub mod otlp;
     pub mod procstat;
+    pub mod seed;
     pub mod tcp;
     pub mod world;
 }
