@@ -31,18 +31,11 @@ mod load {
 
 use load::envoy::Envoy;
 use load::http::Connection;
-use load::seed::{Seed, PRODUCTPAGE_VIP};
+use load::seed::{env_or, runtime, Seed, PRODUCTPAGE_VIP};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use waypoint::hbone::client::HboneClient;
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn rss_kib(pid: u32) -> f64 {
     load::procstat::rss_mib(pid).expect("the proxy is running") * 1024.0
@@ -157,12 +150,7 @@ fn main() {
     let workers: usize = env_or("PROXY_WORKERS", 1);
     let wrap = std::env::var("IDLE_WRAP").unwrap_or_default();
     let wrapper: Vec<&str> = wrap.split_whitespace().collect();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async move {
+    runtime().block_on(async move {
         let seed = Seed::start().await;
         let waypoint = seed.spawn_under(&wrapper, &seed.config, workers, &[]);
         let (eps, certs) = (&seed.endpoints, &seed.waypoint_certs);
