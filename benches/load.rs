@@ -28,6 +28,7 @@ mod load {
     #[path = "../../tests/common/otlp.rs"]
     pub mod otlp;
     pub mod procstat;
+    pub mod seed;
     pub mod tcp;
     pub mod world;
 }
@@ -35,16 +36,10 @@ mod load {
 use load::driver::{self, Report};
 use load::envoy::http::Codec;
 use load::envoy::{self as envoy, Envoy};
+use load::seed::{env_or, runtime};
 use load::world::World;
 use load::{grpc, http, tcp};
 use std::time::Duration;
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// Whether row `name` runs under LOAD_ROWS; a chosen row announces itself on
 /// stderr with its proxy's pid, for a profiler to attach to.
@@ -237,12 +232,7 @@ fn main() {
     };
     let (conns, streams) = (load.conns, load.streams);
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async move {
+    runtime().block_on(async move {
         let world = World::start(workers).await;
         let envoys = Envoys::start(&world, workers).await;
         if envoys.http.is_none() {

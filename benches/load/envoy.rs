@@ -5,7 +5,7 @@
 pub mod http;
 pub mod tcp;
 
-use super::world::{free_addr, wait_listening};
+use super::seed::{free_addr, wait_listening};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 

@@ -19,7 +19,7 @@ pub enum Scenario {
     },
 }
 
-struct Connection(hyper::client::conn::http1::SendRequest<Empty<Bytes>>);
+pub struct Connection(hyper::client::conn::http1::SendRequest<Empty<Bytes>>);
 
 async fn open(scenario: &Scenario, hbone: Option<&HboneClient>) -> Connection {
     let (sender, conn) = match scenario {
@@ -33,16 +33,10 @@ async fn open(scenario: &Scenario, hbone: Option<&HboneClient>) -> Connection {
         Scenario::Hbone { .. } => {
             let stream = hbone
                 .unwrap()
-                .open(super::world::PRODUCTPAGE_VIP)
+                .open(super::seed::PRODUCTPAGE_VIP)
                 .await
                 .unwrap();
-            let (s, c) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                .await
-                .unwrap();
-            tokio::spawn(async move {
-                let _ = c.await;
-            });
-            return Connection(s);
+            return Connection::over(stream).await;
         }
     };
     tokio::spawn(async move {
@@ -52,8 +46,19 @@ async fn open(scenario: &Scenario, hbone: Option<&HboneClient>) -> Connection {
 }
 
 impl Connection {
+    /// HTTP/1.1 keep-alive inside an open tunnel.
+    pub async fn over(tunnel: waypoint::hbone::H2Stream) -> Connection {
+        let (s, c) = hyper::client::conn::http1::handshake(TokioIo::new(tunnel))
+            .await
+            .unwrap();
+        tokio::spawn(async move {
+            let _ = c.await;
+        });
+        Connection(s)
+    }
+
     /// The status of `GET path`, once the body is read; `None` when the call failed.
-    async fn get(&mut self, path: &str) -> Option<u16> {
+    pub async fn get(&mut self, path: &str) -> Option<u16> {
         let req = http::Request::builder()
             .uri(path)
             .header("host", "productpage:9080")
