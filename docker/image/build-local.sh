@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the waypoint image without a registry: the release binary this machine
+# Builds the waypoint image without a registry: the dist-profile binary this machine
 # builds, the shared libraries `ldd` says it loads (and the loader), the CA bundle,
 # /etc/passwd with uid 1337 and a /tmp, assembled FROM scratch with buildah. The
 # image matches docker/Dockerfile's runtime stage: entrypoint waypoint, command
@@ -9,7 +9,7 @@
 #
 #   docker/image/build-local.sh [--no-build] [--no-run] [--tag IMAGE] [--save FILE]
 #
-#   --no-build   use target/release/waypoint as it is (default: cargo build first)
+#   --no-build   use target/dist/waypoint as it is (default: cargo build first)
 #   --no-run     assemble and inspect only
 #   --tag        image name (default localhost/pingora-waypoint/waypoint:local)
 #   --save FILE  also write the image as an OCI archive (for `kind load image-archive`)
@@ -47,10 +47,10 @@ if ! command -v buildah >/dev/null 2>&1 || ! command -v podman >/dev/null 2>&1; 
 fi
 
 if [ "$build" = 1 ]; then
-    say "cargo build --release --locked -p waypoint"
-    cargo build -j2 --release --locked -p waypoint
+    say "cargo build --profile dist --locked -p waypoint"
+    cargo build -j2 --profile dist --locked -p waypoint
 fi
-bin=target/release/waypoint
+bin=target/dist/waypoint
 [ -x "$bin" ] || { echo "$bin is missing: build it or drop --no-build" >&2; exit 1; }
 
 out=target/image
