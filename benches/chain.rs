@@ -39,13 +39,13 @@ fn world(policy: RoutePolicy) -> Snapshot {
         vec![with_header(RequestMatch::default(), "version", "v2")],
         RouteAction::Forward(vec![to(svc, Some(v2), 1)]),
     );
-    header.policy = policy.clone();
+    header.policy = policy.clone().into();
     let mut split = route(
         "split",
         vec![],
         RouteAction::Forward(vec![to(svc, Some(v1), 90), to(svc, Some(v2), 10)]),
     );
-    split.policy = policy;
+    split.policy = policy.into();
     b.route(svc, header);
     b.route(svc, split);
     b.build()

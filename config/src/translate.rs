@@ -29,7 +29,7 @@ use crate::{Diagnostic, Options};
 use std::collections::BTreeMap;
 use waypoint_ir::{
     BackendRef, BackendTarget, ConsumerRoutes, PathMatch, RequestMatch, Route, RouteAction,
-    RouteFilters, RouteOrigin, RouteSource, Service, ServiceIdx, Snapshot,
+    RouteOrigin, RouteSource, Service, ServiceIdx, Snapshot,
 };
 
 /// What every translation step shares.
@@ -285,7 +285,7 @@ fn default_route(idx: ServiceIdx, port: Option<u16>) -> Route {
         },
         port,
         matches: Vec::new(),
-        filters: RouteFilters::default(),
+        filters: Default::default(),
         action: RouteAction::Forward(vec![BackendRef::new(target, 1)]),
         policy: Default::default(),
     }

@@ -5,8 +5,8 @@
 use std::net::{IpAddr, SocketAddr};
 use waypoint_ir::{
     BackendRef, BackendTarget, ConsumerRoutes, Endpoint, EndpointIdx, HeaderMatch, PathMatch,
-    RequestMatch, ResourceKind, ResourceRef, Route, RouteAction, RouteFilters, RouteOrigin,
-    Service, ServiceIdx, ServicePort, Snapshot, StringMatch, Subset,
+    RequestMatch, ResourceKind, ResourceRef, Route, RouteAction, RouteOrigin, Service, ServiceIdx,
+    ServicePort, Snapshot, StringMatch, Subset,
 };
 
 /// Builds a [`Snapshot`] and keeps its lookup maps consistent with its services.
@@ -152,7 +152,7 @@ pub fn route(name: &str, matches: Vec<RequestMatch>, action: RouteAction) -> Rou
         },
         port: None,
         matches,
-        filters: RouteFilters::default(),
+        filters: Default::default(),
         action,
         policy: Default::default(),
     }

@@ -14,6 +14,7 @@ mod labels;
 mod names;
 mod policy;
 mod route;
+mod sparse;
 
 pub use authz::{
     AuthzAction, AuthzPolicy, AuthzRule, Cidr, Condition, ConditionKey, ConditionValue, Field,
@@ -39,6 +40,7 @@ pub use route::{
     PathModifier, Pattern, QueryMatch, Redirect, RequestMatch, Route, RouteAction, RouteFilters,
     RouteOrigin, StringMatch, UrlRewrite,
 };
+pub use sparse::{SharedDefault, Sparse};
 
 use serde::Serialize;
 use std::collections::HashMap;

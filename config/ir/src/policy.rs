@@ -22,7 +22,7 @@ impl Percent {
 }
 
 /// Everything a route asks of the chain beyond choosing a backend.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct RoutePolicy {
     /// The whole request, all attempts included (VirtualService `timeout`,
     /// HTTPRoute `timeouts.request`). `None`: no limit, Istio's default.
@@ -34,6 +34,15 @@ pub struct RoutePolicy {
     /// Policy attachments (BackendTrafficPolicy) that changed this route's policy,
     /// in the order they were applied.
     pub attached: Vec<crate::ResourceRef>,
+}
+
+impl crate::SharedDefault for RoutePolicy {
+    fn shared_default() -> &'static Self {
+        // Not a `const`: the default retry policy owns a `Vec` of statuses.
+        static DEFAULT: std::sync::LazyLock<RoutePolicy> =
+            std::sync::LazyLock::new(RoutePolicy::default);
+        &DEFAULT
+    }
 }
 
 /// Retries, with Envoy's `retry_on` conditions.

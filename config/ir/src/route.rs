@@ -1,6 +1,6 @@
 //! Routes: matches, filters and actions, in the order the data path evaluates them.
 
-use crate::{ResourceRef, ServiceIdx};
+use crate::{ResourceRef, ServiceIdx, SharedDefault, Sparse};
 use serde::{Serialize, Serializer};
 use std::fmt;
 
@@ -18,9 +18,11 @@ pub struct Route {
     pub port: Option<u16>,
     /// Empty means "matches every request".
     pub matches: Vec<RequestMatch>,
-    pub filters: RouteFilters,
+    /// Usually empty, so out of line (see [`Sparse`]).
+    pub filters: Sparse<RouteFilters>,
     pub action: RouteAction,
-    pub policy: crate::RoutePolicy,
+    /// Usually Istio's defaults, so out of line (see [`Sparse`]).
+    pub policy: Sparse<crate::RoutePolicy>,
 }
 
 /// Where a route came from, for `check`, the config dump and diagnostics.
@@ -115,11 +117,27 @@ impl Serialize for Pattern {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct RouteFilters {
     pub request_headers: HeaderModifier,
     pub response_headers: HeaderModifier,
     pub rewrite: Option<UrlRewrite>,
+}
+
+impl SharedDefault for RouteFilters {
+    fn shared_default() -> &'static Self {
+        const EMPTY: HeaderModifier = HeaderModifier {
+            set: Vec::new(),
+            add: Vec::new(),
+            remove: Vec::new(),
+        };
+        static NONE: RouteFilters = RouteFilters {
+            request_headers: EMPTY,
+            response_headers: EMPTY,
+            rewrite: None,
+        };
+        &NONE
+    }
 }
 
 /// Header edits. Applied as set, then add, then remove, the order Envoy uses for
@@ -168,7 +186,8 @@ pub enum RouteAction {
     /// Weighted choice among backends; an empty or all-zero list answers 500
     /// (Gateway API), as does picking an invalid backend.
     Forward(Vec<BackendRef>),
-    Redirect(Redirect),
+    /// Boxed: a redirect is rare and several times the size of the other variants.
+    Redirect(Box<Redirect>),
     DirectResponse {
         status: u16,
         body: Option<String>,

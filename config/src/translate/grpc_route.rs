@@ -107,10 +107,10 @@ pub(super) fn translate_rules(
                     },
                     port: None,
                     matches: vec![rm],
-                    filters: filters.clone(),
+                    filters: filters.clone().into(),
                     action: action.clone(),
                     // GRPCRoute has no timeouts or retry fields: Istio's defaults.
-                    policy: RoutePolicy::default(),
+                    policy: RoutePolicy::default().into(),
                 },
             ));
         }

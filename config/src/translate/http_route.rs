@@ -56,7 +56,7 @@ pub(super) fn translate_rules(
                 body: Some(format!("filter {kind} is not supported\n")),
             }
         } else if let Some(redirect) = redirect {
-            RouteAction::Redirect(redirect)
+            RouteAction::Redirect(Box::new(redirect))
         } else {
             let mut backends = Vec::new();
             for (b, br) in rule.backend_refs.iter().enumerate() {
@@ -90,9 +90,9 @@ pub(super) fn translate_rules(
                     },
                     port: None,
                     matches: vec![rm],
-                    filters: filters.clone(),
+                    filters: filters.clone().into(),
                     action: action.clone(),
-                    policy: policy.clone(),
+                    policy: policy.clone().into(),
                 },
             ));
         }

@@ -130,13 +130,13 @@ fn route(
         return None;
     }
     let action = if let Some(d) = &r.redirect {
-        RouteAction::Redirect(Redirect {
+        RouteAction::Redirect(Box::new(Redirect {
             scheme: d.scheme.clone(),
             hostname: d.authority.clone(),
             path: d.uri.clone().map(PathModifier::ReplaceFullPath),
             port: d.port,
             status: d.redirect_code.unwrap_or(301),
-        })
+        }))
     } else if let Some(d) = &r.direct_response {
         RouteAction::DirectResponse {
             status: d.status,
@@ -176,9 +176,9 @@ fn route(
         },
         port: None,
         matches,
-        filters,
+        filters: filters.into(),
         action,
-        policy,
+        policy: policy.into(),
     })
 }
 

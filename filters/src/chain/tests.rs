@@ -39,7 +39,7 @@ fn world_builder() -> (SnapshotBuilder, ServiceIdx, ServiceIdx) {
         route(
             "redirect",
             vec![path_prefix("/redirect")],
-            RouteAction::Redirect(redirect),
+            RouteAction::Redirect(Box::new(redirect)),
         ),
     );
     b.route(
