@@ -41,18 +41,23 @@ impl Labels {
 /// A key given twice keeps its last value, as inserting into a map would.
 impl FromIterator<(String, String)> for Labels {
     fn from_iter<I: IntoIterator<Item = (String, String)>>(iter: I) -> Self {
-        let mut pairs: Vec<(String, String)> = iter.into_iter().collect();
-        // Stable, so equal keys stay in the order given and the last is kept.
-        pairs.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut out: Vec<(String, String)> = Vec::with_capacity(pairs.len());
-        for pair in pairs {
-            match out.last_mut() {
-                Some(last) if last.0 == pair.0 => *last = pair,
-                _ => out.push(pair),
-            }
-        }
-        Labels(out.into_boxed_slice())
+        Labels(sorted_last_wins(iter.into_iter().collect()).into_boxed_slice())
     }
+}
+
+/// `pairs` sorted by key, a key given twice keeping its last value: what a map
+/// built from them would hold, without the map.
+pub fn sorted_last_wins<V>(mut pairs: Vec<(String, V)>) -> Vec<(String, V)> {
+    // Stable, so equal keys stay in the order given and the last is kept.
+    pairs.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut out: Vec<(String, V)> = Vec::with_capacity(pairs.len());
+    for pair in pairs {
+        match out.last_mut() {
+            Some(last) if last.0 == pair.0 => *last = pair,
+            _ => out.push(pair),
+        }
+    }
+    out
 }
 
 impl<'a> FromIterator<(&'a str, &'a str)> for Labels {

@@ -37,16 +37,7 @@ where
             while let Some(pair) = map.next_entry()? {
                 all.push(pair);
             }
-            // Stable: of equal keys, the last given ends last, and wins.
-            all.sort_by(|a, b| a.0.cmp(&b.0));
-            let mut out: Vec<(String, V)> = Vec::with_capacity(all.len());
-            for pair in all {
-                match out.last_mut() {
-                    Some(last) if last.0 == pair.0 => *last = pair,
-                    _ => out.push(pair),
-                }
-            }
-            Ok(out)
+            Ok(waypoint_ir::sorted_last_wins(all))
         }
     }
     d.deserialize_map(Pairs(PhantomData))
