@@ -315,21 +315,16 @@ fn place(
                 Body::Typed(_) => unreachable!("typed as the kind it was read for"),
                 Body::Value(value) => typed(file, &id, value, diags),
             };
-            if let Some(doc) = doc {
-                out.$list.push(Obj {
-                    file: file.to_string(),
-                    id,
-                    labels,
-                    created,
-                    doc,
-                });
-            }
+            push!(@obj $list, doc)
         }};
         ($list:ident) => {{
             let Body::Value(value) = body else {
                 unreachable!("only the kinds of direct::Doc are read directly")
             };
-            if let Some(doc) = typed(file, &id, value, diags) {
+            push!(@obj $list, typed(file, &id, value, diags))
+        }};
+        (@obj $list:ident, $doc:expr) => {{
+            if let Some(doc) = $doc {
                 out.$list.push(Obj {
                     file: file.to_string(),
                     id,

@@ -23,13 +23,6 @@ pub trait SharedDefault: Default + PartialEq + 'static {
     fn shared_default() -> &'static Self;
 }
 
-impl<T: SharedDefault> Sparse<T> {
-    /// `true` while nothing has been set (the value is the default).
-    pub fn is_default(&self) -> bool {
-        self.0.is_none()
-    }
-}
-
 impl<T: SharedDefault> From<T> for Sparse<T> {
     fn from(v: T) -> Self {
         if v == *T::shared_default() {
