@@ -3,11 +3,14 @@
 //! and destination identities. On by default; `--access-log=false` turns it off.
 //!
 //! A request serializes its line into a shared buffer, a copy under a mutex;
-//! a writer thread writes the buffer out every 100 ms in one `write` (Envoy
-//! flushes access logs on an interval too, every second by default). So the
-//! proxy's threads make no syscall and wake nobody per request, and lines stay
-//! whole. If stdout stalls and 4 MiB piles up, further lines are dropped and
-//! counted (`waypoint_access_log_dropped_total`) rather than stalling requests.
+//! a writer thread writes the buffer out in one `write` every 100 ms, or as
+//! soon as 64 KiB are waiting (Envoy's file access log flushes on an interval
+//! and at 64 KiB too). So the proxy's threads make no syscall per request and
+//! wake the writer once per 64 KiB, lines stay whole, and the buffers stay
+//! small under load: flushing on the interval alone let each of the two grow
+//! to a megabyte or two at 10k requests a second. If stdout stalls and 4 MiB
+//! piles up, further lines are dropped and counted
+//! (`waypoint_access_log_dropped_total`) rather than stalling requests.
 
 use prometheus::IntCounter;
 use serde::Serialize;
@@ -19,6 +22,10 @@ use std::time::Duration;
 const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 /// Bytes buffered between writes, at most.
 const MAX_BUFFERED: usize = 4 << 20;
+/// Buffered bytes that wake the writer before its interval is up.
+const FLUSH_AT: usize = 64 << 10;
+/// Capacity a buffer keeps after a write: what a stall grew is given back.
+const RETAINED: usize = 2 * FLUSH_AT;
 
 /// Serialized through its `Display`, straight into the line: no `String` first.
 pub struct Shown<T>(pub T);
@@ -64,6 +71,8 @@ pub struct Entry<'a> {
 
 pub struct AccessLog {
     shared: Arc<Shared>,
+    writer: std::thread::Thread,
+    flush_at: usize,
 }
 
 struct Shared {
@@ -87,7 +96,12 @@ thread_local! {
 impl AccessLog {
     /// Writes to stdout, with its flushing thread.
     pub fn start(dropped: IntCounter) -> std::io::Result<AccessLog> {
-        Self::with_output(Box::new(std::io::stdout()), dropped, FLUSH_INTERVAL)
+        Self::with_output(
+            Box::new(std::io::stdout()),
+            dropped,
+            FLUSH_INTERVAL,
+            FLUSH_AT,
+        )
     }
 
     /// Appends to the file at `path` (created if missing) instead of stdout.
@@ -97,16 +111,17 @@ impl AccessLog {
             .append(true)
             .open(path)
             .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
-        Self::with_output(Box::new(file), dropped, FLUSH_INTERVAL)
+        Self::with_output(Box::new(file), dropped, FLUSH_INTERVAL, FLUSH_AT)
     }
 
     fn with_output(
         to: Box<dyn Write + Send>,
         dropped: IntCounter,
         every: Duration,
+        flush_at: usize,
     ) -> std::io::Result<AccessLog> {
         let shared = Arc::new(Shared {
-            buffered: Mutex::new(Vec::with_capacity(64 * 1024)),
+            buffered: Mutex::new(Vec::with_capacity(FLUSH_AT)),
             out: Mutex::new(Output {
                 to,
                 spare: Vec::new(),
@@ -115,16 +130,23 @@ impl AccessLog {
         });
         // The thread holds no strong reference: it ends once the log is dropped.
         let weak = Arc::downgrade(&shared);
-        std::thread::Builder::new()
+        let writer = std::thread::Builder::new()
             .name("access-log".into())
             .spawn(move || loop {
-                std::thread::sleep(every);
+                // An early wake-up only means an early write.
+                std::thread::park_timeout(every);
                 match weak.upgrade() {
                     Some(shared) => shared.flush(),
                     None => return,
                 }
-            })?;
-        Ok(AccessLog { shared })
+            })?
+            .thread()
+            .clone();
+        Ok(AccessLog {
+            shared,
+            writer,
+            flush_at,
+        })
     }
 
     pub fn write(&self, entry: &Entry<'_>) {
@@ -145,7 +167,14 @@ impl AccessLog {
                 self.shared.dropped.inc();
                 return;
             }
+            let before = buffered.len();
             buffered.extend_from_slice(line);
+            // Only the line that crosses the mark wakes the writer.
+            let crossed = before < self.flush_at && buffered.len() >= self.flush_at;
+            drop(buffered);
+            if crossed {
+                self.writer.unpark();
+            }
         });
     }
 
@@ -167,6 +196,7 @@ impl Shared {
         if !out.spare.is_empty() {
             let _ = out.to.write_all(&out.spare).and_then(|_| out.to.flush());
             out.spare.clear();
+            out.spare.shrink_to(RETAINED);
         }
     }
 }
@@ -210,8 +240,9 @@ mod tests {
 
     fn log(sink: &Sink) -> AccessLog {
         let dropped = IntCounter::new("dropped", "test").unwrap();
-        // No periodic flush within the test: only explicit ones.
-        AccessLog::with_output(Box::new(sink.clone()), dropped, Duration::from_secs(3600)).unwrap()
+        // No periodic or early flush within the test: only explicit ones.
+        let hour = Duration::from_secs(3600);
+        AccessLog::with_output(Box::new(sink.clone()), dropped, hour, usize::MAX).unwrap()
     }
 
     fn line(n: usize) -> impl FnOnce(&mut Vec<u8>) -> bool {
@@ -269,6 +300,40 @@ mod tests {
             (0..kept.len()).collect::<Vec<_>>(),
             "the first lines are kept, whole"
         );
+    }
+
+    #[test]
+    fn a_full_buffer_is_written_without_waiting_for_the_interval() {
+        let sink = Sink::default();
+        let dropped = IntCounter::new("dropped", "test").unwrap();
+        let hour = Duration::from_secs(3600);
+        let log = AccessLog::with_output(Box::new(sink.clone()), dropped, hour, 1024).unwrap();
+        (0..50).for_each(|i| log.push(line(i)));
+        assert!(sink.0.lock().unwrap().is_empty(), "under the mark: held");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut i = 50;
+        while sink.0.lock().unwrap().is_empty() {
+            assert!(std::time::Instant::now() < deadline, "never written");
+            log.push(line(i));
+            i += 1;
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        log.flush();
+        assert_eq!(numbers(&sink.0.lock().unwrap()), (0..i).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_stall_does_not_keep_its_buffer() {
+        let sink = Sink::default();
+        let log = log(&sink);
+        let big = "x".repeat(1000);
+        (0..2_000).for_each(|_| log.push(|l| write!(l, "{big}").is_ok()));
+        log.flush();
+        log.flush();
+        let out = log.shared.out.lock().unwrap();
+        let buffered = log.shared.buffered.lock().unwrap();
+        assert!(out.spare.capacity() <= RETAINED, "{}", out.spare.capacity());
+        assert!(buffered.capacity() <= RETAINED, "{}", buffered.capacity());
     }
 
     #[test]
