@@ -842,7 +842,7 @@ impl ProxyHttp for WaypointProxy {
             downstream_remote_address: ctx.client_ip.map(Shown),
             route_name: ctx.route_name(),
             source_principal: ctx.source.as_deref().map(Shown),
-            destination_principal: ctx.destination.as_deref(),
+            destination_principal: ctx.destination(),
         };
         access_log.write(&entry);
     }

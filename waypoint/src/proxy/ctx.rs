@@ -80,7 +80,8 @@ pub struct RequestCtx {
     /// When the route's overall timeout expires.
     pub deadline: Option<std::time::Instant>,
     /// Endpoints tried so far, so a retry prefers another.
-    pub tried: Vec<SocketAddr>,
+    /// Inline: most requests make one try, and this would be their one allocation.
+    pub tried: smallvec::SmallVec<[SocketAddr; 2]>,
     /// Circuit-breaker admission, held until the request ends.
     pub admission: Option<Admission>,
     /// The current try, counted against its endpoint.
@@ -105,8 +106,6 @@ pub struct RequestCtx {
     /// When the current try's request went upstream, and how long its answer took.
     pub upstream_sent: Option<std::time::Instant>,
     pub upstream_time: Option<std::time::Duration>,
-    /// Identity of the endpoint of the last try.
-    pub destination: Option<String>,
     pub last_endpoint: Option<EndpointIdx>,
     /// The request's spans, when tracing is on.
     pub trace: Option<crate::trace::RequestTrace>,
@@ -256,12 +255,6 @@ impl RequestCtx {
             }
         };
         self.tried.push(picked.1);
-        self.destination = rt
-            .snapshot
-            .service(fwd.service)
-            .endpoint(picked.0)
-            .identity
-            .clone();
         self.last_endpoint = Some(picked.0);
         Some(picked)
     }
@@ -273,7 +266,7 @@ impl RequestCtx {
         }
         let cluster = self.upstream_cluster().unwrap_or_default();
         let resends = self.tries.saturating_sub(1);
-        let destination = self.destination.clone();
+        let destination = self.destination().map(str::to_string);
         let Some(trace) = self.trace.as_mut() else {
             return;
         };
@@ -315,8 +308,8 @@ impl RequestCtx {
         if let Some(src) = &self.source {
             attrs.push(KeyValue::new("source.principal", src.to_string()));
         }
-        if let Some(dst) = &self.destination {
-            attrs.push(KeyValue::new("destination.principal", dst.clone()));
+        if let Some(dst) = self.destination() {
+            attrs.push(KeyValue::new("destination.principal", dst.to_string()));
         }
         if self.grpc {
             attrs.push(KeyValue::new("rpc.system", "grpc"));
@@ -325,6 +318,11 @@ impl RequestCtx {
             }
         }
         attrs
+    }
+
+    /// Identity of the endpoint of the last try.
+    pub fn destination(&self) -> Option<&str> {
+        self.endpoint(self.last_endpoint?)?.identity.as_deref()
     }
 
     /// The endpoint of the backend service, for transport and identity.
