@@ -115,6 +115,30 @@ async fn sigterm_drains_in_flight_requests_then_exits_0() {
     assert!(wp.logs().contains("shut down"), "{}", wp.logs());
 }
 
+/// A tunnel whose HTTP/1.1 connection idles between requests, as ztunnel's
+/// do, neither delays the exit nor is cut mid-request: it is closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_closes_kept_alive_idle_tunnels() {
+    let world = World::productpage().await;
+    let certs = Certs::new();
+    let mut wp = WaypointProc::start(world.dir(), &certs.waypoint_dir).await;
+    let mut t = tunnel(&wp, &certs, PRODUCTPAGE_VIP).await;
+    for _ in 0..3 {
+        let r = t.get("http://productpage/", &[]).await.unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let start = Instant::now();
+    wp.signal_term();
+    let status = wp.wait_exit(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0), "{}", wp.logs());
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "the idle tunnel held the drain for {:?}",
+        start.elapsed()
+    );
+    assert!(t.get("http://productpage/", &[]).await.is_err());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn steady_traffic_survives_many_reloads_valid_and_invalid() {
     let world = World::productpage().await;
