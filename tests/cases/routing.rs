@@ -85,6 +85,30 @@ async fn many_requests_ride_one_tunnel_with_bodies() {
     assert_eq!(world.requests("productpage-v2"), 300);
 }
 
+/// A kept-alive tunnel reads the start of each next request itself and hands
+/// it to the next session: heads on either side of that first read's size
+/// (1 KiB) arrive whole, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn later_requests_on_a_kept_alive_tunnel_keep_their_long_heads() {
+    let (world, certs, wp) = start().await;
+    let mut t = tunnel(&wp, &certs, PRODUCTPAGE_VIP).await;
+    let sizes = [0, 900, 960, 1000, 1024, 1100, 4096, 5000, 20_000, 10];
+    for (i, size) in sizes.into_iter().enumerate() {
+        let mut headers = h("version", "v2");
+        headers.push(("x-long".into(), "y".repeat(size)));
+        headers.push(("x-seq".into(), i.to_string()));
+        let r = t.get("http://productpage/", &headers).await.unwrap();
+        assert_eq!(r.status, 200, "head with {size} bytes of header");
+        let echoed: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(
+            echoed["headers"]["x-long"].as_str().map(str::len),
+            Some(size)
+        );
+        assert_eq!(echoed["headers"]["x-seq"], i.to_string());
+    }
+    assert_eq!(world.requests("productpage-v2"), sizes.len() as u64);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_and_twenty_concurrent_tunnels_share_one_connection() {
     let (world, certs, wp) = start().await;
