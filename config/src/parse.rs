@@ -15,6 +15,7 @@ use waypoint_ir::{Labels, ResourceKind, ResourceRef};
 
 mod compact;
 mod direct;
+mod parallel;
 mod strict;
 
 pub use compact::{exact, pairs};
@@ -85,36 +86,61 @@ struct Head {
 }
 
 pub fn parse_all(sources: &[Source], diags: &mut Vec<Diagnostic>) -> Resources {
+    parse_split(sources, &parallel::Split::auto(), diags)
+}
+
+/// [`parse_all`], its reading shared out as `split` says; what it gives does
+/// not depend on how.
+fn parse_split(
+    sources: &[Source],
+    split: &parallel::Split,
+    diags: &mut Vec<Diagnostic>,
+) -> Resources {
     let mut out = Resources::default();
     let mut seen = BTreeMap::new();
-    for src in sources {
-        let docs = serde_yaml_ng::Deserializer::from_str(&src.content);
-        for (i, doc) in docs.enumerate() {
-            match direct::read(doc) {
-                Ok(None) => {}
-                Ok(Some(direct::Read::Value(value))) => {
-                    one(&src.file, value, &mut out, &mut seen, diags)
-                }
-                Ok(Some(direct::Read::Typed(head, doc))) => place(
-                    &src.file,
-                    head,
-                    Body::Typed(doc),
-                    &mut out,
-                    &mut seen,
-                    diags,
-                ),
-                // Documents are independent, so those before this one are
-                // placed as the `Value` route would have; it takes over from
-                // here, with its own messages (and its leniency, where the
-                // direct reader was stricter).
-                Err(_) => {
-                    via_values(src, i, &mut out, &mut seen, diags);
-                    break;
-                }
+    parallel::each(sources, split, |src, event| match event {
+        parallel::Event::Doc(read) => place_read(&src.file, read, &mut out, &mut seen, diags),
+        parallel::Event::Rest { skip } => in_order(src, skip, &mut out, &mut seen, diags),
+    });
+    out
+}
+
+/// The documents of one file from the `skip`th on, one after the other.
+fn in_order(
+    src: &Source,
+    skip: usize,
+    out: &mut Resources,
+    seen: &mut BTreeMap<ResourceRef, String>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let docs = serde_yaml_ng::Deserializer::from_str(&src.content);
+    for (i, doc) in docs.enumerate().skip(skip) {
+        match direct::read(doc) {
+            Ok(None) => {}
+            Ok(Some(read)) => place_read(&src.file, read, out, seen, diags),
+            // Documents are independent, so those before this one are
+            // placed as the `Value` route would have; it takes over from
+            // here, with its own messages (and its leniency, where the
+            // direct reader was stricter).
+            Err(_) => {
+                via_values(src, i, out, seen, diags);
+                break;
             }
         }
     }
-    out
+}
+
+fn place_read(
+    file: &str,
+    read: direct::Read,
+    out: &mut Resources,
+    seen: &mut BTreeMap<ResourceRef, String>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    match read {
+        direct::Read::Value(value) => one(file, value, out, seen, diags),
+        direct::Read::Typed(head, doc) => place(file, head, Body::Typed(doc), out, seen, diags),
+    }
 }
 
 /// The documents of one file from the `skip`th on, each read into a
