@@ -67,6 +67,29 @@ pub struct Resources {
     pub mesh_configs: Vec<Obj<ConfigMapDoc>>,
 }
 
+impl Resources {
+    /// Gives back the room the lists grew into (up to half of each), as the
+    /// documents live through translation.
+    fn shrink_to_fit(&mut self) {
+        self.services.shrink_to_fit();
+        self.pods.shrink_to_fit();
+        self.slices.shrink_to_fit();
+        self.namespaces.shrink_to_fit();
+        self.service_entries.shrink_to_fit();
+        self.workload_entries.shrink_to_fit();
+        self.virtual_services.shrink_to_fit();
+        self.destination_rules.shrink_to_fit();
+        self.http_routes.shrink_to_fit();
+        self.grpc_routes.shrink_to_fit();
+        self.tcp_routes.shrink_to_fit();
+        self.gateways.shrink_to_fit();
+        self.traffic_policies.shrink_to_fit();
+        self.authorization_policies.shrink_to_fit();
+        self.request_authentications.shrink_to_fit();
+        self.mesh_configs.shrink_to_fit();
+    }
+}
+
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", default)]
 struct Meta {
@@ -102,6 +125,7 @@ fn parse_split(
         parallel::Event::Doc(read) => place_read(&src.file, read, &mut out, &mut seen, diags),
         parallel::Event::Rest { skip } => in_order(src, skip, &mut out, &mut seen, diags),
     });
+    out.shrink_to_fit();
     out
 }
 

@@ -15,7 +15,8 @@ pub struct DestinationRuleSpec {
     pub host: String,
     #[serde(deserialize_with = "crate::parse::exact")]
     pub subsets: Vec<SubsetSpec>,
-    pub traffic_policy: Option<TrafficPolicySpec>,
+    // Out of line here and in a subset, as most set none (272 bytes each).
+    pub traffic_policy: Option<Box<TrafficPolicySpec>>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -24,7 +25,7 @@ pub struct SubsetSpec {
     pub name: String,
     #[serde(default)]
     pub labels: waypoint_ir::Labels,
-    pub traffic_policy: Option<TrafficPolicySpec>,
+    pub traffic_policy: Option<Box<TrafficPolicySpec>>,
 }
 
 #[derive(Deserialize, Debug, Default, Clone)]

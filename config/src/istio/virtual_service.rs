@@ -29,13 +29,15 @@ pub struct HttpRoute {
     pub matches: Vec<HttpMatch>,
     #[serde(deserialize_with = "crate::parse::exact")]
     pub route: Vec<Destination>,
-    pub redirect: Option<Redirect>,
-    pub direct_response: Option<DirectResponse>,
-    pub rewrite: Option<Rewrite>,
-    pub headers: Option<Headers>,
+    // Out of line, as most routes set none of them: a route was 576 bytes,
+    // and a VirtualService document lives until its routes are built.
+    pub redirect: Option<Box<Redirect>>,
+    pub direct_response: Option<Box<DirectResponse>>,
+    pub rewrite: Option<Box<Rewrite>>,
+    pub headers: Option<Box<Headers>>,
     pub timeout: Option<String>,
-    pub retries: Option<Retries>,
-    pub fault: Option<FaultSpec>,
+    pub retries: Option<Box<Retries>>,
+    pub fault: Option<Box<FaultSpec>>,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -88,13 +90,14 @@ pub struct HttpMatch {
     pub without_headers: Vec<(String, StringMatchSpec)>,
     #[serde(deserialize_with = "crate::parse::pairs")]
     pub query_params: Vec<(String, StringMatchSpec)>,
-    pub method: Option<StringMatchSpec>,
+    // Out of line, as the parts of a route above, and the conditions below.
+    pub method: Option<Box<StringMatchSpec>>,
     pub port: Option<u16>,
     pub ignore_uri_case: bool,
     // Conditions this waypoint cannot evaluate; read only to refuse them loudly.
-    pub authority: Option<serde_json::Value>,
-    pub scheme: Option<serde_json::Value>,
-    pub source_labels: Option<serde_json::Value>,
+    pub authority: Option<Box<serde_json::Value>>,
+    pub scheme: Option<Box<serde_json::Value>>,
+    pub source_labels: Option<Box<serde_json::Value>>,
     pub source_namespace: Option<String>,
     pub gateways: Vec<String>,
 }
