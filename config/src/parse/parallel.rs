@@ -101,30 +101,51 @@ pub fn each(sources: &[Source], split: &Split, mut f: impl FnMut(&Source, Event)
         return;
     }
     let next = &AtomicUsize::new(0);
+    let take = || {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        Some((i, units.get(i)?))
+    };
+    let read_unit = |unit: &Unit| read(&sources[unit.source].content[unit.start..unit.end]);
     std::thread::scope(|s| {
-        let units = &units;
         let (tx, rx) = std::sync::mpsc::channel();
-        for _ in 0..threads {
+        // This thread reads too: it is one of `threads`, and what it reads is
+        // allocated in its own malloc arena, where translation will reuse the
+        // memory once the documents are dropped.
+        for _ in 1..threads {
             let tx = tx.clone();
-            s.spawn(move || loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(unit) = units.get(i) else { break };
-                let piece = read(&sources[unit.source].content[unit.start..unit.end]);
-                if tx.send((i, piece)).is_err() {
-                    break;
+            s.spawn(move || {
+                while let Some((i, unit)) = take() {
+                    if tx.send((i, read_unit(unit))).is_err() {
+                        break;
+                    }
                 }
             });
         }
         drop(tx);
-        // Pieces finish out of order; each waits here until those before it
-        // have been handed on.
+        // Pieces finish out of order; each waits until those before it have
+        // been handed on.
         let mut done = BTreeMap::new();
         let mut due = 0;
-        for (i, piece) in rx {
-            done.insert(i, piece);
+        loop {
             while let Some(piece) = done.remove(&due) {
                 order.deliver(sources, &units[due], piece, &mut f);
                 due += 1;
+            }
+            if due == units.len() {
+                break;
+            }
+            match take() {
+                Some((i, unit)) => {
+                    done.insert(i, read_unit(unit));
+                    done.extend(rx.try_iter());
+                }
+                None => match rx.recv() {
+                    Ok((i, piece)) => {
+                        done.insert(i, piece);
+                    }
+                    // A reader panicked; the scope passes its panic on.
+                    Err(_) => break,
+                },
             }
         }
     });
