@@ -34,10 +34,9 @@ use waypoint_ir::{
 
 /// What every translation step shares.
 pub struct Cx<'a> {
-    /// Without DestinationRules and VirtualServices: see `translate`.
+    /// Without DestinationRules, VirtualServices, Pods, EndpointSlices and
+    /// Namespaces: see `translate`.
     pub res: &'a Resources,
-    /// Lookups into `res`, built once.
-    pub idx: &'a index::Index<'a>,
     pub opts: &'a Options,
     pub diags: &'a mut Vec<Diagnostic>,
 }
@@ -67,15 +66,16 @@ pub fn translate(mut res: Resources, opts: &Options, diags: &mut Vec<Diagnostic>
     // megabytes at 10,000 Services); `Cx::res` holds none of them.
     let destination_rules = std::mem::take(&mut res.destination_rules);
     let virtual_services = std::mem::take(&mut res.virtual_services);
+    // What makes endpoints, read through an index built once.
+    let pods = std::mem::take(&mut res.pods);
+    let slices = std::mem::take(&mut res.slices);
+    let namespaces = std::mem::take(&mut res.namespaces);
     let res = &res;
-    let idx = index::Index::build(res);
-    let mut cx = Cx {
-        res,
-        idx: &idx,
-        opts,
-        diags,
-    };
-    let mut services = services::build(&mut cx);
+    let mut cx = Cx { res, opts, diags };
+    let idx = index::Index::build(&pods, &slices, &namespaces);
+    let mut services = services::build(&mut cx, &idx);
+    drop(idx);
+    drop((pods, slices, namespaces));
     let index = hosts::HostIndex::build(&services);
     subsets::apply(&mut cx, &index, &mut services, &destination_rules);
     drop(destination_rules);
