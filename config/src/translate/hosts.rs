@@ -71,7 +71,8 @@ impl HostIndex {
 }
 
 /// Fills `by_vip`, `by_workload` and `by_host`.
-pub fn index(cx: &mut Cx<'_>, snapshot: &mut Snapshot) {
+/// `files[i]` is the file service `i` came from.
+pub fn index(cx: &mut Cx<'_>, snapshot: &mut Snapshot, files: &[String]) {
     snapshot.index_workloads();
     for (i, svc) in snapshot.services.iter().enumerate() {
         let idx = ServiceIdx(i);
@@ -81,7 +82,7 @@ pub fn index(cx: &mut Cx<'_>, snapshot: &mut Snapshot) {
                 if let Some((other, _)) = snapshot.by_vip.get(&key) {
                     let other = &snapshot.services[other.0];
                     cx.diags.push(Diagnostic::warning(
-                        &cx.file_of(&svc.source),
+                        &files[i],
                         Some(&svc.source),
                         "",
                         format!(
@@ -102,7 +103,7 @@ pub fn index(cx: &mut Cx<'_>, snapshot: &mut Snapshot) {
                     snapshot.by_host.insert(alias, idx);
                 }
                 Some(&other) if other != idx => cx.diags.push(Diagnostic::warning(
-                    &cx.file_of(&svc.source),
+                    &files[i],
                     Some(&svc.source),
                     "",
                     format!(

@@ -11,20 +11,29 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 use waypoint_ir::{Endpoint, ResourceRef, Service, ServicePort};
 
-pub fn build(cx: &mut Cx<'_>, idx: &Index<'_>) -> Vec<Service> {
-    let mut k8s: Vec<&Obj<_>> = cx.res.services.iter().collect();
+/// The services, and the file each came from (for diagnostics once the
+/// documents are gone).
+pub fn build(
+    cx: &mut Cx<'_>,
+    idx: &Index<'_>,
+    kube: &[Obj<crate::kube::ServiceDoc>],
+) -> (Vec<Service>, Vec<String>) {
+    let mut k8s: Vec<&Obj<_>> = kube.iter().collect();
     k8s.sort_by(|a, b| a.id.cmp(&b.id));
     // A vector grown push by push at 10,000 Services keeps room for 16,384.
     let mut out = Vec::with_capacity(k8s.len() + cx.res.service_entries.len());
+    let mut files = Vec::with_capacity(out.capacity());
     for svc in k8s {
         out.push(kube_service(cx, idx, svc));
+        files.push(svc.file.clone());
     }
     let mut entries: Vec<&Obj<_>> = cx.res.service_entries.iter().collect();
     entries.sort_by(|a, b| a.id.cmp(&b.id));
     for se in entries {
         out.extend(service_entry(cx, se));
+        files.resize(out.len(), se.file.clone());
     }
-    out
+    (out, files)
 }
 
 fn parse_ip(cx: &mut Cx<'_>, file: &str, id: &ResourceRef, field: &str, s: &str) -> Option<IpAddr> {
