@@ -90,7 +90,7 @@ impl Resources {
     }
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, Clone)]
 #[serde(rename_all = "camelCase", default)]
 struct Meta {
     name: Option<String>,
@@ -99,7 +99,7 @@ struct Meta {
     creation_timestamp: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 #[serde(rename_all = "camelCase")]
 struct Head {
     api_version: Option<String>,

@@ -3,13 +3,13 @@
 
 use serde::Deserialize;
 
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug, Default, Clone)]
 #[serde(default)]
 pub struct DestinationRuleDoc {
     pub spec: DestinationRuleSpec,
 }
 
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug, Default, Clone)]
 #[serde(rename_all = "camelCase", default)]
 pub struct DestinationRuleSpec {
     pub host: String,
@@ -19,7 +19,7 @@ pub struct DestinationRuleSpec {
     pub traffic_policy: Option<Box<TrafficPolicySpec>>,
 }
 
-#[derive(Deserialize, Debug)]
+#[derive(Deserialize, Debug, Clone)]
 #[serde(rename_all = "camelCase")]
 pub struct SubsetSpec {
     pub name: String,

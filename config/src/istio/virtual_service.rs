@@ -4,13 +4,13 @@
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug, Default, Clone)]
 #[serde(default)]
 pub struct VirtualServiceDoc {
     pub spec: VirtualServiceSpec,
 }
 
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug, Default, Clone)]
 #[serde(default)]
 pub struct VirtualServiceSpec {
     #[serde(deserialize_with = "crate::parse::exact")]
@@ -20,7 +20,7 @@ pub struct VirtualServiceSpec {
     pub http: Vec<HttpRoute>,
 }
 
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug, Default, Clone)]
 #[serde(rename_all = "camelCase", default)]
 pub struct HttpRoute {
     pub name: Option<String>,
@@ -40,7 +40,7 @@ pub struct HttpRoute {
     pub fault: Option<Box<FaultSpec>>,
 }
 
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug, Default, Clone)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Retries {
     pub attempts: Option<u32>,
@@ -48,14 +48,14 @@ pub struct Retries {
     pub retry_on: Option<String>,
 }
 
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug, Default, Clone)]
 #[serde(default)]
 pub struct FaultSpec {
     pub delay: Option<Delay>,
     pub abort: Option<Abort>,
 }
 
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug, Default, Clone)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Delay {
     pub fixed_delay: Option<String>,
@@ -64,7 +64,7 @@ pub struct Delay {
     pub percent: Option<u32>,
 }
 
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug, Default, Clone)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Abort {
     pub http_status: Option<u16>,
@@ -74,13 +74,13 @@ pub struct Abort {
     pub percentage: Option<PercentSpec>,
 }
 
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug, Default, Clone)]
 #[serde(default)]
 pub struct PercentSpec {
     pub value: f64,
 }
 
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug, Default, Clone)]
 #[serde(rename_all = "camelCase", default)]
 pub struct HttpMatch {
     pub uri: Option<StringMatchSpec>,
@@ -111,25 +111,25 @@ pub struct StringMatchSpec {
     pub regex: Option<String>,
 }
 
-#[derive(Deserialize, Debug)]
+#[derive(Deserialize, Debug, Clone)]
 pub struct Destination {
     pub destination: DestinationSpec,
     pub weight: Option<u32>,
 }
 
-#[derive(Deserialize, Debug)]
+#[derive(Deserialize, Debug, Clone)]
 pub struct DestinationSpec {
     pub host: String,
     pub subset: Option<String>,
     pub port: Option<PortSelector>,
 }
 
-#[derive(Deserialize, Debug)]
+#[derive(Deserialize, Debug, Clone)]
 pub struct PortSelector {
     pub number: u16,
 }
 
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug, Default, Clone)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Redirect {
     pub uri: Option<String>,
@@ -139,34 +139,34 @@ pub struct Redirect {
     pub redirect_code: Option<u16>,
 }
 
-#[derive(Deserialize, Debug)]
+#[derive(Deserialize, Debug, Clone)]
 pub struct DirectResponse {
     pub status: u16,
     #[serde(default)]
     pub body: Option<DirectBody>,
 }
 
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug, Default, Clone)]
 #[serde(default)]
 pub struct DirectBody {
     pub string: Option<String>,
 }
 
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug, Default, Clone)]
 #[serde(default)]
 pub struct Rewrite {
     pub uri: Option<String>,
     pub authority: Option<String>,
 }
 
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug, Default, Clone)]
 #[serde(default)]
 pub struct Headers {
     pub request: Option<HeaderOperations>,
     pub response: Option<HeaderOperations>,
 }
 
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug, Default, Clone)]
 #[serde(default)]
 pub struct HeaderOperations {
     pub set: BTreeMap<String, String>,

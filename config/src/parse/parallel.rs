@@ -137,11 +137,11 @@ pub fn each(sources: &[Source], split: &Split, mut f: impl FnMut(&Source, Event)
             match take() {
                 Some((i, unit)) => {
                     done.insert(i, read_unit(unit));
-                    done.extend(rx.try_iter());
+                    done.extend(rx.try_iter().map(|(i, p)| (i, p.map(Piece::rehome))));
                 }
                 None => match rx.recv() {
                     Ok((i, piece)) => {
-                        done.insert(i, piece);
+                        done.insert(i, piece.map(Piece::rehome));
                     }
                     // A reader panicked; the scope passes its panic on.
                     Err(_) => break,
@@ -189,6 +189,24 @@ impl InOrder {
                 f(src, Event::Rest { skip: self.docs });
                 self.rest = true;
             }
+        }
+    }
+}
+
+impl Piece {
+    /// The documents copied into memory this thread allocated, and the
+    /// reader's freed, for it to read the next pieces into.
+    ///
+    /// glibc's malloc gives each thread an arena of its own, and memory freed
+    /// into one is reused only by the thread it belongs to. Documents another
+    /// thread read live through most of translation, which this thread runs:
+    /// left where they were read, the memory they free is never reused, and
+    /// at 10,000 Services the peak was 12 MB higher. A copy costs less than a
+    /// tenth of reading.
+    fn rehome(self) -> Piece {
+        Piece {
+            reads: self.reads.iter().map(direct::Read::clone).collect(),
+            docs: self.docs,
         }
     }
 }
