@@ -13,8 +13,10 @@ pub struct HostIndex {
 
 impl HostIndex {
     pub fn build(services: &[Service]) -> Self {
-        let mut by_fqdn = HashMap::new();
-        let mut by_ns_name = HashMap::new();
+        // Sized up front: at 10,000 services, growing tables (each a rehash
+        // of every key) took a tenth of translation.
+        let mut by_fqdn = HashMap::with_capacity(services.len());
+        let mut by_ns_name = HashMap::with_capacity(services.len());
         for (i, s) in services.iter().enumerate() {
             by_fqdn
                 .entry(s.hostname.to_ascii_lowercase())
@@ -74,6 +76,11 @@ impl HostIndex {
 /// `files[i]` is the file service `i` came from.
 pub fn index(cx: &mut Cx<'_>, snapshot: &mut Snapshot, files: &[String]) {
     snapshot.index_workloads();
+    let services = &snapshot.services;
+    let vips = services.iter().map(|s| s.addresses.len() * s.ports.len());
+    snapshot.by_vip.reserve(vips.sum());
+    // Four names for a Kubernetes Service (see `aliases`), one for the rest.
+    snapshot.by_host.reserve(services.len() * 4);
     for (i, svc) in snapshot.services.iter().enumerate() {
         let idx = ServiceIdx(i);
         for addr in &svc.addresses {

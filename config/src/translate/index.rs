@@ -23,7 +23,15 @@ impl<'a> Index<'a> {
         slices: &'a [Obj<EndpointSliceDoc>],
         namespaces: &'a [Obj<()>],
     ) -> Self {
-        let mut idx = Index::default();
+        // Sized up front, as each table grows to thousands of entries in a
+        // large mesh; as many label values as Pods is a guess (an `app` per
+        // Service, a few `version`s per namespace), not a bound.
+        let mut idx = Index {
+            pods_by_label: HashMap::with_capacity(pods.len()),
+            pods_by_name: HashMap::with_capacity(pods.len()),
+            slices: HashMap::with_capacity(slices.len()),
+            ambient: HashSet::new(),
+        };
         for pod in pods {
             idx.pods_by_name.insert((pod.ns(), pod.name()), pod);
             for (k, v) in pod.labels.iter() {
