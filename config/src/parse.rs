@@ -90,6 +90,10 @@ impl Resources {
     }
 }
 
+/// Each resource placed so far, with the file it came from: the API server
+/// holds one object per kind, namespace and name.
+type Seen<'s> = BTreeMap<ResourceRef, &'s str>;
+
 #[derive(Deserialize, Default, Clone)]
 #[serde(rename_all = "camelCase", default)]
 struct Meta {
@@ -130,11 +134,11 @@ fn parse_split(
 }
 
 /// The documents of one file from the `skip`th on, one after the other.
-fn in_order(
-    src: &Source,
+fn in_order<'s>(
+    src: &'s Source,
     skip: usize,
     out: &mut Resources,
-    seen: &mut BTreeMap<ResourceRef, String>,
+    seen: &mut Seen<'s>,
     diags: &mut Vec<Diagnostic>,
 ) {
     let docs = serde_yaml_ng::Deserializer::from_str(&src.content);
@@ -154,11 +158,11 @@ fn in_order(
     }
 }
 
-fn place_read(
-    file: &str,
+fn place_read<'s>(
+    file: &'s str,
     read: direct::Read,
     out: &mut Resources,
-    seen: &mut BTreeMap<ResourceRef, String>,
+    seen: &mut Seen<'s>,
     diags: &mut Vec<Diagnostic>,
 ) {
     match read {
@@ -169,11 +173,11 @@ fn place_read(
 
 /// The documents of one file from the `skip`th on, each read into a
 /// `serde_json::Value`.
-fn via_values(
-    src: &Source,
+fn via_values<'s>(
+    src: &'s Source,
     skip: usize,
     out: &mut Resources,
-    seen: &mut BTreeMap<ResourceRef, String>,
+    seen: &mut Seen<'s>,
     diags: &mut Vec<Diagnostic>,
 ) {
     let docs = serde_yaml_ng::Deserializer::from_str(&src.content);
@@ -274,11 +278,11 @@ fn kind_of(api_version: &str, kind: &str) -> Option<ResourceKind> {
     versions.contains(&version).then_some(kind)
 }
 
-fn one(
-    file: &str,
+fn one<'s>(
+    file: &'s str,
     value: serde_json::Value,
     out: &mut Resources,
-    seen: &mut BTreeMap<ResourceRef, String>,
+    seen: &mut Seen<'s>,
     diags: &mut Vec<Diagnostic>,
 ) {
     let head: Head = match serde_path_to_error::deserialize(&value) {
@@ -304,12 +308,12 @@ enum Body {
     Typed(direct::Doc),
 }
 
-fn place(
-    file: &str,
+fn place<'s>(
+    file: &'s str,
     head: Head,
     body: Body,
     out: &mut Resources,
-    seen: &mut BTreeMap<ResourceRef, String>,
+    seen: &mut Seen<'s>,
     diags: &mut Vec<Diagnostic>,
 ) {
     let (Some(api_version), Some(kind_name)) = (head.api_version, head.kind) else {
@@ -355,8 +359,8 @@ fn place(
         ));
         return;
     }
-    seen.insert(id.clone(), file.to_string());
-    let labels = std::sync::Arc::new(head.metadata.labels);
+    seen.insert(id.clone(), file);
+    let labels = shared(head.metadata.labels);
     let created = head.metadata.creation_timestamp.unwrap_or_default();
     macro_rules! push {
         ($list:ident, $variant:ident) => {{
@@ -408,6 +412,18 @@ fn place(
             created,
             doc: (),
         }),
+    }
+}
+
+/// Most objects have no labels: they share one empty set rather than each
+/// allocating its own.
+fn shared(labels: Labels) -> std::sync::Arc<Labels> {
+    static EMPTY: std::sync::LazyLock<std::sync::Arc<Labels>> =
+        std::sync::LazyLock::new(Default::default);
+    if labels.is_empty() {
+        EMPTY.clone()
+    } else {
+        std::sync::Arc::new(labels)
     }
 }
 

@@ -79,7 +79,7 @@ struct Piece {
 
 /// Calls `f` with every source's documents, in the order of the sources and
 /// of the documents in each.
-pub fn each(sources: &[Source], split: &Split, mut f: impl FnMut(&Source, Event)) {
+pub fn each<'s>(sources: &'s [Source], split: &Split, mut f: impl FnMut(&'s Source, Event)) {
     let units: Vec<Unit> = sources
         .iter()
         .enumerate()
@@ -161,12 +161,12 @@ struct InOrder {
 }
 
 impl InOrder {
-    fn deliver(
+    fn deliver<'s>(
         &mut self,
-        sources: &[Source],
+        sources: &'s [Source],
         unit: &Unit,
         piece: Option<Piece>,
-        f: &mut impl FnMut(&Source, Event),
+        f: &mut impl FnMut(&'s Source, Event),
     ) {
         if self.source != Some(unit.source) {
             *self = InOrder {
