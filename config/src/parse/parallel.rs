@@ -108,9 +108,8 @@ pub fn each<'s>(sources: &'s [Source], split: &Split, mut f: impl FnMut(&'s Sour
     let read_unit = |unit: &Unit| read(&sources[unit.source].content[unit.start..unit.end]);
     std::thread::scope(|s| {
         let (tx, rx) = std::sync::mpsc::channel();
-        // This thread reads too: it is one of `threads`, and what it reads is
-        // allocated in its own malloc arena, where translation will reuse the
-        // memory once the documents are dropped.
+        // This thread reads too, as one of `threads` (no third thread on two
+        // cores), and what it reads needs no copy (see `Piece::rehome`).
         for _ in 1..threads {
             let tx = tx.clone();
             s.spawn(move || {
@@ -201,8 +200,8 @@ impl Piece {
     /// into one is reused only by the thread it belongs to. Documents another
     /// thread read live through most of translation, which this thread runs:
     /// left where they were read, the memory they free is never reused, and
-    /// at 10,000 Services the peak was 12 MB higher. A copy costs less than a
-    /// tenth of reading.
+    /// at 10,000 Services the peak was about 10 MB higher. A copy costs
+    /// less than a tenth of reading.
     fn rehome(self) -> Piece {
         Piece {
             reads: self.reads.iter().map(direct::Read::clone).collect(),
