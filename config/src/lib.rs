@@ -64,13 +64,26 @@ pub struct Loaded {
 /// Loads every `*.yaml`, `*.yml` and `*.json` below `dir`.
 pub fn load_dir(dir: &Path, opts: &Options) -> Result<Loaded, Vec<Diagnostic>> {
     let sources = source::read_dir(dir)?;
-    load_sources(&sources, opts)
+    let mut diags = Vec::new();
+    let resources = parse::parse_all(&sources, &mut diags);
+    // Translation reads none of the text (15 MB at 10,000 Services), and it
+    // is when memory peaks.
+    drop(sources);
+    translate_parsed(resources, opts, diags)
 }
 
 /// Loads manifests already in memory (the demo embeds its example).
 pub fn load_sources(sources: &[Source], opts: &Options) -> Result<Loaded, Vec<Diagnostic>> {
     let mut diags = Vec::new();
     let resources = parse::parse_all(sources, &mut diags);
+    translate_parsed(resources, opts, diags)
+}
+
+fn translate_parsed(
+    resources: parse::Resources,
+    opts: &Options,
+    mut diags: Vec<Diagnostic>,
+) -> Result<Loaded, Vec<Diagnostic>> {
     let snapshot = translate::translate(resources, opts, &mut diags);
     if diags.iter().any(|d| d.severity == Severity::Error) {
         diags.sort_by_key(|d| d.severity != Severity::Error);

@@ -15,6 +15,7 @@ use waypoint_ir::{Labels, ResourceKind, ResourceRef};
 
 mod compact;
 mod direct;
+mod parallel;
 mod strict;
 
 pub use compact::{exact, pairs};
@@ -66,7 +67,34 @@ pub struct Resources {
     pub mesh_configs: Vec<Obj<ConfigMapDoc>>,
 }
 
-#[derive(Deserialize, Default)]
+impl Resources {
+    /// Gives back the room the lists grew into (up to half of each), as the
+    /// documents live through translation.
+    fn shrink_to_fit(&mut self) {
+        self.services.shrink_to_fit();
+        self.pods.shrink_to_fit();
+        self.slices.shrink_to_fit();
+        self.namespaces.shrink_to_fit();
+        self.service_entries.shrink_to_fit();
+        self.workload_entries.shrink_to_fit();
+        self.virtual_services.shrink_to_fit();
+        self.destination_rules.shrink_to_fit();
+        self.http_routes.shrink_to_fit();
+        self.grpc_routes.shrink_to_fit();
+        self.tcp_routes.shrink_to_fit();
+        self.gateways.shrink_to_fit();
+        self.traffic_policies.shrink_to_fit();
+        self.authorization_policies.shrink_to_fit();
+        self.request_authentications.shrink_to_fit();
+        self.mesh_configs.shrink_to_fit();
+    }
+}
+
+/// Each resource placed so far, with the file it came from: the API server
+/// holds one object per kind, namespace and name.
+type Seen<'s> = BTreeMap<ResourceRef, &'s str>;
+
+#[derive(Deserialize, Default, Clone)]
 #[serde(rename_all = "camelCase", default)]
 struct Meta {
     name: Option<String>,
@@ -75,7 +103,7 @@ struct Meta {
     creation_timestamp: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 #[serde(rename_all = "camelCase")]
 struct Head {
     api_version: Option<String>,
@@ -85,45 +113,71 @@ struct Head {
 }
 
 pub fn parse_all(sources: &[Source], diags: &mut Vec<Diagnostic>) -> Resources {
+    parse_split(sources, &parallel::Split::auto(), diags)
+}
+
+/// [`parse_all`], its reading shared out as `split` says; what it gives does
+/// not depend on how.
+fn parse_split(
+    sources: &[Source],
+    split: &parallel::Split,
+    diags: &mut Vec<Diagnostic>,
+) -> Resources {
     let mut out = Resources::default();
     let mut seen = BTreeMap::new();
-    for src in sources {
-        let docs = serde_yaml_ng::Deserializer::from_str(&src.content);
-        for (i, doc) in docs.enumerate() {
-            match direct::read(doc) {
-                Ok(None) => {}
-                Ok(Some(direct::Read::Value(value))) => {
-                    one(&src.file, value, &mut out, &mut seen, diags)
-                }
-                Ok(Some(direct::Read::Typed(head, doc))) => place(
-                    &src.file,
-                    head,
-                    Body::Typed(doc),
-                    &mut out,
-                    &mut seen,
-                    diags,
-                ),
-                // Documents are independent, so those before this one are
-                // placed as the `Value` route would have; it takes over from
-                // here, with its own messages (and its leniency, where the
-                // direct reader was stricter).
-                Err(_) => {
-                    via_values(src, i, &mut out, &mut seen, diags);
-                    break;
-                }
+    parallel::each(sources, split, |src, event| match event {
+        parallel::Event::Doc(read) => place_read(&src.file, read, &mut out, &mut seen, diags),
+        parallel::Event::Rest { skip } => in_order(src, skip, &mut out, &mut seen, diags),
+    });
+    out.shrink_to_fit();
+    out
+}
+
+/// The documents of one file from the `skip`th on, one after the other.
+fn in_order<'s>(
+    src: &'s Source,
+    skip: usize,
+    out: &mut Resources,
+    seen: &mut Seen<'s>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let docs = serde_yaml_ng::Deserializer::from_str(&src.content);
+    for (i, doc) in docs.enumerate().skip(skip) {
+        match direct::read(doc) {
+            Ok(None) => {}
+            Ok(Some(read)) => place_read(&src.file, read, out, seen, diags),
+            // Documents are independent, so those before this one are
+            // placed as the `Value` route would have; it takes over from
+            // here, with its own messages (and its leniency, where the
+            // direct reader was stricter).
+            Err(_) => {
+                via_values(src, i, out, seen, diags);
+                break;
             }
         }
     }
-    out
+}
+
+fn place_read<'s>(
+    file: &'s str,
+    read: direct::Read,
+    out: &mut Resources,
+    seen: &mut Seen<'s>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    match read {
+        direct::Read::Value(value) => one(file, value, out, seen, diags),
+        direct::Read::Typed(head, doc) => place(file, head, Body::Typed(doc), out, seen, diags),
+    }
 }
 
 /// The documents of one file from the `skip`th on, each read into a
 /// `serde_json::Value`.
-fn via_values(
-    src: &Source,
+fn via_values<'s>(
+    src: &'s Source,
     skip: usize,
     out: &mut Resources,
-    seen: &mut BTreeMap<ResourceRef, String>,
+    seen: &mut Seen<'s>,
     diags: &mut Vec<Diagnostic>,
 ) {
     let docs = serde_yaml_ng::Deserializer::from_str(&src.content);
@@ -224,11 +278,11 @@ fn kind_of(api_version: &str, kind: &str) -> Option<ResourceKind> {
     versions.contains(&version).then_some(kind)
 }
 
-fn one(
-    file: &str,
+fn one<'s>(
+    file: &'s str,
     value: serde_json::Value,
     out: &mut Resources,
-    seen: &mut BTreeMap<ResourceRef, String>,
+    seen: &mut Seen<'s>,
     diags: &mut Vec<Diagnostic>,
 ) {
     let head: Head = match serde_path_to_error::deserialize(&value) {
@@ -254,12 +308,12 @@ enum Body {
     Typed(direct::Doc),
 }
 
-fn place(
-    file: &str,
+fn place<'s>(
+    file: &'s str,
     head: Head,
     body: Body,
     out: &mut Resources,
-    seen: &mut BTreeMap<ResourceRef, String>,
+    seen: &mut Seen<'s>,
     diags: &mut Vec<Diagnostic>,
 ) {
     let (Some(api_version), Some(kind_name)) = (head.api_version, head.kind) else {
@@ -305,8 +359,8 @@ fn place(
         ));
         return;
     }
-    seen.insert(id.clone(), file.to_string());
-    let labels = std::sync::Arc::new(head.metadata.labels);
+    seen.insert(id.clone(), file);
+    let labels = shared(head.metadata.labels);
     let created = head.metadata.creation_timestamp.unwrap_or_default();
     macro_rules! push {
         ($list:ident, $variant:ident) => {{
@@ -358,6 +412,18 @@ fn place(
             created,
             doc: (),
         }),
+    }
+}
+
+/// Most objects have no labels: they share one empty set rather than each
+/// allocating its own.
+fn shared(labels: Labels) -> std::sync::Arc<Labels> {
+    static EMPTY: std::sync::LazyLock<std::sync::Arc<Labels>> =
+        std::sync::LazyLock::new(Default::default);
+    if labels.is_empty() {
+        EMPTY.clone()
+    } else {
+        std::sync::Arc::new(labels)
     }
 }
 

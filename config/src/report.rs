@@ -9,6 +9,9 @@ use waypoint_ir::{
     Service, Snapshot, StringMatch,
 };
 
+/// How many services' text sizes the whole table.
+const SAMPLE: usize = 100;
+
 pub fn routing_table(s: &Snapshot) -> String {
     let mut out = String::new();
     if let Some(w) = &s.waypoint {
@@ -19,8 +22,16 @@ pub fn routing_table(s: &Snapshot) -> String {
             .collect();
         let _ = writeln!(out, "waypoint {} (listeners: {})\n", w.source, l.join(", "));
     }
-    for svc in &s.services {
+    for (i, svc) in s.services.iter().enumerate() {
         service(&mut out, s, svc);
+        // Megabytes at 10,000 services: grown by doubling, each copy leaves
+        // the one before it in the heap (4 MB of 8.7 at 10,000). Sized once
+        // from the first services' average, with a margin, it is allocated
+        // about once.
+        if i + 1 == SAMPLE {
+            let rest = s.services.len() - SAMPLE;
+            out.reserve(out.len() / SAMPLE * rest / 4 * 5);
+        }
     }
     if s.services.is_empty() {
         out.push_str("no services\n");

@@ -34,31 +34,11 @@ use waypoint_ir::{
 
 /// What every translation step shares.
 pub struct Cx<'a> {
-    /// Without DestinationRules and VirtualServices: see `translate`.
+    /// Without DestinationRules, VirtualServices, Services, Pods,
+    /// EndpointSlices and Namespaces: see `translate`.
     pub res: &'a Resources,
-    /// Lookups into `res`, built once.
-    pub idx: &'a index::Index<'a>,
     pub opts: &'a Options,
     pub diags: &'a mut Vec<Diagnostic>,
-}
-
-impl Cx<'_> {
-    /// The file a service's own resource came from, for diagnostics about it.
-    pub fn file_of(&self, id: &waypoint_ir::ResourceRef) -> String {
-        let r = self.res;
-        let found = match id.kind {
-            waypoint_ir::ResourceKind::Service => {
-                r.services.iter().find(|o| &o.id == id).map(|o| &o.file)
-            }
-            waypoint_ir::ResourceKind::ServiceEntry => r
-                .service_entries
-                .iter()
-                .find(|o| &o.id == id)
-                .map(|o| &o.file),
-            _ => None,
-        };
-        found.cloned().unwrap_or_else(|| "-".into())
-    }
 }
 
 pub fn translate(mut res: Resources, opts: &Options, diags: &mut Vec<Diagnostic>) -> Snapshot {
@@ -67,15 +47,18 @@ pub fn translate(mut res: Resources, opts: &Options, diags: &mut Vec<Diagnostic>
     // megabytes at 10,000 Services); `Cx::res` holds none of them.
     let destination_rules = std::mem::take(&mut res.destination_rules);
     let virtual_services = std::mem::take(&mut res.virtual_services);
+    // What makes services and their endpoints, read through an index built
+    // once.
+    let kube_services = std::mem::take(&mut res.services);
+    let pods = std::mem::take(&mut res.pods);
+    let slices = std::mem::take(&mut res.slices);
+    let namespaces = std::mem::take(&mut res.namespaces);
     let res = &res;
-    let idx = index::Index::build(res);
-    let mut cx = Cx {
-        res,
-        idx: &idx,
-        opts,
-        diags,
-    };
-    let mut services = services::build(&mut cx);
+    let mut cx = Cx { res, opts, diags };
+    let idx = index::Index::build(&pods, &slices, &namespaces);
+    let (mut services, files) = services::build(&mut cx, &idx, &kube_services);
+    drop(idx);
+    drop((kube_services, pods, slices, namespaces));
     let index = hosts::HostIndex::build(&services);
     subsets::apply(&mut cx, &index, &mut services, &destination_rules);
     drop(destination_rules);
@@ -111,7 +94,7 @@ pub fn translate(mut res: Resources, opts: &Options, diags: &mut Vec<Diagnostic>
         ext_authz: providers.usable,
         ..Snapshot::default()
     };
-    hosts::index(&mut cx, &mut snapshot);
+    hosts::index(&mut cx, &mut snapshot, &files);
     snapshot
 }
 

@@ -115,6 +115,10 @@ impl Snapshot {
     /// Fills `by_workload` from the services' endpoints.
     pub fn index_workloads(&mut self) {
         self.by_workload.clear();
+        // An upper bound (endpoints may share an address): sized once rather
+        // than rehashed as it grows.
+        let endpoints = self.services.iter().map(|s| s.endpoints.len()).sum();
+        self.by_workload.reserve(endpoints);
         for (i, svc) in self.services.iter().enumerate() {
             for (e, ep) in svc.endpoints.iter().enumerate() {
                 self.by_workload

@@ -4,13 +4,13 @@
 use super::http_route::{BackendRefSpec, ParentRef, RouteFilter, ValueMatch};
 use serde::Deserialize;
 
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug, Default, Clone)]
 #[serde(default)]
 pub struct GrpcRouteDoc {
     pub spec: GrpcRouteSpec,
 }
 
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug, Default, Clone)]
 #[serde(rename_all = "camelCase", default)]
 pub struct GrpcRouteSpec {
     #[serde(deserialize_with = "crate::parse::exact")]
@@ -19,7 +19,7 @@ pub struct GrpcRouteSpec {
     pub rules: Vec<GrpcRule>,
 }
 
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug, Default, Clone)]
 #[serde(rename_all = "camelCase", default)]
 pub struct GrpcRule {
     #[serde(deserialize_with = "crate::parse::exact")]
@@ -30,14 +30,14 @@ pub struct GrpcRule {
     pub backend_refs: Vec<BackendRefSpec>,
 }
 
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug, Default, Clone)]
 #[serde(default)]
 pub struct GrpcMatch {
     pub method: Option<MethodMatch>,
     pub headers: Vec<ValueMatch>,
 }
 
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug, Default, Clone)]
 #[serde(default)]
 pub struct MethodMatch {
     #[serde(rename = "type")]

@@ -2,13 +2,13 @@
 
 use serde::Deserialize;
 
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug, Default, Clone)]
 #[serde(default)]
 pub struct HttpRouteDoc {
     pub spec: HttpRouteSpec,
 }
 
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug, Default, Clone)]
 #[serde(rename_all = "camelCase", default)]
 pub struct HttpRouteSpec {
     #[serde(deserialize_with = "crate::parse::exact")]
@@ -17,7 +17,7 @@ pub struct HttpRouteSpec {
     pub rules: Vec<Rule>,
 }
 
-#[derive(Deserialize, Debug)]
+#[derive(Deserialize, Debug, Clone)]
 pub struct ParentRef {
     pub group: Option<String>,
     pub kind: Option<String>,
@@ -26,7 +26,7 @@ pub struct ParentRef {
     pub port: Option<u16>,
 }
 
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug, Default, Clone)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Rule {
     #[serde(deserialize_with = "crate::parse::exact")]
@@ -40,7 +40,7 @@ pub struct Rule {
 }
 
 /// GEP-1742: `request` bounds the whole exchange, `backendRequest` each try.
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug, Default, Clone)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Timeouts {
     pub request: Option<String>,
@@ -48,7 +48,7 @@ pub struct Timeouts {
 }
 
 /// GEP-1731 (experimental channel).
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug, Default, Clone)]
 #[serde(default)]
 pub struct RetrySpec {
     pub codes: Vec<u16>,
@@ -56,7 +56,7 @@ pub struct RetrySpec {
     pub backoff: Option<String>,
 }
 
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug, Default, Clone)]
 #[serde(rename_all = "camelCase", default)]
 pub struct MatchSpec {
     pub path: Option<PathSpec>,
@@ -66,14 +66,14 @@ pub struct MatchSpec {
     pub method: Option<String>,
 }
 
-#[derive(Deserialize, Debug)]
+#[derive(Deserialize, Debug, Clone)]
 pub struct PathSpec {
     #[serde(rename = "type", default)]
     pub kind: Option<String>,
     pub value: Option<String>,
 }
 
-#[derive(Deserialize, Debug)]
+#[derive(Deserialize, Debug, Clone)]
 pub struct ValueMatch {
     #[serde(rename = "type", default)]
     pub kind: Option<String>,
@@ -81,7 +81,7 @@ pub struct ValueMatch {
     pub value: String,
 }
 
-#[derive(Deserialize, Debug)]
+#[derive(Deserialize, Debug, Clone)]
 #[serde(rename_all = "camelCase")]
 pub struct RouteFilter {
     #[serde(rename = "type")]
@@ -92,7 +92,7 @@ pub struct RouteFilter {
     pub url_rewrite: Option<UrlRewriteSpec>,
 }
 
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug, Default, Clone)]
 #[serde(default)]
 pub struct HeaderModifierSpec {
     pub set: Vec<NameValue>,
@@ -100,13 +100,13 @@ pub struct HeaderModifierSpec {
     pub remove: Vec<String>,
 }
 
-#[derive(Deserialize, Debug)]
+#[derive(Deserialize, Debug, Clone)]
 pub struct NameValue {
     pub name: String,
     pub value: String,
 }
 
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug, Default, Clone)]
 #[serde(rename_all = "camelCase", default)]
 pub struct RedirectSpec {
     pub scheme: Option<String>,
@@ -116,14 +116,14 @@ pub struct RedirectSpec {
     pub status_code: Option<u16>,
 }
 
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug, Default, Clone)]
 #[serde(default)]
 pub struct UrlRewriteSpec {
     pub hostname: Option<String>,
     pub path: Option<PathModifierSpec>,
 }
 
-#[derive(Deserialize, Debug)]
+#[derive(Deserialize, Debug, Clone)]
 #[serde(rename_all = "camelCase")]
 pub struct PathModifierSpec {
     #[serde(rename = "type")]
@@ -132,7 +132,7 @@ pub struct PathModifierSpec {
     pub replace_prefix_match: Option<String>,
 }
 
-#[derive(Deserialize, Debug)]
+#[derive(Deserialize, Debug, Clone)]
 pub struct BackendRefSpec {
     pub group: Option<String>,
     pub kind: Option<String>,

@@ -4,20 +4,20 @@
 use super::http_route::{BackendRefSpec, ParentRef};
 use serde::Deserialize;
 
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug, Default, Clone)]
 #[serde(default)]
 pub struct TcpRouteDoc {
     pub spec: TcpRouteSpec,
 }
 
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug, Default, Clone)]
 #[serde(rename_all = "camelCase", default)]
 pub struct TcpRouteSpec {
     pub parent_refs: Vec<ParentRef>,
     pub rules: Vec<TcpRule>,
 }
 
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug, Default, Clone)]
 #[serde(rename_all = "camelCase", default)]
 pub struct TcpRule {
     pub backend_refs: Vec<BackendRefSpec>,

@@ -3,28 +3,29 @@
 
 use serde::Deserialize;
 
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug, Default, Clone)]
 #[serde(default)]
 pub struct DestinationRuleDoc {
     pub spec: DestinationRuleSpec,
 }
 
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug, Default, Clone)]
 #[serde(rename_all = "camelCase", default)]
 pub struct DestinationRuleSpec {
     pub host: String,
     #[serde(deserialize_with = "crate::parse::exact")]
     pub subsets: Vec<SubsetSpec>,
-    pub traffic_policy: Option<TrafficPolicySpec>,
+    // Out of line here and in a subset, as most set none (272 bytes each).
+    pub traffic_policy: Option<Box<TrafficPolicySpec>>,
 }
 
-#[derive(Deserialize, Debug)]
+#[derive(Deserialize, Debug, Clone)]
 #[serde(rename_all = "camelCase")]
 pub struct SubsetSpec {
     pub name: String,
     #[serde(default)]
     pub labels: waypoint_ir::Labels,
-    pub traffic_policy: Option<TrafficPolicySpec>,
+    pub traffic_policy: Option<Box<TrafficPolicySpec>>,
 }
 
 #[derive(Deserialize, Debug, Default, Clone)]

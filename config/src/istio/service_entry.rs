@@ -3,13 +3,13 @@
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug, Default, Clone)]
 #[serde(default)]
 pub struct ServiceEntryDoc {
     pub spec: ServiceEntrySpec,
 }
 
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug, Default, Clone)]
 #[serde(rename_all = "camelCase", default)]
 pub struct ServiceEntrySpec {
     pub hosts: Vec<String>,
@@ -20,7 +20,7 @@ pub struct ServiceEntrySpec {
     pub workload_selector: Option<Selector>,
 }
 
-#[derive(Deserialize, Debug)]
+#[derive(Deserialize, Debug, Clone)]
 #[serde(rename_all = "camelCase")]
 pub struct SePort {
     pub number: u16,
@@ -29,20 +29,20 @@ pub struct SePort {
     pub target_port: Option<u16>,
 }
 
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug, Default, Clone)]
 #[serde(default)]
 pub struct Selector {
     pub labels: waypoint_ir::Labels,
 }
 
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug, Default, Clone)]
 #[serde(default)]
 pub struct WorkloadEntryDoc {
     pub spec: WorkloadEntrySpec,
 }
 
 /// A `WorkloadEntry` spec, also a ServiceEntry's inline endpoint.
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug, Default, Clone)]
 #[serde(rename_all = "camelCase", default)]
 pub struct WorkloadEntrySpec {
     pub address: String,

@@ -4,7 +4,7 @@ use serde::Deserialize;
 
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug, Default, Clone)]
 #[serde(default)]
 pub struct EndpointSliceDoc {
     #[serde(deserialize_with = "crate::parse::exact")]
@@ -12,7 +12,7 @@ pub struct EndpointSliceDoc {
     pub ports: Vec<SlicePort>,
 }
 
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug, Default, Clone)]
 #[serde(rename_all = "camelCase", default)]
 pub struct SliceEndpoint {
     #[serde(deserialize_with = "crate::parse::exact")]
@@ -21,13 +21,13 @@ pub struct SliceEndpoint {
     pub target_ref: Option<TargetRef>,
 }
 
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug, Default, Clone)]
 #[serde(default)]
 pub struct Conditions {
     pub ready: Option<bool>,
 }
 
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug, Default, Clone)]
 #[serde(default)]
 pub struct TargetRef {
     pub kind: Option<String>,
@@ -35,7 +35,7 @@ pub struct TargetRef {
     pub namespace: Option<String>,
 }
 
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug, Default, Clone)]
 #[serde(default)]
 pub struct SlicePort {
     pub name: Option<String>,

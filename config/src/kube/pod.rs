@@ -2,14 +2,14 @@
 
 use serde::Deserialize;
 
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug, Default, Clone)]
 #[serde(default)]
 pub struct PodDoc {
     pub spec: PodSpec,
     pub status: PodStatus,
 }
 
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug, Default, Clone)]
 #[serde(rename_all = "camelCase", default)]
 pub struct PodSpec {
     pub service_account_name: Option<String>,
@@ -17,21 +17,21 @@ pub struct PodSpec {
     pub containers: Vec<Container>,
 }
 
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug, Default, Clone)]
 #[serde(default)]
 pub struct Container {
     #[serde(deserialize_with = "crate::parse::exact")]
     pub ports: Vec<ContainerPort>,
 }
 
-#[derive(Deserialize, Debug)]
+#[derive(Deserialize, Debug, Clone)]
 #[serde(rename_all = "camelCase")]
 pub struct ContainerPort {
     pub name: Option<String>,
     pub container_port: u16,
 }
 
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug, Default, Clone)]
 #[serde(rename_all = "camelCase", default)]
 pub struct PodStatus {
     #[serde(rename = "podIP")]
@@ -41,7 +41,7 @@ pub struct PodStatus {
     pub phase: Option<String>,
 }
 
-#[derive(Deserialize, Debug)]
+#[derive(Deserialize, Debug, Clone)]
 pub struct PodIp {
     pub ip: String,
 }

@@ -2,13 +2,13 @@
 
 use serde::Deserialize;
 
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug, Default, Clone)]
 #[serde(default)]
 pub struct ServiceDoc {
     pub spec: ServiceSpec,
 }
 
-#[derive(Deserialize, Debug, Default)]
+#[derive(Deserialize, Debug, Default, Clone)]
 #[serde(rename_all = "camelCase", default)]
 pub struct ServiceSpec {
     #[serde(rename = "clusterIP")]
@@ -20,7 +20,7 @@ pub struct ServiceSpec {
     pub selector: Option<waypoint_ir::Labels>,
 }
 
-#[derive(Deserialize, Debug)]
+#[derive(Deserialize, Debug, Clone)]
 #[serde(rename_all = "camelCase")]
 pub struct ServicePortSpec {
     pub name: Option<String>,

@@ -24,6 +24,7 @@ use waypoint_ir::ResourceKind;
 
 /// A document of a kind read directly. None of these reads `metadata` (the
 /// head does), which is why AuthorizationPolicy is not among them.
+#[derive(Clone)]
 pub enum Doc {
     Service(ServiceDoc),
     Pod(PodDoc),
@@ -40,6 +41,7 @@ pub enum Doc {
 // One lives at a time, on its way into its list: boxing would only add an
 // allocation per document.
 #[allow(clippy::large_enum_variant)]
+#[derive(Clone)]
 pub enum Read {
     Value(Value),
     Typed(Head, Doc),

@@ -4,7 +4,7 @@
 //! translation grows with the square of the mesh.
 
 use crate::kube::{EndpointSliceDoc, PodDoc, DATAPLANE_MODE, SERVICE_NAME_LABEL};
-use crate::parse::{Obj, Resources};
+use crate::parse::Obj;
 use std::collections::{HashMap, HashSet};
 
 #[derive(Default)]
@@ -18,9 +18,21 @@ pub struct Index<'a> {
 }
 
 impl<'a> Index<'a> {
-    pub fn build(res: &'a Resources) -> Self {
-        let mut idx = Index::default();
-        for pod in &res.pods {
+    pub fn build(
+        pods: &'a [Obj<PodDoc>],
+        slices: &'a [Obj<EndpointSliceDoc>],
+        namespaces: &'a [Obj<()>],
+    ) -> Self {
+        // Sized up front, as each table grows to thousands of entries in a
+        // large mesh; as many label values as Pods is a guess (an `app` per
+        // Service, a few `version`s per namespace), not a bound.
+        let mut idx = Index {
+            pods_by_label: HashMap::with_capacity(pods.len()),
+            pods_by_name: HashMap::with_capacity(pods.len()),
+            slices: HashMap::with_capacity(slices.len()),
+            ambient: HashSet::new(),
+        };
+        for pod in pods {
             idx.pods_by_name.insert((pod.ns(), pod.name()), pod);
             for (k, v) in pod.labels.iter() {
                 idx.pods_by_label
@@ -29,7 +41,7 @@ impl<'a> Index<'a> {
                     .push(pod);
             }
         }
-        for slice in &res.slices {
+        for slice in slices {
             if let Some(svc) = slice.labels.get(SERVICE_NAME_LABEL) {
                 idx.slices
                     .entry((slice.ns(), svc.as_str()))
@@ -37,8 +49,7 @@ impl<'a> Index<'a> {
                     .push(slice);
             }
         }
-        idx.ambient = res
-            .namespaces
+        idx.ambient = namespaces
             .iter()
             .filter(|n| n.labels.get(DATAPLANE_MODE).map(String::as_str) == Some("ambient"))
             .map(|n| n.name())

@@ -33,16 +33,15 @@ pub fn refresh_endpoints(
 ) -> Refresh {
     let mut diags = Vec::new();
     let res = parse::parse_values(objects.into_iter().map(|o| ("", o)), &mut diags);
-    let idx = super::index::Index::build(&res);
+    let idx = super::index::Index::build(&res.pods, &res.slices, &res.namespaces);
     let mut cx = Cx {
         res: &res,
-        idx: &idx,
         opts,
         diags: &mut diags,
     };
     let mut fresh = Vec::new();
     for svc in &res.services {
-        let new = services::kube_service(&mut cx, svc);
+        let new = services::kube_service(&mut cx, &idx, svc);
         let Some(at) = previous.services.iter().position(|s| s.source == svc.id) else {
             return Refresh::Whole;
         };

@@ -1,6 +1,7 @@
 //! Services and their endpoints: Kubernetes Services (from Pods or EndpointSlices)
 //! and ServiceEntry hosts (inline endpoints or selected WorkloadEntries).
 
+use super::index::Index;
 use super::Cx;
 use crate::istio::WorkloadEntrySpec;
 use crate::kube::{IntOrString, PodDoc, ServicePortSpec, DATAPLANE_MODE};
@@ -10,19 +11,29 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 use waypoint_ir::{Endpoint, ResourceRef, Service, ServicePort};
 
-pub fn build(cx: &mut Cx<'_>) -> Vec<Service> {
-    let mut k8s: Vec<&Obj<_>> = cx.res.services.iter().collect();
+/// The services, and the file each came from (for diagnostics once the
+/// documents are gone).
+pub fn build(
+    cx: &mut Cx<'_>,
+    idx: &Index<'_>,
+    kube: &[Obj<crate::kube::ServiceDoc>],
+) -> (Vec<Service>, Vec<String>) {
+    let mut k8s: Vec<&Obj<_>> = kube.iter().collect();
     k8s.sort_by(|a, b| a.id.cmp(&b.id));
-    let mut out = Vec::new();
+    // A vector grown push by push at 10,000 Services keeps room for 16,384.
+    let mut out = Vec::with_capacity(k8s.len() + cx.res.service_entries.len());
+    let mut files = Vec::with_capacity(out.capacity());
     for svc in k8s {
-        out.push(kube_service(cx, svc));
+        out.push(kube_service(cx, idx, svc));
+        files.push(svc.file.clone());
     }
     let mut entries: Vec<&Obj<_>> = cx.res.service_entries.iter().collect();
     entries.sort_by(|a, b| a.id.cmp(&b.id));
     for se in entries {
         out.extend(service_entry(cx, se));
+        files.resize(out.len(), se.file.clone());
     }
-    out
+    (out, files)
 }
 
 fn parse_ip(cx: &mut Cx<'_>, file: &str, id: &ResourceRef, field: &str, s: &str) -> Option<IpAddr> {
@@ -48,15 +59,19 @@ fn identity(cx: &Cx<'_>, ns: &str, sa: Option<&str>) -> String {
     )
 }
 
-fn in_mesh(cx: &Cx<'_>, ns: &str, labels: &waypoint_ir::Labels) -> bool {
+fn in_mesh(idx: &Index<'_>, ns: &str, labels: &waypoint_ir::Labels) -> bool {
     match labels.get(DATAPLANE_MODE).map(String::as_str) {
         Some("ambient") => true,
         Some("none") => false,
-        _ => cx.idx.is_ambient(ns),
+        _ => idx.is_ambient(ns),
     }
 }
 
-pub fn kube_service(cx: &mut Cx<'_>, obj: &Obj<crate::kube::ServiceDoc>) -> Service {
+pub fn kube_service(
+    cx: &mut Cx<'_>,
+    idx: &Index<'_>,
+    obj: &Obj<crate::kube::ServiceDoc>,
+) -> Service {
     let spec = &obj.doc.spec;
     let ns = obj.ns().to_string();
     let mut addresses = Vec::new();
@@ -91,11 +106,11 @@ pub fn kube_service(cx: &mut Cx<'_>, obj: &Obj<crate::kube::ServiceDoc>) -> Serv
             protocol: super::protocol::select(p.port, p.name.as_deref(), p.app_protocol.as_deref()),
         })
         .collect();
-    let slices = cx.idx.slices(&ns, obj.name());
+    let slices = idx.slices(&ns, obj.name());
     let endpoints = if slices.is_empty() {
-        pod_endpoints(cx, obj)
+        pod_endpoints(cx, idx, obj)
     } else {
-        slice_endpoints(cx, obj, slices)
+        slice_endpoints(cx, idx, obj, slices)
     };
     Service {
         hostname: format!("{}.{ns}.svc.{}", obj.name(), cx.opts.cluster_domain),
@@ -130,12 +145,15 @@ fn target_port(port: &ServicePortSpec, pod: Option<&PodDoc>) -> Option<u16> {
     }
 }
 
-fn pod_endpoints(cx: &mut Cx<'_>, svc: &Obj<crate::kube::ServiceDoc>) -> Vec<Endpoint> {
+fn pod_endpoints(
+    cx: &mut Cx<'_>,
+    idx: &Index<'_>,
+    svc: &Obj<crate::kube::ServiceDoc>,
+) -> Vec<Endpoint> {
     let Some(selector) = svc.doc.spec.selector.as_ref().filter(|s| !s.is_empty()) else {
         return Vec::new();
     };
-    let mut pods: Vec<&Obj<PodDoc>> = cx
-        .idx
+    let mut pods: Vec<&Obj<PodDoc>> = idx
         .selected(svc.ns(), selector)
         .filter(|p| p.doc.is_running())
         .collect();
@@ -162,7 +180,7 @@ fn pod_endpoints(cx: &mut Cx<'_>, svc: &Obj<crate::kube::ServiceDoc>) -> Vec<End
                 pod.ns(),
                 pod.doc.spec.service_account_name.as_deref(),
             )),
-            in_mesh: in_mesh(cx, pod.ns(), &pod.labels),
+            in_mesh: in_mesh(idx, pod.ns(), &pod.labels),
             source: pod.id.clone(),
         });
     }
@@ -171,6 +189,7 @@ fn pod_endpoints(cx: &mut Cx<'_>, svc: &Obj<crate::kube::ServiceDoc>) -> Vec<End
 
 fn slice_endpoints(
     cx: &mut Cx<'_>,
+    idx: &Index<'_>,
     svc: &Obj<crate::kube::ServiceDoc>,
     slices: &[&Obj<crate::kube::EndpointSliceDoc>],
 ) -> Vec<Endpoint> {
@@ -187,7 +206,7 @@ fn slice_endpoints(
                 .filter(|t| t.kind.as_deref() == Some("Pod"))
                 .and_then(|t| {
                     let ns = t.namespace.as_deref().unwrap_or(slice.ns());
-                    cx.idx.pod(ns, t.name.as_deref()?)
+                    idx.pod(ns, t.name.as_deref()?)
                 });
             for (j, a) in ep.addresses.iter().enumerate() {
                 let field = format!("endpoints[{i}].addresses[{j}]");
@@ -219,7 +238,7 @@ fn slice_endpoints(
                     labels: pod.map(|p| p.labels.clone()).unwrap_or_default(),
                     identity: pod
                         .map(|p| identity(cx, p.ns(), p.doc.spec.service_account_name.as_deref())),
-                    in_mesh: pod.is_some_and(|p| in_mesh(cx, p.ns(), &p.labels)),
+                    in_mesh: pod.is_some_and(|p| in_mesh(idx, p.ns(), &p.labels)),
                     source: pod
                         .map(|p| p.id.clone())
                         .unwrap_or_else(|| slice.id.clone()),

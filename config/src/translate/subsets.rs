@@ -47,7 +47,7 @@ fn merge(cx: &mut Cx<'_>, svc: &mut Service, drs: &[&Obj<DestinationRuleDoc>]) {
     // whichever rule the subset came from.
     let top: Option<(&Obj<DestinationRuleDoc>, &TrafficPolicySpec)> = drs
         .iter()
-        .find_map(|dr| Some((*dr, dr.doc.spec.traffic_policy.as_ref()?)));
+        .find_map(|dr| Some((*dr, dr.doc.spec.traffic_policy.as_deref()?)));
     if let Some((owner, tp)) = top {
         let at = At {
             file: &owner.file,
