@@ -1,7 +1,8 @@
 //! Translation at scale: a generated world of N Services (each with two Pods,
 //! a DestinationRule with two subsets and a VirtualService with a header
-//! route and a 90/10 split, 100 Services to a namespace) loaded from manifest
-//! text as the directory source loads it, then rendered as `waypoint check`
+//! route and a 90/10 split, 100 Services to a namespace) written to a
+//! directory and loaded as `waypoint run` and `waypoint check` load it
+//! (`load_dir`: read, parse, translate), then rendered as `waypoint check`
 //! renders it. Each size runs in a child process of its own, so the peak
 //! memory printed (VmHWM) is that size's alone.
 //!
@@ -9,7 +10,7 @@
 //! 50000; `CONFIG_SCALE_SIZES=1000,10000` to choose).
 
 use std::time::Instant;
-use waypoint_config::{load_sources, routing_table, Options, Source};
+use waypoint_config::{load_dir, routing_table, Options};
 
 const PER_NAMESPACE: usize = 100;
 
@@ -89,14 +90,11 @@ fn memory() -> (f64, f64) {
 
 /// One size, in this process: prints `n parse+translate check-render peak-MB`.
 fn child(n: usize) {
-    let content = world(n);
-    let sources = [Source {
-        file: "world.yaml".into(),
-        content,
-    }];
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    std::fs::write(dir.path().join("world.yaml"), world(n)).expect("the world is written");
     let (before, _) = memory();
     let t = Instant::now();
-    let loaded = load_sources(&sources, &Options::default()).expect("the generated world loads");
+    let loaded = load_dir(dir.path(), &Options::default()).expect("the generated world loads");
     let load = t.elapsed();
     assert_eq!(loaded.snapshot.services.len(), n);
     let t = Instant::now();
@@ -122,7 +120,7 @@ fn main() {
         .map(|s| s.trim().parse().expect("sizes are numbers"))
         .collect();
     let me = std::env::current_exe().expect("own path");
-    println!("| services | load (parse + translate) | check render | peak RSS | RSS after | RSS with the manifests only |");
+    println!("| services | load (read + parse + translate) | check render | peak RSS | RSS after | RSS before loading |");
     println!("|---:|---:|---:|---:|---:|---:|");
     for n in sizes {
         let out = std::process::Command::new(&me)
