@@ -1,6 +1,7 @@
 //! Where a detected connection goes: HTTP/1.1 and HTTP/2 (prior knowledge) to
 //! the one Pingora proxy, configured once for each so that neither waits for
-//! bytes the other needs, and opaque bytes to the TCP proxy.
+//! bytes the other needs, and opaque bytes to the TCP proxy. HTTP/1.1
+//! keep-alive is looped here, one Pingora session per request.
 
 use crate::detect::Detected;
 use crate::proxy::WaypointProxy;
