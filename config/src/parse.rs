@@ -71,22 +71,41 @@ impl Resources {
     /// Gives back the room the lists grew into (up to half of each), as the
     /// documents live through translation.
     fn shrink_to_fit(&mut self) {
-        self.services.shrink_to_fit();
-        self.pods.shrink_to_fit();
-        self.slices.shrink_to_fit();
-        self.namespaces.shrink_to_fit();
-        self.service_entries.shrink_to_fit();
-        self.workload_entries.shrink_to_fit();
-        self.virtual_services.shrink_to_fit();
-        self.destination_rules.shrink_to_fit();
-        self.http_routes.shrink_to_fit();
-        self.grpc_routes.shrink_to_fit();
-        self.tcp_routes.shrink_to_fit();
-        self.gateways.shrink_to_fit();
-        self.traffic_policies.shrink_to_fit();
-        self.authorization_policies.shrink_to_fit();
-        self.request_authentications.shrink_to_fit();
-        self.mesh_configs.shrink_to_fit();
+        // Named one by one, so a new list cannot be missed.
+        let Resources {
+            services,
+            pods,
+            slices,
+            namespaces,
+            service_entries,
+            workload_entries,
+            virtual_services,
+            destination_rules,
+            http_routes,
+            grpc_routes,
+            tcp_routes,
+            gateways,
+            traffic_policies,
+            authorization_policies,
+            request_authentications,
+            mesh_configs,
+        } = self;
+        services.shrink_to_fit();
+        pods.shrink_to_fit();
+        slices.shrink_to_fit();
+        namespaces.shrink_to_fit();
+        service_entries.shrink_to_fit();
+        workload_entries.shrink_to_fit();
+        virtual_services.shrink_to_fit();
+        destination_rules.shrink_to_fit();
+        http_routes.shrink_to_fit();
+        grpc_routes.shrink_to_fit();
+        tcp_routes.shrink_to_fit();
+        gateways.shrink_to_fit();
+        traffic_policies.shrink_to_fit();
+        authorization_policies.shrink_to_fit();
+        request_authentications.shrink_to_fit();
+        mesh_configs.shrink_to_fit();
     }
 }
 

@@ -34,8 +34,9 @@ use waypoint_ir::{
 
 /// What every translation step shares.
 pub struct Cx<'a> {
-    /// Without DestinationRules, VirtualServices, Services, Pods,
-    /// EndpointSlices and Namespaces: see `translate`.
+    /// In `translate`, without DestinationRules, VirtualServices, Services,
+    /// Pods, EndpointSlices and Namespaces, which its steps take out; whole
+    /// elsewhere (`refresh`).
     pub res: &'a Resources,
     pub opts: &'a Options,
     pub diags: &'a mut Vec<Diagnostic>,

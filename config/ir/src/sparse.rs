@@ -61,3 +61,29 @@ impl<T: SharedDefault + Serialize> Serialize for Sparse<T> {
         (**self).serialize(s)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{RouteFilters, RoutePolicy};
+
+    /// `None` must read as what `DerefMut` would write, `T::default()`: a
+    /// hand-built shared default that drifted from it would make a route read
+    /// other filters or policy than one that was ever written to.
+    fn holds<T: SharedDefault + fmt::Debug + Clone>(changed: impl FnOnce(&mut T)) {
+        assert_eq!(*T::shared_default(), T::default());
+        let unset = Sparse::from(T::default());
+        assert!(unset.0.is_none(), "the default stays out of line");
+        let mut set = unset.clone();
+        changed(&mut set);
+        assert!(set.0.is_some(), "a write boxes the value");
+        assert_ne!(*set, T::default());
+        assert!(Sparse::from((*set).clone()).0.is_some());
+    }
+
+    #[test]
+    fn the_shared_defaults_are_the_defaults() {
+        holds::<RouteFilters>(|f| f.request_headers.remove.push("x-a".into()));
+        holds::<RoutePolicy>(|p| p.timeout = Some(std::time::Duration::from_secs(3)));
+    }
+}

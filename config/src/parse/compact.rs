@@ -5,8 +5,9 @@ use std::fmt;
 use std::marker::PhantomData;
 
 /// A sequence read as a vector of its own length. YAML does not say how long
-/// a sequence is, so a vector read from it grows by doubling and keeps up to
-/// three spare elements: for the large elements of routes and rules, at
+/// a sequence is, so a vector read from it grows by doubling (room for four
+/// at least, then up to twice its length): for the large elements of routes
+/// and rules, at
 /// 10,000 VirtualServices, tens of megabytes held through translation.
 pub fn exact<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
 where

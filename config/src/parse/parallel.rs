@@ -70,8 +70,7 @@ struct Unit {
     end: usize,
 }
 
-/// A piece's documents, with the empty ones counted, not kept; `None` when
-/// reading one failed.
+/// A piece's documents, with the empty ones counted, not kept.
 struct Piece {
     reads: Vec<direct::Read>,
     docs: usize,
@@ -92,11 +91,11 @@ pub fn each<'s>(sources: &'s [Source], split: &Split, mut f: impl FnMut(&'s Sour
         })
         .collect();
     let mut order = InOrder::default();
+    let read_unit = |unit: &Unit| read(&sources[unit.source].content[unit.start..unit.end]);
     let threads = split.threads.min(units.len());
     if threads <= 1 {
         for unit in &units {
-            let piece = read(&sources[unit.source].content[unit.start..unit.end]);
-            order.deliver(sources, unit, piece, &mut f);
+            order.deliver(sources, unit, read_unit(unit), &mut f);
         }
         return;
     }
@@ -105,7 +104,6 @@ pub fn each<'s>(sources: &'s [Source], split: &Split, mut f: impl FnMut(&'s Sour
         let i = next.fetch_add(1, Ordering::Relaxed);
         Some((i, units.get(i)?))
     };
-    let read_unit = |unit: &Unit| read(&sources[unit.source].content[unit.start..unit.end]);
     std::thread::scope(|s| {
         let (tx, rx) = std::sync::mpsc::channel();
         // This thread reads too, as one of `threads` (no third thread on two
@@ -204,13 +202,13 @@ impl Piece {
     /// less than a tenth of reading.
     fn rehome(self) -> Piece {
         Piece {
-            reads: self.reads.iter().map(direct::Read::clone).collect(),
+            reads: self.reads.clone(),
             docs: self.docs,
         }
     }
 }
 
-/// Reads one piece's documents, stopping at the first that fails.
+/// Reads one piece's documents; `None` at the first that fails.
 fn read(text: &str) -> Option<Piece> {
     let mut piece = Piece {
         reads: Vec::new(),
@@ -232,12 +230,7 @@ fn cuts(text: &str, piece: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
     let starts = text
         .match_indices("\n---")
         .map(|(i, _)| i + 1)
-        .filter(|&i| {
-            matches!(
-                text.as_bytes().get(i + 3),
-                None | Some(b' ' | b'\t' | b'\r' | b'\n')
-            )
-        });
+        .filter(|&i| marker_ends_at(text, i + 3));
     // The first `---` line is where the first cut may not go: at the start of
     // the file it is not among `starts`, and anywhere else it is skipped.
     let skip = usize::from(!is_document_start(text));
@@ -260,11 +253,15 @@ fn cuts(text: &str, piece: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
 
 /// Whether `text` starts with a `---` line.
 fn is_document_start(text: &str) -> bool {
-    text.starts_with("---")
-        && matches!(
-            text.as_bytes().get(3),
-            None | Some(b' ' | b'\t' | b'\r' | b'\n')
-        )
+    text.starts_with("---") && marker_ends_at(text, 3)
+}
+
+/// Whether a `---` ends at byte `i`: a blank or the end follows it.
+fn marker_ends_at(text: &str, i: usize) -> bool {
+    matches!(
+        text.as_bytes().get(i),
+        None | Some(b' ' | b'\t' | b'\r' | b'\n')
+    )
 }
 
 #[cfg(test)]

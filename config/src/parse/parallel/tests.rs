@@ -146,6 +146,19 @@ fn errors_in_a_middle_piece_read_as_before() {
         "{out}"
     );
     assert!(out.contains("already defined in a.yaml"), "{out}");
+    // The clean files were read in pieces, not handed back: otherwise the
+    // comparison above would hold with pieces never used.
+    let mut handed_back = Vec::new();
+    let split = Split {
+        threads: 2,
+        piece: 1,
+    };
+    each(&sources, &split, |src, event| {
+        if let Event::Rest { .. } = event {
+            handed_back.push(src.file.clone());
+        }
+    });
+    assert_eq!(handed_back, ["b.yaml", "c.yaml"]);
 }
 
 /// What could make a `---` line something other than a document start, or a
