@@ -18,7 +18,8 @@ mod direct;
 mod parallel;
 mod strict;
 
-pub use compact::{exact, pairs};
+pub use compact::exact;
+pub use waypoint_ir::sorted_pairs as pairs;
 
 /// The ConfigMap istiod reads the mesh config from (revision `default`).
 pub const MESH_CONFIG_MAP: &str = "istio";

@@ -47,7 +47,7 @@ impl FromIterator<(String, String)> for Labels {
 
 /// `pairs` sorted by key, a key given twice keeping its last value: what a map
 /// built from them would hold, without the map.
-pub fn sorted_last_wins<V>(mut pairs: Vec<(String, V)>) -> Vec<(String, V)> {
+fn sorted_last_wins<V>(mut pairs: Vec<(String, V)>) -> Vec<(String, V)> {
     // Stable, so equal keys stay in the order given and the last is kept.
     pairs.sort_by(|a, b| a.0.cmp(&b.0));
     let mut out: Vec<(String, V)> = Vec::with_capacity(pairs.len());
@@ -94,22 +94,33 @@ impl Serialize for Labels {
 
 impl<'de> Deserialize<'de> for Labels {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Pairs;
-        impl<'de> Visitor<'de> for Pairs {
-            type Value = Labels;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a map")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Labels, A::Error> {
-                let mut pairs = Vec::with_capacity(map.size_hint().unwrap_or(0).min(64));
-                while let Some(pair) = map.next_entry::<String, String>()? {
-                    pairs.push(pair);
-                }
-                Ok(pairs.into_iter().collect())
-            }
-        }
-        d.deserialize_map(Pairs)
+        Ok(Labels(sorted_pairs(d)?.into_boxed_slice()))
     }
+}
+
+/// A map read as its pairs sorted by key, a repeated key keeping its last
+/// value: what a `BTreeMap` gives when iterated, without its nodes of eleven
+/// slots. For `#[serde(deserialize_with)]` on any map with string keys.
+pub fn sorted_pairs<'de, D, V>(d: D) -> Result<Vec<(String, V)>, D::Error>
+where
+    D: Deserializer<'de>,
+    V: Deserialize<'de>,
+{
+    struct Pairs<V>(std::marker::PhantomData<V>);
+    impl<'de, V: Deserialize<'de>> Visitor<'de> for Pairs<V> {
+        type Value = Vec<(String, V)>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a map")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut pairs = Vec::with_capacity(map.size_hint().unwrap_or(0).min(64));
+            while let Some(pair) = map.next_entry()? {
+                pairs.push(pair);
+            }
+            Ok(sorted_last_wins(pairs))
+        }
+    }
+    d.deserialize_map(Pairs(std::marker::PhantomData))
 }
 
 #[cfg(test)]

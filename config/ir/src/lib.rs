@@ -29,7 +29,7 @@ pub use ext_authz::{
     EXT_AUTHZ_TIMEOUT,
 };
 pub use jwt::{default_locations, JwksSource, JwtRule, TokenLocation, JWKS_FETCH_TIMEOUT};
-pub use labels::{sorted_last_wins, Labels};
+pub use labels::{sorted_pairs, Labels};
 pub use names::{ResourceKind, ResourceRef};
 pub use policy::{
     Abort, ClientSelector, ConnectionPool, Fault, LbPolicy, OutlierDetection, Percent, RateLimit,

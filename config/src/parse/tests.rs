@@ -85,3 +85,16 @@ fn unusual_documents_read_the_same_either_way() {
 fn read_directly_whole(content: &str) -> bool {
     serde_yaml_ng::Deserializer::from_str(content).all(|doc| super::direct::read(doc).is_ok())
 }
+
+#[test]
+fn pairs_iterate_as_the_map_would() {
+    let mut d = serde_json::Deserializer::from_str(r#"{"b": 1, "a": 2, "b": 3}"#);
+    let got: Vec<(String, u8)> = super::pairs(&mut d).unwrap();
+    assert_eq!(got, [("a".to_string(), 2), ("b".to_string(), 3)]);
+    let mut d = serde_json::Deserializer::from_str("[1]");
+    let err = super::pairs::<_, u8>(&mut d).unwrap_err().to_string();
+    assert!(
+        err.starts_with("invalid type: sequence, expected a map"),
+        "{err}"
+    );
+}
