@@ -25,10 +25,10 @@ pub struct Seed {
     pub waypoint_certs: PathBuf,
 }
 
-/// A running waypoint binary, killed when dropped.
+/// A running waypoint binary, stopped when dropped.
 pub struct Waypoint {
     child: Child,
-    /// Run under a profiler, which must be interrupted to write its data.
+    /// Run under a profiler, whose process group gets the signal.
     wrapped: bool,
     pub http: SocketAddr,
     pub hbone: SocketAddr,
@@ -48,15 +48,18 @@ impl Waypoint {
 
 impl Drop for Waypoint {
     fn drop(&mut self) {
-        if self.wrapped {
-            // SIGINT to the wrapper's group ends the waypoint, and then the
-            // profiler writes its data (heaptrack takes a few seconds).
-            let group = format!("-{}", self.child.id());
-            let _ = Command::new("kill").args(["-INT", "--", &group]).status();
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
-                std::thread::sleep(Duration::from_millis(50));
-            }
+        // SIGINT first, so that the waypoint exits on its own: a profiler under
+        // it, or a build instrumented for PGO (benches/pgo.sh), writes its data
+        // only then. Under a wrapper the signal goes to the wrapper's group
+        // (heaptrack takes a few seconds after the waypoint ends).
+        let target = match self.wrapped {
+            true => format!("-{}", self.child.id()),
+            false => self.child.id().to_string(),
+        };
+        let _ = Command::new("kill").args(["-INT", "--", &target]).status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
+            std::thread::sleep(Duration::from_millis(50));
         }
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -33,8 +33,13 @@ pub fn free_addr() -> SocketAddr {
     }
 }
 
+/// The waypoint under test: this build's, or WAYPOINT_BIN, so that the suite can
+/// run against the binary that ships (`benches/pgo.sh build`).
 pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_waypoint")
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        std::env::var("WAYPOINT_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_waypoint").into())
+    })
 }
 
 /// Runs a one-shot `waypoint` command (`check`, `client`).
