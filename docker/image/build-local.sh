@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the waypoint image without a registry: the dist-profile binary this machine
-# builds, the shared libraries `ldd` says it loads (and the loader), the CA bundle,
+# Builds the waypoint image without a registry: the binary as the Dockerfile builds
+# it (`benches/pgo.sh build`: the dist profile, optimised with the committed PGO
+# profile), the shared libraries `ldd` says it loads (and the loader), the CA bundle,
 # /etc/passwd with uid 1337 and a /tmp, assembled FROM scratch with buildah. The
 # image matches docker/Dockerfile's runtime stage: entrypoint waypoint, command
 # `run`, user 1337:1337, ports 15008, 15020, 15021. Then it runs the image with
@@ -9,7 +10,7 @@
 #
 #   docker/image/build-local.sh [--no-build] [--no-run] [--tag IMAGE] [--save FILE]
 #
-#   --no-build   use target/dist/waypoint as it is (default: cargo build first)
+#   --no-build   use target/pgo/dist/waypoint as it is (default: build it first)
 #   --no-run     assemble and inspect only
 #   --tag        image name (default localhost/pingora-waypoint/waypoint:local)
 #   --save FILE  also write the image as an OCI archive (for `kind load image-archive`)
@@ -47,10 +48,10 @@ if ! command -v buildah >/dev/null 2>&1 || ! command -v podman >/dev/null 2>&1; 
 fi
 
 if [ "$build" = 1 ]; then
-    say "cargo build --profile dist --locked -p waypoint"
-    cargo build -j2 --profile dist --locked -p waypoint
+    say "benches/pgo.sh build (the dist profile, optimised with docker/waypoint.profdata.xz)"
+    benches/pgo.sh build
 fi
-bin=target/dist/waypoint
+bin=target/pgo/dist/waypoint
 [ -x "$bin" ] || { echo "$bin is missing: build it or drop --no-build" >&2; exit 1; }
 
 out=target/image
