@@ -27,7 +27,14 @@ build() {
 case "${1:-}" in
 build)
     mkdir -p target/pgo
-    xz -dc "$profile" > target/pgo/waypoint.profdata
+    # Rewritten only when it changed: rustc lists the profile among each crate's
+    # inputs, so a new modification time would rebuild every crate.
+    xz -dc "$profile" > target/pgo/waypoint.profdata.new
+    if cmp -s target/pgo/waypoint.profdata.new target/pgo/waypoint.profdata; then
+        rm target/pgo/waypoint.profdata.new
+    else
+        mv target/pgo/waypoint.profdata.new target/pgo/waypoint.profdata
+    fi
     build "-Cprofile-use=$PWD/target/pgo/waypoint.profdata" pgo
     echo "pgo: target/pgo/dist/waypoint" >&2
     ;;
