@@ -57,7 +57,7 @@ train)
     # Not --sparse: a function the load never ran must stay in the profile with
     # its zero counts, so that LLVM knows it is cold, optimises it for size and
     # moves it out of the hot code's pages (a sparse profile gave 24.8 MB of code
-    # where this one gives 19.0).
+    # where this one gives 18.9).
     "$profdata" merge -o target/pgo-gen/waypoint.profdata "$raw"
     xz -9 -c target/pgo-gen/waypoint.profdata > "$profile"
     echo "pgo: $profile" >&2
