@@ -99,6 +99,8 @@ const PLAIN_AUTHZ: &str = "waypoint   plain, 10-rule authz";
 const HBONE_QUIET: &str = "waypoint   hbone, no log";
 const HBONE_AUTHZ: &str = "waypoint   hbone, 10-rule authz";
 const ENVOY_WAYPOINT: &str = "envoy      hbone, as a waypoint";
+/// The same requests through a port the waypoint forwards as opaque TCP.
+const HBONE_OPAQUE: &str = "waypoint   hbone, opaque TCP port";
 
 /// The seed routing over HTTP/1.1; the first row is the ratio column's yardstick.
 async fn seed_http(world: &World, envoys: &Envoys, load: &Load) -> Vec<Report> {
@@ -123,12 +125,17 @@ async fn seed_http(world: &World, envoys: &Envoys, load: &Load) -> Vec<Report> {
     if let Some(e) = &envoys.http_traced {
         rows.push((plain(e.addr), "envoy      plain, traced", e.pid()));
     }
-    let (addr, tls) = (world.waypoint_hbone, world.client_tls.clone());
-    rows.push((http::Scenario::Hbone { addr, tls }, "waypoint   hbone", wp));
-    let hbone = |addr| http::Scenario::Hbone {
+    let to = |addr, vip| http::Scenario::Hbone {
         addr,
         tls: world.client_tls.clone(),
+        vip,
     };
+    let hbone = |addr| to(addr, load::seed::PRODUCTPAGE_VIP);
+    rows.push((hbone(world.waypoint_hbone), "waypoint   hbone", wp));
+    let opaque = to(world.waypoint_hbone, http::OPAQUE_VIP);
+    let got = http::statuses(&opaque, &["/productpage"]).await;
+    assert_eq!(got, [Some(200)], "the opaque TCP port reaches the pods");
+    rows.push((opaque, HBONE_OPAQUE, wp));
     rows.push((hbone(world.quiet_hbone), HBONE_QUIET, quiet));
     rows.push((hbone(world.authz_hbone), HBONE_AUTHZ, authz));
     if let Some(e) = &envoys.waypoint {
@@ -259,7 +266,12 @@ fn main() {
             pairs.push((HBONE_QUIET, ENVOY_WAYPOINT));
         }
         driver::print("req", &seed, &pairs);
-        for (with, without) in [(PLAIN_AUTHZ, PLAIN_QUIET), (HBONE_AUTHZ, HBONE_QUIET)] {
+        let added = [
+            (PLAIN_AUTHZ, PLAIN_QUIET),
+            (HBONE_AUTHZ, HBONE_QUIET),
+            ("waypoint   hbone", HBONE_OPAQUE),
+        ];
+        for (with, without) in added {
             driver::print_added_cpu("req", &seed, with, without);
         }
         println!(

@@ -10,12 +10,29 @@ use std::sync::Arc;
 use std::time::Duration;
 use waypoint::hbone::client::HboneClient;
 
+/// The `opaque-web` Service: productpage's pods behind a port named `tcp-web`,
+/// which the waypoint forwards as bytes. The same requests through it cost
+/// what the HBONE and TCP forwarding alone cost, the floor under the L7 rows.
+pub const OPAQUE_VIP: &str = "10.96.3.3:9080";
+
+pub const OPAQUE_MANIFEST: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: opaque-web, namespace: default}
+spec:
+  clusterIP: 10.96.3.3
+  ports: [{name: tcp-web, port: 9080, targetPort: http}]
+  selector: {app: productpage}
+"#;
+
 #[derive(Clone)]
 pub enum Scenario {
     Plaintext(SocketAddr),
+    /// Tunnels to `vip` through an HBONE server.
     Hbone {
         addr: SocketAddr,
         tls: Arc<rustls::ClientConfig>,
+        vip: &'static str,
     },
 }
 
@@ -30,12 +47,8 @@ async fn open(scenario: &Scenario, hbone: Option<&HboneClient>) -> Connection {
                 .await
                 .unwrap()
         }
-        Scenario::Hbone { .. } => {
-            let stream = hbone
-                .unwrap()
-                .open(super::seed::PRODUCTPAGE_VIP)
-                .await
-                .unwrap();
+        Scenario::Hbone { vip, .. } => {
+            let stream = hbone.unwrap().open(vip).await.unwrap();
             return Connection::over(stream).await;
         }
     };
@@ -92,7 +105,7 @@ pub async fn statuses(scenario: &Scenario, paths: &[&str]) -> Vec<Option<u16>> {
 
 async fn connect(scenario: &Scenario) -> Option<HboneClient> {
     match scenario {
-        Scenario::Hbone { addr, tls } => {
+        Scenario::Hbone { addr, tls, .. } => {
             Some(HboneClient::connect(*addr, tls.clone()).await.unwrap())
         }
         Scenario::Plaintext(_) => None,

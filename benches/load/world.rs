@@ -83,6 +83,7 @@ impl World {
         let tcp = super::tcp::EchoServer::start().await;
         std::fs::write(config.join("tcp-pods.yaml"), tcp.pod()).unwrap();
         std::fs::write(config.join("tcp.yaml"), super::tcp::MANIFESTS).unwrap();
+        std::fs::write(config.join("opaque.yaml"), super::http::OPAQUE_MANIFEST).unwrap();
 
         // A copy of the whole config plus the policy, for the authz waypoint alone.
         let config_authz = seed.dir.path().join("config-authz");
