@@ -7,6 +7,7 @@ use crate::hbone::server::HboneServer;
 use crate::identity::IdentityStore;
 use crate::proxy::WaypointProxy;
 use crate::state::State;
+use crate::workers::Workers;
 use log::{info, warn};
 use pingora::apps::HttpServerOptions;
 use pingora::protocols::l4::socket::SocketAddr as PingoraAddr;
@@ -57,6 +58,8 @@ pub struct Listeners {
     pub path_normalization: waypoint_filters::normalize::PathNormalization,
     /// How often remote JWKS are fetched again (istiod's default 20 min).
     pub jwks_refresh: std::time::Duration,
+    /// Data-plane threads, each serving whole connections (`workers`).
+    pub workers: usize,
 }
 
 impl Listeners {
@@ -81,6 +84,7 @@ impl Listeners {
             tracing: None,
             path_normalization: Default::default(),
             jwks_refresh: crate::jwt::jwks::DEFAULT_REFRESH,
+            workers: crate::workers::per_cpu(),
         }
     }
 }
@@ -113,6 +117,8 @@ pub struct Waypoint {
     pub metrics: Arc<crate::metrics::Metrics>,
     access_log: Option<Arc<AccessLog>>,
     hbone_pool: Option<Arc<crate::hbone::pool::HbonePool>>,
+    /// Kept to the end: dropped, the workers stop, with whatever they run.
+    _workers: Arc<Workers>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -129,6 +135,8 @@ pub enum StartError {
     Tls(#[from] rustls::Error),
     #[error("starting the access-log writer: {0}")]
     AccessLog(std::io::Error),
+    #[error("starting the worker threads: {0}")]
+    Workers(std::io::Error),
 }
 
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
@@ -206,6 +214,7 @@ impl Waypoint {
             tcp,
         });
 
+        let workers = Arc::new(Workers::start(listeners.workers).map_err(StartError::Workers)?);
         let hbone_addr = match listeners.hbone {
             Some(addr) => {
                 let identity = identity.clone().ok_or(StartError::NoCerts)?;
@@ -220,7 +229,7 @@ impl Waypoint {
                     dispatch: dispatch.clone(),
                     state: state.clone(),
                 });
-                tokio::spawn(server.serve(listener, watch.clone()));
+                tokio::spawn(server.serve(listener, workers.clone(), watch.clone()));
                 tokio::spawn(identity.watch(ROTATION_POLL, watch.clone()));
                 bound
             }
@@ -232,6 +241,7 @@ impl Waypoint {
                 let bound = listener.local_addr().ok();
                 tokio::spawn(serve_plaintext(
                     listener,
+                    workers.clone(),
                     dispatch.clone(),
                     watch.clone(),
                     active.clone(),
@@ -284,6 +294,7 @@ impl Waypoint {
             metrics,
             access_log,
             hbone_pool,
+            _workers: workers,
         })
     }
 
@@ -330,6 +341,7 @@ fn show(a: Option<SocketAddr>) -> String {
 
 async fn serve_plaintext(
     listener: TcpListener,
+    workers: Arc<Workers>,
     dispatch: Arc<Dispatch>,
     mut shutdown: watch::Receiver<bool>,
     active: Arc<AtomicUsize>,
@@ -339,7 +351,7 @@ async fn serve_plaintext(
             r = listener.accept() => r,
             _ = shutdown.changed() => return,
         };
-        let (mut tcp, peer) = match accepted {
+        let (tcp, peer) = match accepted {
             Ok(a) => a,
             Err(e) => {
                 warn!("plaintext accept failed: {e}");
@@ -351,7 +363,7 @@ async fn serve_plaintext(
         let dispatch = dispatch.clone();
         let shutdown = shutdown.clone();
         let open = Active::hold(&active);
-        tokio::spawn(async move {
+        workers.serve(tcp, move |mut tcp| async move {
             let _open = open;
             // The listener is HTTP: HTTP/1.1, or HTTP/2 with prior knowledge.
             let (detected, seen) = match detect(&mut tcp, Expect::Http).await {

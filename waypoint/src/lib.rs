@@ -31,3 +31,4 @@ pub mod tcp;
 pub mod testing;
 pub mod trace;
 pub mod upstream;
+pub mod workers;

@@ -40,7 +40,8 @@ pub struct RunArgs {
     pub ca: crate::ca::CaArgs,
     #[command(flatten)]
     pub domains: super::Domains,
-    /// Worker threads (default: one per CPU).
+    /// Data-plane threads, each serving whole connections (default: one per
+    /// CPU). The control plane (config, certificates, admin) has as many again.
     #[arg(long, env = "WAYPOINT_WORKERS")]
     pub workers: Option<usize>,
     /// Port of mesh endpoints' HBONE servers (their node's ztunnel).
@@ -191,6 +192,7 @@ pub fn run(args: RunArgs) -> CmdResult {
                 limits: args.limits.limits(),
                 path_normalization: args.path_normalization,
                 jwks_refresh: args.jwks_refresh_interval,
+                workers: args.workers.unwrap_or_else(crate::workers::per_cpu),
                 ..Listeners::new(Some(args.hbone_addr), args.http_addr, Some(args.admin_addr))
             },
             Some(identity.clone()),

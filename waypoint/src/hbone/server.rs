@@ -70,7 +70,12 @@ pub struct HboneServer {
 }
 
 impl HboneServer {
-    pub async fn serve(self: Arc<Self>, listener: TcpListener, mut shutdown: ShutdownWatch) {
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        workers: Arc<crate::workers::Workers>,
+        mut shutdown: ShutdownWatch,
+    ) {
         loop {
             let accepted = tokio::select! {
                 r = listener.accept() => r,
@@ -80,7 +85,7 @@ impl HboneServer {
                 Ok((tcp, peer)) => {
                     let this = self.clone();
                     let shutdown = shutdown.clone();
-                    tokio::spawn(async move {
+                    workers.serve(tcp, move |tcp| async move {
                         if let Err(e) = this.connection(tcp, peer, shutdown).await {
                             info!("hbone connection from {peer} ended: {e}");
                         }
