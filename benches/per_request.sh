@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Counts, per request, what one load-bench row costs its proxy in allocator calls,
-# system calls and context switches: `perf stat` on the row's waypoint over
+# system calls (futex and epoll_wait among them: the wake-ups between threads)
+# and context switches: `perf stat` on the row's waypoint over
 # SECONDS of its measured window, divided by the requests its own metrics
 # counted meanwhile. Needs root (uprobes on libc's malloc) and Debian's linux-perf.
 #
@@ -32,7 +33,8 @@ requests() {
 sleep 2 # past the row's warm-up second
 before=$(requests)
 perf stat -x, -p "$pid" -o "$out/stat" \
-    -e probe_libc:malloc,probe_libc:realloc,probe_libc:calloc,raw_syscalls:sys_enter,context-switches \
+    -e probe_libc:malloc,probe_libc:realloc,probe_libc:calloc,raw_syscalls:sys_enter \
+    -e syscalls:sys_enter_futex,syscalls:sys_enter_epoll_wait,context-switches \
     -- sleep "$secs"
 n=$(($(requests) - before))
 echo "$row (pid $pid): $n requests in ${secs}s (the probes slow the proxy)"

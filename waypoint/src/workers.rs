@@ -2,8 +2,8 @@
 //! accepted connection is handed to one of them for its whole life, with
 //! every tunnel and request on it, as Envoy keeps a connection on one worker.
 //! On tokio's work-stealing runtime a busy HBONE connection's tunnels ran on
-//! every worker, and threads woke each other about twice a request (futex
-//! calls and context switches per request, `benches/README.md`).
+//! every worker, and threads woke each other on most requests (futex calls
+//! and context switches per request, `benches/README.md`).
 //!
 //! Pingora's own single-threaded pool (`pingora_runtime`'s no-steal flavour)
 //! spawns each pooled upstream connection's idle watch on a random thread; on
@@ -136,6 +136,10 @@ mod tests {
         // The served task, and the socket it held, go with its runtime.
         let mut b = [0u8; 1];
         let read = tokio::time::timeout(std::time::Duration::from_secs(10), client.read(&mut b));
-        assert_eq!(read.await.unwrap().unwrap(), 0, "closed by the worker's end");
+        assert_eq!(
+            read.await.unwrap().unwrap(),
+            0,
+            "closed by the worker's end"
+        );
     }
 }
