@@ -2,11 +2,12 @@
 //! reads of it: readiness, `/clusters`, metrics, and from /proc its memory and
 //! CPU time.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use waypoint::testing::ports::free_addr;
 
 pub struct Waypoint {
     child: Child,
@@ -16,13 +17,6 @@ pub struct Waypoint {
     admin: SocketAddr,
     metrics: SocketAddr,
     log: tempfile::NamedTempFile,
-}
-
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
 }
 
 impl Waypoint {

@@ -2,13 +2,14 @@
 //! pods with the seed routing, a CA with the waypoint's and the client's
 //! certificates, and the release waypoint binary started on them.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use waypoint::echo::Echo;
 use waypoint::identity::{load_cert_dir, DevCa, SpiffeId};
+pub use waypoint::testing::ports::free_addr;
 use waypoint::testing::{pods_yaml, Pod, PRODUCTPAGE};
 
 pub use waypoint::testing::PRODUCTPAGE_VIP;
@@ -81,13 +82,6 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .worker_threads(1)
         .enable_all()
         .build()
-        .unwrap()
-}
-
-pub fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
         .unwrap()
 }
 

@@ -1,9 +1,10 @@
 //! The waypoint as a child process, on free loopback ports.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
+pub use waypoint::testing::ports::free_addr;
 
 pub struct WaypointProc {
     child: Child,
@@ -14,23 +15,6 @@ pub struct WaypointProc {
     pub metrics: SocketAddr,
     log: tempfile::NamedTempFile,
     out: tempfile::NamedTempFile,
-}
-
-/// A loopback address nothing listens on. Binding port 0 and letting go can
-/// return a port handed out a moment ago, so the ones given are remembered.
-pub fn free_addr() -> SocketAddr {
-    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    loop {
-        let addr = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
-        let mut given = GIVEN.lock().unwrap();
-        if !given.contains(&addr.port()) {
-            given.push(addr.port());
-            return addr;
-        }
-    }
 }
 
 /// The waypoint under test: this build's, or WAYPOINT_BIN, so that the suite can

@@ -2,10 +2,12 @@
 //! the seed productpage manifests around pods that listen wherever the caller's
 //! backends do (a named `targetPort`, so each pod may use its own port);
 //! [`kube_api`], a fake Kubernetes API server to run the Kubernetes source against;
-//! and [`ca_server`], an Istio CA to get certificates from.
+//! [`ca_server`], an Istio CA to get certificates from; and [`ports::free_addr`],
+//! ports for child processes to listen on.
 
 pub mod ca_server;
 pub mod kube_api;
+pub mod ports;
 
 use std::fmt::Write;
 
