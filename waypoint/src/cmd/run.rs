@@ -41,7 +41,8 @@ pub struct RunArgs {
     #[command(flatten)]
     pub domains: super::Domains,
     /// Data-plane threads, each serving whole connections (default: one per
-    /// CPU). The control plane (config, certificates, admin) has as many again.
+    /// CPU). The control plane (config, certificates, admin, accepting) has
+    /// two threads of its own.
     #[arg(long, env = "WAYPOINT_WORKERS")]
     pub workers: Option<usize>,
     /// Port of mesh endpoints' HBONE servers (their node's ztunnel).
@@ -163,7 +164,9 @@ pub fn run(args: RunArgs) -> CmdResult {
         }
     };
     log::info!("identity {}", identity.bundle().id);
-    let rt = super::runtime(args.workers)?;
+    // Two: a translation of a large config on one leaves the other to answer
+    // probes and accept connections.
+    let rt = super::runtime(Some(2))?;
     let tracing = {
         let id = identity.bundle().id.clone();
         let name = format!("{}.{}", id.service_account, id.namespace);
