@@ -96,6 +96,8 @@ impl Envoys {
 
 const PLAIN_QUIET: &str = "waypoint   plain, no log";
 const PLAIN_AUTHZ: &str = "waypoint   plain, 10-rule authz";
+/// The default HBONE row, every other HBONE row's point of comparison.
+const HBONE: &str = "waypoint   hbone";
 const HBONE_QUIET: &str = "waypoint   hbone, no log";
 const HBONE_AUTHZ: &str = "waypoint   hbone, 10-rule authz";
 const ENVOY_WAYPOINT: &str = "envoy      hbone, as a waypoint";
@@ -131,7 +133,7 @@ async fn seed_http(world: &World, envoys: &Envoys, load: &Load) -> Vec<Report> {
         vip,
     };
     let hbone = |addr| to(addr, load::seed::PRODUCTPAGE_VIP);
-    rows.push((hbone(world.waypoint_hbone), "waypoint   hbone", wp));
+    rows.push((hbone(world.waypoint_hbone), HBONE, wp));
     let opaque = to(world.waypoint_hbone, http::OPAQUE_VIP);
     let got = http::statuses(&opaque, &["/productpage"]).await;
     assert_eq!(got, [Some(200)], "the opaque TCP port reaches the pods");
@@ -262,14 +264,14 @@ fn main() {
         pairs.push((HBONE_AUTHZ, HBONE_QUIET));
         if envoys.waypoint.is_some() {
             // The like-for-like HBONE yardstick: Envoy as Istio's waypoint.
-            pairs.push(("waypoint   hbone", ENVOY_WAYPOINT));
+            pairs.push((HBONE, ENVOY_WAYPOINT));
             pairs.push((HBONE_QUIET, ENVOY_WAYPOINT));
         }
         driver::print("req", &seed, &pairs);
         let added = [
             (PLAIN_AUTHZ, PLAIN_QUIET),
             (HBONE_AUTHZ, HBONE_QUIET),
-            ("waypoint   hbone", HBONE_OPAQUE),
+            (HBONE, HBONE_OPAQUE),
         ];
         for (with, without) in added {
             driver::print_added_cpu("req", &seed, with, without);

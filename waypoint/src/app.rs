@@ -58,8 +58,9 @@ pub struct Listeners {
     pub path_normalization: waypoint_filters::normalize::PathNormalization,
     /// How often remote JWKS are fetched again (istiod's default 20 min).
     pub jwks_refresh: std::time::Duration,
-    /// Data-plane threads, each serving whole connections (`workers`).
-    pub workers: usize,
+    /// Data-plane threads, each serving whole connections (`workers`); `None`
+    /// is one per CPU.
+    pub workers: Option<usize>,
 }
 
 impl Listeners {
@@ -84,7 +85,7 @@ impl Listeners {
             tracing: None,
             path_normalization: Default::default(),
             jwks_refresh: crate::jwt::jwks::DEFAULT_REFRESH,
-            workers: crate::workers::per_cpu(),
+            workers: None,
         }
     }
 }
@@ -117,7 +118,8 @@ pub struct Waypoint {
     pub metrics: Arc<crate::metrics::Metrics>,
     access_log: Option<Arc<AccessLog>>,
     hbone_pool: Option<Arc<crate::hbone::pool::HbonePool>>,
-    /// Kept to the end: dropped, the workers stop, with whatever they run.
+    /// The accept loops hold the other references: once they have ended and
+    /// this is dropped, the workers stop, with whatever they still run.
     _workers: Arc<Workers>,
 }
 
@@ -214,7 +216,10 @@ impl Waypoint {
             tcp,
         });
 
-        let workers = Arc::new(Workers::start(listeners.workers).map_err(StartError::Workers)?);
+        let workers = Arc::new(
+            Workers::start(listeners.workers.unwrap_or_else(crate::workers::per_cpu))
+                .map_err(StartError::Workers)?,
+        );
         let hbone_addr = match listeners.hbone {
             Some(addr) => {
                 let identity = identity.clone().ok_or(StartError::NoCerts)?;

@@ -195,7 +195,7 @@ pub fn run(args: RunArgs) -> CmdResult {
                 limits: args.limits.limits(),
                 path_normalization: args.path_normalization,
                 jwks_refresh: args.jwks_refresh_interval,
-                workers: args.workers.unwrap_or_else(crate::workers::per_cpu),
+                workers: args.workers,
                 ..Listeners::new(Some(args.hbone_addr), args.http_addr, Some(args.admin_addr))
             },
             Some(identity.clone()),
