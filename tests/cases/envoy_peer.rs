@@ -3,8 +3,9 @@
 use crate::common::certs::id;
 use crate::common::envoy::Envoy;
 use crate::common::proc::free_addr;
-use crate::common::{h, tunnel, Certs, WaypointProc};
+use crate::common::{connect, h, tunnel, Certs, WaypointProc};
 use std::net::SocketAddr;
+use waypoint::client::Tunnel;
 use waypoint::echo::Echo;
 
 /// A mesh namespace with one service whose pod sits at `pod_ip` behind an HBONE
@@ -146,8 +147,11 @@ async fn upstream_hbone_through_envoy_pools_connections() {
     let m = Mesh::start(71, "ratings", None, &[]).await;
     // Envoy counts the readiness probe's connection too: measure the difference.
     let before = m.hbone_connections(71).await;
+    // One client's HBONE connection, as one node's ztunnel keeps one: served
+    // by one worker, whose pool the requests share.
+    let client = connect(&m.wp, &m.certs.client()).await;
     for _ in 0..5 {
-        let mut t = tunnel(&m.wp, &m.certs, &m.vip(71)).await;
+        let mut t = Tunnel::open(&client, &m.vip(71)).await.unwrap();
         for _ in 0..10 {
             let r = t
                 .get("http://ratings:9080/", &h("x-trace", "1"))
@@ -170,9 +174,22 @@ async fn upstream_hbone_through_envoy_pools_connections() {
         1,
         "tunnels"
     );
+    // A second client's connection goes to the other worker (the waypoint runs
+    // two), which dials its own, as each of Envoy's workers has its own pool.
+    let other = connect(&m.wp, &m.certs.client()).await;
+    let mut t = Tunnel::open(&other, &m.vip(71)).await.unwrap();
+    assert_eq!(
+        t.get("http://ratings:9080/", &[]).await.unwrap().status,
+        200
+    );
+    assert_eq!(
+        m.hbone_connections(71).await - before,
+        2,
+        "upstream HBONE connections, one per worker"
+    );
     let scrape = super::telemetry::scrape(m.wp.metrics).await;
     let pooled = super::telemetry::value(&scrape, "waypoint_hbone_upstream_connections", &[]);
-    assert_eq!(pooled, 1.0, "the pool's size is exported");
+    assert_eq!(pooled, 2.0, "the pools' size is exported");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -230,10 +247,12 @@ async fn the_stream_limit_opens_more_connections() {
     )
     .await;
     let before = m.hbone_connections(74).await;
-    // Six requests in flight at once: six tunnels, at most two per connection.
+    // Six requests in flight at once from one client (so on one worker, with
+    // one pool): six tunnels, at most two per connection.
+    let client = connect(&m.wp, &m.certs.client()).await;
     let mut tasks = Vec::new();
     for _ in 0..6 {
-        let mut t = tunnel(&m.wp, &m.certs, &m.vip(74)).await;
+        let mut t = Tunnel::open(&client, &m.vip(74)).await.unwrap();
         tasks.push(tokio::spawn(async move {
             t.get("http://ratings:9080/", &h("x-echo-delay-ms", "400"))
                 .await

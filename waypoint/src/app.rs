@@ -1,4 +1,5 @@
-//! Assembles the waypoint: one Pingora proxy, the listeners that feed it, admin.
+//! Assembles the waypoint: the workers, each with its Pingora proxies and
+//! upstream pools, the listeners that feed them, admin.
 
 use crate::access_log::AccessLog;
 use crate::detect::{detect, Expect};
@@ -114,13 +115,13 @@ pub struct Waypoint {
     pub state: Arc<State>,
     shutdown: watch::Sender<bool>,
     active: Arc<AtomicUsize>,
-    dispatch: Arc<Dispatch>,
     pub metrics: Arc<crate::metrics::Metrics>,
     access_log: Option<Arc<AccessLog>>,
-    hbone_pool: Option<Arc<crate::hbone::pool::HbonePool>>,
+    /// Each worker's pool of upstream HBONE connections.
+    hbone_pools: Vec<Arc<crate::hbone::pool::HbonePool>>,
     /// The accept loops hold the other references: once they have ended and
     /// this is dropped, the workers stop, with whatever they still run.
-    _workers: Arc<Workers>,
+    workers: Arc<Workers<Arc<Dispatch>>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -160,26 +161,8 @@ impl Waypoint {
             max_retries: 64,
             ..ServerConf::default()
         });
-        let hbone = identity
-            .clone()
-            .zip(listeners.hbone_upstream_port)
-            .map(|(c, port)| crate::proxy::HboneUpstream {
-                pool: Arc::new(crate::hbone::pool::HbonePool::new(
-                    c,
-                    listeners.hbone_streams_per_connection,
-                    listeners.h2,
-                    conf.upstream_keepalive_pool_size,
-                    active.clone(),
-                )),
-                port,
-            });
-        let hbone_pool = hbone.as_ref().map(|h| h.pool.clone());
         let xfcc = identity.clone().filter(|_| listeners.xfcc);
         let metrics = Arc::new(crate::metrics::Metrics::new());
-        metrics.register(crate::upstream::stats::UpstreamGauges::new(
-            state.clone(),
-            hbone_pool.clone(),
-        ));
         let dropped = metrics.access_log_dropped.clone();
         let access_log = match (listeners.access_log, &listeners.access_log_file) {
             (true, None) => Some(AccessLog::start(dropped)),
@@ -192,10 +175,8 @@ impl Waypoint {
             .map(Arc::new);
         let jwks = crate::jwt::Jwks::new(listeners.jwks_refresh);
         tokio::spawn(jwks.clone().run(state.clone(), watch.clone()));
-        let ext_authz = Arc::new(crate::ext_authz::ExtAuthz::new(hbone.clone()));
-        let app = WaypointProxy::new(state.clone(), hbone.clone())
+        let app = WaypointProxy::new(state.clone())
             .with_jwks(jwks)
-            .with_ext_authz(ext_authz.clone())
             .with_metrics(metrics.clone())
             .with_xfcc(xfcc)
             .with_access_log(access_log.clone())
@@ -203,23 +184,26 @@ impl Waypoint {
             .with_limits(listeners.limits)
             .with_tracing(listeners.tracing.clone())
             .with_path_normalization(listeners.path_normalization);
-        let tcp = crate::tcp::TcpProxy {
+        let shared = Shared {
+            conf,
             state: state.clone(),
-            hbone,
+            app,
+            identity: identity.clone(),
+            active: active.clone(),
             metrics: metrics.clone(),
             access_log: access_log.clone(),
-            ext_authz,
         };
-        let dispatch = Arc::new(Dispatch {
-            http1: Arc::new(http_proxy(&conf, app.clone())),
-            http2: Arc::new(http2_proxy(&conf, app, listeners.limits)),
-            tcp,
-        });
-
-        let workers = Arc::new(
-            Workers::start(listeners.workers.unwrap_or_else(crate::workers::per_cpu))
-                .map_err(StartError::Workers)?,
-        );
+        let workers = Workers::start(
+            listeners.workers.unwrap_or_else(crate::workers::per_cpu),
+            |_| shared.dispatch(&listeners),
+        )
+        .map_err(StartError::Workers)?;
+        let workers = Arc::new(workers);
+        let hbone_pools: Vec<_> = workers.owned().filter_map(|d| d.hbone_pool()).collect();
+        metrics.register(crate::upstream::stats::UpstreamGauges::new(
+            state.clone(),
+            hbone_pools.clone(),
+        ));
         let hbone_addr = match listeners.hbone {
             Some(addr) => {
                 let identity = identity.clone().ok_or(StartError::NoCerts)?;
@@ -231,7 +215,6 @@ impl Waypoint {
                     active: active.clone(),
                     metrics: metrics.clone(),
                     identity: identity.clone(),
-                    dispatch: dispatch.clone(),
                     state: state.clone(),
                 });
                 tokio::spawn(server.serve(listener, workers.clone(), watch.clone()));
@@ -247,7 +230,6 @@ impl Waypoint {
                 tokio::spawn(serve_plaintext(
                     listener,
                     workers.clone(),
-                    dispatch.clone(),
                     watch.clone(),
                     active.clone(),
                 ));
@@ -295,11 +277,10 @@ impl Waypoint {
             state,
             shutdown,
             active,
-            dispatch,
             metrics,
             access_log,
-            hbone_pool,
-            _workers: workers,
+            hbone_pools,
+            workers,
         })
     }
 
@@ -307,7 +288,7 @@ impl Waypoint {
     pub fn shutdown(&self) {
         let _ = self.shutdown.send(true);
         // Idle upstream tunnels end cleanly now, not when the process goes.
-        if let Some(pool) = &self.hbone_pool {
+        for pool in &self.hbone_pools {
             pool.close_idle();
         }
         self.flush_access_log();
@@ -327,7 +308,9 @@ impl Waypoint {
         self.state.set_ready(false);
         self.shutdown();
         // Wakes pingora's idle keep-alive sessions so they see the shutdown.
-        self.dispatch.cleanup().await;
+        for dispatch in self.workers.owned() {
+            dispatch.cleanup().await;
+        }
         let deadline = tokio::time::Instant::now() + period;
         loop {
             let open = self.active.load(Ordering::Acquire);
@@ -346,8 +329,7 @@ fn show(a: Option<SocketAddr>) -> String {
 
 async fn serve_plaintext(
     listener: TcpListener,
-    workers: Arc<Workers>,
-    dispatch: Arc<Dispatch>,
+    workers: Arc<Workers<Arc<Dispatch>>>,
     mut shutdown: watch::Receiver<bool>,
     active: Arc<AtomicUsize>,
 ) {
@@ -365,10 +347,9 @@ async fn serve_plaintext(
             }
         };
         let _ = tcp.set_nodelay(true);
-        let dispatch = dispatch.clone();
         let shutdown = shutdown.clone();
         let open = Active::hold(&active);
-        workers.serve(tcp, move |mut tcp| async move {
+        workers.serve(tcp, move |mut tcp, dispatch| async move {
             let _open = open;
             // The listener is HTTP: HTTP/1.1, or HTTP/2 with prior knowledge.
             let (detected, seen) = match detect(&mut tcp, Expect::Http).await {
@@ -382,6 +363,57 @@ async fn serve_plaintext(
             stream.set_socket_digest(digest);
             dispatch.http(detected, stream, &seen, &shutdown).await;
         });
+    }
+}
+
+/// What every worker's proxies share.
+struct Shared {
+    conf: Arc<ServerConf>,
+    state: Arc<State>,
+    /// The request path's policy and telemetry, without upstream connections.
+    app: WaypointProxy,
+    identity: Option<Arc<IdentityStore>>,
+    active: Arc<AtomicUsize>,
+    metrics: Arc<crate::metrics::Metrics>,
+    access_log: Option<Arc<AccessLog>>,
+}
+
+impl Shared {
+    /// One worker's proxies, with upstream connections of their own: Pingora's
+    /// pool, the HBONE pool and the authorizers' connections.
+    fn dispatch(&self, listeners: &Listeners) -> Arc<Dispatch> {
+        let hbone = self
+            .identity
+            .clone()
+            .zip(listeners.hbone_upstream_port)
+            .map(|(c, port)| crate::proxy::HboneUpstream {
+                pool: Arc::new(crate::hbone::pool::HbonePool::new(
+                    c,
+                    listeners.hbone_streams_per_connection,
+                    listeners.h2,
+                    self.conf.upstream_keepalive_pool_size,
+                    self.active.clone(),
+                )),
+                port,
+            });
+        let ext_authz = Arc::new(crate::ext_authz::ExtAuthz::new(hbone.clone()));
+        let app = self
+            .app
+            .clone()
+            .with_hbone(hbone.clone())
+            .with_ext_authz(ext_authz.clone());
+        let tcp = crate::tcp::TcpProxy {
+            state: self.state.clone(),
+            hbone,
+            metrics: self.metrics.clone(),
+            access_log: self.access_log.clone(),
+            ext_authz,
+        };
+        Arc::new(Dispatch {
+            http1: Arc::new(http_proxy(&self.conf, app.clone())),
+            http2: Arc::new(http2_proxy(&self.conf, app, listeners.limits)),
+            tcp,
+        })
     }
 }
 

@@ -86,6 +86,11 @@ impl Dispatch {
         self.tcp.forward(stream, seen, inbound).await
     }
 
+    /// This worker's pool of upstream HBONE connections (its proxies share it).
+    pub fn hbone_pool(&self) -> Option<Arc<crate::hbone::pool::HbonePool>> {
+        self.tcp.hbone.as_ref().map(|h| h.pool.clone())
+    }
+
     /// Wakes idle keep-alive sessions so they see the shutdown.
     pub async fn cleanup(&self) {
         self.http1.cleanup().await;

@@ -94,10 +94,11 @@ pub struct HboneUpstream {
 }
 
 impl WaypointProxy {
-    pub fn new(state: Arc<State>, hbone: Option<HboneUpstream>) -> Self {
+    /// Plaintext to every endpoint until [`Self::with_hbone`].
+    pub fn new(state: Arc<State>) -> Self {
         WaypointProxy {
             state,
-            hbone: hbone.clone(),
+            hbone: None,
             xfcc: None,
             access_log: None,
             metrics: Default::default(),
@@ -106,8 +107,15 @@ impl WaypointProxy {
             limits: Default::default(),
             path_normalization: PathNormalization::default(),
             jwks: crate::jwt::Jwks::new(crate::jwt::jwks::DEFAULT_REFRESH),
-            ext_authz: Arc::new(crate::ext_authz::ExtAuthz::new(hbone)),
+            ext_authz: Arc::new(crate::ext_authz::ExtAuthz::new(None)),
         }
+    }
+
+    /// Mesh endpoints reached over this pool; its authorizers' connections
+    /// should come from the same (`with_ext_authz`).
+    pub fn with_hbone(mut self, hbone: Option<HboneUpstream>) -> Self {
+        self.hbone = hbone;
+        self
     }
 
     pub fn with_ext_authz(mut self, ext_authz: Arc<crate::ext_authz::ExtAuthz>) -> Self {

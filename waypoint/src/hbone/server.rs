@@ -6,6 +6,7 @@
 use super::guard::{GuardState, Guarded};
 use super::{tls::ALPN_H2, H2Stream, HboneMeta};
 use crate::detect::{detect, Detected, Expect};
+use crate::dispatch::Dispatch;
 use crate::identity::spiffe_id_of;
 use crate::limits::{Limits, Rejected};
 use crate::state::State;
@@ -65,7 +66,6 @@ pub struct HboneServer {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The waypoint's identity; each handshake takes the newest.
     pub identity: Arc<crate::identity::IdentityStore>,
-    pub dispatch: Arc<crate::dispatch::Dispatch>,
     pub state: Arc<State>,
 }
 
@@ -73,7 +73,7 @@ impl HboneServer {
     pub async fn serve(
         self: Arc<Self>,
         listener: TcpListener,
-        workers: Arc<crate::workers::Workers>,
+        workers: Arc<crate::workers::Workers<Arc<Dispatch>>>,
         mut shutdown: ShutdownWatch,
     ) {
         loop {
@@ -85,8 +85,8 @@ impl HboneServer {
                 Ok((tcp, peer)) => {
                     let this = self.clone();
                     let shutdown = shutdown.clone();
-                    workers.serve(tcp, move |tcp| async move {
-                        if let Err(e) = this.connection(tcp, peer, shutdown).await {
+                    workers.serve(tcp, move |tcp, dispatch| async move {
+                        if let Err(e) = this.connection(tcp, peer, dispatch, shutdown).await {
                             info!("hbone connection from {peer} ended: {e}");
                         }
                     });
@@ -99,10 +99,12 @@ impl HboneServer {
         }
     }
 
+    /// Serves a connection, its tunnels going to its worker's `dispatch`.
     async fn connection(
         self: Arc<Self>,
         tcp: TcpStream,
         peer: SocketAddr,
+        dispatch: Arc<Dispatch>,
         shutdown: ShutdownWatch,
     ) -> Result<(), ConnError> {
         let local = tcp.local_addr().ok();
@@ -169,9 +171,14 @@ impl HboneServer {
             }
             guard.answering(respond.stream_id().as_u32());
             let from = (source.clone(), peer);
-            let tunnel = self
-                .clone()
-                .tunnel(req, respond, from, local, shutdown.clone());
+            let tunnel = self.clone().tunnel(
+                dispatch.clone(),
+                req,
+                respond,
+                from,
+                local,
+                shutdown.clone(),
+            );
             tokio::spawn(tunnel);
         }
         Ok(())
@@ -229,6 +236,7 @@ impl HboneServer {
 
     async fn tunnel(
         self: Arc<Self>,
+        dispatch: Arc<Dispatch>,
         req: Request<h2::RecvStream>,
         mut respond: h2::server::SendResponse<Bytes>,
         (source, peer): (Arc<crate::identity::SpiffeId>, SocketAddr),
@@ -328,7 +336,7 @@ impl HboneServer {
                 // Boxed, as below: inline, the largest of these futures (several
                 // KiB: authorization, dial, copy) would size the task of every
                 // tunnel, including the many idle ones still waiting in `detect`.
-                Box::pin(self.dispatch.tcp(tunnel, seen, inbound)).await;
+                Box::pin(dispatch.tcp(tunnel, seen, inbound)).await;
             }
             Ok((http, seen)) => {
                 let meta = HboneMeta {
@@ -337,7 +345,7 @@ impl HboneServer {
                     peer,
                 };
                 let stream = pingora_stream(tunnel, meta, local);
-                Box::pin(self.dispatch.http(http, stream, &seen, &shutdown)).await;
+                Box::pin(dispatch.http(http, stream, &seen, &shutdown)).await;
             }
         }
         received.inc_by(bytes.received.load(std::sync::atomic::Ordering::Relaxed));
@@ -398,12 +406,14 @@ fn pingora_stream(tunnel: H2Stream, meta: HboneMeta, local: Option<SocketAddr>) 
 mod tests {
     use super::*;
 
-    fn future_size<A, B, C, D, F: std::future::Future>(_: impl FnOnce(A, B, C, D) -> F) -> usize {
+    fn future_size5<A, B, C, D, E, F: std::future::Future>(
+        _: impl FnOnce(A, B, C, D, E) -> F,
+    ) -> usize {
         std::mem::size_of::<F>()
     }
 
-    fn future_size6<A, B, C, D, E, G, F: std::future::Future>(
-        _: impl FnOnce(A, B, C, D, E, G) -> F,
+    fn future_size7<A, B, C, D, E, G, H, F: std::future::Future>(
+        _: impl FnOnce(A, B, C, D, E, G, H) -> F,
     ) -> usize {
         std::mem::size_of::<F>()
     }
@@ -414,8 +424,8 @@ mod tests {
     // kept a connection's at 7 KiB; the bounds leave room for dependencies.
     #[test]
     fn idle_tasks_stay_small() {
-        let connection = future_size(HboneServer::connection);
-        let tunnel = future_size6(HboneServer::tunnel);
+        let connection = future_size5(HboneServer::connection);
+        let tunnel = future_size7(HboneServer::tunnel);
         eprintln!("connection task {connection} bytes, tunnel task {tunnel} bytes");
         assert!(
             connection <= 5 * 1024,

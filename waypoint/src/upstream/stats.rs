@@ -1,7 +1,7 @@
 //! Gauges of the upstream side, read from the live state when Prometheus scrapes
 //! (so the data path pays nothing for them): per cluster, the endpoints outlier
 //! detection has ejected and the requests in flight; the HBONE pool's size, and
-//! its tunnels opened and reused.
+//! its tunnels opened and reused, summed over the workers' pools.
 
 use crate::hbone::pool::HbonePool;
 use crate::state::State;
@@ -13,7 +13,8 @@ use std::sync::{Arc, Mutex};
 
 pub struct UpstreamGauges {
     state: Arc<State>,
-    hbone: Option<Arc<HbonePool>>,
+    /// Each worker's pool.
+    hbone: Vec<Arc<HbonePool>>,
     ejected: IntGaugeVec,
     active: IntGaugeVec,
     connections: IntGauge,
@@ -26,7 +27,7 @@ pub struct UpstreamGauges {
 }
 
 impl UpstreamGauges {
-    pub fn new(state: Arc<State>, hbone: Option<Arc<HbonePool>>) -> Self {
+    pub fn new(state: Arc<State>, hbone: Vec<Arc<HbonePool>>) -> Self {
         let per_cluster = |name: &str, help: &str| {
             IntGaugeVec::new(Opts::new(name, help), &["cluster_name"]).expect("static metric")
         };
@@ -98,16 +99,24 @@ impl Collector for UpstreamGauges {
                 .with_label_values(&[name.as_str()])
                 .set(i64::from(active));
         }
-        if let Some(pool) = &self.hbone {
-            let (connections, tunnels) = pool.size();
+        if !self.hbone.is_empty() {
+            let (mut connections, mut tunnels, mut idle, mut opened, mut reused) =
+                (0usize, 0usize, 0usize, 0u64, 0u64);
+            for pool in &self.hbone {
+                let (c, t) = pool.size();
+                let stats = pool.tunnel_stats();
+                connections += c;
+                tunnels += t;
+                idle += stats.idle.load(Ordering::Acquire);
+                opened += stats.opened.load(Ordering::Relaxed);
+                reused += stats.reused.load(Ordering::Relaxed);
+            }
             self.connections.set(connections as i64);
             self.tunnels.set(tunnels as i64);
-            let stats = pool.tunnel_stats();
-            self.idle_tunnels
-                .set(stats.idle.load(Ordering::Acquire) as i64);
-            // Counters live in the pool; catch the exported ones up.
-            for (counter, now) in [(&self.opened, &stats.opened), (&self.reused, &stats.reused)] {
-                counter.inc_by(now.load(Ordering::Relaxed).saturating_sub(counter.get()));
+            self.idle_tunnels.set(idle as i64);
+            // Counters live in the pools; catch the exported ones up.
+            for (counter, now) in [(&self.opened, opened), (&self.reused, reused)] {
+                counter.inc_by(now.saturating_sub(counter.get()));
             }
         }
         [
