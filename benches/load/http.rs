@@ -119,11 +119,16 @@ pub async fn run(
     duration: Duration,
     pid: u32,
 ) -> Report {
-    // One HBONE connection carries every tunnel, as one ztunnel-to-waypoint pair does.
-    let hbone = connect(&scenario).await;
+    // One HBONE connection carries every tunnel, as one ztunnel-to-waypoint
+    // pair does; LOAD_HBONE_CONNS spreads them over more, as several nodes'
+    // ztunnels would (each proxy then serves them on all its workers).
+    let mut hbone = Vec::new();
+    for _ in 0..super::seed::env_or("LOAD_HBONE_CONNS", 1usize).max(1) {
+        hbone.push(connect(&scenario).await);
+    }
     let mut callers = Vec::new();
-    for _ in 0..conns {
-        callers.push(open(&scenario, hbone.as_ref()).await);
+    for i in 0..conns {
+        callers.push(open(&scenario, hbone[i % hbone.len()].as_ref()).await);
     }
     driver::closed_loop(name, callers, duration, pid).await
 }
