@@ -8,9 +8,8 @@
 //! `cargo bench -p waypoint --bench load` (or `./dev bench`). Env: LOAD_SECONDS,
 //! LOAD_CONNS (concurrent connections or tunnels, default 16), LOAD_HBONE_CONNS
 //! (HBONE connections the HTTP/1.1 rows' tunnels are spread over, default 1),
-//! LOAD_STREAMS
-//! (gRPC calls in flight per connection, default 8), PROXY_WORKERS (threads for
-//! each proxy, default 1), ENVOY (path; default `envoy` on PATH),
+//! LOAD_STREAMS (gRPC calls in flight per connection, default 8), PROXY_WORKERS
+//! (threads for each proxy, default 1), ENVOY (path; default `envoy` on PATH),
 //! WAYPOINT_BIN (another waypoint binary to run in this harness), LOAD_ROWS
 //! (comma-separated parts of row names: only rows naming one of them run, for
 //! profiling one path).
