@@ -117,8 +117,6 @@ pub struct Waypoint {
     active: Arc<AtomicUsize>,
     pub metrics: Arc<crate::metrics::Metrics>,
     access_log: Option<Arc<AccessLog>>,
-    /// Each worker's pool of upstream HBONE connections.
-    hbone_pools: Vec<Arc<crate::hbone::pool::HbonePool>>,
     /// The accept loops hold the other references: once they have ended and
     /// this is dropped, the workers stop, with whatever they still run.
     workers: Arc<Workers<Arc<Dispatch>>>,
@@ -199,10 +197,9 @@ impl Waypoint {
         )
         .map_err(StartError::Workers)?;
         let workers = Arc::new(workers);
-        let hbone_pools: Vec<_> = workers.owned().filter_map(|d| d.hbone_pool()).collect();
         metrics.register(crate::upstream::stats::UpstreamGauges::new(
             state.clone(),
-            hbone_pools.clone(),
+            workers.owned().filter_map(|d| d.hbone_pool()).collect(),
         ));
         let hbone_addr = match listeners.hbone {
             Some(addr) => {
@@ -279,7 +276,6 @@ impl Waypoint {
             active,
             metrics,
             access_log,
-            hbone_pools,
             workers,
         })
     }
@@ -288,7 +284,7 @@ impl Waypoint {
     pub fn shutdown(&self) {
         let _ = self.shutdown.send(true);
         // Idle upstream tunnels end cleanly now, not when the process goes.
-        for pool in &self.hbone_pools {
+        for pool in self.workers.owned().filter_map(|d| d.hbone_pool()) {
             pool.close_idle();
         }
         self.flush_access_log();
@@ -396,18 +392,13 @@ impl Shared {
                 )),
                 port,
             });
-        let ext_authz = Arc::new(crate::ext_authz::ExtAuthz::new(hbone.clone()));
-        let app = self
-            .app
-            .clone()
-            .with_hbone(hbone.clone())
-            .with_ext_authz(ext_authz.clone());
+        let app = self.app.clone().with_hbone(hbone.clone());
         let tcp = crate::tcp::TcpProxy {
             state: self.state.clone(),
             hbone,
             metrics: self.metrics.clone(),
             access_log: self.access_log.clone(),
-            ext_authz,
+            ext_authz: app.ext_authz().clone(),
         };
         Arc::new(Dispatch {
             http1: Arc::new(http_proxy(&self.conf, app.clone())),

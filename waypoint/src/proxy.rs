@@ -111,16 +111,17 @@ impl WaypointProxy {
         }
     }
 
-    /// Mesh endpoints reached over this pool; its authorizers' connections
-    /// should come from the same (`with_ext_authz`).
+    /// Mesh endpoints reached over this pool, and the authorizers too: their
+    /// connections come from the same pool, so on the same worker.
     pub fn with_hbone(mut self, hbone: Option<HboneUpstream>) -> Self {
+        self.ext_authz = Arc::new(crate::ext_authz::ExtAuthz::new(hbone.clone()));
         self.hbone = hbone;
         self
     }
 
-    pub fn with_ext_authz(mut self, ext_authz: Arc<crate::ext_authz::ExtAuthz>) -> Self {
-        self.ext_authz = ext_authz;
-        self
+    /// The authorizers' connections, for the TCP proxy beside this one.
+    pub fn ext_authz(&self) -> &Arc<crate::ext_authz::ExtAuthz> {
+        &self.ext_authz
     }
 
     pub fn with_jwks(mut self, jwks: Arc<crate::jwt::Jwks>) -> Self {

@@ -27,7 +27,8 @@ pub fn per_cpu() -> usize {
 
 /// The threads, each with its own `C`, handed to what it serves.
 pub struct Workers<C> {
-    handles: Vec<(Handle, C)>,
+    /// Each thread's runtime, and what it owns.
+    threads: Vec<(Handle, C)>,
     next: AtomicUsize,
     /// Dropped with the workers: each thread's runtime then ends, and with it
     /// whatever still runs there.
@@ -38,13 +39,13 @@ impl<C: Clone + Send + 'static> Workers<C> {
     /// `n` threads (at least one), named `waypoint-worker-<i>`, worker `i`
     /// owning `own(i)`.
     pub fn start(n: usize, mut own: impl FnMut(usize) -> C) -> std::io::Result<Workers<C>> {
-        let mut handles = Vec::new();
+        let mut threads = Vec::new();
         let mut stops = Vec::new();
         for i in 0..n.max(1) {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            handles.push((rt.handle().clone(), own(i)));
+            threads.push((rt.handle().clone(), own(i)));
             let (stop, stopped) = oneshot::channel::<()>();
             stops.push(stop);
             std::thread::Builder::new()
@@ -54,7 +55,7 @@ impl<C: Clone + Send + 'static> Workers<C> {
                 })?;
         }
         Ok(Workers {
-            handles,
+            threads,
             next: AtomicUsize::new(0),
             _stop: stops,
         })
@@ -62,7 +63,7 @@ impl<C: Clone + Send + 'static> Workers<C> {
 
     /// What each worker owns.
     pub fn owned(&self) -> impl Iterator<Item = &C> {
-        self.handles.iter().map(|(_, own)| own)
+        self.threads.iter().map(|(_, own)| own)
     }
 
     /// Runs `serve(tcp, what the worker owns)` on the next worker in turn, the
@@ -76,8 +77,8 @@ impl<C: Clone + Send + 'static> Workers<C> {
             Ok(s) => s,
             Err(e) => return log::warn!("handing a connection to a worker: {e}"),
         };
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.handles.len();
-        let (handle, own) = &self.handles[i];
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.threads.len();
+        let (handle, own) = &self.threads[i];
         let own = own.clone();
         handle.spawn(async move {
             match TcpStream::from_std(std) {
