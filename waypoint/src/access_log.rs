@@ -12,10 +12,13 @@
 //! piles up, further lines are dropped and counted
 //! (`waypoint_access_log_dropped_total`) rather than stalling requests.
 
+mod line;
+
+use line::Line;
 use prometheus::IntCounter;
-use serde::Serialize;
 use std::cell::RefCell;
 use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,18 +30,10 @@ const FLUSH_AT: usize = 64 << 10;
 /// Capacity a buffer keeps after a write: what a stall grew is given back.
 const RETAINED: usize = 2 * FLUSH_AT;
 
-/// Serialized through its `Display`, straight into the line: no `String` first.
-pub struct Shown<T>(pub T);
-
-impl<T: std::fmt::Display> Serialize for Shown<T> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&self.0)
-    }
-}
-
-#[derive(Serialize)]
+/// One line's fields, written in this order.
 pub struct Entry<'a> {
-    pub start_time: Shown<jiff::Timestamp>,
+    /// Written as Envoy's `%START_TIME%`, to the millisecond.
+    pub start_time: jiff::Timestamp,
     /// `None` (null) for a TCP connection, as in Istio's log.
     pub method: Option<&'a str>,
     pub path: Option<&'a str>,
@@ -60,13 +55,58 @@ pub struct Entry<'a> {
     pub user_agent: Option<&'a str>,
     pub request_id: Option<&'a str>,
     pub authority: Option<&'a str>,
-    pub upstream_host: Option<Shown<std::net::SocketAddr>>,
+    pub upstream_host: Option<SocketAddr>,
     /// Envoy's cluster name: `outbound|port|subset|host`.
-    pub upstream_cluster: Option<Shown<crate::proxy::ClusterName<'a>>>,
-    pub downstream_remote_address: Option<Shown<std::net::IpAddr>>,
+    pub upstream_cluster: Option<crate::proxy::ClusterName<'a>>,
+    pub downstream_remote_address: Option<IpAddr>,
     pub route_name: Option<&'a str>,
-    pub source_principal: Option<Shown<&'a crate::identity::SpiffeId>>,
+    pub source_principal: Option<&'a crate::identity::SpiffeId>,
     pub destination_principal: Option<&'a str>,
+}
+
+impl Entry<'_> {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut l = Line::new(out);
+        l.quoted("start_time", |o| line::start_time(o, self.start_time));
+        l.opt_str("method", self.method);
+        l.opt_str("path", self.path);
+        l.opt_str("protocol", self.protocol);
+        l.num("response_code", self.response_code);
+        l.opt_num("grpc_status", self.grpc_status);
+        l.str("response_flags", &self.response_flags);
+        l.opt_str("response_code_details", self.response_code_details);
+        l.num("bytes_received", self.bytes_received);
+        l.num("bytes_sent", self.bytes_sent);
+        l.num("duration", self.duration);
+        l.opt_num("upstream_service_time", self.upstream_service_time);
+        l.opt_str("x_forwarded_for", self.x_forwarded_for);
+        l.opt_str("user_agent", self.user_agent);
+        l.opt_str("request_id", self.request_id);
+        l.opt_str("authority", self.authority);
+        match self.upstream_host {
+            Some(addr) => l.quoted("upstream_host", |o| line::socket(o, addr)),
+            None => l.null("upstream_host"),
+        }
+        shown(&mut l, "upstream_cluster", self.upstream_cluster.as_ref());
+        match self.downstream_remote_address {
+            Some(ip) => l.quoted("downstream_remote_address", |o| line::ip(o, ip)),
+            None => l.null("downstream_remote_address"),
+        }
+        l.opt_str("route_name", self.route_name);
+        shown(&mut l, "source_principal", self.source_principal);
+        l.opt_str("destination_principal", self.destination_principal);
+        l.finish();
+    }
+}
+
+/// A value written through its `Display`, straight into the line.
+fn shown(l: &mut Line<'_>, key: &'static str, value: Option<&impl std::fmt::Display>) {
+    match value {
+        Some(v) => l.quoted(key, |o| {
+            let _ = write!(o, "{v}");
+        }),
+        None => l.null(key),
+    }
 }
 
 pub struct AccessLog {
@@ -150,7 +190,10 @@ impl AccessLog {
     }
 
     pub fn write(&self, entry: &Entry<'_>) {
-        self.push(|line| serde_json::to_writer(line, entry).is_ok());
+        self.push(|line| {
+            entry.write_json(line);
+            true
+        });
     }
 
     /// Appends the line `fill` writes, unless it fails or the buffer is full.
@@ -334,6 +377,99 @@ mod tests {
         let buffered = log.shared.buffered.lock().unwrap();
         assert!(out.spare.capacity() <= RETAINED, "{}", out.spare.capacity());
         assert!(buffered.capacity() <= RETAINED, "{}", buffered.capacity());
+    }
+
+    #[test]
+    fn an_entry_is_one_json_object_with_istios_fields_in_order() {
+        let source: crate::identity::SpiffeId = "spiffe://cluster.local/ns/default/sa/client"
+            .parse()
+            .unwrap();
+        let entry = Entry {
+            start_time: "2016-04-15T20:17:00.310Z".parse().unwrap(),
+            method: Some("GET"),
+            path: Some("/a?b=\"c\""),
+            protocol: Some("HTTP/1.1"),
+            response_code: 503,
+            grpc_status: Some(14),
+            response_flags: "UF,URX".into(),
+            response_code_details: None,
+            bytes_received: 3,
+            bytes_sent: 1024,
+            duration: 7,
+            upstream_service_time: None,
+            x_forwarded_for: None,
+            user_agent: Some("curl/8"),
+            request_id: Some("id"),
+            authority: Some("web:80"),
+            upstream_host: Some("[fd00::7]:9080".parse().unwrap()),
+            upstream_cluster: Some(crate::proxy::ClusterName {
+                port: 9080,
+                subset: "v1",
+                host: "web.default.svc.cluster.local",
+            }),
+            downstream_remote_address: Some("10.0.1.9".parse().unwrap()),
+            route_name: Some("default/web"),
+            source_principal: Some(&source),
+            destination_principal: None,
+        };
+        let mut out = Vec::new();
+        entry.write_json(&mut out);
+        let text = String::from_utf8(out).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let expected = serde_json::json!({
+            "start_time": "2016-04-15T20:17:00.310Z",
+            "method": "GET",
+            "path": "/a?b=\"c\"",
+            "protocol": "HTTP/1.1",
+            "response_code": 503,
+            "grpc_status": 14,
+            "response_flags": "UF,URX",
+            "response_code_details": null,
+            "bytes_received": 3,
+            "bytes_sent": 1024,
+            "duration": 7,
+            "upstream_service_time": null,
+            "x_forwarded_for": null,
+            "user_agent": "curl/8",
+            "request_id": "id",
+            "authority": "web:80",
+            "upstream_host": "[fd00::7]:9080",
+            "upstream_cluster": "outbound|9080|v1|web.default.svc.cluster.local",
+            "downstream_remote_address": "10.0.1.9",
+            "route_name": "default/web",
+            "source_principal": "spiffe://cluster.local/ns/default/sa/client",
+            "destination_principal": null,
+        });
+        assert_eq!(v, expected);
+        let order = [
+            "start_time",
+            "method",
+            "path",
+            "protocol",
+            "response_code",
+            "grpc_status",
+            "response_flags",
+            "response_code_details",
+            "bytes_received",
+            "bytes_sent",
+            "duration",
+            "upstream_service_time",
+            "x_forwarded_for",
+            "user_agent",
+            "request_id",
+            "authority",
+            "upstream_host",
+            "upstream_cluster",
+            "downstream_remote_address",
+            "route_name",
+            "source_principal",
+            "destination_principal",
+        ];
+        let at: Vec<usize> = order
+            .iter()
+            .map(|k| text.find(&format!("\"{k}\":")).unwrap())
+            .collect();
+        assert!(at.windows(2).all(|w| w[0] < w[1]), "{text}");
     }
 
     #[test]

@@ -828,9 +828,8 @@ impl ProxyHttp for WaypointProxy {
         let (started, start_time) = ctx
             .started
             .unwrap_or_else(|| (Instant::now(), jiff::Timestamp::now()));
-        use crate::access_log::Shown;
         let entry = crate::access_log::Entry {
-            start_time: Shown(start_time),
+            start_time,
             method: Some(req.method.as_str()),
             path: Some(req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")),
             protocol: Some(protocol_name(req.version)),
@@ -846,11 +845,11 @@ impl ProxyHttp for WaypointProxy {
             user_agent: header("user-agent"),
             request_id: header("x-request-id"),
             authority: header("host"),
-            upstream_host: ctx.upstream.map(Shown),
-            upstream_cluster: ctx.cluster_name().map(Shown),
-            downstream_remote_address: ctx.client_ip.map(Shown),
+            upstream_host: ctx.upstream,
+            upstream_cluster: ctx.cluster_name(),
+            downstream_remote_address: ctx.client_ip,
             route_name: ctx.route_name(),
-            source_principal: ctx.source.as_deref().map(Shown),
+            source_principal: ctx.source.as_deref(),
             destination_principal: ctx.destination(),
         };
         access_log.write(&entry);

@@ -183,9 +183,8 @@ impl TcpProxy {
                 host: svc.hostname.as_str(),
             }
         });
-        use crate::access_log::Shown;
         log.write(&crate::access_log::Entry {
-            start_time: Shown(started.1),
+            start_time: started.1,
             method: None,
             path: None,
             protocol: None,
@@ -201,11 +200,11 @@ impl TcpProxy {
             user_agent: None,
             request_id: None,
             authority: None,
-            upstream_host: upstream_addr.map(Shown),
-            upstream_cluster: cluster.map(Shown),
-            downstream_remote_address: Some(Shown(inbound.peer.ip())),
+            upstream_host: upstream_addr,
+            upstream_cluster: cluster,
+            downstream_remote_address: Some(inbound.peer.ip()),
             route_name: None,
-            source_principal: inbound.source.as_deref().map(Shown),
+            source_principal: inbound.source.as_deref(),
             destination_principal: destination.as_deref(),
         });
     }
