@@ -407,7 +407,10 @@ impl ProxyHttp for WaypointProxy {
         judged.count(&self.metrics);
         let mut ext_edits = None;
         if let Some(provider) = judged.ask {
-            let asked = ext_authz::ask(
+            // Boxed: inline, this rare path's future (8 KiB: the check's
+            // connection and body) would size every request's, which Pingora
+            // moves into a box of its own.
+            let asked = Box::pin(ext_authz::ask(
                 &self.ext_authz,
                 &self.metrics,
                 &rt,
@@ -415,7 +418,7 @@ impl ProxyHttp for WaypointProxy {
                 ctx,
                 provider,
                 destination,
-            );
+            ));
             match asked.await? {
                 ext_authz::Asked::Replied => return Ok(true),
                 ext_authz::Asked::Go(later) => ext_edits = later,

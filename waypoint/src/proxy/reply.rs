@@ -6,8 +6,36 @@ use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::proxy::Session;
+use std::future::Future;
+use std::pin::Pin;
 
-pub async fn send(
+/// A reply being written. Boxed: replying is the rare path, and inline, its
+/// future (Pingora's response writes, over a kilobyte) would size the future of
+/// every hook that may reply, `request_filter`'s among them, which Pingora
+/// moves into a box of its own on every request.
+pub type Reply<'a> = Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>>;
+
+pub fn send<'a>(
+    session: &'a mut Session,
+    status: u16,
+    headers: &'a [(String, String)],
+    body: &'a str,
+) -> Reply<'a> {
+    Box::pin(write(session, status, headers, body))
+}
+
+/// A gRPC client reads only `grpc-status`: the reply is HTTP 200 with the
+/// status `code` in the headers and no body (trailers-only), as Envoy answers.
+pub fn send_grpc_status<'a>(
+    session: &'a mut Session,
+    code: u8,
+    headers: &'a [(String, String)],
+    body: &'a str,
+) -> Reply<'a> {
+    Box::pin(write_grpc_status(session, code, headers, body))
+}
+
+async fn write(
     session: &mut Session,
     status: u16,
     headers: &[(String, String)],
@@ -15,7 +43,7 @@ pub async fn send(
 ) -> Result<()> {
     if super::grpc::is_grpc(&session.req_header().headers) {
         let code = super::grpc::status_for(status);
-        return send_grpc_status(session, code, headers, body).await;
+        return write_grpc_status(session, code, headers, body).await;
     }
     settle_h2_request(session).await;
     let mut resp = ResponseHeader::build(status, Some(headers.len() + 2))?;
@@ -33,9 +61,7 @@ pub async fn send(
     Ok(())
 }
 
-/// A gRPC client reads only `grpc-status`: the reply is HTTP 200 with the
-/// status `code` in the headers and no body (trailers-only), as Envoy answers.
-pub async fn send_grpc_status(
+async fn write_grpc_status(
     session: &mut Session,
     code: u8,
     headers: &[(String, String)],
