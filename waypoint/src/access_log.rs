@@ -83,30 +83,23 @@ impl Entry<'_> {
         l.opt_str("user_agent", self.user_agent);
         l.opt_str("request_id", self.request_id);
         l.opt_str("authority", self.authority);
-        match self.upstream_host {
-            Some(addr) => l.quoted("upstream_host", |o| line::socket(o, addr)),
-            None => l.null("upstream_host"),
-        }
-        shown(&mut l, "upstream_cluster", self.upstream_cluster.as_ref());
-        match self.downstream_remote_address {
-            Some(ip) => l.quoted("downstream_remote_address", |o| line::ip(o, ip)),
-            None => l.null("downstream_remote_address"),
-        }
+        l.opt_quoted("upstream_host", self.upstream_host, line::socket);
+        l.opt_quoted("upstream_cluster", self.upstream_cluster.as_ref(), shown);
+        l.opt_quoted(
+            "downstream_remote_address",
+            self.downstream_remote_address,
+            line::ip,
+        );
         l.opt_str("route_name", self.route_name);
-        shown(&mut l, "source_principal", self.source_principal);
+        l.opt_quoted("source_principal", self.source_principal, shown);
         l.opt_str("destination_principal", self.destination_principal);
         l.finish();
     }
 }
 
 /// A value written through its `Display`, straight into the line.
-fn shown(l: &mut Line<'_>, key: &'static str, value: Option<&impl std::fmt::Display>) {
-    match value {
-        Some(v) => l.quoted(key, |o| {
-            let _ = write!(o, "{v}");
-        }),
-        None => l.null(key),
-    }
+fn shown(out: &mut Vec<u8>, value: impl std::fmt::Display) {
+    let _ = write!(out, "{value}");
 }
 
 pub struct AccessLog {

@@ -71,6 +71,18 @@ impl<'a> Line<'a> {
         }
     }
 
+    pub fn opt_quoted<T>(
+        &mut self,
+        key: &'static str,
+        value: Option<T>,
+        fill: impl FnOnce(&mut Vec<u8>, T),
+    ) {
+        match value {
+            Some(v) => self.quoted(key, |out| fill(out, v)),
+            None => self.null(key),
+        }
+    }
+
     pub fn finish(self) {
         self.out.push(b'}');
     }
