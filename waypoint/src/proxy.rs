@@ -407,8 +407,8 @@ impl ProxyHttp for WaypointProxy {
         judged.count(&self.metrics);
         let mut ext_edits = None;
         if let Some(provider) = judged.ask {
-            // Boxed: inline, this rare path's future (8 KiB: the check's
-            // connection and body) would size every request's, which Pingora
+            // Boxed: inline, this rare path's future (8 KiB: reading the body,
+            // the check's call) would size every request's, which Pingora
             // moves into a box of its own.
             let asked = Box::pin(ext_authz::ask(
                 &self.ext_authz,
