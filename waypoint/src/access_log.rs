@@ -183,19 +183,14 @@ impl AccessLog {
     }
 
     pub fn write(&self, entry: &Entry<'_>) {
-        self.push(|line| {
-            entry.write_json(line);
-            true
-        });
+        self.push(|line| entry.write_json(line));
     }
 
-    /// Appends the line `fill` writes, unless it fails or the buffer is full.
-    fn push(&self, fill: impl FnOnce(&mut Vec<u8>) -> bool) {
+    /// Appends the line `fill` writes, unless the buffer is full.
+    fn push(&self, fill: impl FnOnce(&mut Vec<u8>)) {
         LINE.with_borrow_mut(|line| {
             line.clear();
-            if !fill(line) {
-                return;
-            }
+            fill(line);
             line.push(b'\n');
             let mut buffered = self.shared.buffered.lock().expect("access log lock");
             if buffered.len() + line.len() > MAX_BUFFERED {
@@ -281,8 +276,8 @@ mod tests {
         AccessLog::with_output(Box::new(sink.clone()), dropped, hour, usize::MAX).unwrap()
     }
 
-    fn line(n: usize) -> impl FnOnce(&mut Vec<u8>) -> bool {
-        move |l| write!(l, "{{\"n\":{n}}}").is_ok()
+    fn line(n: usize) -> impl FnOnce(&mut Vec<u8>) {
+        move |l| write!(l, "{{\"n\":{n}}}").unwrap()
     }
 
     fn numbers(writes: &[Vec<u8>]) -> Vec<usize> {
@@ -363,7 +358,7 @@ mod tests {
         let sink = Sink::default();
         let log = log(&sink);
         let big = "x".repeat(1000);
-        (0..2_000).for_each(|_| log.push(|l| write!(l, "{big}").is_ok()));
+        (0..2_000).for_each(|_| log.push(|l| write!(l, "{big}").unwrap()));
         log.flush();
         log.flush();
         let out = log.shared.out.lock().unwrap();

@@ -199,7 +199,7 @@ impl Waypoint {
         let workers = Arc::new(workers);
         metrics.register(crate::upstream::stats::UpstreamGauges::new(
             state.clone(),
-            workers.owned().filter_map(|d| d.hbone_pool()).collect(),
+            hbone_pools(&workers).collect(),
         ));
         let hbone_addr = match listeners.hbone {
             Some(addr) => {
@@ -284,7 +284,7 @@ impl Waypoint {
     pub fn shutdown(&self) {
         let _ = self.shutdown.send(true);
         // Idle upstream tunnels end cleanly now, not when the process goes.
-        for pool in self.workers.owned().filter_map(|d| d.hbone_pool()) {
+        for pool in hbone_pools(&self.workers) {
             pool.close_idle();
         }
         self.flush_access_log();
@@ -372,6 +372,13 @@ struct Shared {
     active: Arc<AtomicUsize>,
     metrics: Arc<crate::metrics::Metrics>,
     access_log: Option<Arc<AccessLog>>,
+}
+
+/// Each worker's pool of upstream HBONE connections.
+fn hbone_pools(
+    workers: &Workers<Arc<Dispatch>>,
+) -> impl Iterator<Item = Arc<crate::hbone::pool::HbonePool>> + '_ {
+    workers.owned().filter_map(|d| d.hbone_pool())
 }
 
 impl Shared {

@@ -484,15 +484,7 @@ impl ProxyHttp for WaypointProxy {
                     }
                     if let Some(abort) = action.abort {
                         ctx.flag = ResponseFlag::FaultInjected;
-                        let body = "fault filter abort\n";
-                        match abort {
-                            waypoint_ir::Abort::Http(status) => {
-                                reply::send(session, status, &[], body).await?
-                            }
-                            waypoint_ir::Abort::Grpc(code) => {
-                                reply::send_grpc_status(session, code, &[], body).await?
-                            }
-                        }
+                        reply::abort(session, abort, "fault filter abort\n").await?;
                         return Ok(true);
                     }
                 }

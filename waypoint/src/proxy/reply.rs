@@ -24,15 +24,14 @@ pub fn send<'a>(
     Box::pin(write(session, status, headers, body))
 }
 
-/// A gRPC client reads only `grpc-status`: the reply is HTTP 200 with the
-/// status `code` in the headers and no body (trailers-only), as Envoy answers.
-pub fn send_grpc_status<'a>(
-    session: &'a mut Session,
-    code: u8,
-    headers: &'a [(String, String)],
-    body: &'a str,
-) -> Reply<'a> {
-    Box::pin(write_grpc_status(session, code, headers, body))
+/// A fault's abort: its HTTP status, or its gRPC status.
+pub fn abort<'a>(session: &'a mut Session, abort: waypoint_ir::Abort, body: &'a str) -> Reply<'a> {
+    Box::pin(async move {
+        match abort {
+            waypoint_ir::Abort::Http(status) => write(session, status, &[], body).await,
+            waypoint_ir::Abort::Grpc(code) => write_grpc_status(session, code, &[], body).await,
+        }
+    })
 }
 
 async fn write(
@@ -61,6 +60,8 @@ async fn write(
     Ok(())
 }
 
+/// A gRPC client reads only `grpc-status`: the reply is HTTP 200 with the
+/// status `code` in the headers and no body (trailers-only), as Envoy answers.
 async fn write_grpc_status(
     session: &mut Session,
     code: u8,
